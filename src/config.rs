@@ -1,0 +1,306 @@
+//! Session and cookie configuration, validated once when the layer is built.
+
+use std::time::Duration;
+
+pub use cookie::SameSite;
+
+use crate::ConfigError;
+
+/// Configuration of the session layer: timeouts and cookie attributes.
+///
+/// Every default is the secure choice; see each setter.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_redis_session::SessionConfig;
+///
+/// let config = SessionConfig::default()
+///     .with_cookie_name("__Host-sid")
+///     .with_idle_timeout(Duration::from_secs(15 * 60))
+///     .with_absolute_lifetime(Some(Duration::from_secs(8 * 3600)));
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SessionConfig {
+    pub(crate) cookie: CookieConfig,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) refresh_threshold: Option<Duration>,
+    pub(crate) absolute_lifetime: Option<Duration>,
+    pub(crate) persistent: bool,
+}
+
+/// Cookie attributes.
+#[derive(Clone, Debug)]
+pub(crate) struct CookieConfig {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie: CookieConfig {
+                name: "id".to_owned(),
+                path: "/".to_owned(),
+                domain: None,
+                secure: true,
+                http_only: true,
+                same_site: SameSite::Lax,
+            },
+            idle_timeout: Duration::from_secs(30 * 60),
+            refresh_threshold: None,
+            absolute_lifetime: Some(Duration::from_secs(12 * 3600)),
+            persistent: false,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Cookie name. Default: `id` (a generic name that reveals nothing about the stack).
+    ///
+    /// A name starting with `__Host-` is checked to be `Secure`, `Path=/` and without
+    /// `Domain`; `__Secure-` to be `Secure`. Both are recommended where the site is
+    /// HTTPS only: browsers then refuse cookies planted by sibling subdomains.
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie.name = name.into();
+        self
+    }
+
+    /// Cookie `Path`. Default: `/`.
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.cookie.path = path.into();
+        self
+    }
+
+    /// Cookie `Domain`. Default: none (host-only cookie).
+    ///
+    /// # Warning
+    /// A domain makes the cookie visible to every subdomain.
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// Cookie `Secure` attribute. Default: `true`.
+    ///
+    /// # Warning
+    /// Without it the cookie travels over plain HTTP, where anyone on the path can take
+    /// the session. Only turn it off for local development over `http://`.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.cookie.secure = secure;
+        self
+    }
+
+    /// Cookie `HttpOnly` attribute. Default: `true`.
+    ///
+    /// # Warning
+    /// Without it any script on the page, including an injected one, can read the
+    /// session cookie.
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
+        self.cookie.http_only = http_only;
+        self
+    }
+
+    /// Cookie `SameSite` attribute. Default: `Lax`.
+    ///
+    /// # Warning
+    /// `None` sends the cookie on cross-site requests (CSRF exposure) and requires
+    /// `Secure`.
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.cookie.same_site = same_site;
+        self
+    }
+
+    /// Idle timeout: a session unused this long expires (enforced by the Redis TTL).
+    /// Default: 30 minutes.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// The TTL is refreshed on a read only once less than this remains. Default: half
+    /// the idle timeout, so a busy session costs one extra command per half idle period.
+    /// Setting it equal to the idle timeout refreshes on every read.
+    pub fn with_refresh_threshold(mut self, threshold: Duration) -> Self {
+        self.refresh_threshold = Some(threshold);
+        self
+    }
+
+    /// Absolute lifetime from creation, after which the session ends however active it
+    /// is; the TTL is never extended past it. Default: 12 hours. `None` removes it.
+    ///
+    /// # Warning
+    /// Without an absolute lifetime a stolen, regularly used cookie never expires.
+    pub fn with_absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// Persistent cookies carry `Max-Age` equal to the session's TTL and survive a
+    /// browser restart; otherwise the cookie ends with the browser session.
+    /// Default: `false`. Per session: [`Session::set_expiry`](crate::Session::set_expiry).
+    pub fn with_persistent_cookie(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Checks the configuration; [`SessionLayer::new`](crate::SessionLayer::new) calls it.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.cookie;
+        if c.name.is_empty() || !c.name.bytes().all(is_token_char) {
+            return Err(ConfigError::InvalidCookieName(c.name.clone()));
+        }
+        if c.name.starts_with("__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
+            return Err(ConfigError::HostPrefix);
+        }
+        if c.name.starts_with("__Secure-") && !c.secure {
+            return Err(ConfigError::SecurePrefix);
+        }
+        if c.same_site == SameSite::None && !c.secure {
+            return Err(ConfigError::SameSiteNoneWithoutSecure);
+        }
+        if self.idle_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::IdleTimeout(self.idle_timeout));
+        }
+        if let Some(t) = self.refresh_threshold
+            && t > self.idle_timeout
+        {
+            return Err(ConfigError::RefreshThreshold {
+                threshold: t,
+                idle: self.idle_timeout,
+            });
+        }
+        if let Some(a) = self.absolute_lifetime
+            && a < Duration::from_secs(1)
+        {
+            return Err(ConfigError::AbsoluteLifetime(a));
+        }
+        Ok(())
+    }
+
+    /// The refresh threshold for a session whose idle timeout is `idle_ms`.
+    pub(crate) fn threshold_ms(&self, idle_ms: i64) -> i64 {
+        match self.refresh_threshold {
+            Some(t) => millis(t).min(idle_ms),
+            None => idle_ms / 2,
+        }
+    }
+}
+
+/// RFC 6265 / RFC 7230 `token` characters.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A per-session expiry override, e.g. "remember me". Stored with the session, so it
+/// applies to every later request.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_redis_session::Expiry;
+///
+/// // 30 days, persistent cookie, absolute lifetime 30 days from creation.
+/// let remember = Expiry::remember_me(Duration::from_secs(30 * 86_400));
+/// // Shorter idle timeout for a sensitive area, keeping the configured lifetime.
+/// let strict = Expiry::idle(Duration::from_secs(5 * 60));
+/// # let _ = (remember, strict);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    pub(crate) idle: Duration,
+    pub(crate) absolute: Option<Option<Duration>>,
+    pub(crate) persistent: Option<bool>,
+}
+
+impl Expiry {
+    /// Overrides the idle timeout (at least 1 s); cookie mode and absolute lifetime stay.
+    pub fn idle(idle: Duration) -> Self {
+        Self {
+            idle: idle.max(Duration::from_secs(1)),
+            absolute: None,
+            persistent: None,
+        }
+    }
+
+    /// "Remember me": idle timeout and absolute lifetime both `duration`, persistent
+    /// cookie.
+    pub fn remember_me(duration: Duration) -> Self {
+        Self::idle(duration)
+            .with_absolute_lifetime(Some(duration))
+            .with_persistent_cookie(true)
+    }
+
+    /// Sets the absolute lifetime, counted from the session's creation; `None` removes it.
+    pub fn with_absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.absolute = Some(lifetime);
+        self
+    }
+
+    /// Sets the cookie mode: persistent (`Max-Age`) or browser session.
+    pub fn with_persistent_cookie(mut self, persistent: bool) -> Self {
+        self.persistent = Some(persistent);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_secure() {
+        let c = SessionConfig::default();
+        c.validate().unwrap();
+        assert!(c.cookie.secure && c.cookie.http_only);
+        assert_eq!(c.cookie.same_site, SameSite::Lax);
+        assert_eq!(c.threshold_ms(1000), 500);
+    }
+
+    #[test]
+    fn rejects_unsafe_or_impossible_configs() {
+        let bad = [
+            SessionConfig::default().with_cookie_name(""),
+            SessionConfig::default().with_cookie_name("a b"),
+            SessionConfig::default().with_cookie_name("a;b"),
+            SessionConfig::default()
+                .with_cookie_name("__Host-id")
+                .with_domain("example.com"),
+            SessionConfig::default()
+                .with_cookie_name("__Host-id")
+                .with_path("/app"),
+            SessionConfig::default()
+                .with_cookie_name("__Host-id")
+                .with_secure(false),
+            SessionConfig::default()
+                .with_cookie_name("__Secure-id")
+                .with_secure(false),
+            SessionConfig::default()
+                .with_same_site(SameSite::None)
+                .with_secure(false),
+            SessionConfig::default().with_idle_timeout(Duration::ZERO),
+            SessionConfig::default()
+                .with_idle_timeout(Duration::from_secs(10))
+                .with_refresh_threshold(Duration::from_secs(11)),
+            SessionConfig::default().with_absolute_lifetime(Some(Duration::from_millis(10))),
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+        SessionConfig::default()
+            .with_cookie_name("__Host-id")
+            .validate()
+            .unwrap();
+    }
+}

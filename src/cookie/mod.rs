@@ -1,0 +1,314 @@
+//! Cookie codecs (plain, signed, private) and session-cookie parsing.
+//!
+//! Every `Cookie` header is read. The session cookie is accepted only if exactly one is
+//! present, it is at most [`MAX_VALUE_LEN`] bytes, its signature or encryption checks
+//! out, and its value has the exact `<tag>.<secret>` format. Anything else is "no
+//! session": logged as suspicious without the value, and the store is never asked.
+
+use std::borrow::Cow;
+use std::fmt;
+
+pub use cookie::Key;
+use cookie::{Cookie, CookieJar};
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::config::CookieConfig;
+use crate::session::id::SessionId;
+
+/// Longest session cookie value looked at; longer ones are rejected unread.
+pub const MAX_VALUE_LEN: usize = 256;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// How the session id is carried in the cookie value. Implemented by [`PlainCookie`],
+/// [`SignedCookie`] and [`PrivateCookie`]; chosen with
+/// [`SessionLayer::with_signed`](crate::SessionLayer::with_signed) and
+/// [`SessionLayer::with_private`](crate::SessionLayer::with_private).
+pub trait CookieCodec: Clone + Send + Sync + 'static + sealed::Sealed {
+    /// Wraps a value for the cookie `name`.
+    #[doc(hidden)]
+    fn seal(&self, name: &str, value: String) -> Option<String>;
+    /// Unwraps a cookie value; `None` if the signature or encryption does not verify.
+    #[doc(hidden)]
+    fn open(&self, name: &str, value: &str) -> Option<String>;
+}
+
+/// The id as is: 256 random bits need no signature to be unguessable.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainCookie;
+
+/// The id signed with HMAC-SHA256 (the `cookie` crate's signed jar): forged cookies are
+/// rejected without asking the store.
+#[derive(Clone)]
+pub struct SignedCookie(Key);
+
+/// The id encrypted and authenticated with AES-256-GCM (the `cookie` crate's private
+/// jar).
+#[derive(Clone)]
+pub struct PrivateCookie(Key);
+
+impl SignedCookie {
+    pub(crate) fn new(key: Key) -> Self {
+        Self(key)
+    }
+}
+
+impl PrivateCookie {
+    pub(crate) fn new(key: Key) -> Self {
+        Self(key)
+    }
+}
+
+impl fmt::Debug for SignedCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SignedCookie(<key redacted>)")
+    }
+}
+
+impl fmt::Debug for PrivateCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateCookie(<key redacted>)")
+    }
+}
+
+impl sealed::Sealed for PlainCookie {}
+impl sealed::Sealed for SignedCookie {}
+impl sealed::Sealed for PrivateCookie {}
+
+impl CookieCodec for PlainCookie {
+    fn seal(&self, _: &str, value: String) -> Option<String> {
+        Some(value)
+    }
+
+    fn open(&self, _: &str, value: &str) -> Option<String> {
+        Some(value.to_owned())
+    }
+}
+
+fn jar_with(name: &str, value: &str) -> CookieJar {
+    let mut jar = CookieJar::new();
+    jar.add_original(Cookie::new(name.to_owned(), value.to_owned()));
+    jar
+}
+
+impl CookieCodec for SignedCookie {
+    fn seal(&self, name: &str, value: String) -> Option<String> {
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.0)
+            .add(Cookie::new(name.to_owned(), value));
+        jar.get(name).map(|c| c.value().to_owned())
+    }
+
+    fn open(&self, name: &str, value: &str) -> Option<String> {
+        let jar = jar_with(name, value);
+        jar.signed(&self.0).get(name).map(|c| c.value().to_owned())
+    }
+}
+
+impl CookieCodec for PrivateCookie {
+    fn seal(&self, name: &str, value: String) -> Option<String> {
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.0)
+            .add(Cookie::new(name.to_owned(), value));
+        jar.get(name).map(|c| c.value().to_owned())
+    }
+
+    fn open(&self, name: &str, value: &str) -> Option<String> {
+        let jar = jar_with(name, value);
+        jar.private(&self.0).get(name).map(|c| c.value().to_owned())
+    }
+}
+
+/// What the request's cookies say about the session.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// No session cookie.
+    Absent,
+    /// A session cookie that is not ours (reason for the log; the value is never kept).
+    Invalid(&'static str),
+    /// A well-formed, verified id (the session may still not exist).
+    Valid(SessionId),
+}
+
+/// Reads the session cookie from every `Cookie` header. No I/O.
+pub(crate) fn extract<C: CookieCodec>(headers: &HeaderMap, name: &str, codec: &C) -> Incoming {
+    let mut found: Option<Cow<'_, str>> = None;
+    let mut count = 0usize;
+    for header in headers.get_all(header::COOKIE) {
+        let text = String::from_utf8_lossy(header.as_bytes());
+        for cookie in Cookie::split_parse(text.as_ref()).flatten() {
+            if cookie.name() == name {
+                count += 1;
+                if count == 1 {
+                    found = Some(Cow::Owned(cookie.value().to_owned()));
+                }
+            }
+        }
+    }
+    let Some(raw) = found else {
+        return Incoming::Absent;
+    };
+    if count > 1 {
+        return Incoming::Invalid("duplicate session cookies");
+    }
+    if raw.len() > MAX_VALUE_LEN {
+        return Incoming::Invalid("oversized session cookie");
+    }
+    let Some(opened) = codec.open(name, &raw) else {
+        return Incoming::Invalid("signature or decryption failed");
+    };
+    match SessionId::parse(&opened) {
+        Some(id) => Incoming::Valid(id),
+        None => Incoming::Invalid("malformed session cookie"),
+    }
+}
+
+fn base(config: &CookieConfig, value: String) -> Cookie<'static> {
+    let mut c = Cookie::new(config.name.clone(), value);
+    c.set_path(config.path.clone());
+    if let Some(d) = &config.domain {
+        c.set_domain(d.clone());
+    }
+    c.set_secure(config.secure);
+    c.set_http_only(config.http_only);
+    c.set_same_site(config.same_site);
+    c
+}
+
+/// `Set-Cookie` for a session; `max_age` makes it persistent.
+pub(crate) fn session_cookie(
+    config: &CookieConfig,
+    value: String,
+    max_age: Option<std::time::Duration>,
+) -> Option<HeaderValue> {
+    let mut c = base(config, value);
+    if let Some(age) = max_age {
+        // Round up: the cookie must not die before the session does.
+        let secs = i64::try_from(age.as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
+        c.set_max_age(cookie::time::Duration::seconds(secs));
+    }
+    HeaderValue::from_str(&c.to_string()).ok()
+}
+
+/// `Set-Cookie` that removes the session cookie, repeating Path, Domain, Secure,
+/// HttpOnly and SameSite so the browser matches and drops it.
+pub(crate) fn removal_cookie(config: &CookieConfig) -> Option<HeaderValue> {
+    let mut c = base(config, String::new());
+    c.make_removal();
+    HeaderValue::from_str(&c.to_string()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn finds_the_cookie_among_others_and_headers() {
+        let id = SessionId::generate().unwrap();
+        let v = format!("a=1; id={}; b=2", id.encode());
+        let h = headers(&[b"x=y", v.as_bytes()]);
+        assert!(matches!(extract(&h, "id", &PlainCookie), Incoming::Valid(got) if got == id));
+    }
+
+    #[test]
+    fn hostile_values_are_invalid_or_absent() {
+        let id = SessionId::generate().unwrap().encode();
+        let dup = format!("id={id}; id={id}");
+        let huge = format!("id={}", "A".repeat(9000));
+        let cases: Vec<Vec<u8>> = vec![
+            b"id=".to_vec(),
+            huge.into_bytes(),
+            b"id=\xff\xfe".to_vec(),
+            b"id=*?[".to_vec(),
+            dup.into_bytes(),
+            format!("id={}", &id[1..]).into_bytes(),
+        ];
+        for c in cases {
+            let h = headers(&[&c]);
+            assert!(
+                matches!(extract(&h, "id", &PlainCookie), Incoming::Invalid(_)),
+                "{:?}",
+                String::from_utf8_lossy(&c)
+            );
+        }
+        assert!(matches!(
+            extract(&headers(&[b"other=1"]), "id", &PlainCookie),
+            Incoming::Absent
+        ));
+    }
+
+    #[test]
+    fn signed_and_private_roundtrip_and_reject_tampering() {
+        let key = Key::generate();
+        let id = SessionId::generate().unwrap();
+        let codecs: [(&str, Box<dyn Fn(&str) -> Incoming>, String); 2] = [
+            (
+                "signed",
+                Box::new({
+                    let c = SignedCookie::new(key.clone());
+                    move |v| extract(&headers(&[format!("id={v}").as_bytes()]), "id", &c)
+                }),
+                SignedCookie::new(key.clone())
+                    .seal("id", id.encode())
+                    .unwrap(),
+            ),
+            (
+                "private",
+                Box::new({
+                    let c = PrivateCookie::new(key.clone());
+                    move |v| extract(&headers(&[format!("id={v}").as_bytes()]), "id", &c)
+                }),
+                PrivateCookie::new(key.clone())
+                    .seal("id", id.encode())
+                    .unwrap(),
+            ),
+        ];
+        for (what, check, sealed) in codecs {
+            assert!(sealed.len() <= MAX_VALUE_LEN, "{what}");
+            assert!(
+                matches!(check(&sealed), Incoming::Valid(ref got) if *got == id),
+                "{what}"
+            );
+            // Flip one character somewhere in the middle.
+            let mut bytes = sealed.into_bytes();
+            let mid = bytes.len() / 2;
+            bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            assert!(matches!(check(&tampered), Incoming::Invalid(_)), "{what}");
+            // A plain, unsigned id is refused too.
+            assert!(
+                matches!(check(&id.encode()), Incoming::Invalid(_)),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn removal_repeats_attributes() {
+        let cfg = crate::SessionConfig::default()
+            .with_domain("example.com")
+            .with_path("/app");
+        let v = removal_cookie(&cfg.cookie).unwrap();
+        let s = v.to_str().unwrap();
+        for part in [
+            "id=",
+            "Path=/app",
+            "Domain=example.com",
+            "Secure",
+            "HttpOnly",
+            "Max-Age=0",
+        ] {
+            assert!(s.contains(part), "{s}");
+        }
+    }
+}

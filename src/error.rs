@@ -1,0 +1,132 @@
+//! Error types, one per layer of the stack.
+//!
+//! - [`ConfigError`]: a configuration that can never work, reported once at construction.
+//! - [`StoreError`]: the session store (Redis, the pool, a timeout) failed.
+//! - [`SessionError`]: what a handler sees from [`Session`](crate::Session) methods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_core::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+/// A configuration that can never work, reported when the layer or store is built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or contains characters not allowed in a cookie name.
+    #[error("invalid cookie name {0:?}: use a non-empty RFC 6265 token")]
+    InvalidCookieName(String),
+    /// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`.
+    #[error("a `__Host-` cookie must be Secure, with Path=/ and no Domain")]
+    HostPrefix,
+    /// A `__Secure-` cookie must be `Secure`.
+    #[error("a `__Secure-` cookie must be Secure")]
+    SecurePrefix,
+    /// `SameSite=None` is only accepted by browsers on `Secure` cookies.
+    #[error("SameSite=None requires a Secure cookie")]
+    SameSiteNoneWithoutSecure,
+    /// The idle timeout must be at least one second.
+    #[error("idle timeout must be at least 1 s, got {0:?}")]
+    IdleTimeout(Duration),
+    /// The refresh threshold must not be longer than the idle timeout.
+    #[error("refresh threshold {threshold:?} is longer than the idle timeout {idle:?}")]
+    RefreshThreshold {
+        /// The threshold that was configured.
+        threshold: Duration,
+        /// The idle timeout it was compared with.
+        idle: Duration,
+    },
+    /// The absolute lifetime must be at least one second.
+    #[error("absolute lifetime must be at least 1 s, got {0:?}")]
+    AbsoluteLifetime(Duration),
+    /// A key namespace must be non-empty printable ASCII without `{`, `}`, `:` or spaces:
+    /// braces would move the Redis Cluster hash tag.
+    #[error("invalid key namespace {0:?}: use printable ASCII without '{{', '}}', ':' or spaces")]
+    InvalidNamespace(String),
+    /// The Redis URL could not be parsed.
+    #[error("invalid Redis URL")]
+    RedisUrl(#[source] redis::RedisError),
+    /// The connection pool could not be built.
+    #[error("could not build the connection pool")]
+    Pool(#[from] deadpool::managed::BuildError),
+}
+
+/// The session store failed.
+///
+/// The layer turns this into the configured store-unavailable response (503 by default)
+/// and logs it; handlers receive it inside [`SessionError::Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A Redis command failed.
+    #[error("redis command failed")]
+    Redis(#[from] redis::RedisError),
+    /// No connection could be taken from the pool in time.
+    #[error("no redis connection available")]
+    Pool(#[from] deadpool::managed::PoolError<redis::RedisError>),
+    /// The operation did not finish within the configured timeout.
+    #[error("store operation timed out after {0:?}")]
+    Timeout(Duration),
+    /// The store answered something this crate did not write (e.g. another program wrote
+    /// the key).
+    #[error("unexpected store reply: {0}")]
+    Protocol(&'static str),
+    /// The operating system's random number generator failed.
+    #[error("random number generator failed")]
+    Random(#[from] getrandom::Error),
+}
+
+/// An error returned to a handler by a [`Session`](crate::Session) method.
+///
+/// It implements axum's `IntoResponse`, so handlers can use `?`: store failures answer
+/// `503 Service Unavailable` with `Retry-After`, (de)serialization failures answer `500`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed; the layer also answers this request with its configured
+    /// store-unavailable response.
+    #[error("session store unavailable")]
+    Store(#[source] Arc<StoreError>),
+    /// The value could not be serialized.
+    #[error("could not serialize session value {key:?}")]
+    Serialize {
+        /// The session key being written.
+        key: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The stored value does not deserialize into the requested type. The value is kept.
+    #[error("session value {key:?} does not deserialize into the requested type")]
+    Deserialize {
+        /// The session key being read.
+        key: String,
+        /// The deserializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl From<StoreError> for SessionError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Arc::new(e))
+    }
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        match self {
+            SessionError::Store(_) => {
+                let mut res =
+                    (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response();
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                res
+            }
+            SessionError::Serialize { .. } | SessionError::Deserialize { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "session value error").into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! [`SessionLayer`]: configuration holder that wraps services in [`SessionService`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use tower_layer::Layer;
+
+use crate::cookie::{CookieCodec, Key, PlainCookie, PrivateCookie, SignedCookie};
+use crate::service::SessionService;
+use crate::session::Context;
+use crate::store::SessionStore;
+use crate::{ConfigError, SessionConfig, StoreError};
+
+/// Builds the response sent when the store fails.
+pub(crate) type ErrorResponder = Arc<dyn Fn(&StoreError) -> Response<()> + Send + Sync>;
+
+/// Adds a [`Session`](crate::Session) to every request and writes it back after the
+/// handler.
+///
+/// Cloning is cheap; [`Layer::layer`] only clones.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_redis_session::{MemoryStore, Session, SessionConfig, SessionLayer};
+///
+/// async fn handler(session: Session) -> String {
+///     let visits: u64 = session.get("visits").await.ok().flatten().unwrap_or(0);
+///     let _ = session.insert("visits", visits + 1).await;
+///     format!("visit {}", visits + 1)
+/// }
+///
+/// let layer = SessionLayer::new(MemoryStore::new(), SessionConfig::default())?;
+/// let app: Router = Router::new().route("/", get(handler)).layer(layer);
+/// # Ok::<(), tower_redis_session::ConfigError>(())
+/// ```
+#[must_use]
+pub struct SessionLayer<C = PlainCookie> {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) codec: C,
+    pub(crate) on_store_error: ErrorResponder,
+}
+
+impl<C: Clone> Clone for SessionLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+            codec: self.codec.clone(),
+            on_store_error: self.on_store_error.clone(),
+        }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for SessionLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("config", &self.ctx.config)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default store-unavailable response: `503`, `Retry-After: 1`, `Cache-Control:
+/// no-store`.
+fn unavailable(_: &StoreError) -> Response<()> {
+    let mut res = Response::new(());
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = res.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+impl SessionLayer {
+    /// A layer on `store` with `config`, plain cookies.
+    ///
+    /// # Errors
+    /// The [`ConfigError`] of [`SessionConfig::validate`].
+    pub fn new(store: impl SessionStore, config: SessionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            ctx: Arc::new(Context {
+                store: Box::new(store),
+                config,
+            }),
+            codec: PlainCookie,
+            on_store_error: Arc::new(unavailable),
+        })
+    }
+}
+
+impl<C> SessionLayer<C> {
+    /// Signs the cookie with HMAC-SHA256: forged or altered cookies are rejected before
+    /// the store is asked. Keep the key secret and stable across restarts and instances
+    /// (`Key::from` 64 bytes of your secret).
+    pub fn with_signed(self, key: Key) -> SessionLayer<SignedCookie> {
+        self.with_codec(SignedCookie::new(key))
+    }
+
+    /// Encrypts and authenticates the cookie (AES-256-GCM).
+    pub fn with_private(self, key: Key) -> SessionLayer<PrivateCookie> {
+        self.with_codec(PrivateCookie::new(key))
+    }
+
+    fn with_codec<D: CookieCodec>(self, codec: D) -> SessionLayer<D> {
+        SessionLayer {
+            ctx: self.ctx,
+            codec,
+            on_store_error: self.on_store_error,
+        }
+    }
+
+    /// The response sent when the store fails for a request that needs its session.
+    /// Default: `503 Service Unavailable` with `Retry-After: 1`. The body of the
+    /// response is the body type's default (empty); the failure is always logged with
+    /// `tracing` at error level.
+    pub fn with_store_error_response<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&StoreError) -> Response<()> + Send + Sync + 'static,
+    {
+        self.on_store_error = Arc::new(f);
+        self
+    }
+}
+
+impl<S, C: Clone> Layer<S> for SessionLayer<C> {
+    type Service = SessionService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}

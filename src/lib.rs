@@ -1,0 +1,109 @@
+//! Cookie sessions for [axum] and [tower], stored in Redis.
+//!
+//! Add [`SessionLayer`] to a router and every handler can take a [`Session`]. Sessions
+//! are lazy (a request that never touches its session costs no store command), written
+//! field by field (concurrent requests never overwrite each other's keys), and every
+//! write is conditional, so a session that was logged out stays logged out.
+//!
+//! # Quick start
+//!
+//! ```rust,no_run
+//! use axum::{Router, routing::{get, post}};
+//! use tower_redis_session::{RedisStore, Session, SessionConfig, SessionError, SessionLayer};
+//!
+//! async fn login(session: Session) -> Result<&'static str, SessionError> {
+//!     session.insert("user", "alice").await?;
+//!     session.cycle_id().await?; // a new id at every privilege change
+//!     Ok("welcome")
+//! }
+//!
+//! async fn me(session: Session) -> Result<String, SessionError> {
+//!     let user: Option<String> = session.get("user").await?;
+//!     Ok(user.unwrap_or_else(|| "anonymous".into()))
+//! }
+//!
+//! async fn logout(session: Session) -> Result<&'static str, SessionError> {
+//!     session.destroy().await?; // deleted in Redis, removal cookie sent
+//!     Ok("bye")
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::from_url("redis://127.0.0.1:6379")?;
+//! let sessions = SessionLayer::new(store, SessionConfig::default())?;
+//! let app: Router = Router::new()
+//!     .route("/login", post(login))
+//!     .route("/me", get(me))
+//!     .route("/logout", post(logout))
+//!     .layer(sessions);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Configuration
+//!
+//! [`SessionConfig`] holds the timeouts and cookie attributes; it is validated once, in
+//! [`SessionLayer::new`], so a configuration that cannot work (a `__Host-` cookie with a
+//! `Domain`, a refresh threshold longer than the idle timeout) fails at start-up, not per
+//! request.
+//!
+//! - **Idle timeout** (default 30 min): enforced by the Redis TTL.
+//! - **Refresh threshold** (default: half the idle timeout): a read refreshes the TTL
+//!   only once less than this remains, so a busy session costs one extra command per
+//!   half idle period instead of a write per request.
+//! - **Absolute lifetime** (default 12 h): the TTL is never extended past it.
+//! - **Per session**: [`Session::set_expiry`] with an [`Expiry`], e.g.
+//!   [`Expiry::remember_me`], stored with the session.
+//!
+//! # Cookie security
+//!
+//! Defaults: `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, the generic name `id`, and
+//! a browser-session cookie. The value is `<tag>.<secret>` with a 256-bit secret from
+//! the OS; Redis keys hold its SHA-256, so a Redis dump or `MONITOR` stream yields no
+//! usable cookie. [`SessionLayer::with_signed`] and [`SessionLayer::with_private`] sign
+//! or encrypt it with a `cookie::Key`, so forged cookies never reach Redis. Malformed,
+//! oversized, duplicated or forged cookies are "no session": logged (target
+//! `tower_redis_session::suspicious`, never with the value) and never sent to the store.
+//! Responses that set or remove the cookie carry `Cache-Control: no-store`.
+//!
+//! # Stores
+//!
+//! - [`RedisStore`]: a pool of multiplexed connections with explicit timeouts, from a URL
+//!   ([`RedisStore::builder`]) or your own `deadpool_redis::Pool`
+//!   ([`RedisStore::from_pool`]). [`RedisStore::with_namespace`] separates e.g. `user`
+//!   and `admin` sessions on one Redis.
+//! - [`MemoryStore`]: the same semantics in process, for development and tests.
+//!
+//! When the store fails, handlers get [`SessionError::Store`] and the layer answers
+//! with `503 Service Unavailable` (configurable with
+//! [`SessionLayer::with_store_error_response`]); requests that never touch their session
+//! are unaffected.
+//!
+//! # Testing your app
+//!
+//! Use [`MemoryStore`] and drive your router with `tower::ServiceExt::oneshot`; read
+//! `Set-Cookie` from the response and send it back as `Cookie`. Remember that the
+//! default cookie is `Secure`: a real browser on `http://localhost` needs
+//! [`SessionConfig::with_secure`]`(false)`.
+//!
+//! [axum]: https://docs.rs/axum
+//! [tower]: https://docs.rs/tower
+
+pub mod config;
+pub mod cookie;
+pub mod error;
+pub mod future;
+mod layer;
+mod service;
+pub mod session;
+pub mod store;
+
+pub use config::{Expiry, SameSite, SessionConfig};
+pub use cookie::Key;
+pub use error::{ConfigError, SessionError, StoreError};
+pub use layer::SessionLayer;
+pub use service::SessionService;
+pub use session::Session;
+pub use session::extractor::MissingSessionLayer;
+pub use session::id::{SessionHandle, SessionKey};
+pub use store::{MemoryStore, RedisStore, RedisStoreBuilder, SessionStore};

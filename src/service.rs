@@ -1,0 +1,96 @@
+//! [`SessionService`]: the tower service that runs the session around a request.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response, header};
+use tower_service::Service;
+
+use crate::cookie::{self, CookieCodec};
+use crate::future::ResponseFuture;
+use crate::layer::SessionLayer;
+use crate::session::{Commit, CookieAction, Session};
+
+/// Wraps a service with sessions; made by [`SessionLayer`].
+pub struct SessionService<S, C = cookie::PlainCookie> {
+    pub(crate) inner: S,
+    pub(crate) layer: SessionLayer<C>,
+}
+
+impl<S: Clone, C: Clone> Clone for SessionService<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for SessionService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    C: CookieCodec,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let layer = self.layer.clone();
+        let name = &layer.ctx.config.cookie.name;
+        let incoming = cookie::extract(req.headers(), name, &layer.codec);
+        let session = Session::new(layer.ctx.clone(), incoming);
+        req.extensions_mut().insert(session.clone());
+
+        // The ready service goes into the future; a fresh clone stays behind.
+        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(async move {
+            let mut res = inner.call(req).await?;
+            match session.commit().await {
+                Commit::Cookie(action) => apply(&layer, action, &mut res),
+                Commit::Failed(e) => {
+                    let (parts, ()) = (layer.on_store_error)(&e).into_parts();
+                    res = Response::from_parts(parts, ResBody::default());
+                }
+            }
+            Ok(res)
+        })
+    }
+}
+
+fn apply<C: CookieCodec, B>(layer: &SessionLayer<C>, action: CookieAction, res: &mut Response<B>) {
+    let config = &layer.ctx.config.cookie;
+    let value = match action {
+        CookieAction::Keep => return,
+        CookieAction::Set { id, max_age } => layer
+            .codec
+            .seal(&config.name, id.encode())
+            .and_then(|v| cookie::session_cookie(config, v, max_age)),
+        CookieAction::Remove => cookie::removal_cookie(config),
+    };
+    let Some(value) = value else {
+        tracing::error!("could not encode the session cookie");
+        return;
+    };
+    let headers = res.headers_mut();
+    headers.append(header::SET_COOKIE, value);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}

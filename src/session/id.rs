@@ -1,0 +1,215 @@
+//! Session identifiers: the cookie secret, its Redis key, and the public handle.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+
+/// Random bytes in an anonymous session's hash tag (16 base64url characters).
+const TAG_BYTES: usize = 12;
+/// Length of a hash tag in characters.
+pub(crate) const TAG_LEN: usize = 16;
+/// Random bytes in a session secret (256 bits).
+const SECRET_BYTES: usize = 32;
+/// Length of the base64url secret in characters.
+const SECRET_LEN: usize = 43;
+/// Length of a cookie value: `<tag>.<secret>`.
+pub(crate) const COOKIE_VALUE_LEN: usize = TAG_LEN + 1 + SECRET_LEN;
+
+/// The secret that a session cookie carries: `<tag>.<secret>`.
+///
+/// Only this struct and the cookie ever hold the secret; the store sees a
+/// [`SessionKey`], which holds its SHA-256. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SessionId {
+    tag: String,
+    secret: [u8; SECRET_BYTES],
+}
+
+impl SessionId {
+    /// A new id with a random tag (anonymous session).
+    pub(crate) fn generate() -> Result<Self, StoreError> {
+        let mut tag = [0u8; TAG_BYTES];
+        getrandom::fill(&mut tag)?;
+        Self::generate_in(URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// A new secret in the slot of an existing tag (rotation keeps the slot).
+    pub(crate) fn generate_in(tag: String) -> Result<Self, StoreError> {
+        let mut secret = [0u8; SECRET_BYTES];
+        getrandom::fill(&mut secret)?;
+        Ok(Self { tag, secret })
+    }
+
+    /// Parses a cookie value. Anything but the exact format is `None`: no I/O happens
+    /// for a malformed value.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        if value.len() != COOKIE_VALUE_LEN {
+            return None;
+        }
+        let (tag, rest) = value.split_at_checked(TAG_LEN)?;
+        let secret = rest.strip_prefix('.')?;
+        if !tag.bytes().all(is_base64url) {
+            return None;
+        }
+        // The decoder rejects non-canonical trailing bits, so one secret has one spelling.
+        let mut buf = [0u8; SECRET_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(secret, &mut buf) {
+            Ok(SECRET_BYTES) => Some(Self {
+                tag: tag.to_owned(),
+                secret: buf,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The cookie value.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::with_capacity(COOKIE_VALUE_LEN);
+        out.push_str(&self.tag);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(self.secret, &mut out);
+        out
+    }
+
+    /// The hash tag (Redis Cluster slot) of this session.
+    pub(crate) fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The store key: the tag and the SHA-256 of the secret, never the secret.
+    pub(crate) fn key(&self) -> SessionKey {
+        let digest = Sha256::digest(self.secret);
+        SessionKey {
+            tag: self.tag.clone(),
+            hash: URL_SAFE_NO_PAD.encode(digest),
+        }
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// What a store knows of a session: its hash tag and the SHA-256 of its secret.
+///
+/// A store never sees the cookie secret, so a leaked store dump yields no usable cookie.
+/// `Debug` shows the tag only.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    tag: String,
+    hash: String,
+}
+
+impl SessionKey {
+    /// The Redis Cluster hash tag shared by all keys of this session (and, once logged
+    /// in, of its user).
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// base64url SHA-256 of the cookie secret.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("tag", &self.tag)
+            .field("hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The public, non-secret handle of a session (a random UUID v4).
+///
+/// Use it in listings, revoke APIs, URLs and logs: it cannot be turned into a cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct SessionHandle(Uuid);
+
+impl SessionHandle {
+    pub(crate) fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Uuid::try_parse(s).ok().map(Self)
+    }
+
+    /// The UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_length() {
+        let id = SessionId::generate().unwrap();
+        let v = id.encode();
+        assert_eq!(v.len(), COOKIE_VALUE_LEN);
+        assert_eq!(SessionId::parse(&v), Some(id));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let v = SessionId::generate().unwrap().encode();
+        let mut wrong_sep = v.clone();
+        wrong_sep.replace_range(TAG_LEN..=TAG_LEN, "-");
+        let mut bad_char = v.clone();
+        bad_char.replace_range(0..1, "*");
+        let mut bad_secret = v.clone();
+        bad_secret.replace_range(COOKIE_VALUE_LEN - 1.., "=");
+        for bad in [
+            "",
+            &v[1..],
+            &format!("{v}A"),
+            &wrong_sep,
+            &bad_char,
+            &bad_secret,
+            "0123456789abcdef.\r\n*?[]",
+        ] {
+            assert_eq!(SessionId::parse(bad), None, "{bad:?}");
+        }
+        // Non-canonical trailing bits: the last char of 43 carries 4 bits of padding.
+        let mut non_canonical = v.clone();
+        let last = non_canonical.pop().unwrap();
+        let alt = if last == 'A' { 'B' } else { 'A' };
+        non_canonical.push(alt);
+        if let Some(parsed) = SessionId::parse(&non_canonical) {
+            assert_eq!(parsed.encode(), non_canonical);
+        }
+    }
+
+    #[test]
+    fn key_hides_secret_and_debug_is_redacted() {
+        let id = SessionId::generate().unwrap();
+        let key = id.key();
+        let cookie = id.encode();
+        let secret = &cookie[TAG_LEN + 1..];
+        assert!(!key.hash().contains(secret));
+        assert!(!format!("{id:?}{key:?}").contains(secret));
+        assert!(!format!("{key:?}").contains(key.hash()));
+    }
+}

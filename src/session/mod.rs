@@ -1,0 +1,524 @@
+//! The [`Session`] handle that handlers use.
+//!
+//! A session is lazy: nothing is read from the store until a handler first calls a
+//! method, and nothing is written unless the handler changed something, rotated the id,
+//! or the TTL fell below the refresh threshold. The writes happen once, after the
+//! handler, in one store call.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+pub(crate) mod extractor;
+pub(crate) mod id;
+pub(crate) mod record;
+
+use self::id::{SessionHandle, SessionId};
+use self::record::{Clock, Loaded, Patch, WriteMode, WriteOutcome, data_field};
+use crate::config::{Expiry, SessionConfig, millis};
+use crate::cookie::Incoming;
+use crate::store::DynStore;
+use crate::{SessionError, StoreError};
+
+/// How many times a write with a freshly generated id is retried on a key collision
+/// (which takes 2^-256 luck, or a broken random number generator).
+const COLLISION_RETRIES: usize = 3;
+
+/// What the layer and every session of one layer share.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) store: Box<dyn DynStore>,
+    pub(crate) config: SessionConfig,
+}
+
+/// The session of the current request.
+///
+/// Get it in an axum handler as an extractor (or `Option<Session>` if the layer may be
+/// absent), or from the request extensions in any tower service. Cloning is cheap and
+/// shares the session.
+///
+/// ```
+/// use tower_redis_session::{Session, SessionError};
+///
+/// async fn counter(session: Session) -> Result<String, SessionError> {
+///     let n: u64 = session.get("counter").await?.unwrap_or(0) + 1;
+///     session.insert("counter", n).await?;
+///     Ok(n.to_string())
+/// }
+/// ```
+///
+/// Changes are written after the handler returns. Concurrent requests on one session
+/// that change different keys both persist; two that change the same key: the last
+/// write wins.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<Context>,
+    incoming: Incoming,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+enum Load {
+    #[default]
+    Pending,
+    /// `None`: there is no stored session (none yet, ended, or destroyed).
+    Done(Option<Loaded>),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    load: Load,
+    /// Pending changes: `Some(json)` to set, `None` to remove.
+    changes: BTreeMap<String, Option<String>>,
+    cleared: bool,
+    expiry: Option<Expiry>,
+    cycle: bool,
+    destroyed: bool,
+    /// A store failure during the handler; the layer answers with its error response.
+    failed: Option<Arc<StoreError>>,
+    accessed: bool,
+    /// The handle a new session will get.
+    new_handle: Option<SessionHandle>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+impl Session {
+    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ctx,
+                incoming,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// Locks the state and loads the record on first use (one store read).
+    async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
+        let mut st = self.inner.state.lock().await;
+        st.accessed = true;
+        if matches!(st.load, Load::Pending) {
+            let loaded = match &self.inner.incoming {
+                Incoming::Valid(id) => match self.inner.ctx.store.load(&id.key()).await {
+                    Ok(record) => record.and_then(Loaded::parse).filter(|l| live(l, now_ms())),
+                    Err(e) => return Err(st.fail(e, "load")),
+                },
+                Incoming::Absent | Incoming::Invalid(_) => None,
+            };
+            st.load = Load::Done(loaded);
+        }
+        Ok(st)
+    }
+
+    /// The value of `key`, or `None` if it is not set.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded,
+    /// [`SessionError::Deserialize`] if the stored value is not a `T` (it is kept).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let st = self.loaded().await?;
+        match st.raw(key) {
+            Some(raw) => {
+                serde_json::from_str(raw)
+                    .map(Some)
+                    .map_err(|source| SessionError::Deserialize {
+                        key: key.to_owned(),
+                        source,
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Sets `key` to `value`; written after the handler. Setting a value equal to the
+    /// stored one writes nothing. On a request without a session, this creates one.
+    ///
+    /// # Errors
+    /// [`SessionError::Serialize`] if `value` does not serialize (nothing changes),
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let json = serde_json::to_string(&value).map_err(|source| SessionError::Serialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        let mut st = self.loaded().await?;
+        let stored = match (&st.load, st.cleared) {
+            (Load::Done(Some(l)), false) => l.data.get(key),
+            _ => None,
+        };
+        if stored == Some(&json) {
+            st.changes.remove(key);
+        } else {
+            st.changes.insert(key.to_owned(), Some(json));
+        }
+        Ok(())
+    }
+
+    /// Removes `key` and returns its value.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded,
+    /// [`SessionError::Deserialize`] if the value is not a `T` (then it is not removed).
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut st = self.loaded().await?;
+        let Some(raw) = st.raw(key) else {
+            return Ok(None);
+        };
+        let value = serde_json::from_str(raw).map_err(|source| SessionError::Deserialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        st.changes.insert(key.to_owned(), None);
+        Ok(Some(value))
+    }
+
+    /// Removes every key; the session itself (id, handle, expiry) stays.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        let mut st = self.loaded().await?;
+        st.changes.clear();
+        st.cleared = true;
+        Ok(())
+    }
+
+    /// Whether the session holds no keys (a new session always does).
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn is_empty(&self) -> Result<bool, SessionError> {
+        let st = self.loaded().await?;
+        let stored = match (&st.load, st.cleared) {
+            (Load::Done(Some(l)), false) => l.data.keys().any(|k| !st.changes.contains_key(k)),
+            _ => false,
+        };
+        Ok(!stored && st.changes.values().all(Option::is_none))
+    }
+
+    /// The session's public handle: safe to show, log and put in URLs; it cannot be
+    /// turned into a cookie. A new session gets its handle now and keeps it when saved.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn handle(&self) -> Result<SessionHandle, SessionError> {
+        let mut st = self.loaded().await?;
+        if let Load::Done(Some(l)) = &st.load {
+            return Ok(l.handle);
+        }
+        Ok(*st.new_handle.get_or_insert_with(SessionHandle::generate))
+    }
+
+    /// Gives the session a new id after the handler, keeping its data: call it when the
+    /// privilege level changes (login), so an id planted before login is useless after.
+    /// A new session gets a fresh id anyway.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn cycle_id(&self) -> Result<(), SessionError> {
+        let mut st = self.loaded().await?;
+        st.cycle = true;
+        Ok(())
+    }
+
+    /// Ends the session now (logout): deletes it from the store in one command and
+    /// answers with a cookie that removes it from the browser. Requests still in flight
+    /// on this session cannot bring it back. Keys inserted afterwards go into a new
+    /// session.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the delete failed; the session may then still exist.
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        let mut st = self.inner.state.lock().await;
+        st.accessed = true;
+        if let Incoming::Valid(id) = &self.inner.incoming
+            && !st.destroyed
+            && let Err(e) = self.inner.ctx.store.delete(&id.key()).await
+        {
+            return Err(st.fail(e, "delete"));
+        }
+        *st = State {
+            load: Load::Done(None),
+            destroyed: true,
+            accessed: true,
+            ..State::default()
+        };
+        Ok(())
+    }
+
+    /// Overrides this session's expiry, e.g. [`Expiry::remember_me`]. Stored with the
+    /// session, so it holds on later requests; written after the handler.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
+        let mut st = self.loaded().await?;
+        st.expiry = Some(expiry);
+        Ok(())
+    }
+
+    /// Runs after the handler: writes what changed and says what the cookie becomes.
+    pub(crate) async fn commit(&self) -> Commit {
+        let mut st = self.inner.state.lock().await;
+        let st = std::mem::take(&mut *st);
+        if let Some(e) = st.failed {
+            return Commit::Failed(e);
+        }
+        if let Incoming::Invalid(reason) = self.inner.incoming
+            && st.accessed
+        {
+            tracing::info!(target: "tower_redis_session::suspicious", reason, "rejected session cookie");
+        }
+        let ctx = &self.inner.ctx;
+        let now = now_ms();
+        let clock = Clock {
+            now_ms: now,
+            default_idle_ms: millis(ctx.config.idle_timeout),
+        };
+        let result = match st.load {
+            Load::Pending => Ok(if st.destroyed {
+                CookieAction::Remove
+            } else {
+                CookieAction::Keep
+            }),
+            Load::Done(None) => {
+                if st.changes.values().any(Option::is_some) {
+                    self.create(&st, clock).await
+                } else if st.accessed && !matches!(self.inner.incoming, Incoming::Absent)
+                    || st.destroyed
+                {
+                    Ok(CookieAction::Remove)
+                } else {
+                    Ok(CookieAction::Keep)
+                }
+            }
+            Load::Done(Some(ref loaded)) => self.update(&st, loaded, clock).await,
+        };
+        match result {
+            Ok(action) => Commit::Cookie(action),
+            Err(e) => {
+                log_store_error(&e, "write");
+                Commit::Failed(Arc::new(e))
+            }
+        }
+    }
+
+    async fn create(&self, st: &State, clock: Clock) -> Result<CookieAction, StoreError> {
+        let config = &self.inner.ctx.config;
+        let handle = st.new_handle.unwrap_or_else(SessionHandle::generate);
+        let mut patch = data_patch(st);
+        patch
+            .set
+            .push((record::HANDLE.to_owned(), handle.to_string()));
+        patch
+            .set
+            .push((record::CREATED.to_owned(), clock.now_ms.to_string()));
+        let absolute = st
+            .expiry
+            .and_then(|e| e.absolute)
+            .unwrap_or(config.absolute_lifetime);
+        if let Some(a) = absolute {
+            patch.set.push((
+                record::DEADLINE.to_owned(),
+                (clock.now_ms + millis(a)).to_string(),
+            ));
+        }
+        if let Some(e) = st.expiry {
+            expiry_fields(&mut patch, e, None, clock.now_ms);
+        }
+        let persistent = self.persistent(st, None);
+        for _ in 0..COLLISION_RETRIES {
+            let id = SessionId::generate()?;
+            match self
+                .inner
+                .ctx
+                .store
+                .write(&id.key(), WriteMode::Create, &patch, clock)
+                .await?
+            {
+                WriteOutcome::Written { ttl } => return Ok(set_cookie(id, ttl, persistent)),
+                WriteOutcome::Collision => continue,
+                WriteOutcome::Gone => return Ok(CookieAction::Remove),
+            }
+        }
+        Err(StoreError::Protocol("session id collided repeatedly"))
+    }
+
+    async fn update(
+        &self,
+        st: &State,
+        loaded: &Loaded,
+        clock: Clock,
+    ) -> Result<CookieAction, StoreError> {
+        let Incoming::Valid(id) = &self.inner.incoming else {
+            return Ok(CookieAction::Keep);
+        };
+        let store = &self.inner.ctx.store;
+        let mut patch = data_patch(st);
+        if let Some(e) = st.expiry {
+            expiry_fields(&mut patch, e, Some(loaded.created_ms), clock.now_ms);
+        }
+        let persistent = self.persistent(st, Some(loaded));
+        let key = id.key();
+        if st.cycle {
+            for _ in 0..COLLISION_RETRIES {
+                let new = SessionId::generate_in(id.tag().to_owned())?;
+                let mode = WriteMode::Rotate { from: &key };
+                match store.write(&new.key(), mode, &patch, clock).await? {
+                    WriteOutcome::Written { ttl } => return Ok(set_cookie(new, ttl, persistent)),
+                    WriteOutcome::Collision => continue,
+                    WriteOutcome::Gone => return Ok(CookieAction::Remove),
+                }
+            }
+            return Err(StoreError::Protocol("session id collided repeatedly"));
+        }
+        let changed = !patch.set.is_empty() || !patch.delete.is_empty() || patch.clear_data;
+        if !changed && !self.needs_refresh(loaded, clock.now_ms) {
+            return Ok(CookieAction::Keep);
+        }
+        match store.write(&key, WriteMode::Update, &patch, clock).await? {
+            // A browser-session cookie does not change when the TTL is reset.
+            WriteOutcome::Written { ttl } if persistent || st.expiry.is_some() => {
+                Ok(set_cookie(id.clone(), ttl, persistent))
+            }
+            WriteOutcome::Written { .. } => Ok(CookieAction::Keep),
+            WriteOutcome::Gone | WriteOutcome::Collision => Ok(CookieAction::Remove),
+        }
+    }
+
+    fn persistent(&self, st: &State, loaded: Option<&Loaded>) -> bool {
+        st.expiry
+            .and_then(|e| e.persistent)
+            .or(loaded.and_then(|l| l.persistent))
+            .unwrap_or(self.inner.ctx.config.persistent)
+    }
+
+    /// Refresh only below the threshold, and only if it gains something: near the
+    /// absolute deadline the TTL cannot grow, so reads stop refreshing.
+    fn needs_refresh(&self, loaded: &Loaded, now: i64) -> bool {
+        let config = &self.inner.ctx.config;
+        let idle = loaded
+            .idle_ms
+            .unwrap_or_else(|| millis(config.idle_timeout));
+        let threshold = config.threshold_ms(idle);
+        let remaining = loaded.expires_ms - now;
+        if remaining >= threshold {
+            return false;
+        }
+        let new_ttl = loaded.deadline_ms.map_or(idle, |d| idle.min(d - now));
+        let gain = new_ttl - remaining;
+        gain > 0 && gain > (idle - threshold) / 2
+    }
+}
+
+impl State {
+    /// Records a store failure for the layer and returns it for the handler.
+    fn fail(&mut self, e: StoreError, op: &'static str) -> SessionError {
+        log_store_error(&e, op);
+        let e = Arc::new(e);
+        self.failed = Some(e.clone());
+        SessionError::Store(e)
+    }
+
+    fn raw(&self, key: &str) -> Option<&str> {
+        if let Some(change) = self.changes.get(key) {
+            return change.as_deref();
+        }
+        match (&self.load, self.cleared) {
+            (Load::Done(Some(l)), false) => l.data.get(key).map(String::as_str),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a loaded record is still within its TTL and deadline.
+fn live(l: &Loaded, now: i64) -> bool {
+    l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now)
+}
+
+fn data_patch(st: &State) -> Patch {
+    let mut patch = Patch {
+        clear_data: st.cleared,
+        ..Patch::default()
+    };
+    for (k, v) in &st.changes {
+        match v {
+            Some(json) => patch.set.push((data_field(k), json.clone())),
+            None => patch.delete.push(data_field(k)),
+        }
+    }
+    patch
+}
+
+fn expiry_fields(patch: &mut Patch, e: Expiry, created_ms: Option<i64>, now: i64) {
+    patch
+        .set
+        .push((record::IDLE.to_owned(), millis(e.idle).to_string()));
+    if let Some(p) = e.persistent {
+        let v = if p { "1" } else { "0" };
+        patch
+            .set
+            .push((record::PERSISTENT.to_owned(), v.to_owned()));
+    }
+    match e.absolute {
+        Some(Some(a)) => patch.set.push((
+            record::DEADLINE.to_owned(),
+            (created_ms.unwrap_or(now) + millis(a)).to_string(),
+        )),
+        Some(None) => patch.delete.push(record::DEADLINE.to_owned()),
+        None => {}
+    }
+}
+
+fn set_cookie(id: SessionId, ttl: Duration, persistent: bool) -> CookieAction {
+    CookieAction::Set {
+        id,
+        max_age: persistent.then_some(ttl),
+    }
+}
+
+pub(crate) fn log_store_error(e: &StoreError, op: &'static str) {
+    tracing::error!(
+        error = e as &dyn std::error::Error,
+        op,
+        "session store unavailable"
+    );
+}
+
+/// What the response's session cookie becomes.
+#[derive(Debug)]
+pub(crate) enum CookieAction {
+    Keep,
+    Set {
+        id: SessionId,
+        max_age: Option<Duration>,
+    },
+    Remove,
+}
+
+#[derive(Debug)]
+pub(crate) enum Commit {
+    Cookie(CookieAction),
+    Failed(Arc<StoreError>),
+}

@@ -1,0 +1,248 @@
+//! The stored record: one hash per session, so a change writes only its fields.
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `d:<name>` | the JSON value of session key `<name>` |
+//! | `m:h` | public handle (UUID) |
+//! | `m:c` | created (Unix ms) |
+//! | `m:s` | last seen (Unix ms) |
+//! | `m:e` | expires at (Unix ms): when the TTL set with the last write runs out |
+//! | `m:d` | absolute deadline (Unix ms), absent when there is none |
+//! | `m:i` | idle timeout override (ms), set by [`Session::set_expiry`](crate::Session::set_expiry) |
+//! | `m:p` | persistent-cookie override (`1`/`0`) |
+//!
+//! `m:e` lets a read know the remaining TTL from the one `HGETALL` it already makes,
+//! instead of a second `PTTL` command.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::id::SessionHandle;
+
+pub(crate) const DATA_PREFIX: &str = "d:";
+pub(crate) const HANDLE: &str = "m:h";
+pub(crate) const CREATED: &str = "m:c";
+pub(crate) const LAST_SEEN: &str = "m:s";
+pub(crate) const EXPIRES: &str = "m:e";
+pub(crate) const DEADLINE: &str = "m:d";
+pub(crate) const IDLE: &str = "m:i";
+pub(crate) const PERSISTENT: &str = "m:p";
+
+/// The raw fields of a stored session, as a store keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    fields: HashMap<String, String>,
+}
+
+impl Record {
+    /// Builds a record from stored fields.
+    pub fn from_fields(fields: HashMap<String, String>) -> Self {
+        Self { fields }
+    }
+
+    /// The stored fields.
+    pub fn fields(&self) -> &HashMap<String, String> {
+        &self.fields
+    }
+
+    pub(crate) fn into_fields(self) -> HashMap<String, String> {
+        self.fields
+    }
+}
+
+/// A change to one session: fields to set and to delete, applied atomically.
+///
+/// Only the fields a request changed are written, so concurrent requests that change
+/// different keys of one session never overwrite each other.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Patch {
+    pub(crate) clear_data: bool,
+    pub(crate) set: Vec<(String, String)>,
+    pub(crate) delete: Vec<String>,
+}
+
+impl Patch {
+    /// Whether every `d:` field is deleted before `set` is applied.
+    pub fn clear_data(&self) -> bool {
+        self.clear_data
+    }
+
+    /// Fields to set.
+    pub fn set(&self) -> &[(String, String)] {
+        &self.set
+    }
+
+    /// Fields to delete.
+    pub fn delete(&self) -> &[String] {
+        &self.delete
+    }
+
+    /// Applies the patch to a field map (the reference semantics of every store).
+    pub fn apply_to(&self, fields: &mut HashMap<String, String>) {
+        if self.clear_data {
+            fields.retain(|k, _| !k.starts_with(DATA_PREFIX));
+        }
+        for k in &self.delete {
+            fields.remove(k);
+        }
+        for (k, v) in &self.set {
+            fields.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// How a store writes a session.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum WriteMode<'a> {
+    /// Create a new session; fails with [`WriteOutcome::Collision`] if the key exists.
+    Create,
+    /// Update an existing session; fails with [`WriteOutcome::Gone`] if it does not exist.
+    Update,
+    /// Move the session at `from` to the new key (same hash tag), then apply the patch.
+    /// `Gone` if `from` no longer exists, `Collision` if the new key exists.
+    Rotate {
+        /// The current key, which stops existing.
+        from: &'a crate::SessionKey,
+    },
+}
+
+/// The inputs a store needs to compute a session's TTL after a write.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// The application's clock, Unix ms.
+    pub now_ms: i64,
+    /// The idle timeout used when the record has no `m:i` override.
+    pub default_idle_ms: i64,
+}
+
+/// The result of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteOutcome {
+    /// Written; the key now expires after `ttl`.
+    Written {
+        /// The TTL that was set: `min(idle, deadline - now)`.
+        ttl: Duration,
+    },
+    /// The session no longer exists (or passed its absolute deadline and was deleted).
+    Gone,
+    /// The target key already exists; nothing was written.
+    Collision,
+}
+
+/// The TTL rule every store applies after a write: `min(idle, deadline - now)`, where
+/// idle is the record's `m:i` or the default. Also stamps `m:s` and `m:e`.
+/// Returns `None` when the deadline has passed (the session must be deleted).
+pub fn stamp_ttl(fields: &mut HashMap<String, String>, clock: Clock) -> Option<i64> {
+    let idle = fields
+        .get(IDLE)
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(clock.default_idle_ms);
+    let mut ttl = idle;
+    if let Some(deadline) = fields.get(DEADLINE).and_then(|v| v.parse::<i64>().ok()) {
+        ttl = ttl.min(deadline - clock.now_ms);
+    }
+    if ttl <= 0 {
+        return None;
+    }
+    fields.insert(LAST_SEEN.to_owned(), clock.now_ms.to_string());
+    fields.insert(EXPIRES.to_owned(), (clock.now_ms + ttl).to_string());
+    Some(ttl)
+}
+
+/// A record parsed for the session handle.
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded {
+    pub(crate) data: HashMap<String, String>,
+    pub(crate) handle: SessionHandle,
+    pub(crate) created_ms: i64,
+    pub(crate) expires_ms: i64,
+    pub(crate) deadline_ms: Option<i64>,
+    pub(crate) idle_ms: Option<i64>,
+    pub(crate) persistent: Option<bool>,
+}
+
+impl Loaded {
+    /// Parses stored fields; `None` if the metadata this crate always writes is missing.
+    pub(crate) fn parse(record: Record) -> Option<Self> {
+        let mut fields = record.into_fields();
+        let int = |f: &HashMap<String, String>, k: &str| f.get(k).and_then(|v| v.parse().ok());
+        let handle = fields.get(HANDLE).and_then(|h| SessionHandle::parse(h))?;
+        let created_ms = int(&fields, CREATED)?;
+        let expires_ms = int(&fields, EXPIRES)?;
+        let deadline_ms = int(&fields, DEADLINE);
+        let idle_ms = int(&fields, IDLE);
+        let persistent = fields.get(PERSISTENT).map(|v| v == "1");
+        let data = fields
+            .drain()
+            .filter_map(|(k, v)| k.strip_prefix(DATA_PREFIX).map(|k| (k.to_owned(), v)))
+            .collect();
+        Some(Self {
+            data,
+            handle,
+            created_ms,
+            expires_ms,
+            deadline_ms,
+            idle_ms,
+            persistent,
+        })
+    }
+}
+
+pub(crate) fn data_field(name: &str) -> String {
+    let mut f = String::with_capacity(DATA_PREFIX.len() + name.len());
+    f.push_str(DATA_PREFIX);
+    f.push_str(name);
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_capped_at_deadline() {
+        let mut f = HashMap::new();
+        f.insert(DEADLINE.to_owned(), "10500".to_owned());
+        let clock = Clock {
+            now_ms: 10_000,
+            default_idle_ms: 1_800_000,
+        };
+        assert_eq!(stamp_ttl(&mut f, clock), Some(500));
+        assert_eq!(f[EXPIRES], "10500");
+        let late = Clock {
+            now_ms: 10_500,
+            ..clock
+        };
+        assert_eq!(stamp_ttl(&mut f, late), None);
+    }
+
+    #[test]
+    fn idle_override_wins_over_default() {
+        let mut f = HashMap::new();
+        f.insert(IDLE.to_owned(), "7000".to_owned());
+        let clock = Clock {
+            now_ms: 0,
+            default_idle_ms: 1000,
+        };
+        assert_eq!(stamp_ttl(&mut f, clock), Some(7000));
+    }
+
+    #[test]
+    fn clear_keeps_metadata() {
+        let mut f: HashMap<_, _> = [("d:a", "1"), ("m:h", "x")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let p = Patch {
+            clear_data: true,
+            set: vec![("d:b".into(), "2".into())],
+            delete: vec![],
+        };
+        p.apply_to(&mut f);
+        assert!(!f.contains_key("d:a"));
+        assert_eq!(f["d:b"], "2");
+        assert_eq!(f["m:h"], "x");
+    }
+}

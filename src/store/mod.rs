@@ -1,0 +1,106 @@
+//! Session stores: [`RedisStore`] (standalone Redis) and [`MemoryStore`] (development
+//! and tests), behind the [`SessionStore`] trait.
+//!
+//! A store sees [`SessionKey`]s (the SHA-256 of the cookie secret), never secrets, and
+//! implements three operations with exact semantics that the conformance suite checks
+//! for every store: [`load`](SessionStore::load), a conditional
+//! [`write`](SessionStore::write) (create NX, update XX, rotate), and
+//! [`delete`](SessionStore::delete).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub mod memory;
+pub mod redis;
+
+pub use memory::MemoryStore;
+pub use redis::{RedisStore, RedisStoreBuilder};
+
+pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
+use crate::{SessionKey, StoreError};
+
+/// A place to keep sessions.
+///
+/// Implementations must be atomic per call: a `write` applies its whole patch and TTL
+/// or nothing, and its condition (NX/XX) is checked in the same step.
+pub trait SessionStore: Clone + Send + Sync + 'static {
+    /// Loads a session's fields, or `None` if it does not exist (or expired).
+    fn load(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Writes a patch under the mode's condition, then sets the TTL by
+    /// [`stamp_ttl`]'s rule (deleting the session if its deadline passed).
+    fn write(
+        &self,
+        key: &SessionKey,
+        mode: WriteMode<'_>,
+        patch: &Patch,
+        clock: Clock,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Deletes a session; returns whether it existed.
+    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object-safe mirror of [`SessionStore`], so `Session` and the layer are not generic
+/// over the store.
+pub(crate) trait DynStore: Send + Sync + 'static {
+    fn load<'a>(&'a self, key: &'a SessionKey)
+    -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn write<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        mode: WriteMode<'a>,
+        patch: &'a Patch,
+        clock: Clock,
+    ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>>;
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+impl<T: SessionStore> DynStore for T {
+    fn load<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(SessionStore::load(self, key))
+    }
+
+    fn write<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        mode: WriteMode<'a>,
+        patch: &'a Patch,
+        clock: Clock,
+    ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>> {
+        Box::pin(SessionStore::write(self, key, mode, patch, clock))
+    }
+
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::delete(self, key))
+    }
+}
+
+impl fmt::Debug for dyn DynStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dyn SessionStore")
+    }
+}
+
+/// Checks a key namespace: non-empty printable ASCII without `{`, `}`, `:` or spaces.
+pub(crate) fn validate_namespace(ns: &str) -> Result<(), crate::ConfigError> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 64
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'{' | b'}' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::ConfigError::InvalidNamespace(ns.to_owned()))
+    }
+}

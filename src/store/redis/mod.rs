@@ -1,0 +1,272 @@
+//! [`RedisStore`]: sessions in Redis, on a pool of multiplexed connections.
+//!
+//! - A read is one `HGETALL` (the record carries its own expiry time, so no `PTTL`).
+//! - Every write is one Lua script (`scripts/write.lua`, loaded once and run with
+//!   `EVALSHA`) that checks its condition (create only if absent, update only if
+//!   present), writes only the changed fields and sets the TTL, atomically.
+//! - Logout is one `DEL`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use redis::{AsyncConnectionConfig, Client, Script};
+
+mod keys;
+mod pool;
+
+use self::pool::{Conn, Manager, OwnPool};
+use super::{Clock, Patch, Record, SessionStore, WriteMode, WriteOutcome};
+use crate::{ConfigError, SessionKey, StoreError};
+
+static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/write.lua")));
+
+#[derive(Clone)]
+enum Pool {
+    Own(OwnPool),
+    Deadpool(deadpool_redis::Pool),
+}
+
+/// Sessions in Redis. Cloning is cheap and shares the pool.
+///
+/// ```rust,no_run
+/// use std::time::Duration;
+/// use tower_redis_session::RedisStore;
+///
+/// let users = RedisStore::builder("redis://127.0.0.1:6379")
+///     .max_connections(16)
+///     .wait_timeout(Duration::from_millis(500))
+///     .build()?
+///     .with_namespace("user")?;
+/// // Same pool, separate keys: a user session can never be read as an admin session.
+/// let admins = users.clone().with_namespace("admin")?;
+/// # Ok::<(), tower_redis_session::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    namespace: Arc<str>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisStore`] with its own pool. Every timeout is explicit.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    max_connections: usize,
+    wait_timeout: Duration,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    timeout: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// Maximum number of connections in the pool. Default: 8. Each is multiplexed, so a
+    /// few serve many concurrent requests.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a request waits for a free connection before the store reports
+    /// unavailable. Default: 1 s.
+    pub fn wait_timeout(mut self, d: Duration) -> Self {
+        self.wait_timeout = d;
+        self
+    }
+
+    /// How long opening a connection may take. Default: 1 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long one Redis reply may take. Default: 1 s.
+    pub fn response_timeout(mut self, d: Duration) -> Self {
+        self.response_timeout = d;
+        self
+    }
+
+    /// Upper bound for one whole store operation (checkout + command). Default: 3 s.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Builds the store (namespace `session`). Connects lazily: no I/O happens here.
+    ///
+    /// # Errors
+    /// [`ConfigError::RedisUrl`] if the URL does not parse, [`ConfigError::Pool`] if the
+    /// pool cannot be built.
+    pub fn build(self) -> Result<RedisStore, ConfigError> {
+        let client = Client::open(self.url.as_str()).map_err(ConfigError::RedisUrl)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let pool = OwnPool::builder(Manager { client, config })
+            .max_size(self.max_connections)
+            .wait_timeout(Some(self.wait_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.response_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()?;
+        Ok(RedisStore {
+            pool: Pool::Own(pool),
+            namespace: Arc::from("session"),
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl RedisStore {
+    /// A store on `url` with default pool settings.
+    ///
+    /// # Errors
+    /// As [`RedisStoreBuilder::build`].
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        Self::builder(url).build()
+    }
+
+    /// A builder for a store on `url` (e.g. `redis://127.0.0.1:6379/0`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            max_connections: 8,
+            wait_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// A store on your own `deadpool_redis::Pool`.
+    ///
+    /// Note: `deadpool_redis`'s manager sends `PING` on every checkout, one extra round
+    /// trip per request; [`RedisStore::builder`] avoids it. Set the pool's timeouts:
+    /// without them a request can wait forever for a connection.
+    pub fn from_pool(pool: deadpool_redis::Pool) -> Self {
+        Self {
+            pool: Pool::Deadpool(pool),
+            namespace: Arc::from("session"),
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// Puts this store's keys under `namespace` (default `session`). Stores with
+    /// different namespaces never see each other's sessions, even on one pool.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidNamespace`] unless it is non-empty printable ASCII without
+    /// `{`, `}`, `:` or spaces (braces would move the Redis Cluster hash tag).
+    pub fn with_namespace(mut self, namespace: &str) -> Result<Self, ConfigError> {
+        super::validate_namespace(namespace)?;
+        self.namespace = Arc::from(namespace);
+        Ok(self)
+    }
+
+    /// The key namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The Redis key of a session (for tests and operations tooling).
+    pub fn redis_key(&self, key: &SessionKey) -> String {
+        keys::session(&self.namespace, key)
+    }
+
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(match &self.pool {
+            Pool::Own(p) => Conn::Own(p.get().await?),
+            Pool::Deadpool(p) => Conn::Deadpool(p.get().await?),
+        })
+    }
+
+    /// Runs one operation under the store's overall timeout.
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.timeout)))
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let k = keys::session(&self.namespace, key);
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let fields: HashMap<String, String> =
+                redis::cmd("HGETALL").arg(&k).query_async(&mut conn).await?;
+            Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
+        })
+        .await
+    }
+
+    async fn write(
+        &self,
+        key: &SessionKey,
+        mode: WriteMode<'_>,
+        patch: &Patch,
+        clock: Clock,
+    ) -> Result<WriteOutcome, StoreError> {
+        let target = keys::session(&self.namespace, key);
+        let mut inv = WRITE.prepare_invoke();
+        inv.key(&target);
+        let mode_arg = match mode {
+            WriteMode::Create => "c",
+            WriteMode::Update => "u",
+            WriteMode::Rotate { from } => {
+                inv.key(keys::session(&self.namespace, from));
+                "r"
+            }
+        };
+        inv.arg(mode_arg)
+            .arg(clock.now_ms)
+            .arg(clock.default_idle_ms)
+            .arg(if patch.clear_data { "1" } else { "0" })
+            .arg(patch.set.len());
+        for (f, v) in &patch.set {
+            inv.arg(f).arg(v);
+        }
+        for f in &patch.delete {
+            inv.arg(f);
+        }
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let ttl: i64 = inv.invoke_async(&mut conn).await?;
+            Ok(match ttl {
+                -1 => WriteOutcome::Collision,
+                0 => WriteOutcome::Gone,
+                ms if ms > 0 => WriteOutcome::Written {
+                    ttl: Duration::from_millis(ms.unsigned_abs()),
+                },
+                _ => return Err(StoreError::Protocol("write script returned a negative TTL")),
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let k = keys::session(&self.namespace, key);
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let n: i64 = redis::cmd("DEL").arg(&k).query_async(&mut conn).await?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
