@@ -112,6 +112,12 @@ pub struct SessionKey {
 }
 
 impl SessionKey {
+    /// The store key of a plain session cookie value (`<tag>.<secret>`), or `None` if
+    /// the value is malformed. For tests and operations tooling; does no I/O.
+    pub fn from_cookie_value(value: &str) -> Option<Self> {
+        SessionId::parse(value).map(|id| id.key())
+    }
+
     /// The Redis Cluster hash tag shared by all keys of this session (and, once logged
     /// in, of its user).
     pub fn tag(&self) -> &str {

@@ -62,6 +62,21 @@ pub struct Patch {
 }
 
 impl Patch {
+    /// Adds fields to set.
+    pub fn set_fields(&mut self, fields: impl IntoIterator<Item = (String, String)>) {
+        self.set.extend(fields);
+    }
+
+    /// Adds fields to delete.
+    pub fn delete_fields(&mut self, fields: impl IntoIterator<Item = String>) {
+        self.delete.extend(fields);
+    }
+
+    /// Deletes every `d:` (data) field before the rest of the patch applies.
+    pub fn clear_all_data(&mut self) {
+        self.clear_data = true;
+    }
+
     /// Whether every `d:` field is deleted before `set` is applied.
     pub fn clear_data(&self) -> bool {
         self.clear_data

@@ -72,13 +72,18 @@ impl MemoryStore {
         Ok(self)
     }
 
-    /// Number of live (unexpired) sessions in all namespaces.
+    /// The key namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Number of live (unexpired) sessions in this store's namespace.
     pub fn len(&self) -> usize {
         let now = Instant::now();
         self.lock()
             .entries
-            .values()
-            .filter(|e| e.expires > now)
+            .iter()
+            .filter(|((ns, _), e)| *ns == self.namespace && e.expires > now)
             .count()
     }
 

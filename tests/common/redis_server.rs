@@ -1,0 +1,221 @@
+//! Starts `redis-server` on a free loopback port.
+//!
+//! `RedisServer::shared()` is one server per test binary (tests use their own key
+//! namespace); `RedisServer::start()` is a dedicated server for tests that count
+//! commands or kill Redis. Every server runs under a watchdog shell that kills it when
+//! the test process exits, however it exits; dedicated servers also stop on drop.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    watchdog: Option<Child>,
+    extra: Vec<String>,
+}
+
+static SHARED: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+fn require_redis_server() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        panic!(
+            "redis-server is not on PATH. Install it with \
+             `apt-get update && apt-get install -y redis-server` (or run scripts/test.sh, \
+             which does) and run the tests again."
+        );
+    }
+}
+
+impl RedisServer {
+    /// The server shared by all tests of this binary.
+    pub fn shared() -> &'static RedisServer {
+        &SHARED
+    }
+
+    /// A dedicated server, stopped on drop.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// A dedicated server with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        require_redis_server();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("trs-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = RedisServer {
+            port,
+            dir,
+            watchdog: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        // The shell starts redis-server and kills it once this test process is gone.
+        let script = format!(
+            "redis-server \"$@\" & r=$!; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done; \
+             kill $r 2>/dev/null",
+            parent = std::process::id()
+        );
+        let port = self.port.to_string();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let log = self.dir.join("redis.log").to_string_lossy().into_owned();
+        let mut args: Vec<String> = [
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir,
+            "--logfile",
+            &log,
+            "--daemonize",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.extra.iter().cloned());
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.watchdog = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.raw("PING").is_some_and(|r| r.starts_with("+PONG")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+        panic!("redis-server on port {} did not start:\n{log}", self.port);
+    }
+
+    /// Sends one inline command and returns the raw reply (blocking, for the harness).
+    pub fn raw(&self, command: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut out = Vec::new();
+        loop {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            // Bulk replies start with $len; stop once the whole body arrived.
+            if complete(&out) {
+                break;
+            }
+        }
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (it can be restarted on the same port).
+    pub fn stop(&mut self) {
+        let _ = self.raw("SHUTDOWN NOSAVE");
+        if let Some(mut c) = self.watchdog.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Calls per command from `INFO commandstats` (e.g. `"hgetall" -> 3`).
+    pub fn command_calls(&self) -> HashMap<String, u64> {
+        let info = self.raw("INFO commandstats").unwrap_or_default();
+        info.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("cmdstat_")?;
+                let (name, stats) = rest.split_once(':')?;
+                let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+                Some((name.to_owned(), calls.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Commands run between two `command_calls` snapshots, without `info` itself.
+    pub fn delta(
+        before: &HashMap<String, u64>,
+        after: &HashMap<String, u64>,
+    ) -> HashMap<String, u64> {
+        after
+            .iter()
+            .filter(|(k, _)| k.as_str() != "info")
+            .filter_map(|(k, v)| {
+                let d = v - before.get(k).copied().unwrap_or(0);
+                (d > 0).then(|| (k.clone(), d))
+            })
+            .collect()
+    }
+}
+
+fn complete(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    match text.as_bytes().first() {
+        Some(b'$') => {
+            let Some((len, body)) = text[1..].split_once("\r\n") else {
+                return false;
+            };
+            match len.parse::<i64>() {
+                Ok(n) if n >= 0 => body.len() >= n as usize + 2,
+                _ => true,
+            }
+        }
+        Some(_) => text.ends_with("\r\n"),
+        None => false,
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,629 @@
+//! One behaviour suite, run against every store: `MemoryStore` and `RedisStore` on a
+//! real `redis-server`. Same cases, same assertions.
+
+mod common;
+#[path = "../examples/shared/routes.rs"]
+mod routes;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::{get, post};
+use common::{Client, TestStore};
+use tower_redis_session::store::{Clock, Patch, WriteMode, WriteOutcome};
+use tower_redis_session::{
+    Expiry, Key, MemoryStore, Session, SessionConfig, SessionError, SessionKey, SessionLayer,
+};
+
+/// Generates one `#[tokio::test]` per case for a store constructor.
+macro_rules! conformance {
+    ($store:ident, $make:path; $($case:ident),* $(,)?) => {
+        mod $store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let ns = concat!(stringify!($store), "-", stringify!($case));
+                    super::cases::$case($make(ns)).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_cases {
+    ($store:ident, $make:path) => {
+        conformance!($store, $make;
+            create_is_nx, update_is_xx, rotate_moves_within_slot, patch_writes_only_its_fields,
+            ttl_capped_at_deadline, expiry_really_evicts, delete_reports_existence,
+            untouched_session_costs_nothing, empty_new_session_is_not_saved,
+            insert_creates_secure_cookie, concurrent_writes_to_different_keys_all_persist,
+            destroy_ends_both_sides, destroyed_while_in_flight_stays_destroyed,
+            cycle_id_rotates_and_keeps_data, remember_me_survives_later_requests,
+            refresh_only_below_threshold, ttl_never_passes_deadline,
+            unknown_and_malformed_cookies_are_no_session, namespaces_are_isolated,
+            bad_value_is_typed_error_and_kept, signed_cookies_reject_forgery,
+            clear_and_remove,
+        );
+    };
+}
+
+fn memory(ns: &str) -> MemoryStore {
+    MemoryStore::new().with_namespace(ns).unwrap()
+}
+
+fn redis(ns: &str) -> tower_redis_session::RedisStore {
+    common::stores::redis_store(ns)
+}
+
+all_cases!(memory_store, super::memory);
+all_cases!(redis_store, super::redis);
+
+mod cases {
+    use super::*;
+
+    fn key() -> SessionKey {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).unwrap();
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let tag = b.encode(&secret[..12]);
+        SessionKey::from_cookie_value(&format!("{tag}.{}", b.encode(secret))).unwrap()
+    }
+
+    /// Another key in the same slot as `k`.
+    fn sibling(k: &SessionKey) -> SessionKey {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).unwrap();
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        SessionKey::from_cookie_value(&format!("{}.{}", k.tag(), b.encode(secret))).unwrap()
+    }
+
+    fn clock() -> Clock {
+        Clock {
+            now_ms: now(),
+            default_idle_ms: 60_000,
+        }
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    fn set(fields: &[(&str, &str)]) -> Patch {
+        let mut p = Patch::default();
+        p.set_fields(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        p
+    }
+
+    async fn field<S: TestStore>(s: &S, k: &SessionKey, f: &str) -> Option<String> {
+        s.load(k).await.unwrap()?.fields().get(f).cloned()
+    }
+
+    // ---- store semantics -------------------------------------------------------
+
+    pub async fn create_is_nx<S: TestStore>(s: S) {
+        let k = key();
+        let first = s
+            .write(&k, WriteMode::Create, &set(&[("d:a", "1")]), clock())
+            .await
+            .unwrap();
+        assert!(matches!(first, WriteOutcome::Written { .. }));
+        let again = s
+            .write(&k, WriteMode::Create, &set(&[("d:a", "2")]), clock())
+            .await
+            .unwrap();
+        assert_eq!(again, WriteOutcome::Collision);
+        assert_eq!(field(&s, &k, "d:a").await.as_deref(), Some("1"));
+    }
+
+    pub async fn update_is_xx<S: TestStore>(s: S) {
+        let k = key();
+        let w = s
+            .write(&k, WriteMode::Update, &set(&[("d:a", "1")]), clock())
+            .await
+            .unwrap();
+        assert_eq!(w, WriteOutcome::Gone);
+        assert!(s.load(&k).await.unwrap().is_none());
+        assert_eq!(s.count().await, 0);
+    }
+
+    pub async fn rotate_moves_within_slot<S: TestStore>(s: S) {
+        let old = key();
+        let new = sibling(&old);
+        s.write(&old, WriteMode::Create, &set(&[("d:a", "1")]), clock())
+            .await
+            .unwrap();
+        let w = s
+            .write(
+                &new,
+                WriteMode::Rotate { from: &old },
+                &set(&[("d:b", "2")]),
+                clock(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(w, WriteOutcome::Written { .. }));
+        assert!(s.load(&old).await.unwrap().is_none());
+        assert_eq!(field(&s, &new, "d:a").await.as_deref(), Some("1"));
+        assert_eq!(field(&s, &new, "d:b").await.as_deref(), Some("2"));
+        // From a key that no longer exists: gone, nothing created.
+        let third = sibling(&old);
+        let w = s
+            .write(
+                &third,
+                WriteMode::Rotate { from: &old },
+                &Patch::default(),
+                clock(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(w, WriteOutcome::Gone);
+        assert!(s.load(&third).await.unwrap().is_none());
+        // Onto an existing key: collision, both untouched.
+        s.write(&third, WriteMode::Create, &set(&[("d:c", "3")]), clock())
+            .await
+            .unwrap();
+        let w = s
+            .write(
+                &third,
+                WriteMode::Rotate { from: &new },
+                &Patch::default(),
+                clock(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(w, WriteOutcome::Collision);
+        assert_eq!(field(&s, &new, "d:a").await.as_deref(), Some("1"));
+        assert_eq!(field(&s, &third, "d:c").await.as_deref(), Some("3"));
+    }
+
+    pub async fn patch_writes_only_its_fields<S: TestStore>(s: S) {
+        let k = key();
+        s.write(
+            &k,
+            WriteMode::Create,
+            &set(&[("d:a", "1"), ("d:b", "1")]),
+            clock(),
+        )
+        .await
+        .unwrap();
+        // Two writers, each with its own field.
+        s.write(&k, WriteMode::Update, &set(&[("d:a", "2")]), clock())
+            .await
+            .unwrap();
+        s.write(&k, WriteMode::Update, &set(&[("d:b", "3")]), clock())
+            .await
+            .unwrap();
+        assert_eq!(field(&s, &k, "d:a").await.as_deref(), Some("2"));
+        assert_eq!(field(&s, &k, "d:b").await.as_deref(), Some("3"));
+        // Delete one field; clear all data fields but keep metadata.
+        let mut p = Patch::default();
+        p.delete_fields(["d:a".to_owned()]);
+        s.write(&k, WriteMode::Update, &p, clock()).await.unwrap();
+        assert_eq!(field(&s, &k, "d:a").await, None);
+        let mut p = set(&[("d:z", "9"), ("m:x", "keep")]);
+        s.write(&k, WriteMode::Update, &p, clock()).await.unwrap();
+        p = set(&[("d:new", "1")]);
+        p.clear_all_data();
+        s.write(&k, WriteMode::Update, &p, clock()).await.unwrap();
+        let fields = s.load(&k).await.unwrap().unwrap().fields().clone();
+        assert_eq!(fields.get("d:new").map(String::as_str), Some("1"));
+        assert!(!fields.contains_key("d:b") && !fields.contains_key("d:z"));
+        assert_eq!(fields.get("m:x").map(String::as_str), Some("keep"));
+        assert!(fields.contains_key("m:e") && fields.contains_key("m:s"));
+    }
+
+    pub async fn ttl_capped_at_deadline<S: TestStore>(s: S) {
+        let k = key();
+        let c = clock();
+        let deadline = (c.now_ms + 5_000).to_string();
+        let w = s
+            .write(&k, WriteMode::Create, &set(&[("m:d", &deadline)]), c)
+            .await
+            .unwrap();
+        let WriteOutcome::Written { ttl } = w else {
+            panic!("not written")
+        };
+        assert_eq!(ttl, Duration::from_millis(5_000));
+        let pttl = s.pttl(&k).await.unwrap();
+        assert!(pttl <= 5_000 && pttl > 4_000, "{pttl}");
+        // An idle override shorter than the deadline wins.
+        let w = s
+            .write(&k, WriteMode::Update, &set(&[("m:i", "2000")]), c)
+            .await
+            .unwrap();
+        assert_eq!(
+            w,
+            WriteOutcome::Written {
+                ttl: Duration::from_millis(2_000)
+            }
+        );
+        // A deadline in the past deletes the session.
+        let past = (c.now_ms - 1).to_string();
+        let w = s
+            .write(&k, WriteMode::Update, &set(&[("m:d", &past)]), c)
+            .await
+            .unwrap();
+        assert_eq!(w, WriteOutcome::Gone);
+        assert!(s.load(&k).await.unwrap().is_none());
+    }
+
+    pub async fn expiry_really_evicts<S: TestStore>(s: S) {
+        let k = key();
+        let c = Clock {
+            default_idle_ms: 150,
+            ..clock()
+        };
+        s.write(&k, WriteMode::Create, &set(&[("d:a", "1")]), c)
+            .await
+            .unwrap();
+        assert_eq!(s.count().await, 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(s.load(&k).await.unwrap().is_none());
+        assert_eq!(s.count().await, 0);
+        let w = s
+            .write(&k, WriteMode::Update, &set(&[("d:a", "2")]), clock())
+            .await
+            .unwrap();
+        assert_eq!(w, WriteOutcome::Gone);
+    }
+
+    pub async fn delete_reports_existence<S: TestStore>(s: S) {
+        let k = key();
+        assert!(!s.delete(&k).await.unwrap());
+        s.write(&k, WriteMode::Create, &set(&[("d:a", "1")]), clock())
+            .await
+            .unwrap();
+        assert!(s.delete(&k).await.unwrap());
+        assert!(s.load(&k).await.unwrap().is_none());
+    }
+
+    // ---- the layer -------------------------------------------------------------
+
+    fn config() -> SessionConfig {
+        SessionConfig::default()
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Slow {
+        key: String,
+        value: String,
+        ms: u64,
+    }
+
+    fn app_with<S: TestStore>(s: S, config: SessionConfig) -> Router {
+        let extra = Router::new()
+            .route(
+                "/slow_set",
+                post(|session: Session, Query(q): Query<Slow>| async move {
+                    session.get::<String>(&q.key).await?;
+                    tokio::time::sleep(Duration::from_millis(q.ms)).await;
+                    session.insert(&q.key, q.value).await?;
+                    Ok::<_, SessionError>("ok")
+                }),
+            )
+            .route(
+                "/remember",
+                post(|session: Session| async move {
+                    session.insert("user", "u").await?;
+                    session
+                        .set_expiry(Expiry::remember_me(Duration::from_secs(30 * 86_400)))
+                        .await?;
+                    Ok::<_, SessionError>("ok")
+                }),
+            )
+            .route(
+                "/clear",
+                post(|session: Session| async move {
+                    session.clear().await?;
+                    Ok::<_, SessionError>("ok")
+                }),
+            )
+            .route(
+                "/remove",
+                post(
+                    |session: Session, Query(q): Query<routes::KeyParam>| async move {
+                        let old: Option<String> = session.remove(&q.key).await?;
+                        Ok::<_, SessionError>(old.unwrap_or_default())
+                    },
+                ),
+            )
+            .route(
+                "/handle",
+                get(|session: Session| async move {
+                    Ok::<_, SessionError>(session.handle().await?.to_string())
+                }),
+            );
+        routes::routes()
+            .merge(extra)
+            .layer(SessionLayer::new(s, config).unwrap())
+    }
+
+    fn app<S: TestStore>(s: S) -> Router {
+        app_with(s, config())
+    }
+
+    fn skey(c: &Client) -> SessionKey {
+        SessionKey::from_cookie_value(c.cookie.as_deref().expect("a session cookie")).unwrap()
+    }
+
+    pub async fn untouched_session_costs_nothing<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        let r = c.get("/plain").await;
+        assert_eq!(r.body, "ok");
+        assert!(r.set_cookie.is_none());
+        // With a cookie, a route that ignores the session neither loads nor rewrites it.
+        c.post("/incr").await;
+        let r = c.get("/plain").await;
+        assert!(r.set_cookie.is_none());
+        assert!(r.headers.get("cache-control").is_none());
+    }
+
+    pub async fn empty_new_session_is_not_saved<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        let r = c.get("/read").await;
+        assert_eq!(r.status, 401);
+        assert!(r.set_cookie.is_none());
+        assert_eq!(s.count().await, 0);
+    }
+
+    pub async fn insert_creates_secure_cookie<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        let r = c.post("/incr").await;
+        assert_eq!(r.body, "1");
+        let sc = r.set_cookie.expect("cookie");
+        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+            assert!(sc.raw.contains(attr), "{attr} missing: {}", sc.raw);
+        }
+        assert_eq!(sc.max_age(), None, "browser-session cookie by default");
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert_eq!(s.count().await, 1);
+        let r = c.post("/incr").await;
+        assert_eq!(r.body, "2");
+        assert!(r.set_cookie.is_none(), "same id, no need to resend");
+        assert_eq!(s.count().await, 1);
+    }
+
+    pub async fn concurrent_writes_to_different_keys_all_persist<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        c.post("/login?user=alice").await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let mut c = c.clone();
+                tokio::spawn(async move {
+                    let r = c.post(&format!("/set?key=k{i}&value=v{i}")).await;
+                    assert_eq!(r.status, 200);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for i in 0..20 {
+            assert_eq!(c.get(&format!("/get?key=k{i}")).await.body, format!("v{i}"));
+        }
+        assert_eq!(c.get("/read").await.body, "alice");
+    }
+
+    pub async fn destroy_ends_both_sides<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        c.post("/incr").await;
+        let old = c.cookie.clone();
+        let r = c.post("/logout").await;
+        let sc = r.set_cookie.expect("removal cookie");
+        assert!(sc.is_removal());
+        assert!(sc.raw.contains("Path=/") && sc.raw.contains("Secure"));
+        assert_eq!(s.count().await, 0);
+        // Replaying the old cookie: no session, and the cookie is removed again.
+        c.cookie = old;
+        let r = c.get("/get?key=counter").await;
+        assert_eq!(r.status, 404);
+        assert!(r.set_cookie.expect("removal").is_removal());
+    }
+
+    pub async fn destroyed_while_in_flight_stays_destroyed<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        c.post("/login?user=alice").await;
+        let old = c.cookie.clone();
+        let mut slow = c.clone();
+        let in_flight =
+            tokio::spawn(async move { slow.post("/slow_set?key=cart&value=x&ms=300").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.post("/logout").await;
+        let r = in_flight.await.unwrap();
+        assert!(
+            r.set_cookie.as_ref().is_some_and(|c| c.is_removal()),
+            "the late write must answer with a removal cookie: {r:?}"
+        );
+        assert_eq!(s.count().await, 0, "the destroyed session came back");
+        c.cookie = old;
+        assert_eq!(c.get("/read").await.status, 401);
+    }
+
+    pub async fn cycle_id_rotates_and_keeps_data<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        c.post("/set?key=cart&value=book").await;
+        let planted = c.cookie.clone().unwrap();
+        let handle = c.get("/handle").await.body;
+        let r = c.post("/login?user=alice").await;
+        let rotated = r.set_cookie.expect("new cookie").value;
+        assert_ne!(rotated, planted);
+        assert_eq!(c.get("/get?key=cart").await.body, "book");
+        assert_eq!(c.get("/read").await.body, "alice");
+        assert_eq!(
+            c.get("/handle").await.body,
+            handle,
+            "handle survives rotation"
+        );
+        assert_eq!(s.count().await, 1);
+        // The id planted before login is useless after.
+        let mut attacker = Client::new(c.app.clone());
+        attacker.cookie = Some(planted);
+        assert_eq!(attacker.get("/read").await.status, 401);
+    }
+
+    pub async fn remember_me_survives_later_requests<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        let r = c.post("/remember").await;
+        let month = 30 * 86_400;
+        let age = r.set_cookie.expect("cookie").max_age().expect("persistent");
+        assert!(age > month - 5 && age <= month, "{age}");
+        let pttl = s.pttl(&skey(&c)).await.unwrap();
+        assert!(pttl > (month as i64 - 5) * 1000, "{pttl}");
+        // A later write resets the TTL and re-sends the persistent cookie.
+        let r = c.post("/incr").await;
+        let age = r
+            .set_cookie
+            .expect("re-sent")
+            .max_age()
+            .expect("still persistent");
+        assert!(age > month - 5, "{age}");
+        assert!(s.pttl(&skey(&c)).await.unwrap() > (month as i64 - 5) * 1000);
+    }
+
+    pub async fn refresh_only_below_threshold<S: TestStore>(s: S) {
+        let config = config()
+            .with_idle_timeout(Duration::from_millis(1500))
+            .with_refresh_threshold(Duration::from_millis(1000))
+            .with_persistent_cookie(true);
+        let mut c = Client::new(app_with(s.clone(), config));
+        c.post("/set?key=k&value=v").await;
+        let k = skey(&c);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // ~1300 ms left: above the threshold, the read writes nothing.
+        let before = s.pttl(&k).await.unwrap();
+        let r = c.get("/plain").await;
+        assert!(r.set_cookie.is_none());
+        let r = c.get("/get?key=k").await;
+        assert_eq!(r.body, "v");
+        assert!(r.set_cookie.is_none(), "no refresh above the threshold");
+        let after = s.pttl(&k).await.unwrap();
+        assert!(after <= before, "TTL was extended: {before} -> {after}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // ~800 ms left: below the threshold, the read refreshes once.
+        let r = c.get("/get?key=k").await;
+        let age = r.set_cookie.expect("persistent cookie re-sent").max_age();
+        assert_eq!(age, Some(2), "Max-Age rounds 1500 ms up");
+        let refreshed = s.pttl(&k).await.unwrap();
+        assert!(refreshed > 1300, "not refreshed: {refreshed}");
+        // Right after a refresh the next read is above the threshold again.
+        let r = c.get("/get?key=k").await;
+        assert!(r.set_cookie.is_none());
+    }
+
+    pub async fn ttl_never_passes_deadline<S: TestStore>(s: S) {
+        let config = config()
+            .with_idle_timeout(Duration::from_secs(10))
+            .with_refresh_threshold(Duration::from_secs(10))
+            .with_absolute_lifetime(Some(Duration::from_secs(1)));
+        let mut c = Client::new(app_with(s.clone(), config));
+        c.post("/incr").await;
+        let k = skey(&c);
+        let start = std::time::Instant::now();
+        assert!(s.pttl(&k).await.unwrap() <= 1000);
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.post("/incr").await; // a write resets the TTL: capped at the deadline
+            c.get("/read").await; // a read under the threshold would refresh: capped too
+            let left = 1000 - start.elapsed().as_millis() as i64;
+            let pttl = s.pttl(&k).await.unwrap();
+            assert!(
+                pttl <= left + 50,
+                "TTL {pttl} ms passes the deadline ({left} ms left)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(c.get("/get?key=counter").await.status, 404);
+        assert_eq!(s.count().await, 0);
+    }
+
+    pub async fn unknown_and_malformed_cookies_are_no_session<S: TestStore>(s: S) {
+        let app = app(s.clone());
+        let unknown = {
+            let mut c = Client::new(app.clone());
+            c.post("/incr").await;
+            let v = c.cookie.clone().unwrap();
+            // Same format, other secret.
+            format!("{}{}", &v[..20], if &v[20..21] == "A" { "B" } else { "A" }) + &v[21..]
+        };
+        for value in [
+            unknown.as_str(),
+            "",
+            "garbage",
+            "*",
+            "a.b",
+            &"A".repeat(5000),
+        ] {
+            let mut c = Client::new(app.clone());
+            c.cookie = Some(value.to_owned());
+            let r = c.get("/get?key=counter").await;
+            assert_eq!(r.status, 404, "{value:?}");
+            assert!(r.set_cookie.expect("removal").is_removal());
+            c.cookie = Some(value.to_owned());
+            let r = c.get("/plain").await;
+            assert!(r.set_cookie.is_none(), "untouched: no Set-Cookie");
+            // Writing with a bad cookie creates a fresh session, never reuses the value.
+            c.cookie = Some(value.to_owned());
+            let r = c.post("/incr").await;
+            assert_eq!(r.body, "1");
+            assert_ne!(r.set_cookie.unwrap().value, value);
+        }
+    }
+
+    pub async fn namespaces_are_isolated<S: TestStore>(s: S) {
+        let admin = s.in_namespace(&format!("{}-admin", s.namespace()));
+        let mut user = Client::new(app(s.clone()));
+        user.post("/login?user=alice").await;
+        // A valid user cookie presented to the admin layer (same storage) is unknown.
+        let mut intruder = Client::new(app(admin.clone()));
+        intruder.cookie = user.cookie.clone();
+        assert_eq!(intruder.get("/read").await.status, 401);
+        assert_eq!(admin.count().await, 0);
+        assert_eq!(user.get("/read").await.body, "alice");
+    }
+
+    pub async fn bad_value_is_typed_error_and_kept<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        c.post("/set?key=counter&value=abc").await;
+        let r = c.post("/incr").await;
+        assert_eq!(r.status, 500, "a string is not a u64");
+        assert!(r.set_cookie.is_none());
+        assert_eq!(c.get("/get?key=counter").await.body, "abc", "value kept");
+    }
+
+    pub async fn signed_cookies_reject_forgery<S: TestStore>(s: S) {
+        let key = Key::generate();
+        let layer = SessionLayer::new(s.clone(), config())
+            .unwrap()
+            .with_signed(key);
+        let app = routes::routes().layer(layer);
+        let mut c = Client::new(app.clone());
+        c.post("/login?user=alice").await;
+        assert_eq!(c.get("/read").await.body, "alice");
+        let signed = c.cookie.clone().unwrap();
+        // The unsigned inner value and a tampered signature are both refused.
+        let inner = &signed[signed.len() - 60..];
+        for forged in [inner.to_owned(), format!("A{}", &signed[1..])] {
+            let mut f = Client::new(app.clone());
+            f.cookie = Some(forged);
+            assert_eq!(f.get("/read").await.status, 401);
+        }
+    }
+
+    pub async fn clear_and_remove<S: TestStore>(s: S) {
+        let mut c = Client::new(app(s.clone()));
+        c.post("/set?key=a&value=1").await;
+        c.post("/set?key=b&value=2").await;
+        assert_eq!(c.post("/remove?key=a").await.body, "1");
+        assert_eq!(c.get("/get?key=a").await.status, 404);
+        assert_eq!(c.get("/get?key=b").await.body, "2");
+        c.post("/clear").await;
+        assert_eq!(c.get("/get?key=b").await.status, 404);
+        assert_eq!(s.count().await, 1, "clear keeps the session");
+    }
+}
