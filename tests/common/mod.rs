@@ -8,4 +8,5 @@ pub mod stores;
 
 pub use client::Client;
 pub use redis_server::RedisServer;
+#[allow(unused_imports)] // not every test binary uses it
 pub use stores::TestStore;

@@ -1,0 +1,35 @@
+//! The session layer on Redis behind a fixed route contract, for load tools and
+//! acceptance tests.
+//!
+//! ```text
+//! REDIS_URL=redis://127.0.0.1:6379 PORT=3000 cargo run --release --example bench_server
+//! ```
+//!
+//! Routes: `GET /plain` (never touches the session), `POST /login?user=ID`, `GET /read`
+//! (user id or 401), `POST /incr`, `POST /set?key=K&value=V`, `GET /get?key=K` (value or
+//! 404), `POST /logout`. Default (secure) cookie settings.
+
+#[path = "shared/routes.rs"]
+mod routes;
+
+use tower_redis_session::{RedisStore, SessionConfig, SessionLayer};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let store = RedisStore::builder(url).max_connections(16).build()?;
+    let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default())?);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on 127.0.0.1:{port}");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
