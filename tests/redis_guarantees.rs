@@ -8,6 +8,7 @@ mod routes;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -172,39 +173,48 @@ async fn redis_command_budget_per_request() {
     assert_eq!(logout.await, calls(&[("del", 1)]), "logout");
 }
 
-/// Reads a `MONITOR` stream in the background until stopped.
-fn monitor(
-    port: u16,
-) -> (
-    Arc<Mutex<Vec<u8>>>,
-    Arc<Mutex<bool>>,
-    std::thread::JoinHandle<()>,
-) {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(Mutex::new(false));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"MONITOR\r\n").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let (b, st) = (buf.clone(), stop.clone());
-    let handle = std::thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        loop {
-            match s.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
-                Err(_) if *st.lock().unwrap() => break,
-                Err(_) => {}
+/// A `MONITOR` stream read in the background until `finish`.
+struct Monitor {
+    buf: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Monitor {
+    fn start(port: u16) -> Self {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"MONITOR\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let (b, st) = (buf.clone(), stop.clone());
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match s.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
+                    Err(_) if st.load(Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
             }
-        }
-    });
-    (buf, stop, handle)
+        });
+        Self { buf, stop, reader }
+    }
+
+    fn finish(self) -> String {
+        self.stop.store(true, Ordering::SeqCst);
+        self.reader.join().unwrap();
+        let bytes = self.buf.lock().unwrap();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dump_and_monitor_reveal_no_cookie_secret() {
     let server = RedisServer::start();
-    let (stream, stop, reader) = monitor(server.port);
+    let monitor = Monitor::start(server.port);
     std::thread::sleep(Duration::from_millis(50));
     let app = app(&server.url(), SessionConfig::default());
     let mut cookies = Vec::new();
@@ -216,9 +226,7 @@ async fn dump_and_monitor_reveal_no_cookie_secret() {
         cookies.push(c.cookie.clone().unwrap());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    *stop.lock().unwrap() = true;
-    reader.join().unwrap();
-    let monitored = String::from_utf8_lossy(&stream.lock().unwrap()).into_owned();
+    let monitored = monitor.finish();
     assert!(monitored.contains("HGETALL"), "MONITOR saw nothing");
 
     let mut conn = common::stores::redis_conn(&server.url()).await;
