@@ -56,8 +56,30 @@ fn redis(ns: &str) -> tower_redis_session::RedisStore {
     common::stores::redis_store(ns)
 }
 
+/// `RedisStore::from_pool` on the user's own `deadpool_redis::Pool`.
+fn redis_user_pool(ns: &str) -> tower_redis_session::RedisStore {
+    let url = common::RedisServer::shared().url();
+    let mut cfg = deadpool_redis::Config::from_url(url);
+    cfg.pool = Some(deadpool_redis::PoolConfig {
+        max_size: 4,
+        timeouts: deadpool_redis::Timeouts {
+            wait: Some(Duration::from_secs(1)),
+            create: Some(Duration::from_secs(1)),
+            recycle: Some(Duration::from_secs(1)),
+        },
+        ..Default::default()
+    });
+    let pool = cfg
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    tower_redis_session::RedisStore::from_pool(pool)
+        .with_namespace(ns)
+        .unwrap()
+}
+
 all_cases!(memory_store, super::memory);
 all_cases!(redis_store, super::redis);
+all_cases!(redis_user_pool, super::redis_user_pool);
 
 mod cases {
     use super::*;
@@ -332,6 +354,12 @@ mod cases {
                         Ok::<_, SessionError>(old.unwrap_or_default())
                     },
                 ),
+            )
+            .route(
+                "/empty",
+                get(|session: Session| async move {
+                    Ok::<_, SessionError>(session.is_empty().await?.to_string())
+                }),
             )
             .route(
                 "/handle",
@@ -617,13 +645,16 @@ mod cases {
 
     pub async fn clear_and_remove<S: TestStore>(s: S) {
         let mut c = Client::new(app(s.clone()));
+        assert_eq!(c.get("/empty").await.body, "true");
         c.post("/set?key=a&value=1").await;
+        assert_eq!(c.get("/empty").await.body, "false");
         c.post("/set?key=b&value=2").await;
         assert_eq!(c.post("/remove?key=a").await.body, "1");
         assert_eq!(c.get("/get?key=a").await.status, 404);
         assert_eq!(c.get("/get?key=b").await.body, "2");
         c.post("/clear").await;
         assert_eq!(c.get("/get?key=b").await.status, 404);
+        assert_eq!(c.get("/empty").await.body, "true");
         assert_eq!(s.count().await, 1, "clear keeps the session");
     }
 }

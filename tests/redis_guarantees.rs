@@ -304,6 +304,34 @@ async fn redis_down_answers_503_and_recovers() {
     assert_eq!(fresh.post("/incr").await.body, "2");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_error_response_is_configurable() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::builder(server.url())
+        .wait_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let layer = SessionLayer::new(store, SessionConfig::default())
+        .unwrap()
+        .with_store_error_response(|e| {
+            assert!(
+                matches!(e, tower_redis_session::StoreError::Pool(_)),
+                "the real error reaches the callback: {e:?}"
+            );
+            let mut res = axum::http::Response::new(());
+            *res.status_mut() = axum::http::StatusCode::BAD_GATEWAY;
+            res.headers_mut()
+                .insert("x-session", axum::http::HeaderValue::from_static("down"));
+            res
+        });
+    let mut c = Client::new(routes::routes().layer(layer));
+    server.stop();
+    let r = c.post("/incr").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.headers["x-session"], "down");
+}
+
 /// Logs capture: a store failure is logged, and no cookie value ever appears in logs.
 #[tokio::test(flavor = "current_thread")]
 async fn failures_are_logged_without_secrets() {

@@ -5,7 +5,6 @@
 //! out, and its value has the exact `<tag>.<secret>` format. Anything else is "no
 //! session": logged as suspicious without the value, and the store is never asked.
 
-use std::borrow::Cow;
 use std::fmt;
 
 pub use cookie::Key;
@@ -134,7 +133,7 @@ pub(crate) enum Incoming {
 
 /// Reads the session cookie from every `Cookie` header. No I/O.
 pub(crate) fn extract<C: CookieCodec>(headers: &HeaderMap, name: &str, codec: &C) -> Incoming {
-    let mut found: Option<Cow<'_, str>> = None;
+    let mut found: Option<String> = None;
     let mut count = 0usize;
     for header in headers.get_all(header::COOKIE) {
         let text = String::from_utf8_lossy(header.as_bytes());
@@ -142,7 +141,7 @@ pub(crate) fn extract<C: CookieCodec>(headers: &HeaderMap, name: &str, codec: &C
             if cookie.name() == name {
                 count += 1;
                 if count == 1 {
-                    found = Some(Cow::Owned(cookie.value().to_owned()));
+                    found = Some(cookie.value().to_owned());
                 }
             }
         }

@@ -52,9 +52,10 @@ pub(crate) struct Context {
 /// }
 /// ```
 ///
-/// Changes are written after the handler returns. Concurrent requests on one session
-/// that change different keys both persist; two that change the same key: the last
-/// write wins.
+/// Changes are written once, after the handler returns, in one store call. Concurrent
+/// requests on one session that change different keys both persist; two that change the
+/// same key: the last write wins. Changes made through a clone kept past the response
+/// (e.g. in a spawned task) are not saved.
 #[derive(Clone)]
 pub struct Session {
     inner: Arc<Inner>,

@@ -1,5 +1,5 @@
-//! Acceptance: the real `bench_server` binary, driven over HTTP by an external client
-//! and checked against the real Redis it writes to.
+//! Acceptance: the real example binaries, driven over HTTP by an external client;
+//! `bench_server` is also checked against the real Redis it writes to.
 
 mod common;
 
@@ -24,14 +24,14 @@ impl Drop for Server {
     }
 }
 
-/// `target/<profile>/examples/bench_server`, built on demand.
-fn binary() -> PathBuf {
+/// `target/<profile>/examples/<name>`, built on demand.
+fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join("bench_server");
+    let bin = dir.join("examples").join(name);
     if !bin.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "bench_server"])
+            .args(["build", "--example", name])
             .status()
             .unwrap();
         assert!(status.success());
@@ -39,27 +39,38 @@ fn binary() -> PathBuf {
     bin
 }
 
-fn start(redis_url: &str) -> Server {
+/// Starts an example on a free port and returns it with the lines it printed up to
+/// and including the `listening on` line.
+fn start(name: &str, redis_url: Option<&str>) -> (Server, Vec<String>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(binary())
-        .env("PORT", port.to_string())
-        .env("REDIS_URL", redis_url)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), format!("listening on 127.0.0.1:{port}"));
-    Server {
+    let mut cmd = Command::new(binary(name));
+    cmd.env("PORT", port.to_string()).env_remove("REDIS_URL");
+    if let Some(url) = redis_url {
+        cmd.env("REDIS_URL", url);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "{name} exited: {lines:?}"
+        );
+        lines.push(line.trim().to_owned());
+        if line.starts_with("listening on") {
+            break;
+        }
+    }
+    let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
-    }
+    };
+    (server, lines)
 }
 
 struct Browser {
@@ -69,8 +80,34 @@ struct Browser {
 }
 
 impl Browser {
+    fn new(server: &Server) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: server.base.clone(),
+            cookie: None,
+        }
+    }
+
     async fn send(&mut self, method: reqwest::Method, path: &str) -> (u16, String) {
+        self.send_form(method, path, None).await
+    }
+
+    async fn send_form(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        form: Option<&str>,
+    ) -> (u16, String) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = form {
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_owned());
+        }
         if let Some(c) = &self.cookie {
             req = req.header(COOKIE, format!("id={c}"));
         }
@@ -96,15 +133,10 @@ impl Browser {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_contract_over_http_against_real_redis() {
     let redis = RedisServer::start();
-    let server = start(&redis.url());
-    let mut b = Browser {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap(),
-        base: server.base.clone(),
-        cookie: None,
-    };
+    let (server, lines) = start("bench_server", Some(&redis.url()));
+    let port = server.base.rsplit(':').next().unwrap();
+    assert_eq!(lines, [format!("listening on 127.0.0.1:{port}")]);
+    let mut b = Browser::new(&server);
     let mut conn = common::stores::redis_conn(&redis.url()).await;
     let keys = |conn: &mut redis::aio::MultiplexedConnection| {
         let mut conn = conn.clone();
@@ -152,4 +184,45 @@ async fn route_contract_over_http_against_real_redis() {
     assert!(b.cookie.is_none(), "removal cookie");
     assert!(keys(&mut conn).await.is_empty(), "deleted in Redis");
     assert_eq!(b.get("/read").await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_on_the_memory_store_without_redis_url() {
+    let (server, lines) = start("demo", None);
+    assert!(
+        lines.iter().any(|l| l.contains("in-memory")),
+        "the demo says which store it uses: {lines:?}"
+    );
+    let mut b = Browser::new(&server);
+    let (status, page) = b.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Not signed in"), "{page}");
+    assert!(b.cookie.is_none());
+
+    let post = reqwest::Method::POST;
+    assert_eq!(b.send_form(post.clone(), "/count", Some("")).await.0, 303);
+    let anonymous = b.cookie.clone().expect("session after counting");
+    let (status, _) = b
+        .send_form(
+            post.clone(),
+            "/login",
+            Some("user=%3Cb%3Ealice&remember=on"),
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_ne!(b.cookie.as_ref(), Some(&anonymous), "id rotated at login");
+    let (_, page) = b.get("/").await;
+    assert!(
+        page.contains("Signed in as <b>&lt;b&gt;alice</b>"),
+        "escaped: {page}"
+    );
+    assert!(
+        page.contains("Counter: 1"),
+        "data kept across login: {page}"
+    );
+
+    assert_eq!(b.send_form(post, "/logout", Some("")).await.0, 303);
+    assert!(b.cookie.is_none(), "removal cookie");
+    let (_, page) = b.get("/").await;
+    assert!(page.contains("Not signed in"));
 }
