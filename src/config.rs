@@ -28,6 +28,29 @@ pub struct SessionConfig {
     pub(crate) refresh_threshold: Option<Duration>,
     pub(crate) absolute_lifetime: Option<Duration>,
     pub(crate) persistent: bool,
+    pub(crate) limit: Option<SessionLimit>,
+    pub(crate) client_ip_header: Option<http::HeaderName>,
+}
+
+/// What a login does when the user already has the maximum number of sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitPolicy {
+    /// The login fails with [`SessionError::TooManySessions`](crate::SessionError::TooManySessions)
+    /// (answer it with 409 Conflict); the existing sessions and the one logging in are
+    /// untouched.
+    Reject,
+    /// The least recently active session of the user is destroyed to make room.
+    EvictOldest,
+}
+
+/// At most `max` sessions per user, enforced atomically at login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// The maximum number of live sessions of one user (at least 1).
+    pub max: usize,
+    /// What happens at the limit.
+    pub policy: LimitPolicy,
 }
 
 /// Cookie attributes.
@@ -56,6 +79,8 @@ impl Default for SessionConfig {
             refresh_threshold: None,
             absolute_lifetime: Some(Duration::from_secs(12 * 3600)),
             persistent: false,
+            limit: None,
+            client_ip_header: None,
         }
     }
 }
@@ -146,6 +171,28 @@ impl SessionConfig {
     /// Default: `false`. Per session: [`Session::set_expiry`](crate::Session::set_expiry).
     pub fn with_persistent_cookie(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
+        self
+    }
+
+    /// Limits each user to `max` live sessions (devices), enforced in the same atomic
+    /// step as the login. Default: no limit.
+    pub fn with_max_sessions_per_user(mut self, max: usize, policy: LimitPolicy) -> Self {
+        self.limit = Some(SessionLimit {
+            max: max.max(1),
+            policy,
+        });
+        self
+    }
+
+    /// Reads the client IP recorded with a session from this header (its right-most
+    /// entry, the one your proxy appended), e.g. `x-forwarded-for`. Default: the peer
+    /// address from axum's `ConnectInfo<SocketAddr>`, if the app provides it.
+    ///
+    /// # Warning
+    /// Only set this behind a proxy that always sets the header: otherwise clients choose
+    /// the IP shown in their session list.
+    pub fn with_client_ip_header(mut self, header: http::HeaderName) -> Self {
+        self.client_ip_header = Some(header);
         self
     }
 

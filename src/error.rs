@@ -97,6 +97,16 @@ pub enum SessionError {
         #[source]
         source: serde_json::Error,
     },
+    /// A login was refused: the user already has the maximum number of sessions and the
+    /// policy is [`LimitPolicy::Reject`](crate::LimitPolicy::Reject). Nothing changed.
+    #[error("the user already has {limit} sessions")]
+    TooManySessions {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The operation needs a logged-in session.
+    #[error("the session is not logged in")]
+    NotLoggedIn,
     /// The stored value does not deserialize into the requested type. The value is kept.
     #[error("session value {key:?} does not deserialize into the requested type")]
     Deserialize {
@@ -123,6 +133,12 @@ impl IntoResponse for SessionError {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 res
+            }
+            SessionError::TooManySessions { .. } => {
+                (StatusCode::CONFLICT, "too many sessions").into_response()
+            }
+            SessionError::NotLoggedIn => {
+                (StatusCode::UNAUTHORIZED, "not logged in").into_response()
             }
             SessionError::Serialize { .. } | SessionError::Deserialize { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "session value error").into_response()

@@ -102,6 +102,14 @@ impl<C> SessionLayer<C> {
         self.with_codec(PrivateCookie::new(key))
     }
 
+    /// The per-user session API (list, revoke, log out everywhere) for admin code that
+    /// has no request.
+    pub fn users(&self) -> crate::users::Users {
+        crate::users::Users {
+            ctx: self.ctx.clone(),
+        }
+    }
+
     fn with_codec<D: CookieCodec>(self, codec: D) -> SessionLayer<D> {
         SessionLayer {
             ctx: self.ctx,

@@ -97,8 +97,9 @@ mod layer;
 mod service;
 pub mod session;
 pub mod store;
+pub mod users;
 
-pub use config::{Expiry, SameSite, SessionConfig};
+pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit};
 pub use cookie::Key;
 pub use error::{ConfigError, SessionError, StoreError};
 pub use layer::SessionLayer;
@@ -107,3 +108,4 @@ pub use session::Session;
 pub use session::extractor::MissingSessionLayer;
 pub use session::id::{SessionHandle, SessionKey};
 pub use store::{MemoryStore, RedisStore, RedisStoreBuilder, SessionStore};
+pub use users::{SessionInfo, Users};

@@ -9,7 +9,7 @@ use tower_service::Service;
 use crate::cookie::{self, CookieCodec};
 use crate::future::ResponseFuture;
 use crate::layer::SessionLayer;
-use crate::session::{Commit, CookieAction, Session};
+use crate::session::{Commit, CookieAction, RequestMeta, Session};
 
 /// Wraps a service with sessions; made by [`SessionLayer`].
 pub struct SessionService<S, C = cookie::PlainCookie> {
@@ -55,7 +55,8 @@ where
         let layer = self.layer.clone();
         let name = &layer.ctx.config.cookie.name;
         let incoming = cookie::extract(req.headers(), name, &layer.codec);
-        let session = Session::new(layer.ctx.clone(), incoming);
+        let meta = request_meta(&req, layer.ctx.config.client_ip_header.as_ref());
+        let session = Session::new(layer.ctx.clone(), incoming, meta);
         req.extensions_mut().insert(session.clone());
 
         // The ready service goes into the future; a fresh clone stays behind.
@@ -73,6 +74,29 @@ where
             }
             Ok(res)
         })
+    }
+}
+
+/// The client's IP (trusted proxy header, else axum's `ConnectInfo`) and user agent.
+/// Cheap: a header value clone, no formatting.
+fn request_meta<B>(req: &Request<B>, ip_header: Option<&http::HeaderName>) -> RequestMeta {
+    let ip = match ip_header {
+        Some(h) => req
+            .headers()
+            .get_all(h)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok()),
+        None => req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
+    };
+    RequestMeta {
+        ip,
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
     }
 }
 

@@ -248,7 +248,7 @@ mod cases {
             .write(&k, WriteMode::Create, &set(&[("m:d", &deadline)]), c)
             .await
             .unwrap();
-        let WriteOutcome::Written { ttl } = w else {
+        let WriteOutcome::Written { ttl, .. } = w else {
             panic!("not written")
         };
         assert_eq!(ttl, Duration::from_millis(5_000));
@@ -262,7 +262,8 @@ mod cases {
         assert_eq!(
             w,
             WriteOutcome::Written {
-                ttl: Duration::from_millis(2_000)
+                ttl: Duration::from_millis(2_000),
+                evicted: vec![],
             }
         );
         // A deadline in the past deletes the session.

@@ -36,49 +36,60 @@ fn calls(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
     m
 }
 
-/// What one run of `write.lua` executes inside Redis, besides the `EVALSHA` itself:
-/// the condition check, the field writes (`hset` for the data, one more for `m:s`/`m:e`),
-/// reading the TTL inputs, and the `PEXPIRE`. Counted by `INFO commandstats` too, but
-/// all in the same single round trip.
-const WRITE_SCRIPT: &[(&str, u64)] = &[
+// What each request runs. `INFO commandstats` counts the commands a script runs inside
+// Redis too; those are listed after the `evalsha`, and all of one script is one round
+// trip.
+
+/// `write.lua` creating an anonymous session: condition check, data and `m:s`/`m:e`
+/// writes, TTL inputs, `PEXPIRE`.
+const CREATE: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("exists", 1),
     ("hset", 2),
     ("hmget", 1),
     ("pexpire", 1),
 ];
-
-/// `write.lua` with no field to write (a TTL refresh): one `hset` (for `m:s`/`m:e`).
-const TOUCH_SCRIPT: &[(&str, u64)] = &[
+/// `write.lua` updating an anonymous session.
+const UPDATE: &[(&str, u64)] = CREATE;
+/// `write.lua` updating a logged-in session: also moves its index score, and extends
+/// the index's TTL (`pexpire` #2) because this user's only session now outlives it.
+const UPDATE_INDEXED: &[(&str, u64)] = &[
+    ("evalsha", 1),
+    ("exists", 1),
+    ("hset", 2),
+    ("hmget", 1),
+    ("pexpire", 2),
+    ("zadd", 1),
+    ("pttl", 1),
+];
+/// `write.lua` refreshing a logged-in session: no data field to write.
+const TOUCH_INDEXED: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("exists", 1),
     ("hset", 1),
     ("hmget", 1),
-    ("pexpire", 1),
+    ("pexpire", 2),
+    ("zadd", 1),
+    ("pttl", 1),
 ];
-
-/// `write.lua` rotating: the target is created by `RENAMENX` from the current key.
-const ROTATE_SCRIPT: &[(&str, u64)] = &[
+/// `take.lua`: read and delete the current session (first round trip of a login).
+const TAKE: &[(&str, u64)] = &[("evalsha", 1), ("hgetall", 1), ("del", 1), ("zrem", 1)];
+/// `write.lua` logging in (second round trip): prune the index, create, index it.
+const LOGIN: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("exists", 1),
-    ("renamenx", 1),
+    ("zremrangebyscore", 1),
     ("hset", 2),
     ("hmget", 1),
-    ("pexpire", 1),
+    ("pexpire", 2),
+    ("zadd", 1),
+    ("pttl", 1),
 ];
+/// `delete.lua`: logout.
+const DELETE: &[(&str, u64)] = &[("evalsha", 1), ("zrem", 1), ("del", 1)];
 
 fn with(base: &[(&str, u64)], extra: &[(&str, u64)]) -> HashMap<String, u64> {
     calls(&[base, extra].concat())
-}
-
-/// Runs `f` and returns the Redis commands it caused.
-async fn commands_of<F: std::future::Future<Output = ()>>(
-    server: &RedisServer,
-    f: F,
-) -> HashMap<String, u64> {
-    let before = server.command_calls();
-    f.await;
-    RedisServer::delta(&before, &server.command_calls())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,89 +99,85 @@ async fn redis_command_budget_per_request() {
         .with_idle_timeout(Duration::from_millis(1500))
         .with_refresh_threshold(Duration::from_millis(1000));
     let app = app(&server.url(), config);
-    // Warm up: open the pooled connection and load the script once.
+    // Warm up: open the pooled connection, load the scripts, read the user-tag salt.
     let mut warm = Client::new(app.clone());
+    warm.post("/incr").await;
     warm.post("/login?user=w").await;
     warm.post("/logout").await;
 
     let mut c = Client::new(app.clone());
-    let none = commands_of(&server, async {
-        c.get("/plain").await;
-    });
-    assert_eq!(none.await, calls(&[]), "no cookie, untouched");
-
-    let login = commands_of(&server, async {
-        c.post("/login?user=alice").await;
-    });
-    assert_eq!(login.await, calls(WRITE_SCRIPT), "new session: one create");
-
-    let untouched = commands_of(&server, async {
-        c.get("/plain").await;
-    });
-    assert_eq!(untouched.await, calls(&[]), "cookie, untouched");
-
-    let read = commands_of(&server, async {
-        assert_eq!(c.get("/read").await.body, "alice");
-    });
-    assert_eq!(read.await, calls(&[("hgetall", 1)]), "read above threshold");
-
-    let rmw = commands_of(&server, async {
-        c.post("/incr").await;
-    });
-    assert_eq!(
-        rmw.await,
-        with(WRITE_SCRIPT, &[("hgetall", 1)]),
-        "read-modify-write"
+    let step = |name: &'static str, expected: HashMap<String, u64>| {
+        let before = server.command_calls();
+        (before, name, expected)
+    };
+    macro_rules! check {
+        ($name:expr, $req:expr, $expected:expr) => {{
+            let (before, name, expected) = step($name, $expected);
+            $req;
+            let got = RedisServer::delta(&before, &server.command_calls());
+            eprintln!("{name}: {got:?}");
+            assert_eq!(got, expected, "{name}");
+        }};
+    }
+    check!("no cookie, untouched", c.get("/plain").await, calls(&[]));
+    check!("new session", c.post("/incr").await, calls(CREATE));
+    check!("cookie, untouched", c.get("/plain").await, calls(&[]));
+    check!(
+        "read",
+        c.get("/get?key=counter").await,
+        calls(&[("hgetall", 1)])
     );
-
-    let relogin = commands_of(&server, async {
-        c.post("/login?user=alice2").await;
-    });
-    assert_eq!(
-        relogin.await,
-        with(ROTATE_SCRIPT, &[("hgetall", 1)]),
-        "rotation: load + one rotate script"
+    check!(
+        "read-modify-write",
+        c.post("/incr").await,
+        with(UPDATE, &[("hgetall", 1)])
     );
-
+    check!(
+        "login",
+        c.post("/login?user=alice").await,
+        with(TAKE, LOGIN)
+    );
+    check!(
+        "read (logged in)",
+        c.get("/read").await,
+        calls(&[("hgetall", 1)])
+    );
+    check!(
+        "read-modify-write (logged in)",
+        c.post("/incr").await,
+        with(UPDATE_INDEXED, &[("hgetall", 1)])
+    );
+    check!(
+        "login again",
+        c.post("/login?user=alice").await,
+        with(TAKE, LOGIN)
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let refresh = commands_of(&server, async {
-        c.get("/read").await;
-    });
-    assert_eq!(
-        refresh.await,
-        with(TOUCH_SCRIPT, &[("hgetall", 1)]),
-        "refresh"
+    check!(
+        "refresh",
+        c.get("/read").await,
+        with(TOUCH_INDEXED, &[("hgetall", 1)])
     );
+    check!("logout", c.post("/logout").await, calls(DELETE));
 
-    for forged in [
+    for value in [
         "AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "x*?[",
         "",
     ] {
         let mut f = Client::new(app.clone());
-        f.cookie = Some(forged.to_owned());
-        let cmds = commands_of(&server, async {
-            f.get("/plain").await;
-        });
-        assert_eq!(cmds.await, calls(&[]), "{forged:?} untouched");
+        f.cookie = Some(value.to_owned());
+        check!("forged, untouched", f.get("/plain").await, calls(&[]));
     }
-    for malformed in ["x*?[", "", "\\r\\nFLUSHALL", &"A".repeat(9000)] {
+    for value in ["x*?[", "", "\\r\\nFLUSHALL", &"A".repeat(9000)] {
         let mut f = Client::new(app.clone());
-        f.cookie = Some(malformed.to_owned());
-        let cmds = commands_of(&server, async {
-            assert_eq!(f.get("/read").await.status, 401);
-        });
-        assert_eq!(
-            cmds.await,
-            calls(&[]),
-            "{malformed:?} must never reach Redis"
+        f.cookie = Some(value.to_owned());
+        check!(
+            "malformed, read",
+            assert_eq!(f.get("/read").await.status, 401),
+            calls(&[])
         );
     }
-
-    let logout = commands_of(&server, async {
-        c.post("/logout").await;
-    });
-    assert_eq!(logout.await, calls(&[("del", 1)]), "logout");
 }
 
 /// A `MONITOR` stream read in the background until `finish`.
@@ -220,7 +227,7 @@ async fn dump_and_monitor_reveal_no_cookie_secret() {
     let mut cookies = Vec::new();
     for i in 0..5 {
         let mut c = Client::new(app.clone());
-        c.post(&format!("/login?user=u{i}")).await;
+        c.post(&format!("/login?user=user-number-{i}")).await;
         c.post("/incr").await;
         c.get("/read").await;
         cookies.push(c.cookie.clone().unwrap());
@@ -231,15 +238,32 @@ async fn dump_and_monitor_reveal_no_cookie_secret() {
 
     let mut conn = common::stores::redis_conn(&server.url()).await;
     let keys: Vec<String> = conn.keys("*").await.unwrap();
-    assert_eq!(keys.len(), 5);
+    let sessions = keys.iter().filter(|k| k.contains("}:s:")).count();
+    assert_eq!(sessions, 5);
+    assert!(keys.contains(&"session:salt".to_owned()));
+    // Every key, whatever its type: sessions, user indexes, the salt.
     let mut dump = String::new();
     for k in &keys {
-        let fields: HashMap<String, String> = conn.hgetall(k).await.unwrap();
         dump.push_str(k);
-        for (f, v) in fields {
-            dump.push_str(&f);
+        let kind: String = redis::cmd("TYPE")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let values: Vec<String> = match kind.as_str() {
+            "hash" => conn.hgetall::<_, Vec<String>>(k).await.unwrap(),
+            "zset" => conn
+                .zrange_withscores::<_, Vec<String>>(k, 0, -1)
+                .await
+                .unwrap(),
+            "string" => vec![conn.get::<_, String>(k).await.unwrap()],
+            other => panic!("unexpected key type {other} for {k}"),
+        };
+        for v in values {
             dump.push_str(&v);
         }
+        // The user id never appears in a key name either.
+        assert!(!k.contains("user-number"), "{k}");
     }
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     for cookie in &cookies {

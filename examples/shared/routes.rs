@@ -38,13 +38,12 @@ pub fn routes() -> Router {
 }
 
 async fn login(session: Session, Query(q): Query<UserParam>) -> Result<&'static str, SessionError> {
-    session.insert("user", &q.user).await?;
-    session.cycle_id().await?;
+    session.login(&q.user).await?;
     Ok("ok")
 }
 
 async fn read(session: Session) -> Result<Response, SessionError> {
-    Ok(match session.get::<String>("user").await? {
+    Ok(match session.user_id().await? {
         Some(user) => user.into_response(),
         None => StatusCode::UNAUTHORIZED.into_response(),
     })

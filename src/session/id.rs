@@ -101,6 +101,18 @@ fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
+/// The hash tag of a user: `base64url(hmac_sha256(salt, input))[..16]`. With a secret
+/// salt the tag reveals nothing about the user id, yet all of a user's keys share it.
+pub(crate) fn user_tag(salt: &[u8], input: &[u8]) -> Result<String, StoreError> {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salt)
+        .map_err(|_| StoreError::Protocol("invalid user-tag salt"))?;
+    mac.update(input);
+    let mut tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    tag.truncate(TAG_LEN);
+    Ok(tag)
+}
+
 /// What a store knows of a session: its hash tag and the SHA-256 of its secret.
 ///
 /// A store never sees the cookie secret, so a leaked store dump yields no usable cookie.
@@ -128,6 +140,11 @@ impl SessionKey {
     pub fn hash(&self) -> &str {
         &self.hash
     }
+
+    /// A key from its parts, e.g. for a store that lists a user's sessions.
+    pub fn from_parts(tag: String, hash: String) -> Self {
+        Self { tag, hash }
+    }
 }
 
 impl fmt::Debug for SessionKey {
@@ -150,7 +167,8 @@ impl SessionHandle {
         Self(Uuid::new_v4())
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// Parses a handle, e.g. from a revoke form or URL.
+    pub fn parse(s: &str) -> Option<Self> {
         Uuid::try_parse(s).ok().map(Self)
     }
 

@@ -10,6 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use http::HeaderValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -19,11 +23,40 @@ pub(crate) mod id;
 pub(crate) mod record;
 
 use self::id::{SessionHandle, SessionId};
-use self::record::{Clock, Loaded, Patch, WriteMode, WriteOutcome, data_field};
+use self::record::{Clock, Loaded, Patch, Record, WriteMode, WriteOutcome, data_field};
 use crate::config::{Expiry, SessionConfig, millis};
 use crate::cookie::Incoming;
-use crate::store::DynStore;
+use crate::store::{DynStore, Revoke};
+use crate::users::{SessionInfo, Users};
 use crate::{SessionError, StoreError};
+
+/// Longest user agent recorded with a session, in bytes.
+const MAX_USER_AGENT: usize = 256;
+
+/// What the request says about the client, kept cheaply (no formatting) until a session
+/// is written.
+#[derive(Debug, Default)]
+pub(crate) struct RequestMeta {
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) user_agent: Option<HeaderValue>,
+}
+
+impl RequestMeta {
+    fn fields(&self, patch: &mut Patch) {
+        if let Some(ip) = self.ip {
+            patch.set.push((record::IP.to_owned(), ip.to_string()));
+        }
+        if let Some(ua) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+            let mut end = ua.len().min(MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            patch
+                .set
+                .push((record::USER_AGENT.to_owned(), ua[..end].to_owned()));
+        }
+    }
+}
 
 /// How many times a write with a freshly generated id is retried on a key collision
 /// (which takes 2^-256 luck, or a broken random number generator).
@@ -64,6 +97,7 @@ pub struct Session {
 struct Inner {
     ctx: Arc<Context>,
     incoming: Incoming,
+    meta: RequestMeta,
     state: Mutex<State>,
 }
 
@@ -83,6 +117,10 @@ enum Load {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The current id: the cookie's, or the one a login moved the session to.
+    id: Option<SessionId>,
+    /// Set by a login: the new id's TTL, so the response sends the new cookie.
+    fresh: Option<Duration>,
     load: Load,
     /// Pending changes: `Some(json)` to set, `None` to remove.
     changes: BTreeMap<String, Option<String>>,
@@ -105,12 +143,20 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Session {
-    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming) -> Self {
+    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, meta: RequestMeta) -> Self {
+        let id = match &incoming {
+            Incoming::Valid(id) => Some(id.clone()),
+            Incoming::Absent | Incoming::Invalid(_) => None,
+        };
         Self {
             inner: Arc::new(Inner {
                 ctx,
                 incoming,
-                state: Mutex::new(State::default()),
+                meta,
+                state: Mutex::new(State {
+                    id,
+                    ..State::default()
+                }),
             }),
         }
     }
@@ -120,12 +166,12 @@ impl Session {
         let mut st = self.inner.state.lock().await;
         st.accessed = true;
         if matches!(st.load, Load::Pending) {
-            let loaded = match &self.inner.incoming {
-                Incoming::Valid(id) => match self.inner.ctx.store.load(&id.key()).await {
+            let loaded = match &st.id {
+                Some(id) => match self.inner.ctx.store.load(&id.key()).await {
                     Ok(record) => record.and_then(Loaded::parse).filter(|l| live(l, now_ms())),
                     Err(e) => return Err(st.fail(e, "load")),
                 },
-                Incoming::Absent | Incoming::Invalid(_) => None,
+                None => None,
             };
             st.load = Load::Done(loaded);
         }
@@ -253,19 +299,286 @@ impl Session {
     pub async fn destroy(&self) -> Result<(), SessionError> {
         let mut st = self.inner.state.lock().await;
         st.accessed = true;
-        if let Incoming::Valid(id) = &self.inner.incoming
-            && !st.destroyed
+        if let Some(id) = &st.id
             && let Err(e) = self.inner.ctx.store.delete(&id.key()).await
         {
             return Err(st.fail(e, "delete"));
         }
-        *st = State {
-            load: Load::Done(None),
-            destroyed: true,
-            accessed: true,
-            ..State::default()
-        };
+        st.ended();
         Ok(())
+    }
+
+    /// Logs the session in as `user_id`: moves it (with its data) to a new id in the
+    /// user's hash-tag slot, records created / last active / IP / user agent, adds it to
+    /// the user's index and enforces the configured
+    /// [`SessionLimit`](crate::SessionLimit), all in one atomic step. The old id stops
+    /// working, so an id planted before login is useless. The user id is stored
+    /// server-side only, never in the cookie.
+    ///
+    /// Costs two round trips: one to take the current session, one for the login.
+    ///
+    /// # Errors
+    /// [`SessionError::TooManySessions`] under [`LimitPolicy::Reject`](crate::LimitPolicy::Reject)
+    /// at the limit (nothing changed: the current session is kept);
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn login(&self, user_id: &str) -> Result<(), SessionError> {
+        let ctx = &self.inner.ctx;
+        let store = &ctx.store;
+        let mut st = self.inner.state.lock().await;
+        st.accessed = true;
+        let tag = match store.user_tag(user_id).await {
+            Ok(tag) => tag,
+            Err(e) => return Err(st.fail(e, "user tag")),
+        };
+        let current = match (&st.load, &st.id) {
+            (Load::Done(None), _) | (_, None) => None,
+            (_, Some(id)) => Some(id.key()),
+        };
+        let taken = match &current {
+            Some(key) => match store.take(key).await {
+                Ok(record) => record,
+                Err(e) => return Err(st.fail(e, "take")),
+            },
+            None => None,
+        };
+        let now = now_ms();
+        let clock = Clock {
+            now_ms: now,
+            default_idle_ms: millis(ctx.config.idle_timeout),
+        };
+        let base = taken
+            .clone()
+            .and_then(Loaded::parse)
+            .filter(|l| live(l, now));
+        let patch = self.login_record(&st, base.as_ref(), user_id, now);
+        let mode = WriteMode::Login {
+            limit: ctx.config.limit,
+        };
+        for _ in 0..COLLISION_RETRIES {
+            let new = SessionId::generate_in(tag.clone())?;
+            let outcome = match store.write(&new.key(), mode, &patch, clock).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    self.restore(current.as_ref(), taken, clock).await;
+                    return Err(st.fail(e, "login"));
+                }
+            };
+            match outcome {
+                WriteOutcome::Written { ttl, evicted } => {
+                    if !evicted.is_empty() {
+                        tracing::info!(evicted = evicted.len(), "login evicted older sessions");
+                    }
+                    let mut fields = HashMap::new();
+                    patch.apply_to(&mut fields);
+                    record::stamp_ttl(&mut fields, clock);
+                    st.load = Load::Done(Loaded::parse(Record::from_fields(fields)));
+                    st.changes.clear();
+                    st.cleared = false;
+                    st.expiry = None;
+                    st.cycle = false;
+                    st.destroyed = false;
+                    st.id = Some(new);
+                    st.fresh = Some(ttl);
+                    return Ok(());
+                }
+                WriteOutcome::Collision => continue,
+                WriteOutcome::Rejected => {
+                    self.restore(current.as_ref(), taken, clock).await;
+                    let limit = ctx.config.limit.map_or(0, |l| l.max);
+                    return Err(SessionError::TooManySessions { limit });
+                }
+                WriteOutcome::Gone => break,
+            }
+        }
+        self.restore(current.as_ref(), taken, clock).await;
+        Err(st.fail(StoreError::Protocol("login could not be written"), "login"))
+    }
+
+    /// The full record of a session logging in: its data and metadata, the pending
+    /// changes, and the user.
+    fn login_record(&self, st: &State, base: Option<&Loaded>, user_id: &str, now: i64) -> Patch {
+        let config = &self.inner.ctx.config;
+        let mut data: HashMap<&str, &str> = HashMap::new();
+        if let Some(b) = base.filter(|_| !st.cleared) {
+            data.extend(b.data.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        for (k, v) in &st.changes {
+            match v {
+                Some(v) => data.insert(k, v),
+                None => data.remove(k.as_str()),
+            };
+        }
+        let mut patch = Patch::default();
+        patch
+            .set
+            .extend(data.into_iter().map(|(k, v)| (data_field(k), v.to_owned())));
+        let handle = base
+            .map(|b| b.handle)
+            .or(st.new_handle)
+            .unwrap_or_else(SessionHandle::generate);
+        let created = base.map_or(now, |b| b.created_ms);
+        let deadline = match st.expiry.and_then(|e| e.absolute) {
+            Some(absolute) => absolute.map(|a| created + millis(a)),
+            None => base.map_or_else(
+                || config.absolute_lifetime.map(|a| now + millis(a)),
+                |b| b.deadline_ms,
+            ),
+        };
+        let idle = st
+            .expiry
+            .map(|e| millis(e.idle))
+            .or(base.and_then(|b| b.idle_ms));
+        let persistent = st
+            .expiry
+            .and_then(|e| e.persistent)
+            .or(base.and_then(|b| b.persistent));
+        let meta = [
+            (record::HANDLE, Some(handle.to_string())),
+            (record::CREATED, Some(created.to_string())),
+            (record::DEADLINE, deadline.map(|d| d.to_string())),
+            (record::IDLE, idle.map(|i| i.to_string())),
+            (
+                record::PERSISTENT,
+                persistent.map(|p| if p { "1" } else { "0" }.to_owned()),
+            ),
+            (record::USER, Some(user_id.to_owned())),
+        ];
+        for (field, value) in meta {
+            if let Some(v) = value {
+                patch.set.push((field.to_owned(), v));
+            }
+        }
+        self.inner.meta.fields(&mut patch);
+        patch
+    }
+
+    /// Puts back a session taken by a login that did not happen (best effort: the
+    /// session was only ours to move).
+    async fn restore(&self, key: Option<&crate::SessionKey>, taken: Option<Record>, clock: Clock) {
+        let (Some(key), Some(record)) = (key, taken) else {
+            return;
+        };
+        let mut patch = Patch::default();
+        patch.set.extend(
+            record
+                .into_fields()
+                .into_iter()
+                .filter(|(k, _)| k != record::LAST_SEEN && k != record::EXPIRES),
+        );
+        if let Err(e) = self
+            .inner
+            .ctx
+            .store
+            .write(key, WriteMode::Create, &patch, clock)
+            .await
+        {
+            log_store_error(&e, "restore");
+        }
+    }
+
+    /// The user this session is logged in as.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn user_id(&self) -> Result<Option<String>, SessionError> {
+        let st = self.loaded().await?;
+        Ok(match &st.load {
+            Load::Done(Some(l)) => l.user.clone(),
+            _ => None,
+        })
+    }
+
+    /// The live sessions of the logged-in user, oldest first, with the current one
+    /// marked; empty when not logged in.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        let mut st = self.loaded().await?;
+        let Some((user, id)) = st.user() else {
+            return Ok(Vec::new());
+        };
+        let listed = self
+            .inner
+            .ctx
+            .store
+            .list_user(id.tag(), &user, now_ms())
+            .await;
+        let mut list = match listed {
+            Ok(list) => list,
+            Err(e) => return Err(st.fail(e, "list")),
+        };
+        let key = id.key();
+        for s in &mut list {
+            s.mark_current(&key);
+        }
+        list.sort_by_key(|s| (s.created(), s.handle()));
+        Ok(list)
+    }
+
+    /// Revokes one session of the logged-in user by its handle (e.g. "sign out that
+    /// laptop"); returns whether it existed. Revoking the current session ends it like
+    /// [`destroy`](Self::destroy).
+    ///
+    /// # Errors
+    /// [`SessionError::NotLoggedIn`] without a user; [`SessionError::Store`] if the store
+    /// failed.
+    pub async fn revoke(&self, handle: SessionHandle) -> Result<bool, SessionError> {
+        let n = self.revoke_where(Which::Handle(handle)).await?;
+        Ok(n > 0)
+    }
+
+    /// Revokes every other session of the logged-in user; returns how many.
+    ///
+    /// # Errors
+    /// [`SessionError::NotLoggedIn`] without a user; [`SessionError::Store`] if the store
+    /// failed.
+    pub async fn revoke_other_sessions(&self) -> Result<usize, SessionError> {
+        self.revoke_where(Which::Others).await
+    }
+
+    /// Logs the user out everywhere: revokes all of the user's sessions, this one
+    /// included, in one atomic step. Requests in flight on any of them cannot bring them
+    /// back. Returns how many were revoked.
+    ///
+    /// # Errors
+    /// [`SessionError::NotLoggedIn`] without a user; [`SessionError::Store`] if the store
+    /// failed.
+    pub async fn logout_everywhere(&self) -> Result<usize, SessionError> {
+        self.revoke_where(Which::All).await
+    }
+
+    async fn revoke_where(&self, which: Which) -> Result<usize, SessionError> {
+        let mut st = self.loaded().await?;
+        let Some((user, id)) = st.user() else {
+            return Err(SessionError::NotLoggedIn);
+        };
+        let key = id.key();
+        let which = match which {
+            Which::Handle(h) => Revoke::Handle(h),
+            Which::All => Revoke::All,
+            Which::Others => Revoke::AllExcept(&key),
+        };
+        let store = &self.inner.ctx.store;
+        let revoked = match store.revoke_user(id.tag(), &user, which, now_ms()).await {
+            Ok(revoked) => revoked,
+            Err(e) => return Err(st.fail(e, "revoke")),
+        };
+        let current = match &st.load {
+            Load::Done(Some(l)) => Some(l.handle),
+            _ => None,
+        };
+        if current.is_some_and(|h| revoked.contains(&h)) {
+            st.ended();
+        }
+        Ok(revoked.len())
+    }
+
+    /// The sessions of any user (admin views, support tools).
+    pub fn users(&self) -> Users {
+        Users {
+            ctx: self.inner.ctx.clone(),
+        }
     }
 
     /// Overrides this session's expiry, e.g. [`Expiry::remember_me`]. Stored with the
@@ -348,6 +661,7 @@ impl Session {
         if let Some(e) = st.expiry {
             expiry_fields(&mut patch, e, None, clock.now_ms);
         }
+        self.inner.meta.fields(&mut patch);
         let persistent = self.persistent(st, None);
         for _ in 0..COLLISION_RETRIES {
             let id = SessionId::generate()?;
@@ -358,9 +672,9 @@ impl Session {
                 .write(&id.key(), WriteMode::Create, &patch, clock)
                 .await?
             {
-                WriteOutcome::Written { ttl } => return Ok(set_cookie(id, ttl, persistent)),
+                WriteOutcome::Written { ttl, .. } => return Ok(set_cookie(id, ttl, persistent)),
                 WriteOutcome::Collision => continue,
-                WriteOutcome::Gone => return Ok(CookieAction::Remove),
+                WriteOutcome::Gone | WriteOutcome::Rejected => return Ok(CookieAction::Remove),
             }
         }
         Err(StoreError::Protocol("session id collided repeatedly"))
@@ -372,7 +686,7 @@ impl Session {
         loaded: &Loaded,
         clock: Clock,
     ) -> Result<CookieAction, StoreError> {
-        let Incoming::Valid(id) = &self.inner.incoming else {
+        let Some(id) = &st.id else {
             return Ok(CookieAction::Keep);
         };
         let store = &self.inner.ctx.store;
@@ -387,24 +701,36 @@ impl Session {
                 let new = SessionId::generate_in(id.tag().to_owned())?;
                 let mode = WriteMode::Rotate { from: &key };
                 match store.write(&new.key(), mode, &patch, clock).await? {
-                    WriteOutcome::Written { ttl } => return Ok(set_cookie(new, ttl, persistent)),
+                    WriteOutcome::Written { ttl, .. } => {
+                        return Ok(set_cookie(new, ttl, persistent));
+                    }
                     WriteOutcome::Collision => continue,
-                    WriteOutcome::Gone => return Ok(CookieAction::Remove),
+                    WriteOutcome::Gone | WriteOutcome::Rejected => {
+                        return Ok(CookieAction::Remove);
+                    }
                 }
             }
             return Err(StoreError::Protocol("session id collided repeatedly"));
         }
         let changed = !patch.set.is_empty() || !patch.delete.is_empty() || patch.clear_data;
         if !changed && !self.needs_refresh(loaded, clock.now_ms) {
-            return Ok(CookieAction::Keep);
+            // A login in this request moved the session to a new id: send it.
+            return Ok(match st.fresh {
+                Some(ttl) => set_cookie(id.clone(), ttl, persistent),
+                None => CookieAction::Keep,
+            });
         }
         match store.write(&key, WriteMode::Update, &patch, clock).await? {
             // A browser-session cookie does not change when the TTL is reset.
-            WriteOutcome::Written { ttl } if persistent || st.expiry.is_some() => {
+            WriteOutcome::Written { ttl, .. }
+                if persistent || st.expiry.is_some() || st.fresh.is_some() =>
+            {
                 Ok(set_cookie(id.clone(), ttl, persistent))
             }
             WriteOutcome::Written { .. } => Ok(CookieAction::Keep),
-            WriteOutcome::Gone | WriteOutcome::Collision => Ok(CookieAction::Remove),
+            WriteOutcome::Gone | WriteOutcome::Collision | WriteOutcome::Rejected => {
+                Ok(CookieAction::Remove)
+            }
         }
     }
 
@@ -434,6 +760,25 @@ impl Session {
 }
 
 impl State {
+    /// The session no longer exists: answer with a removal cookie unless a new one is
+    /// created later in the request.
+    fn ended(&mut self) {
+        *self = State {
+            load: Load::Done(None),
+            destroyed: true,
+            accessed: true,
+            ..State::default()
+        };
+    }
+
+    /// The logged-in user and the current id.
+    fn user(&self) -> Option<(String, SessionId)> {
+        match (&self.load, &self.id) {
+            (Load::Done(Some(l)), Some(id)) => Some((l.user.clone()?, id.clone())),
+            _ => None,
+        }
+    }
+
     /// Records a store failure for the layer and returns it for the handler.
     fn fail(&mut self, e: StoreError, op: &'static str) -> SessionError {
         log_store_error(&e, op);
@@ -505,6 +850,14 @@ pub(crate) fn log_store_error(e: &StoreError, op: &'static str) {
         op,
         "session store unavailable"
     );
+}
+
+/// Which of the current user's sessions to revoke.
+#[derive(Clone, Copy, Debug)]
+enum Which {
+    Handle(SessionHandle),
+    All,
+    Others,
 }
 
 /// What the response's session cookie becomes.

@@ -10,6 +10,9 @@
 //! | `m:d` | absolute deadline (Unix ms), absent when there is none |
 //! | `m:i` | idle timeout override (ms), set by [`Session::set_expiry`](crate::Session::set_expiry) |
 //! | `m:p` | persistent-cookie override (`1`/`0`) |
+//! | `m:u` | user id, once logged in (never in the cookie) |
+//! | `m:ip` | client IP at creation or login |
+//! | `m:ua` | user agent at creation or login (at most 256 bytes) |
 //!
 //! `m:e` lets a read know the remaining TTL from the one `HGETALL` it already makes,
 //! instead of a second `PTTL` command.
@@ -27,6 +30,9 @@ pub(crate) const EXPIRES: &str = "m:e";
 pub(crate) const DEADLINE: &str = "m:d";
 pub(crate) const IDLE: &str = "m:i";
 pub(crate) const PERSISTENT: &str = "m:p";
+pub(crate) const USER: &str = "m:u";
+pub(crate) const IP: &str = "m:ip";
+pub(crate) const USER_AGENT: &str = "m:ua";
 
 /// The raw fields of a stored session, as a store keeps them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,6 +126,12 @@ pub enum WriteMode<'a> {
         /// The current key, which stops existing.
         from: &'a crate::SessionKey,
     },
+    /// Create a logged-in session (the record has `m:u`) in its user's slot, add it to
+    /// the user index, and enforce the user's session limit in the same atomic step.
+    Login {
+        /// The limit, if any.
+        limit: Option<crate::SessionLimit>,
+    },
 }
 
 /// The inputs a store needs to compute a session's TTL after a write.
@@ -132,14 +144,20 @@ pub struct Clock {
 }
 
 /// The result of a write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WriteOutcome {
     /// Written; the key now expires after `ttl`.
     Written {
         /// The TTL that was set: `min(idle, deadline - now)`.
         ttl: Duration,
+        /// Sessions of the user destroyed by a login under
+        /// [`LimitPolicy::EvictOldest`](crate::LimitPolicy::EvictOldest).
+        evicted: Vec<SessionHandle>,
     },
+    /// A login was refused: the user is at the limit under
+    /// [`LimitPolicy::Reject`](crate::LimitPolicy::Reject). Nothing was written.
+    Rejected,
     /// The session no longer exists (or passed its absolute deadline and was deleted).
     Gone,
     /// The target key already exists; nothing was written.
@@ -176,6 +194,7 @@ pub(crate) struct Loaded {
     pub(crate) deadline_ms: Option<i64>,
     pub(crate) idle_ms: Option<i64>,
     pub(crate) persistent: Option<bool>,
+    pub(crate) user: Option<String>,
 }
 
 impl Loaded {
@@ -189,6 +208,7 @@ impl Loaded {
         let deadline_ms = int(&fields, DEADLINE);
         let idle_ms = int(&fields, IDLE);
         let persistent = fields.get(PERSISTENT).map(|v| v == "1");
+        let user = fields.remove(USER);
         let data = fields
             .drain()
             .filter_map(|(k, v)| k.strip_prefix(DATA_PREFIX).map(|k| (k.to_owned(), v)))
@@ -201,6 +221,7 @@ impl Loaded {
             deadline_ms,
             idle_ms,
             persistent,
+            user,
         })
     }
 }

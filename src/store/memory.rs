@@ -8,8 +8,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Clock, Patch, Record, SessionStore, WriteMode, WriteOutcome, stamp_ttl};
-use crate::{ConfigError, SessionKey, StoreError};
+use super::{
+    Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome, stamp_ttl,
+};
+use crate::session::id::user_tag;
+use crate::session::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT};
+use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 /// How often expired entries are swept out on writes.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -26,6 +30,23 @@ struct Entry {
 struct Map {
     entries: HashMap<MapKey, Entry>,
     last_sweep: Instant,
+    /// Key of the user-tag HMAC; the namespace is part of the hashed input.
+    salt: [u8; 32],
+}
+
+impl Entry {
+    fn int(&self, field: &str) -> i64 {
+        self.fields
+            .get(field)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn handle(&self) -> Option<SessionHandle> {
+        self.fields
+            .get(HANDLE)
+            .and_then(|h| SessionHandle::parse(h))
+    }
 }
 
 /// In-memory session store. Cloning shares the sessions.
@@ -51,10 +72,16 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// An empty store with the namespace `session`.
     pub fn new() -> Self {
+        let mut salt = [0u8; 32];
+        // Without OS randomness the tags are still unique per user, only predictable.
+        if getrandom::fill(&mut salt).is_err() {
+            tracing::error!("no OS randomness for the MemoryStore user-tag salt");
+        }
         Self {
             map: Arc::new(Mutex::new(Map {
                 entries: HashMap::new(),
                 last_sweep: Instant::now(),
+                salt,
             })),
             namespace: Arc::from("session"),
         }
@@ -122,6 +149,18 @@ impl Map {
         self.entries.get_mut(key)
     }
 
+    /// Live logged-in sessions of one slot (the memory analogue of the user index).
+    fn slot<'a>(
+        &'a self,
+        namespace: &'a Arc<str>,
+        tag: &'a str,
+        now: Instant,
+    ) -> impl Iterator<Item = (&'a MapKey, &'a Entry)> + 'a {
+        self.entries.iter().filter(move |((ns, k), e)| {
+            ns == namespace && k.tag() == tag && e.expires > now && e.fields.contains_key(USER)
+        })
+    }
+
     fn sweep(&mut self, now: Instant) {
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.entries.retain(|_, e| e.expires > now);
@@ -154,6 +193,7 @@ impl SessionStore for MemoryStore {
         let mk = self.map_key(key);
         let mut map = self.lock();
         map.sweep(now);
+        let mut evicted = Vec::new();
         let mut fields = match mode {
             WriteMode::Create => {
                 if map.live(&mk, now).is_some() {
@@ -178,6 +218,29 @@ impl SessionStore for MemoryStore {
                     None => return Ok(WriteOutcome::Gone),
                 }
             }
+            WriteMode::Login { limit } => {
+                if map.live(&mk, now).is_some() {
+                    return Ok(WriteOutcome::Collision);
+                }
+                if let Some(limit) = limit {
+                    let mut live: Vec<(i64, String, MapKey)> = map
+                        .slot(&self.namespace, key.tag(), now)
+                        .map(|(k, e)| (e.int(LAST_SEEN), k.1.hash().to_owned(), k.clone()))
+                        .collect();
+                    if live.len() >= limit.max {
+                        if limit.policy == LimitPolicy::Reject {
+                            return Ok(WriteOutcome::Rejected);
+                        }
+                        live.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                        for (_, _, k) in live.iter().take(live.len() + 1 - limit.max) {
+                            if let Some(handle) = map.entries.remove(k).and_then(|e| e.handle()) {
+                                evicted.push(handle);
+                            }
+                        }
+                    }
+                }
+                HashMap::new()
+            }
         };
         patch.apply_to(&mut fields);
         match stamp_ttl(&mut fields, clock) {
@@ -186,6 +249,7 @@ impl SessionStore for MemoryStore {
                 map.entries.insert(mk, Entry { fields, expires });
                 Ok(WriteOutcome::Written {
                     ttl: ttl_duration(ttl),
+                    evicted,
                 })
             }
             None => {
@@ -201,5 +265,71 @@ impl SessionStore for MemoryStore {
         let existed = map.live(&mk, Instant::now()).is_some();
         map.entries.remove(&mk);
         Ok(existed)
+    }
+
+    async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let mk = self.map_key(key);
+        let mut map = self.lock();
+        let live = map.live(&mk, Instant::now()).is_some();
+        let entry = map.entries.remove(&mk);
+        Ok(entry
+            .filter(|_| live)
+            .map(|e| Record::from_fields(e.fields)))
+    }
+
+    async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
+        let salt = self.lock().salt;
+        let mut input = Vec::with_capacity(self.namespace.len() + 1 + user_id.len());
+        input.extend_from_slice(self.namespace.as_bytes());
+        input.push(0);
+        input.extend_from_slice(user_id.as_bytes());
+        user_tag(&salt, &input)
+    }
+
+    async fn list_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        _now_ms: i64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let map = self.lock();
+        Ok(map
+            .slot(&self.namespace, tag, Instant::now())
+            .filter(|(_, e)| e.fields.get(USER).is_some_and(|u| u == user_id))
+            .filter_map(|((_, k), e)| {
+                Some(SessionInfo::from_parts(
+                    k.hash().to_owned(),
+                    e.handle()?,
+                    e.int(CREATED),
+                    e.int(LAST_SEEN),
+                    e.fields.get(IP).cloned(),
+                    e.fields.get(USER_AGENT).cloned(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn revoke_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        which: Revoke<'_>,
+        _now_ms: i64,
+    ) -> Result<Vec<SessionHandle>, StoreError> {
+        let mut map = self.lock();
+        let doomed: Vec<MapKey> = map
+            .slot(&self.namespace, tag, Instant::now())
+            .filter(|(_, e)| e.fields.get(USER).is_some_and(|u| u == user_id))
+            .filter(|((_, k), e)| match which {
+                Revoke::All => true,
+                Revoke::Handle(h) => e.handle() == Some(h),
+                Revoke::AllExcept(keep) => k != keep,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok(doomed
+            .iter()
+            .filter_map(|k| map.entries.remove(k).and_then(|e| e.handle()))
+            .collect())
     }
 }

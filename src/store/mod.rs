@@ -18,7 +18,8 @@ pub use memory::MemoryStore;
 pub use redis::{RedisStore, RedisStoreBuilder};
 
 pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
-use crate::{SessionKey, StoreError};
+pub use crate::users::{Revoke, SessionInfo};
+use crate::{SessionHandle, SessionKey, StoreError};
 
 /// A place to keep sessions.
 ///
@@ -41,8 +42,36 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         clock: Clock,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
-    /// Deletes a session; returns whether it existed.
+    /// Deletes a session (and its user-index entry); returns whether it existed.
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Reads and deletes a session in one atomic step (a login moves it to the user's
+    /// slot).
+    fn take(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// The hash tag of a user in this store's namespace: a keyed hash of the user id
+    /// that reveals nothing about it.
+    fn user_tag(&self, user_id: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// The live sessions of `user_id` in slot `tag`, pruning expired index entries.
+    fn list_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+
+    /// Destroys sessions of `user_id` in slot `tag`; returns their handles.
+    fn revoke_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        which: Revoke<'_>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<SessionHandle>, StoreError>> + Send;
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -60,6 +89,22 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         clock: Clock,
     ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>>;
     fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn take<'a>(&'a self, key: &'a SessionKey)
+    -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn user_tag<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<String, StoreError>>;
+    fn list_user<'a>(
+        &'a self,
+        tag: &'a str,
+        user_id: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>>;
+    fn revoke_user<'a>(
+        &'a self,
+        tag: &'a str,
+        user_id: &'a str,
+        which: Revoke<'a>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SessionHandle>, StoreError>>;
 }
 
 impl<T: SessionStore> DynStore for T {
@@ -82,6 +127,36 @@ impl<T: SessionStore> DynStore for T {
 
     fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(SessionStore::delete(self, key))
+    }
+
+    fn take<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(SessionStore::take(self, key))
+    }
+
+    fn user_tag<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+        Box::pin(SessionStore::user_tag(self, user_id))
+    }
+
+    fn list_user<'a>(
+        &'a self,
+        tag: &'a str,
+        user_id: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        Box::pin(SessionStore::list_user(self, tag, user_id, now_ms))
+    }
+
+    fn revoke_user<'a>(
+        &'a self,
+        tag: &'a str,
+        user_id: &'a str,
+        which: Revoke<'a>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SessionHandle>, StoreError>> {
+        Box::pin(SessionStore::revoke_user(self, tag, user_id, which, now_ms))
     }
 }
 

@@ -45,7 +45,7 @@ impl TestStore for RedisStore {
     async fn count(&self) -> usize {
         let mut conn = redis_conn(&test_url(self)).await;
         let keys: Vec<String> = conn
-            .keys(format!("{}:*", RedisStore::namespace(self)))
+            .keys(format!("{}:{{*}}:s:*", RedisStore::namespace(self)))
             .await
             .unwrap();
         keys.len()

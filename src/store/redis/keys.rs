@@ -1,17 +1,35 @@
 //! Every Redis key name this crate uses, in one place.
 //!
-//! All keys of one session (and, with per-user sessions, of one user) share a
+//! All keys of one session, and once logged in all keys of its user, share a
 //! `{hash tag}`, so every script touches a single Redis Cluster slot.
 
 use crate::SessionKey;
 
 /// `<ns>:{<tag>}:s:<sha256(secret)>`: the hash holding one session.
 pub(crate) fn session(namespace: &str, key: &SessionKey) -> String {
-    let mut k = String::with_capacity(namespace.len() + key.tag().len() + key.hash().len() + 7);
-    k.push_str(namespace);
-    k.push_str(":{");
-    k.push_str(key.tag());
-    k.push_str("}:s:");
+    let mut k = session_prefix(namespace, key.tag());
     k.push_str(key.hash());
     k
+}
+
+/// `<ns>:{<tag>}:s:`: what precedes a session's hash; index members are the rest.
+pub(crate) fn session_prefix(namespace: &str, tag: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + tag.len() + 7 + 43);
+    k.push_str(namespace);
+    k.push_str(":{");
+    k.push_str(tag);
+    k.push_str("}:s:");
+    k
+}
+
+/// `<ns>:{<tag>}:u`: the user index of a slot, a sorted set of session hashes scored by
+/// expiry time (ms).
+pub(crate) fn user_index(namespace: &str, tag: &str) -> String {
+    format!("{namespace}:{{{tag}}}:u")
+}
+
+/// `<ns>:salt`: 32 random bytes (base64), created once with `SET NX`, keying the
+/// user-tag HMAC of this namespace.
+pub(crate) fn salt(namespace: &str) -> String {
+    format!("{namespace}:salt")
 }

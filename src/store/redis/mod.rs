@@ -12,16 +12,24 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use redis::{AsyncConnectionConfig, Client, Script};
+use tokio::sync::OnceCell;
 
 mod keys;
 mod pool;
 
 use self::pool::{Conn, Manager, OwnPool};
-use super::{Clock, Patch, Record, SessionStore, WriteMode, WriteOutcome};
-use crate::{ConfigError, SessionKey, StoreError};
+use super::{Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome};
+use crate::session::id::user_tag;
+use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/write.lua")));
+static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/take.lua")));
+static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/delete.lua")));
+static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/list.lua")));
+static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/revoke.lua")));
 
 #[derive(Clone)]
 enum Pool {
@@ -49,6 +57,8 @@ pub struct RedisStore {
     pool: Pool,
     namespace: Arc<str>,
     timeout: Duration,
+    /// The namespace's user-tag salt, read (or created) once.
+    salt: Arc<OnceCell<Vec<u8>>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -126,6 +136,7 @@ impl RedisStoreBuilder {
             pool: Pool::Own(pool),
             namespace: Arc::from("session"),
             timeout: self.timeout,
+            salt: Arc::default(),
         })
     }
 }
@@ -161,6 +172,7 @@ impl RedisStore {
             pool: Pool::Deadpool(pool),
             namespace: Arc::from("session"),
             timeout: Duration::from_secs(3),
+            salt: Arc::default(),
         }
     }
 
@@ -173,6 +185,7 @@ impl RedisStore {
     pub fn with_namespace(mut self, namespace: &str) -> Result<Self, ConfigError> {
         super::validate_namespace(namespace)?;
         self.namespace = Arc::from(namespace);
+        self.salt = Arc::default();
         Ok(self)
     }
 
@@ -223,21 +236,28 @@ impl SessionStore for RedisStore {
         patch: &Patch,
         clock: Clock,
     ) -> Result<WriteOutcome, StoreError> {
-        let target = keys::session(&self.namespace, key);
         let mut inv = WRITE.prepare_invoke();
-        inv.key(&target);
-        let mode_arg = match mode {
-            WriteMode::Create => "c",
-            WriteMode::Update => "u",
+        inv.key(keys::session(&self.namespace, key))
+            .key(keys::user_index(&self.namespace, key.tag()));
+        let (mode_arg, limit) = match mode {
+            WriteMode::Create => ("c", None),
+            WriteMode::Update => ("u", None),
             WriteMode::Rotate { from } => {
                 inv.key(keys::session(&self.namespace, from));
-                "r"
+                ("r", None)
             }
+            WriteMode::Login { limit } => ("l", limit),
+        };
+        let policy = match limit.map(|l| l.policy) {
+            Some(LimitPolicy::EvictOldest) => "e",
+            _ => "r",
         };
         inv.arg(mode_arg)
             .arg(clock.now_ms)
             .arg(clock.default_idle_ms)
             .arg(if patch.clear_data { "1" } else { "0" })
+            .arg(limit.map_or(0, |l| l.max))
+            .arg(policy)
             .arg(patch.set.len());
         for (f, v) in &patch.set {
             inv.arg(f).arg(v);
@@ -247,26 +267,142 @@ impl SessionStore for RedisStore {
         }
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let ttl: i64 = inv.invoke_async(&mut conn).await?;
-            Ok(match ttl {
-                -1 => WriteOutcome::Collision,
-                0 => WriteOutcome::Gone,
-                ms if ms > 0 => WriteOutcome::Written {
+            let reply: Vec<String> = inv.invoke_async(&mut conn).await?;
+            let code = reply.first().and_then(|c| c.parse::<i64>().ok());
+            Ok(match code {
+                Some(-2) => WriteOutcome::Rejected,
+                Some(-1) => WriteOutcome::Collision,
+                Some(0) => WriteOutcome::Gone,
+                Some(ms) if ms > 0 => WriteOutcome::Written {
                     ttl: Duration::from_millis(ms.unsigned_abs()),
+                    evicted: reply[1..]
+                        .iter()
+                        .filter_map(|h| SessionHandle::parse(h))
+                        .collect(),
                 },
-                _ => return Err(StoreError::Protocol("write script returned a negative TTL")),
+                _ => return Err(StoreError::Protocol("unexpected write script reply")),
             })
         })
         .await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let k = keys::session(&self.namespace, key);
+        let mut inv = DELETE.prepare_invoke();
+        inv.key(keys::session(&self.namespace, key))
+            .key(keys::user_index(&self.namespace, key.tag()));
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let n: i64 = redis::cmd("DEL").arg(&k).query_async(&mut conn).await?;
+            let n: i64 = inv.invoke_async(&mut conn).await?;
             Ok(n > 0)
         })
         .await
+    }
+
+    async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let mut inv = TAKE.prepare_invoke();
+        inv.key(keys::session(&self.namespace, key))
+            .key(keys::user_index(&self.namespace, key.tag()));
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let flat: Vec<String> = inv.invoke_async(&mut conn).await?;
+            let mut fields = HashMap::with_capacity(flat.len() / 2);
+            let mut it = flat.into_iter();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                fields.insert(f, v);
+            }
+            Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
+        })
+        .await
+    }
+
+    async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
+        let salt = self
+            .salt
+            .get_or_try_init(|| async {
+                let mut fresh = [0u8; 32];
+                getrandom::fill(&mut fresh)?;
+                let fresh = STANDARD.encode(fresh);
+                self.bounded(async {
+                    let mut conn = self.conn().await?;
+                    // One command: create the salt unless it exists, and return the old one.
+                    let old: Option<String> = redis::cmd("SET")
+                        .arg(keys::salt(&self.namespace))
+                        .arg(&fresh)
+                        .arg("NX")
+                        .arg("GET")
+                        .query_async(&mut conn)
+                        .await?;
+                    STANDARD
+                        .decode(old.unwrap_or(fresh))
+                        .map_err(|_| StoreError::Protocol("user-tag salt is not base64"))
+                })
+                .await
+            })
+            .await?;
+        user_tag(salt, user_id.as_bytes())
+    }
+
+    async fn list_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut inv = LIST.prepare_invoke();
+        inv.key(keys::user_index(&self.namespace, tag))
+            .arg(keys::session_prefix(&self.namespace, tag))
+            .arg(now_ms)
+            .arg(user_id);
+        let flat: Vec<String> = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                Ok(inv.invoke_async(&mut conn).await?)
+            })
+            .await?;
+        let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+        Ok(flat
+            .chunks_exact(6)
+            .filter_map(|r| {
+                Some(SessionInfo::from_parts(
+                    r[0].clone(),
+                    SessionHandle::parse(&r[1])?,
+                    r[2].parse().unwrap_or(0),
+                    r[3].parse().unwrap_or(0),
+                    opt(&r[4]),
+                    opt(&r[5]),
+                ))
+            })
+            .collect())
+    }
+
+    async fn revoke_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        which: Revoke<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<SessionHandle>, StoreError> {
+        let (mode, arg) = match which {
+            Revoke::Handle(h) => ("h", h.to_string()),
+            Revoke::All => ("a", String::new()),
+            Revoke::AllExcept(keep) => ("x", keep.hash().to_owned()),
+        };
+        let mut inv = REVOKE.prepare_invoke();
+        inv.key(keys::user_index(&self.namespace, tag))
+            .arg(keys::session_prefix(&self.namespace, tag))
+            .arg(now_ms)
+            .arg(user_id)
+            .arg(mode)
+            .arg(arg);
+        let handles: Vec<String> = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                Ok(inv.invoke_async(&mut conn).await?)
+            })
+            .await?;
+        Ok(handles
+            .iter()
+            .filter_map(|h| SessionHandle::parse(h))
+            .collect())
     }
 }

@@ -1,0 +1,5 @@
+-- Deletes a session and its entry in the user index of its slot.
+-- KEYS[1] the session key; KEYS[2] the user index of the same slot.
+-- Returns 1 if the session existed, else 0.
+redis.call('ZREM', KEYS[2], string.match(KEYS[1], '[^:]+$'))
+return redis.call('DEL', KEYS[1])

@@ -1,0 +1,166 @@
+//! Per-user sessions: "where am I logged in", "sign out that laptop", "sign out
+//! everywhere", "at most N devices".
+//!
+//! [`Session::login`](crate::Session::login) moves a session into its user's hash-tag
+//! slot and adds it to the user's index (a sorted set scored by expiry time), enforcing
+//! the configured [`SessionLimit`](crate::SessionLimit) in the same atomic script.
+//! Listing and revoking cost O(sessions of that user): no `KEYS`, no `SCAN`. Every
+//! per-user script prunes expired entries and entries whose session is gone, and the
+//! index key expires once its sessions have.
+//!
+//! From a handler, use the [`Session`](crate::Session) methods (they know which session
+//! is current); from admin code without a request, use [`Users`], obtained from
+//! [`SessionLayer::users`](crate::SessionLayer::users).
+//!
+//! ```rust,no_run
+//! use tower_redis_session::{LimitPolicy, RedisStore, SessionConfig, SessionLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = SessionConfig::default().with_max_sessions_per_user(5, LimitPolicy::EvictOldest);
+//! let layer = SessionLayer::new(RedisStore::from_url("redis://127.0.0.1")?, config)?;
+//! let users = layer.users();
+//! for s in users.list("alice").await? {
+//!     println!("{} {:?} {:?}", s.handle(), s.ip(), s.user_agent());
+//! }
+//! users.revoke_all("alice").await?; // e.g. after a password reset
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::session::{Context, now_ms};
+use crate::{SessionError, SessionHandle, SessionKey};
+
+/// One live session of a user, as listed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    #[serde(skip)]
+    hash: String,
+    handle: SessionHandle,
+    created_ms: i64,
+    last_active_ms: i64,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    current: bool,
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+impl SessionInfo {
+    /// Builds an entry (for store implementations). `key_hash` is
+    /// [`SessionKey::hash`] of the session.
+    pub fn from_parts(
+        key_hash: String,
+        handle: SessionHandle,
+        created_ms: i64,
+        last_active_ms: i64,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Self {
+        Self {
+            hash: key_hash,
+            handle,
+            created_ms,
+            last_active_ms,
+            ip,
+            user_agent,
+            current: false,
+        }
+    }
+
+    /// The public handle: pass it to [`Users::revoke`] or
+    /// [`Session::revoke`](crate::Session::revoke).
+    pub fn handle(&self) -> SessionHandle {
+        self.handle
+    }
+
+    /// When the session was created.
+    pub fn created(&self) -> SystemTime {
+        time(self.created_ms)
+    }
+
+    /// When the session was last written or refreshed (within the refresh threshold).
+    pub fn last_active(&self) -> SystemTime {
+        time(self.last_active_ms)
+    }
+
+    /// The client IP at creation or login, if known.
+    pub fn ip(&self) -> Option<&str> {
+        self.ip.as_deref()
+    }
+
+    /// The user agent at creation or login, if sent.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+
+    /// Whether this is the session of the current request.
+    pub fn is_current(&self) -> bool {
+        self.current
+    }
+
+    pub(crate) fn mark_current(&mut self, key: &SessionKey) {
+        self.current = self.hash == key.hash();
+    }
+}
+
+/// Which sessions of a user to revoke.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Revoke<'a> {
+    /// The session with this handle.
+    Handle(SessionHandle),
+    /// All of them (log out everywhere).
+    All,
+    /// All but this one (the current session).
+    AllExcept(&'a SessionKey),
+}
+
+/// The sessions of any user, for admin code without a request.
+#[derive(Clone, Debug)]
+pub struct Users {
+    pub(crate) ctx: Arc<Context>,
+}
+
+impl Users {
+    /// The live sessions of `user_id`, oldest first.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, SessionError> {
+        let store = &self.ctx.store;
+        let tag = store.user_tag(user_id).await?;
+        let mut list = store.list_user(&tag, user_id, now_ms()).await?;
+        list.sort_by_key(|s| (s.created_ms, s.handle));
+        Ok(list)
+    }
+
+    /// Revokes the session `handle` of `user_id`; returns whether it existed. Its
+    /// cookie gives "no session" from now on, even for requests in flight.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn revoke(&self, user_id: &str, handle: SessionHandle) -> Result<bool, SessionError> {
+        self.revoke_where(user_id, Revoke::Handle(handle))
+            .await
+            .map(|n| n > 0)
+    }
+
+    /// Revokes every session of `user_id` (log out everywhere); returns how many.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn revoke_all(&self, user_id: &str) -> Result<usize, SessionError> {
+        self.revoke_where(user_id, Revoke::All).await
+    }
+
+    async fn revoke_where(&self, user_id: &str, which: Revoke<'_>) -> Result<usize, SessionError> {
+        let store = &self.ctx.store;
+        let tag = store.user_tag(user_id).await?;
+        let revoked = store.revoke_user(&tag, user_id, which, now_ms()).await?;
+        Ok(revoked.len())
+    }
+}
