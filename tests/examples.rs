@@ -141,7 +141,7 @@ async fn route_contract_over_http_against_real_redis() {
     let keys = |conn: &mut redis::aio::MultiplexedConnection| {
         let mut conn = conn.clone();
         async move {
-            let k: Vec<String> = conn.keys("session:*").await.unwrap();
+            let k: Vec<String> = conn.keys("session:{*}:s:*").await.unwrap();
             k
         }
     };
@@ -174,7 +174,10 @@ async fn route_contract_over_http_against_real_redis() {
     let stored = keys(&mut conn).await;
     assert_eq!(stored.len(), 1);
     let fields: std::collections::HashMap<String, String> = conn.hgetall(&stored[0]).await.unwrap();
-    assert_eq!(fields["d:user"], "\"alice\"");
+    assert_eq!(
+        fields["m:u"], "alice",
+        "the user id is server-side metadata"
+    );
     assert_eq!(fields["d:counter"], "3");
     assert_eq!(fields["d:color"], "\"blue\"");
     let pttl: i64 = conn.pttl(&stored[0]).await.unwrap();
@@ -183,6 +186,11 @@ async fn route_contract_over_http_against_real_redis() {
     assert_eq!(b.post("/logout").await.0, 200);
     assert!(b.cookie.is_none(), "removal cookie");
     assert!(keys(&mut conn).await.is_empty(), "deleted in Redis");
+    let indexes: Vec<String> = conn.keys("session:{*}:u").await.unwrap();
+    assert!(
+        indexes.is_empty(),
+        "the user index went with its last session"
+    );
     assert_eq!(b.get("/read").await.0, 401);
 }
 
