@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use common::{Client, TestStore};
 use tower_redis_session::store::{Clock, Patch, WriteMode, WriteOutcome};
 use tower_redis_session::{
-    Expiry, Key, MemoryStore, Session, SessionConfig, SessionError, SessionKey, SessionLayer,
+    Expiry, Key, LimitPolicy, MemoryStore, Session, SessionConfig, SessionError, SessionHandle,
+    SessionKey, SessionLayer,
 };
 
 /// Generates one `#[tokio::test]` per case for a store constructor.
@@ -43,7 +44,12 @@ macro_rules! all_cases {
             refresh_only_below_threshold, ttl_never_passes_deadline,
             unknown_and_malformed_cookies_are_no_session, namespaces_are_isolated,
             bad_value_is_typed_error_and_kept, signed_cookies_reject_forgery,
-            clear_and_remove,
+            clear_and_remove, login_lists_devices_with_metadata, revoke_one_by_handle,
+            revoke_other_sessions_keeps_current, logout_everywhere_with_requests_in_flight,
+            limit_reject_under_concurrency, limit_evict_under_concurrency,
+            limit_evicts_the_least_recently_active, rejected_login_keeps_the_session,
+            user_tag_hides_the_user_id, user_namespaces_are_independent,
+            users_api_without_a_request,
         );
     };
 }
@@ -368,9 +374,70 @@ mod cases {
                     Ok::<_, SessionError>(session.handle().await?.to_string())
                 }),
             );
+        let per_user = Router::new()
+            .route(
+                "/sessions",
+                get(|session: Session| async move {
+                    let list = session.user_sessions().await?;
+                    Ok::<_, SessionError>(
+                        list.iter()
+                            .map(|s| {
+                                format!(
+                                    "{}|{}|{}|{}\n",
+                                    s.handle(),
+                                    s.ip().unwrap_or("-"),
+                                    s.user_agent().unwrap_or("-"),
+                                    s.is_current()
+                                )
+                            })
+                            .collect::<String>(),
+                    )
+                }),
+            )
+            .route(
+                "/revoke",
+                post(
+                    |session: Session, Query(q): Query<HandleParam>| async move {
+                        let handle = SessionHandle::parse(&q.handle).unwrap();
+                        Ok::<_, SessionError>(session.revoke(handle).await?.to_string())
+                    },
+                ),
+            )
+            .route(
+                "/revoke_others",
+                post(|session: Session| async move {
+                    Ok::<_, SessionError>(session.revoke_other_sessions().await?.to_string())
+                }),
+            )
+            .route(
+                "/everywhere",
+                post(|session: Session| async move {
+                    Ok::<_, SessionError>(session.logout_everywhere().await?.to_string())
+                }),
+            );
         routes::routes()
             .merge(extra)
+            .merge(per_user)
             .layer(SessionLayer::new(s, config).unwrap())
+    }
+
+    #[derive(serde::Deserialize)]
+    struct HandleParam {
+        handle: String,
+    }
+
+    /// Lines of `/sessions`: (handle, ip, user agent, current).
+    fn sessions(body: &str) -> Vec<(String, String, String, bool)> {
+        body.lines()
+            .map(|l| {
+                let p: Vec<_> = l.split('|').collect();
+                (p[0].into(), p[1].into(), p[2].into(), p[3] == "true")
+            })
+            .collect()
+    }
+
+    fn users_of<S: TestStore>(s: S, config: SessionConfig) -> tower_redis_session::Users {
+        SessionLayer::new(s, config).unwrap().users()
     }
 
     fn app<S: TestStore>(s: S) -> Router {
@@ -657,5 +724,305 @@ mod cases {
         assert_eq!(c.get("/get?key=b").await.status, 404);
         assert_eq!(c.get("/empty").await.body, "true");
         assert_eq!(s.count().await, 1, "clear keeps the session");
+    }
+
+    // ---- per-user sessions -------------------------------------------------------
+
+    fn ip_config() -> SessionConfig {
+        config().with_client_ip_header(axum::http::HeaderName::from_static("x-forwarded-for"))
+    }
+
+    async fn login_as(app: &Router, user: &str, ua: &str, xff: &str) -> Client {
+        let mut c = Client::new(app.clone());
+        c.headers = vec![
+            ("user-agent", ua.to_owned()),
+            ("x-forwarded-for", xff.to_owned()),
+        ];
+        let r = c.post(&format!("/login?user={user}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        c
+    }
+
+    pub async fn login_lists_devices_with_metadata<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), ip_config());
+        let mut laptop = login_as(&app, "alice", "laptop", "10.0.0.1").await;
+        let mut phone = login_as(&app, "alice", "phone", "203.0.113.9, 10.0.0.2").await;
+        login_as(&app, "bob", "other", "10.0.0.3").await;
+        let list = sessions(&laptop.get("/sessions").await.body);
+        assert_eq!(list.len(), 2, "{list:?}");
+        let me = list.iter().find(|s| s.3).expect("current marked");
+        assert_eq!((me.1.as_str(), me.2.as_str()), ("10.0.0.1", "laptop"));
+        let other = list.iter().find(|s| !s.3).unwrap();
+        assert_eq!(
+            other.1, "10.0.0.2",
+            "right-most entry of the trusted header"
+        );
+        assert_eq!(other.2, "phone");
+        let from_phone = sessions(&phone.get("/sessions").await.body);
+        assert_eq!(from_phone.iter().filter(|s| s.3).count(), 1);
+        assert_eq!(phone.get("/read").await.body, "alice");
+        // Anonymous sessions have no user sessions to list.
+        let mut anon = Client::new(app.clone());
+        anon.post("/incr").await;
+        assert_eq!(anon.get("/sessions").await.body, "");
+    }
+
+    pub async fn revoke_one_by_handle<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), ip_config());
+        let mut laptop = login_as(&app, "alice", "laptop", "10.0.0.1").await;
+        let mut phone = login_as(&app, "alice", "phone", "10.0.0.2").await;
+        let list = sessions(&laptop.get("/sessions").await.body);
+        let phone_handle = &list.iter().find(|s| !s.3).unwrap().0;
+        let r = laptop.post(&format!("/revoke?handle={phone_handle}")).await;
+        assert_eq!(r.body, "true");
+        let r = phone.get("/read").await;
+        assert_eq!(r.status, 401);
+        assert!(r.set_cookie.expect("removal").is_removal());
+        assert_eq!(laptop.get("/read").await.body, "alice");
+        let r = laptop.post(&format!("/revoke?handle={phone_handle}")).await;
+        assert_eq!(r.body, "false", "revoking twice is harmless");
+        // Revoking the current session ends it like a logout.
+        let me = sessions(&laptop.get("/sessions").await.body)[0].0.clone();
+        let r = laptop.post(&format!("/revoke?handle={me}")).await;
+        assert!(r.set_cookie.expect("removal").is_removal());
+        assert_eq!(s.count().await, 0);
+    }
+
+    pub async fn revoke_other_sessions_keeps_current<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), ip_config());
+        let mut me = login_as(&app, "alice", "a", "10.0.0.1").await;
+        let mut others = Vec::new();
+        for i in 0..3 {
+            others.push(login_as(&app, "alice", "b", &format!("10.0.1.{i}")).await);
+        }
+        assert_eq!(me.post("/revoke_others").await.body, "3");
+        for o in &mut others {
+            assert_eq!(o.get("/read").await.status, 401);
+        }
+        assert_eq!(me.get("/read").await.body, "alice");
+        assert_eq!(sessions(&me.get("/sessions").await.body).len(), 1);
+    }
+
+    pub async fn logout_everywhere_with_requests_in_flight<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), ip_config());
+        let mut devices = Vec::new();
+        for i in 0..4 {
+            devices.push(login_as(&app, "alice", "d", &format!("10.0.0.{i}")).await);
+        }
+        let bystander = login_as(&app, "bob", "d", "10.0.9.9").await;
+        let in_flight: Vec<_> = devices[..3]
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                tokio::spawn(async move { d.post("/slow_set?key=cart&value=x&ms=300").await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(devices[3].post("/everywhere").await.body, "4");
+        for t in in_flight {
+            let r = t.await.unwrap();
+            assert!(
+                r.set_cookie.is_some_and(|c| c.is_removal()),
+                "late write answered with a removal cookie"
+            );
+        }
+        assert_eq!(
+            s.count().await,
+            1,
+            "only bob's session is left: nothing came back"
+        );
+        for d in &mut devices {
+            let r = d.get("/read").await;
+            assert_eq!(r.status, 401, "next request is anonymous");
+        }
+        let mut bob = bystander;
+        assert_eq!(bob.get("/read").await.body, "bob");
+    }
+
+    async fn concurrent_logins(app: &Router, user: &str, n: usize) -> Vec<(u16, Client)> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let app = app.clone();
+                let user = user.to_owned();
+                tokio::spawn(async move {
+                    let mut c = Client::new(app);
+                    c.headers = vec![("user-agent", format!("device-{i}"))];
+                    let status = c.post(&format!("/login?user={user}")).await.status.as_u16();
+                    (status, c)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    pub async fn limit_reject_under_concurrency<S: TestStore>(s: S) {
+        let config = config().with_max_sessions_per_user(5, LimitPolicy::Reject);
+        let app = app_with(s.clone(), config.clone());
+        let results = concurrent_logins(&app, "bob", 20).await;
+        let ok = results.iter().filter(|(st, _)| *st == 200).count();
+        let conflict = results.iter().filter(|(st, _)| *st == 409).count();
+        assert_eq!(
+            (ok, conflict),
+            (5, 15),
+            "exactly 5 logins, 15 typed rejections"
+        );
+        assert_eq!(s.count().await, 5);
+        assert_eq!(
+            users_of(s.clone(), config).list("bob").await.unwrap().len(),
+            5
+        );
+        for (status, mut c) in results {
+            let expect = if status == 200 { 200 } else { 401 };
+            assert_eq!(c.get("/read").await.status, expect);
+        }
+    }
+
+    pub async fn limit_evict_under_concurrency<S: TestStore>(s: S) {
+        let config = config().with_max_sessions_per_user(5, LimitPolicy::EvictOldest);
+        let app = app_with(s.clone(), config.clone());
+        let results = concurrent_logins(&app, "bob", 20).await;
+        assert!(results.iter().all(|(st, _)| *st == 200));
+        assert_eq!(s.count().await, 5, "exactly 5 live sessions");
+        let mut live = 0;
+        for (_, mut c) in results {
+            let r = c.get("/read").await;
+            if r.status == 200 {
+                live += 1;
+            } else {
+                assert!(
+                    r.set_cookie.expect("removal").is_removal(),
+                    "evicted: removal cookie"
+                );
+            }
+        }
+        assert_eq!(live, 5);
+        assert_eq!(
+            users_of(s.clone(), config).list("bob").await.unwrap().len(),
+            5
+        );
+    }
+
+    pub async fn limit_evicts_the_least_recently_active<S: TestStore>(s: S) {
+        let config = config().with_max_sessions_per_user(5, LimitPolicy::EvictOldest);
+        let app = app_with(s.clone(), config);
+        let mut clients = Vec::new();
+        for i in 0..5 {
+            clients.push(login_as(&app, "carol", &format!("d{i}"), "10.0.0.1").await);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Device 0 becomes the most recently active; device 1 is now the oldest.
+        clients[0].post("/incr").await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for i in 5..7 {
+            clients.push(login_as(&app, "carol", &format!("d{i}"), "10.0.0.1").await);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut alive = Vec::new();
+        for (i, c) in clients.iter_mut().enumerate() {
+            if c.get("/read").await.status == 200 {
+                alive.push(i);
+            }
+        }
+        assert_eq!(
+            alive,
+            [0, 3, 4, 5, 6],
+            "devices 1 and 2 were least recently active"
+        );
+    }
+
+    pub async fn rejected_login_keeps_the_session<S: TestStore>(s: S) {
+        let config = config().with_max_sessions_per_user(1, LimitPolicy::Reject);
+        let app = app_with(s.clone(), config);
+        login_as(&app, "dave", "first", "10.0.0.1").await;
+        let mut c = Client::new(app.clone());
+        c.post("/set?key=cart&value=book").await;
+        let before = c.cookie.clone();
+        let r = c.post("/login?user=dave").await;
+        assert_eq!(r.status, 409);
+        assert!(r.set_cookie.is_none(), "cookie unchanged");
+        assert_eq!(c.cookie, before);
+        assert_eq!(c.get("/get?key=cart").await.body, "book", "nothing lost");
+        assert_eq!(c.get("/read").await.status, 401, "still anonymous");
+        assert_eq!(s.count().await, 2);
+    }
+
+    pub async fn user_tag_hides_the_user_id<S: TestStore>(s: S) {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let app = app_with(s.clone(), ip_config());
+        let user = "erin@example.com";
+        let a = login_as(&app, user, "a", "10.0.0.1").await;
+        let b = login_as(&app, user, "b", "10.0.0.1").await;
+        let other = login_as(&app, "frank@example.com", "c", "10.0.0.1").await;
+        let tag = |c: &Client| {
+            c.cookie
+                .clone()
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(tag(&a), tag(&b), "one slot per user");
+        assert_ne!(tag(&a), tag(&other));
+        let cookie = a.cookie.clone().unwrap();
+        assert!(!cookie.contains("erin") && !cookie.contains("example"));
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let unsalted = b64.encode(sha2::Sha256::digest(user.as_bytes()));
+        assert!(
+            !unsalted.starts_with(&tag(&a)),
+            "the tag is keyed, not a plain hash"
+        );
+        // Another namespace has its own key: the same user gets another tag there.
+        let elsewhere = app_with(s.in_namespace(&format!("{}-2", s.namespace())), ip_config());
+        let c = login_as(&elsewhere, user, "a", "10.0.0.1").await;
+        assert_ne!(tag(&c), tag(&a));
+    }
+
+    pub async fn user_namespaces_are_independent<S: TestStore>(s: S) {
+        let admin = s.in_namespace(&format!("{}-admin", s.namespace()));
+        let limited = config().with_max_sessions_per_user(1, LimitPolicy::Reject);
+        let user_app = app_with(s.clone(), limited.clone());
+        let admin_app = app_with(admin.clone(), limited.clone());
+        login_as(&user_app, "gail", "u", "10.0.0.1").await;
+        // The user namespace is full for gail; the admin namespace is not.
+        let mut c = login_as(&admin_app, "gail", "a", "10.0.0.1").await;
+        assert_eq!(sessions(&c.get("/sessions").await.body).len(), 1);
+        let mut again = Client::new(user_app.clone());
+        assert_eq!(again.post("/login?user=gail").await.status, 409);
+        assert_eq!(
+            users_of(s.clone(), limited.clone())
+                .list("gail")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            users_of(admin, limited).list("gail").await.unwrap().len(),
+            1
+        );
+    }
+
+    pub async fn users_api_without_a_request<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), ip_config());
+        let mut a = login_as(&app, "hana", "a", "10.0.0.1").await;
+        let mut b = login_as(&app, "hana", "b", "10.0.0.2").await;
+        let users = users_of(s.clone(), ip_config());
+        let list = users.list("hana").await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list.iter().all(|s| !s.is_current()));
+        assert!(list[0].created() <= list[1].created());
+        assert!(users.revoke("hana", list[0].handle()).await.unwrap());
+        assert_eq!(users.list("hana").await.unwrap().len(), 1);
+        assert_eq!(users.revoke_all("hana").await.unwrap(), 1);
+        assert_eq!(a.get("/read").await.status, 401);
+        assert_eq!(b.get("/read").await.status, 401);
+        assert!(users.list("nobody").await.unwrap().is_empty());
+        assert_eq!(users.revoke_all("nobody").await.unwrap(), 0);
     }
 }

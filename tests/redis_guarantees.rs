@@ -398,3 +398,70 @@ async fn failures_are_logged_without_secrets() {
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_index_never_leaks() {
+    let server = RedisServer::start();
+    let short = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
+    let store = RedisStore::from_url(&server.url()).unwrap();
+    let layer = SessionLayer::new(store, short).unwrap();
+    let users = layer.users();
+    let app = routes::routes()
+        .route(
+            "/remember",
+            axum::routing::post(|s: tower_redis_session::Session| async move {
+                s.set_expiry(tower_redis_session::Expiry::idle(Duration::from_secs(60)))
+                    .await?;
+                s.login("carol").await?;
+                Ok::<_, tower_redis_session::SessionError>("ok")
+            }),
+        )
+        .layer(layer);
+    let mut conn = common::stores::redis_conn(&server.url()).await;
+    for _ in 0..2 {
+        Client::new(app.clone()).post("/login?user=carol").await;
+    }
+    let mut long = Client::new(app.clone());
+    long.post("/remember").await;
+    let index: Vec<String> = conn.keys("session:{*}:u").await.unwrap();
+    assert_eq!(index.len(), 1, "one index per user");
+    let idx = &index[0];
+    let idx_ttl: i64 = conn.pttl(idx).await.unwrap();
+    assert!(
+        idx_ttl > 59_000,
+        "the index outlives its longest session: {idx_ttl}"
+    );
+    assert_eq!(conn.zcard::<_, i64>(idx).await.unwrap(), 3);
+
+    // The two short sessions expire silently (Redis TTL)...
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let sessions: Vec<String> = conn.keys("session:{*}:s:*").await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        conn.zcard::<_, i64>(idx).await.unwrap(),
+        3,
+        "not pruned yet"
+    );
+    // ...and the next per-user operation prunes them.
+    assert_eq!(users.list("carol").await.unwrap().len(), 1);
+    assert_eq!(conn.zcard::<_, i64>(idx).await.unwrap(), 1, "pruned");
+
+    // Once the last session is gone, so is the index.
+    assert_eq!(long.post("/logout").await.status, 200);
+    let left: Vec<String> = conn.keys("session:{*}:*").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    // And an index whose sessions all expire expires with them.
+    Client::new(app.clone()).post("/login?user=dora").await;
+    let index: Vec<String> = conn.keys("session:{*}:u").await.unwrap();
+    let ttl: i64 = conn.pttl(&index[0]).await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 1000,
+        "index TTL follows its session: {ttl}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left: Vec<String> = conn.keys("session:{*}:*").await.unwrap();
+    assert!(left.is_empty(), "index expired with its sessions: {left:?}");
+}

@@ -41,6 +41,8 @@ pub struct Client {
     pub app: Router,
     pub cookie_name: String,
     pub cookie: Option<String>,
+    /// Sent with every request, e.g. `user-agent`.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Client {
@@ -49,6 +51,7 @@ impl Client {
             app,
             cookie_name: "id".to_owned(),
             cookie: None,
+            headers: Vec::new(),
         }
     }
 
@@ -64,6 +67,9 @@ impl Client {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(c) = &self.cookie {
             req = req.header(header::COOKIE, format!("{}={c}", self.cookie_name));
+        }
+        for (name, value) in &self.headers {
+            req = req.header(*name, value);
         }
         let reply = send(self.app.clone(), req.body(Body::empty()).unwrap()).await;
         if let Some(sc) = &reply.set_cookie {
