@@ -1,4 +1,7 @@
-//! A small login app: login form, a page showing the session, a counter, logout.
+//! A small login app: login form, a page showing the session, a counter, logout, and a
+//! "your sessions" page (every device the user is logged in on, with revoke buttons and
+//! "sign out everywhere"). At most 5 sessions per user; a 6th login signs out the least
+//! recently active one.
 //!
 //! ```text
 //! cargo run --example demo                                  # in-memory store
@@ -9,7 +12,8 @@
 //! (`Secure`, `HttpOnly`, `SameSite=Lax`); Chrome and Firefox accept `Secure` cookies
 //! on `http://localhost`.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::Form;
@@ -17,8 +21,14 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_redis_session::{
-    Expiry, MemoryStore, RedisStore, Session, SessionConfig, SessionError, SessionLayer,
+    Expiry, LimitPolicy, MemoryStore, RedisStore, Session, SessionConfig, SessionError,
+    SessionHandle, SessionLayer,
 };
+
+#[derive(Deserialize)]
+struct Revoke {
+    handle: String,
+}
 
 #[derive(Deserialize)]
 struct Login {
@@ -35,7 +45,7 @@ fn escape(s: &str) -> String {
 }
 
 async fn home(session: Session) -> Result<Html<String>, SessionError> {
-    let user: Option<String> = session.get("user").await?;
+    let user = session.user_id().await?;
     let count: u64 = session.get("count").await?.unwrap_or(0);
     let body = match user {
         Some(user) => format!(
@@ -43,6 +53,7 @@ async fn home(session: Session) -> Result<Html<String>, SessionError> {
              <p>Session handle (public, safe to show): <code>{}</code></p>\
              <p>Counter: {count}</p>\
              <form method=post action=/count><button>Count</button></form>\
+             <p><a href=/sessions>Your sessions</a></p>\
              <form method=post action=/logout><button>Log out</button></form>",
             escape(&user),
             session.handle().await?,
@@ -56,10 +67,74 @@ async fn home(session: Session) -> Result<Html<String>, SessionError> {
              <button>Log in</button></form>"
         ),
     };
-    Ok(Html(format!(
+    Ok(page(&body))
+}
+
+fn page(body: &str) -> Html<String> {
+    Html(format!(
         "<!doctype html><title>tower-redis-session demo</title>\
          <h1>tower-redis-session demo</h1>{body}"
-    )))
+    ))
+}
+
+fn ago(t: SystemTime) -> String {
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
+    format!("{secs} s ago")
+}
+
+async fn sessions(session: Session) -> Result<Response, SessionError> {
+    if session.user_id().await?.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let mut rows = String::new();
+    for s in session.user_sessions().await? {
+        let action = if s.is_current() {
+            "this device".to_owned()
+        } else {
+            format!(
+                "<form method=post action=/sessions/revoke>\
+                 <input type=hidden name=handle value={}><button>Sign out</button></form>",
+                s.handle()
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            s.handle(),
+            ago(s.created()),
+            ago(s.last_active()),
+            escape(s.ip().unwrap_or("?")),
+            escape(s.user_agent().unwrap_or("?")),
+        ));
+    }
+    Ok(page(&format!(
+        "<h2>Your sessions</h2><table border=1 cellpadding=4>\
+         <tr><th>handle</th><th>created</th><th>last active</th><th>IP</th><th>device</th><th></th></tr>\
+         {rows}</table>\
+         <form method=post action=/sessions/others><button>Sign out all other devices</button></form>\
+         <form method=post action=/sessions/everywhere><button>Sign out everywhere</button></form>\
+         <p><a href=/>Back</a></p>"
+    ))
+    .into_response())
+}
+
+async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, SessionError> {
+    if let Some(handle) = SessionHandle::parse(&form.handle) {
+        session.revoke(handle).await?;
+    }
+    Ok(Redirect::to("/sessions"))
+}
+
+async fn revoke_others(session: Session) -> Result<Redirect, SessionError> {
+    session.revoke_other_sessions().await?;
+    Ok(Redirect::to("/sessions"))
+}
+
+async fn everywhere(session: Session) -> Result<Redirect, SessionError> {
+    session.logout_everywhere().await?;
+    Ok(Redirect::to("/"))
 }
 
 async fn login(session: Session, Form(form): Form<Login>) -> Result<Response, SessionError> {
@@ -67,14 +142,14 @@ async fn login(session: Session, Form(form): Form<Login>) -> Result<Response, Se
     if user.is_empty() || user.len() > 64 {
         return Ok(Redirect::to("/").into_response());
     }
-    session.insert("user", user).await?;
     if form.remember.is_some() {
         session
             .set_expiry(Expiry::remember_me(Duration::from_secs(30 * 86_400)))
             .await?;
     }
-    // New id at login: an id planted before login is useless after it.
-    session.cycle_id().await?;
+    // Moves the session (and its counter) to a new id in the user's slot: an id
+    // planted before login is useless after it.
+    session.login(user).await?;
     Ok(Redirect::to("/").into_response())
 }
 
@@ -96,12 +171,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = SessionConfig::default();
+    let config = SessionConfig::default().with_max_sessions_per_user(5, LimitPolicy::EvictOldest);
     let routes = Router::new()
         .route("/", get(home))
         .route("/login", post(login))
         .route("/count", post(count))
-        .route("/logout", post(logout));
+        .route("/logout", post(logout))
+        .route("/sessions", get(sessions))
+        .route("/sessions/revoke", post(revoke))
+        .route("/sessions/others", post(revoke_others))
+        .route("/sessions/everywhere", post(everywhere));
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => {
             println!("session store: Redis (REDIS_URL)");
@@ -118,6 +197,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://localhost:{port}");
-    axum::serve(listener, app).await?;
+    // ConnectInfo gives the layer the client IP shown on the sessions page.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

@@ -12,13 +12,13 @@
 //! use tower_redis_session::{RedisStore, Session, SessionConfig, SessionError, SessionLayer};
 //!
 //! async fn login(session: Session) -> Result<&'static str, SessionError> {
-//!     session.insert("user", "alice").await?;
-//!     session.cycle_id().await?; // a new id at every privilege change
+//!     // (check the password first) New id in the user's slot, data kept.
+//!     session.login("alice").await?;
 //!     Ok("welcome")
 //! }
 //!
 //! async fn me(session: Session) -> Result<String, SessionError> {
-//!     let user: Option<String> = session.get("user").await?;
+//!     let user: Option<String> = session.user_id().await?;
 //!     Ok(user.unwrap_or_else(|| "anonymous".into()))
 //! }
 //!
@@ -78,6 +78,32 @@
 //! with `503 Service Unavailable` (configurable with
 //! [`SessionLayer::with_store_error_response`]); requests that never touch their session
 //! are unaffected.
+//!
+//! # Per-user sessions
+//!
+//! [`Session::login`] binds a session to a user: it moves the session to a new id in
+//! the user's Redis Cluster slot (a hash tag derived from the user id with a secret
+//! HMAC key, so it reveals nothing), records created / last active / IP / user agent,
+//! adds it to the user's index and enforces
+//! [`SessionConfig::with_max_sessions_per_user`] ([`LimitPolicy::Reject`] → 409, or
+//! [`LimitPolicy::EvictOldest`]) in one atomic step. Then:
+//!
+//! - [`Session::user_sessions`]: "where am I logged in" (current one marked);
+//! - [`Session::revoke`], [`Session::revoke_other_sessions`],
+//!   [`Session::logout_everywhere`];
+//! - [`Users`] (from [`SessionLayer::users`]): the same for admin code without a request.
+//!
+//! Revoked sessions are gone for requests already in flight too: their writes fail and
+//! their responses remove the cookie. See the [`users`] module.
+//!
+//! ```rust,no_run
+//! use tower_redis_session::{Session, SessionError};
+//!
+//! async fn sign_out_other_devices(session: Session) -> Result<String, SessionError> {
+//!     let n = session.revoke_other_sessions().await?;
+//!     Ok(format!("signed out {n} other devices"))
+//! }
+//! ```
 //!
 //! # Testing your app
 //!

@@ -229,8 +229,34 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
         "data kept across login: {page}"
     );
 
-    assert_eq!(b.send_form(post, "/logout", Some("")).await.0, 303);
+    // A second device, then the sessions page of the first lists both and revokes it.
+    let mut other = Browser::new(&server);
+    other
+        .send_form(post.clone(), "/login", Some("user=%3Cb%3Ealice"))
+        .await;
+    let (_, page) = b.get("/sessions").await;
+    assert_eq!(page.matches("<tr><td>").count(), 2, "{page}");
+    assert!(
+        page.contains("127.0.0.1"),
+        "client IP from ConnectInfo: {page}"
+    );
+    assert!(page.contains("this device"));
+    let (status, _) = b
+        .send_form(post.clone(), "/sessions/others", Some(""))
+        .await;
+    assert_eq!(status, 303);
+    assert!(other.get("/").await.1.contains("Not signed in"), "revoked");
+    let (_, page) = b.get("/sessions").await;
+    assert_eq!(page.matches("<tr><td>").count(), 1, "{page}");
+
+    assert_eq!(
+        b.send_form(post.clone(), "/sessions/everywhere", Some(""))
+            .await
+            .0,
+        303
+    );
     assert!(b.cookie.is_none(), "removal cookie");
     let (_, page) = b.get("/").await;
     assert!(page.contains("Not signed in"));
+    assert_eq!(b.send_form(post, "/logout", Some("")).await.0, 303);
 }
