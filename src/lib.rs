@@ -72,7 +72,31 @@
 //!   ([`RedisStore::builder`]) or your own `deadpool_redis::Pool`
 //!   ([`RedisStore::from_pool`]). [`RedisStore::with_namespace`] separates e.g. `user`
 //!   and `admin` sessions on one Redis.
+//! - Redis Cluster: [`RedisStore::cluster`] / [`RedisStore::cluster_builder`] from some
+//!   node URLs, or [`RedisStore::from_cluster_pool`]. Every feature works unchanged; see
+//!   below.
 //! - [`MemoryStore`]: the same semantics in process, for development and tests.
+//!
+//! ## Redis Cluster
+//!
+//! Every key of a session carries a hash tag, `<ns>:{<tag>}:s:<hash>`, and Redis Cluster
+//! places a key by its tag only, so all keys of one session sit in one slot. An
+//! anonymous session has a random tag (sessions spread evenly over the masters). A
+//! login moves the session to its user's tag, so a user's sessions and index
+//! (`<ns>:{<tag>}:u`) share one slot and every per-user operation (login with its limit,
+//! list, revoke, log out everywhere) is one atomic script on one node: no cross-slot
+//! command, no distributed transaction. The move itself is two steps (take the old
+//! session, create the new one); if the second fails, the first is undone.
+//!
+//! Failover: Redis replication is asynchronous, so a write acknowledged by a master
+//! that dies before its replica received it is lost: a session created, changed or
+//! revoked in the last moments before the failover may come back in its previous
+//! state (a revoked session reappearing is the case to weigh). Give every master at
+//! least one replica; `min-replicas-to-write 1` with a small `min-replicas-max-lag`
+//! narrows the window at the cost of refusing writes when no replica is in sync.
+//! While a master is down (about `cluster-node-timeout` plus the election), requests
+//! that need its sessions get the store-unavailable response; the client follows the
+//! promotion by itself, without a restart.
 //!
 //! When the store fails, handlers get [`SessionError::Store`] and the layer answers
 //! with `503 Service Unavailable` (configurable with

@@ -86,6 +86,7 @@ fn redis_user_pool(ns: &str) -> tower_redis_session::RedisStore {
 all_cases!(memory_store, super::memory);
 all_cases!(redis_store, super::redis);
 all_cases!(redis_user_pool, super::redis_user_pool);
+all_cases!(redis_cluster, super::common::stores::cluster_store);
 
 mod cases {
     use super::*;

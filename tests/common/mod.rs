@@ -3,9 +3,11 @@
 #![allow(dead_code, unused_imports, missing_docs)] // each test binary uses a different part of it
 
 pub mod client;
+pub mod cluster;
 pub mod redis_server;
 pub mod stores;
 
 pub use client::Client;
+pub use cluster::RedisCluster;
 pub use redis_server::RedisServer;
 pub use stores::TestStore;

@@ -43,23 +43,34 @@ pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
 
 impl TestStore for RedisStore {
     async fn count(&self) -> usize {
-        let mut conn = redis_conn(&test_url(self)).await;
-        let keys: Vec<String> = conn
-            .keys(format!("{}:{{*}}:s:*", RedisStore::namespace(self)))
-            .await
-            .unwrap();
-        keys.len()
+        let pattern = format!("{}:{{*}}:s:*", RedisStore::namespace(self));
+        let mut n = 0;
+        for url in test_urls(self) {
+            let mut conn = redis_conn(&url).await;
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
+            if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"slave") {
+                continue; // replicas repeat their master's keys
+            }
+            let keys: Vec<String> = conn.keys(&pattern).await.unwrap();
+            n += keys.len();
+        }
+        n
     }
 
     async fn pttl(&self, key: &SessionKey) -> Option<i64> {
-        let mut conn = redis_conn(&test_url(self)).await;
-        let ttl: i64 = conn.pttl(self.redis_key(key)).await.unwrap();
-        (ttl >= 0).then_some(ttl)
+        // On a cluster, only the node that owns the slot answers (others say MOVED).
+        for url in test_urls(self) {
+            let mut conn = redis_conn(&url).await;
+            if let Ok(ttl) = conn.pttl::<_, i64>(self.redis_key(key)).await {
+                return (ttl >= 0).then_some(ttl);
+            }
+        }
+        None
     }
 
     fn in_namespace(&self, ns: &str) -> Self {
-        let url = test_url(self);
-        URLS.lock().unwrap().insert(ns.to_owned(), url);
+        let urls = test_urls(self);
+        URLS.lock().unwrap().insert(ns.to_owned(), urls);
         self.clone().with_namespace(ns).unwrap()
     }
 
@@ -68,23 +79,26 @@ impl TestStore for RedisStore {
     }
 }
 
-/// Tests put the server's URL in the namespace registry below, keyed by namespace.
-fn test_url(store: &RedisStore) -> String {
+/// The node URLs behind a store's namespace (registered by the constructors below).
+fn test_urls(store: &RedisStore) -> Vec<String> {
     URLS.lock()
         .unwrap()
         .get(RedisStore::namespace(store))
         .cloned()
-        .unwrap_or_else(|| super::RedisServer::shared().url())
+        .unwrap_or_else(|| vec![super::RedisServer::shared().url()])
 }
 
-static URLS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+static URLS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>> =
     std::sync::LazyLock::new(Default::default);
+
+/// Remembers which nodes hold `namespace`, for the helpers above.
+pub fn register(namespace: &str, urls: Vec<String>) {
+    URLS.lock().unwrap().insert(namespace.to_owned(), urls);
+}
 
 /// A Redis store on `url` under `namespace`, registered for the helpers above.
 pub fn redis_store_on(url: &str, namespace: &str) -> RedisStore {
-    URLS.lock()
-        .unwrap()
-        .insert(namespace.to_owned(), url.to_owned());
+    register(namespace, vec![url.to_owned()]);
     RedisStore::from_url(url)
         .unwrap()
         .with_namespace(namespace)
@@ -94,6 +108,16 @@ pub fn redis_store_on(url: &str, namespace: &str) -> RedisStore {
 /// A Redis store on the shared server of this test binary.
 pub fn redis_store(namespace: &str) -> RedisStore {
     RedisStore::from_url(&super::RedisServer::shared().url())
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+}
+
+/// A Redis store on the shared cluster of this test binary.
+pub fn cluster_store(namespace: &str) -> RedisStore {
+    let urls = super::RedisCluster::shared().urls();
+    register(namespace, urls.clone());
+    RedisStore::cluster(urls)
         .unwrap()
         .with_namespace(namespace)
         .unwrap()

@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 mod keys;
 mod pool;
 
-use self::pool::{Conn, Manager, OwnPool};
+use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool};
 use super::{Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome};
 use crate::session::id::user_tag;
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
@@ -34,7 +34,16 @@ static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scr
 #[derive(Clone)]
 enum Pool {
     Own(OwnPool),
+    OwnCluster(OwnClusterPool),
     Deadpool(deadpool_redis::Pool),
+    DeadpoolCluster(deadpool_redis::cluster::Pool),
+}
+
+/// Where the builder connects.
+#[derive(Clone, Debug)]
+enum Topology {
+    Standalone(String),
+    Cluster(Vec<String>),
 }
 
 /// Sessions in Redis. Cloning is cheap and shares the pool.
@@ -74,7 +83,7 @@ impl fmt::Debug for RedisStore {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RedisStoreBuilder {
-    url: String,
+    topology: Topology,
     max_connections: usize,
     wait_timeout: Duration,
     connect_timeout: Duration,
@@ -121,23 +130,38 @@ impl RedisStoreBuilder {
     /// [`ConfigError::RedisUrl`] if the URL does not parse, [`ConfigError::Pool`] if the
     /// pool cannot be built.
     pub fn build(self) -> Result<RedisStore, ConfigError> {
-        let client = Client::open(self.url.as_str()).map_err(ConfigError::RedisUrl)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout));
-        let pool = OwnPool::builder(Manager { client, config })
+        let pool = match &self.topology {
+            Topology::Standalone(url) => {
+                let client = Client::open(url.as_str()).map_err(ConfigError::RedisUrl)?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.response_timeout));
+                Pool::Own(self.pool(OwnPool::builder(Manager { client, config }))?)
+            }
+            Topology::Cluster(nodes) => {
+                let client =
+                    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .response_timeout(self.response_timeout)
+                        .build()
+                        .map_err(ConfigError::RedisUrl)?;
+                Pool::OwnCluster(self.pool(OwnClusterPool::builder(ClusterManager { client }))?)
+            }
+        };
+        Ok(RedisStore::with_pool(pool, self.timeout))
+    }
+
+    fn pool<M: deadpool::managed::Manager>(
+        &self,
+        builder: deadpool::managed::PoolBuilder<M>,
+    ) -> Result<deadpool::managed::Pool<M>, ConfigError> {
+        Ok(builder
             .max_size(self.max_connections)
             .wait_timeout(Some(self.wait_timeout))
             .create_timeout(Some(self.connect_timeout))
             .recycle_timeout(Some(self.response_timeout))
             .runtime(deadpool::Runtime::Tokio1)
-            .build()?;
-        Ok(RedisStore {
-            pool: Pool::Own(pool),
-            namespace: Arc::from("session"),
-            timeout: self.timeout,
-            salt: Arc::default(),
-        })
+            .build()?)
     }
 }
 
@@ -152,8 +176,36 @@ impl RedisStore {
 
     /// A builder for a store on `url` (e.g. `redis://127.0.0.1:6379/0`).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        Self::builder_for(Topology::Standalone(url.into()))
+    }
+
+    /// A store on a Redis Cluster with default pool settings, given some of its nodes
+    /// (`redis://host:port`); the rest are discovered.
+    ///
+    /// # Errors
+    /// As [`RedisStoreBuilder::build`].
+    pub fn cluster<I, S>(nodes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::cluster_builder(nodes).build()
+    }
+
+    /// A builder for a store on a Redis Cluster, given some of its nodes.
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_for(Topology::Cluster(
+            nodes.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    fn builder_for(topology: Topology) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.into(),
+            topology,
             max_connections: 8,
             wait_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
@@ -168,10 +220,20 @@ impl RedisStore {
     /// trip per request; [`RedisStore::builder`] avoids it. Set the pool's timeouts:
     /// without them a request can wait forever for a connection.
     pub fn from_pool(pool: deadpool_redis::Pool) -> Self {
+        Self::with_pool(Pool::Deadpool(pool), Duration::from_secs(3))
+    }
+
+    /// A store on your own `deadpool_redis::cluster::Pool` (same note as
+    /// [`RedisStore::from_pool`]).
+    pub fn from_cluster_pool(pool: deadpool_redis::cluster::Pool) -> Self {
+        Self::with_pool(Pool::DeadpoolCluster(pool), Duration::from_secs(3))
+    }
+
+    fn with_pool(pool: Pool, timeout: Duration) -> Self {
         Self {
-            pool: Pool::Deadpool(pool),
+            pool,
             namespace: Arc::from("session"),
-            timeout: Duration::from_secs(3),
+            timeout,
             salt: Arc::default(),
         }
     }
@@ -202,7 +264,9 @@ impl RedisStore {
     async fn conn(&self) -> Result<Conn, StoreError> {
         Ok(match &self.pool {
             Pool::Own(p) => Conn::Own(p.get().await?),
+            Pool::OwnCluster(p) => Conn::OwnCluster(p.get().await?),
             Pool::Deadpool(p) => Conn::Deadpool(p.get().await?),
+            Pool::DeadpoolCluster(p) => Conn::DeadpoolCluster(p.get().await?),
         })
     }
 
