@@ -30,6 +30,26 @@ pub struct SessionConfig {
     pub(crate) persistent: bool,
     pub(crate) limit: Option<SessionLimit>,
     pub(crate) client_ip_header: Option<http::HeaderName>,
+    pub(crate) store_down: StoreDownPolicy,
+    pub(crate) max_session_size: usize,
+}
+
+/// What a request gets when the store cannot load its session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreDownPolicy {
+    /// The handler gets [`SessionError::Store`](crate::SessionError::Store) and the layer
+    /// answers with its store-unavailable response (503 by default).
+    #[default]
+    FailClosed,
+    /// The request is served as anonymous: the session reads as empty, nothing is
+    /// written and the cookie is left as it is, so the session is intact when the store
+    /// returns. Logins, logouts and revocations still fail with an error.
+    ///
+    /// # Warning
+    /// Handlers must not treat "no user" as proof that the visitor is not logged in
+    /// (e.g. to show a login form that then fails).
+    Anonymous,
 }
 
 /// What a login does when the user already has the maximum number of sessions.
@@ -81,6 +101,8 @@ impl Default for SessionConfig {
             persistent: false,
             limit: None,
             client_ip_header: None,
+            store_down: StoreDownPolicy::FailClosed,
+            max_session_size: 64 * 1024,
         }
     }
 }
@@ -193,6 +215,21 @@ impl SessionConfig {
     /// the IP shown in their session list.
     pub fn with_client_ip_header(mut self, header: http::HeaderName) -> Self {
         self.client_ip_header = Some(header);
+        self
+    }
+
+    /// What happens when the store cannot load a session. Default:
+    /// [`StoreDownPolicy::FailClosed`].
+    pub fn with_store_down_policy(mut self, policy: StoreDownPolicy) -> Self {
+        self.store_down = policy;
+        self
+    }
+
+    /// Largest session (sum of key and JSON value lengths) an insert may produce;
+    /// larger inserts fail with [`SessionError::TooLarge`](crate::SessionError::TooLarge)
+    /// and change nothing. Default: 64 KiB.
+    pub fn with_max_session_size(mut self, bytes: usize) -> Self {
+        self.max_session_size = bytes;
         self
     }
 

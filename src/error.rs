@@ -104,6 +104,16 @@ pub enum SessionError {
         /// The configured limit.
         limit: usize,
     },
+    /// The insert would make the session larger than
+    /// [`SessionConfig::with_max_session_size`](crate::SessionConfig::with_max_session_size)
+    /// allows. Nothing changed.
+    #[error("session would be {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// The size the session would have had.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The operation needs a logged-in session.
     #[error("the session is not logged in")]
     NotLoggedIn,
@@ -139,6 +149,9 @@ impl IntoResponse for SessionError {
             }
             SessionError::NotLoggedIn => {
                 (StatusCode::UNAUTHORIZED, "not logged in").into_response()
+            }
+            SessionError::TooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "session too large").into_response()
             }
             SessionError::Serialize { .. } | SessionError::Deserialize { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "session value error").into_response()

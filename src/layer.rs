@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, Response, StatusCode, header};
 use tower_layer::Layer;
@@ -82,6 +83,7 @@ impl SessionLayer {
             ctx: Arc::new(Context {
                 store: Box::new(store),
                 config,
+                rejected: AtomicU64::new(0),
             }),
             codec: PlainCookie,
             on_store_error: Arc::new(unavailable),
@@ -100,6 +102,13 @@ impl<C> SessionLayer<C> {
     /// Encrypts and authenticates the cookie (AES-256-GCM).
     pub fn with_private(self, key: Key) -> SessionLayer<PrivateCookie> {
         self.with_codec(PrivateCookie::new(key))
+    }
+
+    /// How many requests carried a session cookie that was refused unread (malformed,
+    /// oversized, duplicated, forged or of another namespace) since the layer was built.
+    /// Each is also logged at `info` on the target `tower_redis_session::suspicious`.
+    pub fn rejected_cookies(&self) -> u64 {
+        self.ctx.rejected.load(Ordering::Relaxed)
     }
 
     /// The per-user session API (list, revoke, log out everywhere) for admin code that

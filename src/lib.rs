@@ -149,7 +149,7 @@ pub mod session;
 pub mod store;
 pub mod users;
 
-pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit};
+pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit, StoreDownPolicy};
 pub use cookie::Key;
 pub use error::{ConfigError, SessionError, StoreError};
 pub use layer::SessionLayer;
@@ -157,5 +157,5 @@ pub use service::SessionService;
 pub use session::Session;
 pub use session::extractor::MissingSessionLayer;
 pub use session::id::{SessionHandle, SessionKey};
-pub use store::{MemoryStore, RedisStore, RedisStoreBuilder, SessionStore};
+pub use store::{MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore};
 pub use users::{SessionInfo, Users};

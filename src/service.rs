@@ -1,6 +1,7 @@
 //! [`SessionService`]: the tower service that runs the session around a request.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response, header};
@@ -54,7 +55,13 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let layer = self.layer.clone();
         let name = &layer.ctx.config.cookie.name;
-        let incoming = cookie::extract(req.headers(), name, &layer.codec);
+        let namespace = layer.ctx.store.namespace();
+        let incoming = cookie::extract(req.headers(), name, namespace, &layer.codec);
+        if let cookie::Incoming::Invalid(reason) = incoming {
+            layer.ctx.rejected.fetch_add(1, Ordering::Relaxed);
+            // Never the value: it is attacker-controlled and may be someone's secret.
+            tracing::info!(target: "tower_redis_session::suspicious", reason, "rejected session cookie");
+        }
         let meta = request_meta(&req, layer.ctx.config.client_ip_header.as_ref());
         let session = Session::new(layer.ctx.clone(), incoming, meta);
         req.extensions_mut().insert(session.clone());
@@ -106,7 +113,7 @@ fn apply<C: CookieCodec, B>(layer: &SessionLayer<C>, action: CookieAction, res: 
         CookieAction::Keep => return,
         CookieAction::Set { id, max_age } => layer
             .codec
-            .seal(&config.name, id.encode())
+            .seal(&config.name, layer.ctx.store.namespace(), id.encode())
             .and_then(|v| cookie::session_cookie(config, v, max_age)),
         CookieAction::Remove => cookie::removal_cookie(config),
     };

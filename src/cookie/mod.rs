@@ -25,13 +25,34 @@ mod sealed {
 /// [`SignedCookie`] and [`PrivateCookie`]; chosen with
 /// [`SessionLayer::with_signed`](crate::SessionLayer::with_signed) and
 /// [`SessionLayer::with_private`](crate::SessionLayer::with_private).
+///
+/// Signed and private cookies also carry the store's namespace inside the signature or
+/// encryption, so a genuine cookie of another namespace (e.g. a user cookie sent to the
+/// admin layer with the same key and name) is refused without asking the store.
 pub trait CookieCodec: Clone + Send + Sync + 'static + sealed::Sealed {
-    /// Wraps a value for the cookie `name`.
+    /// Wraps a value for the cookie `name` of `namespace`.
     #[doc(hidden)]
-    fn seal(&self, name: &str, value: String) -> Option<String>;
-    /// Unwraps a cookie value; `None` if the signature or encryption does not verify.
+    fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String>;
+    /// Unwraps a cookie value; `None` if the signature, encryption or namespace does not
+    /// check out.
     #[doc(hidden)]
-    fn open(&self, name: &str, value: &str) -> Option<String>;
+    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<String>;
+}
+
+/// `<namespace>:<value>`: a namespace never contains `:`.
+fn bind(namespace: &str, value: String) -> String {
+    let mut s = String::with_capacity(namespace.len() + 1 + value.len());
+    s.push_str(namespace);
+    s.push(':');
+    s.push_str(&value);
+    s
+}
+
+fn unbind(namespace: &str, payload: String) -> Option<String> {
+    payload
+        .strip_prefix(namespace)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .map(str::to_owned)
 }
 
 /// The id as is: 256 random bits need no signature to be unguessable.
@@ -77,11 +98,11 @@ impl sealed::Sealed for SignedCookie {}
 impl sealed::Sealed for PrivateCookie {}
 
 impl CookieCodec for PlainCookie {
-    fn seal(&self, _: &str, value: String) -> Option<String> {
+    fn seal(&self, _: &str, _: &str, value: String) -> Option<String> {
         Some(value)
     }
 
-    fn open(&self, _: &str, value: &str) -> Option<String> {
+    fn open(&self, _: &str, _: &str, value: &str) -> Option<String> {
         Some(value.to_owned())
     }
 }
@@ -93,30 +114,32 @@ fn jar_with(name: &str, value: &str) -> CookieJar {
 }
 
 impl CookieCodec for SignedCookie {
-    fn seal(&self, name: &str, value: String) -> Option<String> {
+    fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String> {
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.0)
-            .add(Cookie::new(name.to_owned(), value));
+            .add(Cookie::new(name.to_owned(), bind(namespace, value)));
         jar.get(name).map(|c| c.value().to_owned())
     }
 
-    fn open(&self, name: &str, value: &str) -> Option<String> {
+    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<String> {
         let jar = jar_with(name, value);
-        jar.signed(&self.0).get(name).map(|c| c.value().to_owned())
+        let payload = jar.signed(&self.0).get(name)?.value().to_owned();
+        unbind(namespace, payload)
     }
 }
 
 impl CookieCodec for PrivateCookie {
-    fn seal(&self, name: &str, value: String) -> Option<String> {
+    fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String> {
         let mut jar = CookieJar::new();
         jar.private_mut(&self.0)
-            .add(Cookie::new(name.to_owned(), value));
+            .add(Cookie::new(name.to_owned(), bind(namespace, value)));
         jar.get(name).map(|c| c.value().to_owned())
     }
 
-    fn open(&self, name: &str, value: &str) -> Option<String> {
+    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<String> {
         let jar = jar_with(name, value);
-        jar.private(&self.0).get(name).map(|c| c.value().to_owned())
+        let payload = jar.private(&self.0).get(name)?.value().to_owned();
+        unbind(namespace, payload)
     }
 }
 
@@ -132,7 +155,12 @@ pub(crate) enum Incoming {
 }
 
 /// Reads the session cookie from every `Cookie` header. No I/O.
-pub(crate) fn extract<C: CookieCodec>(headers: &HeaderMap, name: &str, codec: &C) -> Incoming {
+pub(crate) fn extract<C: CookieCodec>(
+    headers: &HeaderMap,
+    name: &str,
+    namespace: &str,
+    codec: &C,
+) -> Incoming {
     let mut found: Option<String> = None;
     let mut count = 0usize;
     for header in headers.get_all(header::COOKIE) {
@@ -155,8 +183,8 @@ pub(crate) fn extract<C: CookieCodec>(headers: &HeaderMap, name: &str, codec: &C
     if raw.len() > MAX_VALUE_LEN {
         return Incoming::Invalid("oversized session cookie");
     }
-    let Some(opened) = codec.open(name, &raw) else {
-        return Incoming::Invalid("signature or decryption failed");
+    let Some(opened) = codec.open(name, namespace, &raw) else {
+        return Incoming::Invalid("signature, decryption or namespace check failed");
     };
     match SessionId::parse(&opened) {
         Some(id) => Incoming::Valid(id),
@@ -216,7 +244,7 @@ mod tests {
         let id = SessionId::generate().unwrap();
         let v = format!("a=1; id={}; b=2", id.encode());
         let h = headers(&[b"x=y", v.as_bytes()]);
-        assert!(matches!(extract(&h, "id", &PlainCookie), Incoming::Valid(got) if got == id));
+        assert!(matches!(extract(&h, "id", "ns", &PlainCookie), Incoming::Valid(got) if got == id));
     }
 
     #[test]
@@ -235,21 +263,28 @@ mod tests {
         for c in cases {
             let h = headers(&[&c]);
             assert!(
-                matches!(extract(&h, "id", &PlainCookie), Incoming::Invalid(_)),
+                matches!(extract(&h, "id", "ns", &PlainCookie), Incoming::Invalid(_)),
                 "{:?}",
                 String::from_utf8_lossy(&c)
             );
         }
         assert!(matches!(
-            extract(&headers(&[b"other=1"]), "id", &PlainCookie),
+            extract(&headers(&[b"other=1"]), "id", "ns", &PlainCookie),
             Incoming::Absent
         ));
     }
 
     fn roundtrip_and_reject_tampering<C: CookieCodec>(codec: C) {
-        let check = |v: &str| extract(&headers(&[format!("id={v}").as_bytes()]), "id", &codec);
+        let check = |v: &str| {
+            extract(
+                &headers(&[format!("id={v}").as_bytes()]),
+                "id",
+                "ns",
+                &codec,
+            )
+        };
         let id = SessionId::generate().unwrap();
-        let sealed = codec.seal("id", id.encode()).unwrap();
+        let sealed = codec.seal("id", "ns", id.encode()).unwrap();
         assert!(sealed.len() <= MAX_VALUE_LEN);
         assert!(matches!(check(&sealed), Incoming::Valid(ref got) if *got == id));
         // Flip one character in the middle.
@@ -260,6 +295,14 @@ mod tests {
         assert!(matches!(check(&tampered), Incoming::Invalid(_)));
         // A plain, unsigned id is refused too.
         assert!(matches!(check(&id.encode()), Incoming::Invalid(_)));
+        // A genuine cookie of another namespace (same key, same name) is refused.
+        let other = codec.seal("id", "admin", id.encode()).unwrap();
+        assert!(matches!(check(&other), Incoming::Invalid(_)));
+        let prefix = codec.seal("id", "n", id.encode()).unwrap();
+        assert!(
+            matches!(check(&prefix), Incoming::Invalid(_)),
+            "prefix of the namespace"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(crate) mod record;
 
 use self::id::{SessionHandle, SessionId};
 use self::record::{Clock, Loaded, Patch, Record, WriteMode, WriteOutcome, data_field};
-use crate::config::{Expiry, SessionConfig, millis};
+use crate::config::{Expiry, SessionConfig, StoreDownPolicy, millis};
 use crate::cookie::Incoming;
 use crate::store::{DynStore, Revoke};
 use crate::users::{SessionInfo, Users};
@@ -67,6 +67,8 @@ const COLLISION_RETRIES: usize = 3;
 pub(crate) struct Context {
     pub(crate) store: Box<dyn DynStore>,
     pub(crate) config: SessionConfig,
+    /// Session cookies refused unread.
+    pub(crate) rejected: std::sync::atomic::AtomicU64,
 }
 
 /// The session of the current request.
@@ -130,6 +132,8 @@ struct State {
     destroyed: bool,
     /// A store failure during the handler; the layer answers with its error response.
     failed: Option<Arc<StoreError>>,
+    /// The load failed and the policy serves the request as anonymous.
+    degraded: bool,
     accessed: bool,
     /// The handle a new session will get.
     new_handle: Option<SessionHandle>,
@@ -169,6 +173,11 @@ impl Session {
             let loaded = match &st.id {
                 Some(id) => match self.inner.ctx.store.load(&id.key()).await {
                     Ok(record) => record.and_then(Loaded::parse).filter(|l| live(l, now_ms())),
+                    Err(e) if self.inner.ctx.config.store_down == StoreDownPolicy::Anonymous => {
+                        log_store_error(&e, "load (serving as anonymous)");
+                        st.degraded = true;
+                        None
+                    }
                     Err(e) => return Err(st.fail(e, "load")),
                 },
                 None => None,
@@ -216,9 +225,14 @@ impl Session {
         };
         if stored == Some(&json) {
             st.changes.remove(key);
-        } else {
-            st.changes.insert(key.to_owned(), Some(json));
+            return Ok(());
         }
+        let limit = self.inner.ctx.config.max_session_size;
+        let size = st.size_with(key, json.len());
+        if size > limit {
+            return Err(SessionError::TooLarge { size, limit });
+        }
+        st.changes.insert(key.to_owned(), Some(json));
         Ok(())
     }
 
@@ -599,10 +613,10 @@ impl Session {
         if let Some(e) = st.failed {
             return Commit::Failed(e);
         }
-        if let Incoming::Invalid(reason) = self.inner.incoming
-            && st.accessed
-        {
-            tracing::info!(target: "tower_redis_session::suspicious", reason, "rejected session cookie");
+        if st.degraded {
+            // Served as anonymous while the store was down: leave the session and the
+            // cookie as they are.
+            return Commit::Cookie(CookieAction::Keep);
         }
         let ctx = &self.inner.ctx;
         let now = now_ms();
@@ -769,6 +783,26 @@ impl State {
             accessed: true,
             ..State::default()
         };
+    }
+
+    /// The session's size (keys + JSON values) if `key` had a value of `len` bytes.
+    fn size_with(&self, key: &str, len: usize) -> usize {
+        let mut size = key.len() + len;
+        if let (Load::Done(Some(l)), false) = (&self.load, self.cleared) {
+            size += l
+                .data
+                .iter()
+                .filter(|(k, _)| *k != key && !self.changes.contains_key(*k))
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        }
+        size += self
+            .changes
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .filter_map(|(k, v)| v.as_ref().map(|v| k.len() + v.len()))
+            .sum::<usize>();
+        size
     }
 
     /// The logged-in user and the current id.

@@ -99,11 +99,6 @@ impl MemoryStore {
         Ok(self)
     }
 
-    /// The key namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
     /// Number of live (unexpired) sessions in this store's namespace.
     pub fn len(&self) -> usize {
         let now = Instant::now();
@@ -174,6 +169,10 @@ fn ttl_duration(ms: i64) -> Duration {
 }
 
 impl SessionStore for MemoryStore {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         let mk = self.map_key(key);
         let mut map = self.lock();

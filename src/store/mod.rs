@@ -15,7 +15,7 @@ pub mod memory;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{RedisStore, RedisStoreBuilder};
+pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder};
 
 pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 pub use crate::users::{Revoke, SessionInfo};
@@ -26,6 +26,12 @@ use crate::{SessionHandle, SessionKey, StoreError};
 /// Implementations must be atomic per call: a `write` applies its whole patch and TTL
 /// or nothing, and its condition (NX/XX) is checked in the same step.
 pub trait SessionStore: Clone + Send + Sync + 'static {
+    /// The key namespace. Signed and private cookies are bound to it, so a cookie of
+    /// another namespace is refused before the store is asked.
+    fn namespace(&self) -> &str {
+        "session"
+    }
+
     /// Loads a session's fields, or `None` if it does not exist (or expired).
     fn load(
         &self,
@@ -79,6 +85,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Object-safe mirror of [`SessionStore`], so `Session` and the layer are not generic
 /// over the store.
 pub(crate) trait DynStore: Send + Sync + 'static {
+    fn namespace(&self) -> &str;
     fn load<'a>(&'a self, key: &'a SessionKey)
     -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     fn write<'a>(
@@ -108,6 +115,10 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<T: SessionStore> DynStore for T {
+    fn namespace(&self) -> &str {
+        SessionStore::namespace(self)
+    }
+
     fn load<'a>(
         &'a self,
         key: &'a SessionKey,

@@ -12,7 +12,6 @@ pub trait TestStore: SessionStore {
     fn pttl(&self, key: &SessionKey) -> impl Future<Output = Option<i64>> + Send;
     /// The same storage seen under another namespace.
     fn in_namespace(&self, ns: &str) -> Self;
-    fn namespace(&self) -> String;
 }
 
 impl TestStore for MemoryStore {
@@ -27,10 +26,6 @@ impl TestStore for MemoryStore {
     fn in_namespace(&self, ns: &str) -> Self {
         self.clone().with_namespace(ns).unwrap()
     }
-
-    fn namespace(&self) -> String {
-        MemoryStore::namespace(self).to_owned()
-    }
 }
 
 pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
@@ -43,7 +38,10 @@ pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
 
 impl TestStore for RedisStore {
     async fn count(&self) -> usize {
-        let pattern = format!("{}:{{*}}:s:*", RedisStore::namespace(self));
+        let pattern = format!(
+            "{}:{{*}}:s:*",
+            tower_redis_session::SessionStore::namespace(self)
+        );
         let mut n = 0;
         for url in test_urls(self) {
             let mut conn = redis_conn(&url).await;
@@ -73,17 +71,13 @@ impl TestStore for RedisStore {
         URLS.lock().unwrap().insert(ns.to_owned(), urls);
         self.clone().with_namespace(ns).unwrap()
     }
-
-    fn namespace(&self) -> String {
-        RedisStore::namespace(self).to_owned()
-    }
 }
 
 /// The node URLs behind a store's namespace (registered by the constructors below).
 fn test_urls(store: &RedisStore) -> Vec<String> {
     URLS.lock()
         .unwrap()
-        .get(RedisStore::namespace(store))
+        .get(tower_redis_session::SessionStore::namespace(store))
         .cloned()
         .unwrap_or_else(|| vec![super::RedisServer::shared().url()])
 }

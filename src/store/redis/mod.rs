@@ -79,6 +79,20 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// Connections of a [`RedisStore`]'s pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections not checked out.
+    pub available: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+}
+
 /// Builds a [`RedisStore`] with its own pool. Every timeout is explicit.
 #[derive(Clone, Debug)]
 #[must_use]
@@ -251,9 +265,20 @@ impl RedisStore {
         Ok(self)
     }
 
-    /// The key namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
+    /// Connections in the pool right now, for metrics and health checks.
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = match &self.pool {
+            Pool::Own(p) => p.status(),
+            Pool::OwnCluster(p) => p.status(),
+            Pool::Deadpool(p) => p.status(),
+            Pool::DeadpoolCluster(p) => p.status(),
+        };
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
     }
 
     /// The Redis key of a session (for tests and operations tooling).
@@ -282,6 +307,10 @@ impl RedisStore {
 }
 
 impl SessionStore for RedisStore {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         let k = keys::session(&self.namespace, key);
         self.bounded(async {
