@@ -82,6 +82,7 @@ impl RedisServer {
         let port = self.port.to_string();
         let dir = self.dir.to_string_lossy().into_owned();
         let log = self.dir.join("redis.log").to_string_lossy().into_owned();
+        let pidfile = self.dir.join("redis.pid").to_string_lossy().into_owned();
         let mut args: Vec<String> = [
             "--port",
             &port,
@@ -97,6 +98,8 @@ impl RedisServer {
             &log,
             "--daemonize",
             "no",
+            "--pidfile",
+            &pidfile,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -159,6 +162,26 @@ impl RedisServer {
         if let Some(mut c) = self.watchdog.take() {
             let _ = c.wait();
         }
+    }
+
+    /// Kills the server with SIGKILL: a crash, no shutdown save.
+    pub fn kill(&mut self) {
+        let pid = std::fs::read_to_string(self.dir.join("redis.pid")).expect("pidfile");
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        if let Some(mut c) = self.watchdog.take() {
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("redis.pid"));
+    }
+
+    /// Starts the server again on the same port and directory (an append-only file
+    /// there is reloaded). Call after `stop` or `kill`.
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     /// Starts the server again on the same port.
