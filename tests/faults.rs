@@ -1,0 +1,248 @@
+//! Faults with real processes: Redis killed under load and restarted, a paused (slow)
+//! Redis, an exhausted pool, and the store-down policies.
+
+mod common;
+#[path = "../examples/shared/routes.rs"]
+mod routes;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Client, RedisServer};
+use tower_redis_session::{RedisStore, SessionConfig, SessionLayer, StoreDownPolicy, StoreError};
+
+fn store(server: &RedisServer, max: usize, response: Duration) -> RedisStore {
+    RedisStore::builder(server.url())
+        .max_connections(max)
+        .wait_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .response_timeout(response)
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_then_restarted() {
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let st = store(&server, 8, Duration::from_millis(300));
+    let app = routes::routes().layer(SessionLayer::new(st, SessionConfig::default()).unwrap());
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut c = Client::new(app.clone());
+        assert_eq!(c.post("/incr").await.body, "1");
+        clients.push(c);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let restarted: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let first_ok_after: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let unavailable = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            let (stop, restarted, first_ok_after, unavailable) = (
+                stop.clone(),
+                restarted.clone(),
+                first_ok_after.clone(),
+                unavailable.clone(),
+            );
+            tokio::spawn(async move {
+                let (mut acked, mut failed) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let plain = c.get("/plain").await;
+                    assert_eq!(plain.status, 200, "untouched requests always answer");
+                    let r = c.post("/incr").await;
+                    match r.status.as_u16() {
+                        200 => {
+                            acked += 1;
+                            let up = *restarted.lock().unwrap();
+                            if up.is_some() {
+                                first_ok_after
+                                    .lock()
+                                    .unwrap()
+                                    .get_or_insert_with(Instant::now);
+                            }
+                        }
+                        503 => {
+                            assert_eq!(r.headers["retry-after"], "1");
+                            assert!(r.set_cookie.is_none(), "the cookie is kept");
+                            failed += 1;
+                            unavailable.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => panic!("unexpected status {other}: {r:?}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (c, acked, failed)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.start_again();
+    *restarted.lock().unwrap() = Some(Instant::now());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    assert!(
+        unavailable.load(Ordering::Relaxed) > 0,
+        "the outage was seen"
+    );
+    let up = restarted.lock().unwrap().unwrap();
+    let ok = first_ok_after
+        .lock()
+        .unwrap()
+        .expect("requests succeed again");
+    let recovery = ok.duration_since(up);
+    eprintln!("recovered {recovery:?} after the restart");
+    assert!(
+        recovery < Duration::from_secs(1),
+        "recovery took {recovery:?}"
+    );
+    for t in tasks {
+        let (mut c, acked, failed) = t.await.unwrap();
+        // Sessions from before the crash still work, and no acknowledged write is lost
+        // (a write whose reply was lost in the crash may have landed: at most `failed`).
+        let n: u64 = c.post("/incr").await.body.parse().unwrap();
+        let expected = 1 + acked + 1;
+        assert!(
+            n >= expected && n <= expected + failed,
+            "counter {n}, acknowledged {acked}, failed {failed}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_redis_fails_fast_without_leaking_connections() {
+    let server = RedisServer::start();
+    let st = store(&server, 4, Duration::from_millis(200));
+    let app =
+        routes::routes().layer(SessionLayer::new(st.clone(), SessionConfig::default()).unwrap());
+    let mut c = Client::new(app.clone());
+    assert_eq!(c.post("/incr").await.body, "1");
+
+    assert!(
+        server
+            .raw("CLIENT PAUSE 1500 ALL")
+            .unwrap()
+            .starts_with("+OK")
+    );
+    let paused = Instant::now();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let r = c.post("/incr").await;
+                (r.status.as_u16(), start.elapsed())
+            })
+        })
+        .collect();
+    assert_eq!(
+        c.get("/plain").await.status,
+        200,
+        "untouched requests are unaffected"
+    );
+    for t in tasks {
+        let (status, took) = t.await.unwrap();
+        assert_eq!(status, 503);
+        assert!(
+            took < Duration::from_millis(1200),
+            "failed after {took:?}: requests piled up behind the pause"
+        );
+    }
+    assert!(
+        paused.elapsed() < Duration::from_millis(1500),
+        "checked during the pause"
+    );
+    tokio::time::sleep(Duration::from_millis(1600).saturating_sub(paused.elapsed())).await;
+
+    assert_eq!(c.post("/incr").await.body, "2", "healthy afterwards");
+    let s = st.pool_status();
+    assert!(s.size <= s.max_size, "{s:?}");
+    assert_eq!(
+        (s.available, s.waiting),
+        (s.size, 0),
+        "no leaked checkout: {s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_pool_waits_then_answers_unavailable() {
+    let server = RedisServer::start();
+    let st = store(&server, 1, Duration::from_secs(2));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = errors.clone();
+    let layer = SessionLayer::new(st.clone(), SessionConfig::default())
+        .unwrap()
+        .with_store_error_response(move |e: &StoreError| {
+            seen.lock().unwrap().push(format!("{e:?}"));
+            let mut res = axum::http::Response::new(());
+            *res.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            res
+        });
+    let app = routes::routes().layer(layer);
+    let mut holder = Client::new(app.clone());
+    assert_eq!(holder.post("/incr").await.body, "1");
+
+    // The only connection is stuck on a paused Redis...
+    assert!(
+        server
+            .raw("CLIENT PAUSE 800 ALL")
+            .unwrap()
+            .starts_with("+OK")
+    );
+    let held = tokio::spawn(async move { holder.post("/incr").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so the next request waits the pool's wait timeout, then gets the response.
+    let mut waiting = Client::new(app.clone());
+    waiting.cookie = None;
+    let r = waiting.post("/incr").await;
+    assert_eq!(r.status, 503);
+    let errors = errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("Pool(Timeout(Wait))"), "{errors:?}");
+    assert_eq!(
+        held.await.unwrap().body,
+        "2",
+        "the holder finishes after the pause"
+    );
+    let s = st.pool_status();
+    assert_eq!((s.size, s.available, s.waiting), (1, 1, 0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_policy_serves_without_the_store_and_loses_nothing() {
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let config = SessionConfig::default().with_store_down_policy(StoreDownPolicy::Anonymous);
+    let st = store(&server, 4, Duration::from_millis(200));
+    let app = routes::routes().layer(SessionLayer::new(st, config).unwrap());
+    let mut c = Client::new(app.clone());
+    c.post("/login?user=alice").await;
+    assert_eq!(c.post("/incr").await.body, "1");
+
+    server.kill();
+    let r = c.get("/read").await;
+    assert_eq!(r.status, 401, "served as anonymous");
+    assert!(r.set_cookie.is_none(), "the cookie is left alone");
+    let r = c.post("/incr").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "1"));
+    assert!(r.set_cookie.is_none(), "nothing written, no new session");
+    let mut fresh = Client::new(app.clone());
+    assert_eq!(
+        fresh.post("/login?user=bob").await.status,
+        503,
+        "a login still fails"
+    );
+
+    server.start_again();
+    let start = Instant::now();
+    while c.get("/read").await.body != "alice" {
+        assert!(start.elapsed() < Duration::from_secs(1), "no recovery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.post("/incr").await.body, "2", "the session is intact");
+}
