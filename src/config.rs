@@ -348,6 +348,11 @@ mod tests {
         let c = SessionConfig::default();
         c.validate().unwrap();
         assert!(c.cookie.secure && c.cookie.http_only);
+        assert_eq!(
+            c.cookie.name, "id",
+            "generic, reveals nothing about the stack"
+        );
+        assert!(!c.persistent, "browser-session cookie unless asked");
         assert_eq!(c.cookie.same_site, SameSite::Lax);
         assert_eq!(c.threshold_ms(1000), 500);
     }

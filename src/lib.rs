@@ -99,9 +99,11 @@
 //! promotion by itself, without a restart.
 //!
 //! When the store fails, handlers get [`SessionError::Store`] and the layer answers
-//! with `503 Service Unavailable` (configurable with
-//! [`SessionLayer::with_store_error_response`]); requests that never touch their session
-//! are unaffected.
+//! with `503 Service Unavailable` and `Retry-After` (configurable with
+//! [`SessionLayer::with_store_error_response`]), or, with
+//! [`StoreDownPolicy::Anonymous`], serves the request as anonymous without writing;
+//! requests that never touch their session are unaffected. Every store operation has a
+//! timeout, and the pool replaces failed connections by itself.
 //!
 //! # Per-user sessions
 //!
