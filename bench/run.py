@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Load benchmark: tower-redis-session against tower-sessions (+ its Redis store) and
+the one-GET floor, on one Redis, same routes, contenders alternating.
+
+    python3 bench/run.py                 # 10 s per measurement, 2 rounds, 16 connections
+    DURATION=5 ROUNDS=1 python3 bench/run.py
+
+Needs wrk and redis-server (apt-get install -y wrk redis-server); builds everything in
+release mode. Prints req/s, latency p50/p99 and Redis commands per request (from
+INFO commandstats deltas; commands a Lua script runs inside Redis are listed after '+').
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DURATION = int(os.environ.get("DURATION", "10"))
+ROUNDS = int(os.environ.get("ROUNDS", "2"))
+CONNS = int(os.environ.get("CONNS", "16"))
+THREADS = int(os.environ.get("THREADS", "2"))
+# Commands that only ever run inside our Lua scripts (reported separately).
+SCRIPT_INTERNAL = {"exists", "hset", "hmget", "pexpire", "zadd", "pttl", "hdel", "hkeys",
+                   "renamenx", "zrem", "zremrangebyscore", "zrange", "hget"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def need(tool, package):
+    if shutil.which(tool) is None:
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True)
+        else:
+            sys.exit(f"{tool} is missing: apt-get install -y {package}")
+
+
+def redis_cmd(port, *args):
+    out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True)
+    return out.stdout
+
+
+def commandstats(port):
+    """calls per command, plus '__usec': microseconds Redis spent in all commands."""
+    stats = {"__usec": 0}
+    for line in redis_cmd(port, "INFO", "commandstats").splitlines():
+        m = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)", line)
+        if m and m.group(1) != "info":
+            stats[m.group(1)] = int(m.group(2))
+            stats["__usec"] += int(m.group(3))
+    return stats
+
+
+def start(cmd, env, cwd):
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("listening on"):
+        proc.kill()
+        sys.exit(f"{cmd} did not start: {line!r}")
+    return proc
+
+
+def cookie_of(port, path="/login?user=bench"):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("POST", path)
+    r = c.getresponse()
+    r.read()
+    for k, v in r.getheaders():
+        if k.lower() == "set-cookie":
+            return v.split(";")[0]
+    return None
+
+
+def check(port, path, cookie, method):
+    """One request first: a contender that errors must not be measured."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request(method, path, headers={"Cookie": cookie} if cookie else {})
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit(f"{method} {path} on port {port} answered {r.status}: {body[:200]!r}")
+
+
+def wrk(port, path, cookie, method):
+    script = None
+    args = ["wrk", f"-t{THREADS}", f"-c{CONNS}", f"-d{DURATION}s", "--latency"]
+    if cookie:
+        args += ["-H", f"Cookie: {cookie}"]
+    if method == "POST":
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write('wrk.method = "POST"\n')
+        script.close()
+        args += ["-s", script.name]
+    args.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(args, capture_output=True, text=True).stdout
+    if script:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    return rps, total, lat.get("50", "?"), lat.get("99", "?"), int(non2xx.group(1)) if non2xx else 0
+
+
+def per_request(before, after, total):
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    usec = delta.pop("__usec", 0) / total
+    delta = {k: v for k, v in delta.items() if v > 0 and k != "info"}
+    sent = {k: v for k, v in delta.items() if k not in SCRIPT_INTERNAL}
+    inner = {k: v for k, v in delta.items() if k in SCRIPT_INTERNAL}
+    fmt = lambda d: " ".join(f"{k}:{v / total:.2f}" for k, v in sorted(d.items()))
+    n_sent = sum(sent.values()) / total
+    return n_sent, usec, fmt(sent) + (f" + [{fmt(inner)}]" if inner else "")
+
+
+def main():
+    need("wrk", "wrk")
+    need("redis-server", "redis-server")
+    print("building (release)...", flush=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench_server"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "bench"), check=True)
+    rport = free_port()
+    rdir = tempfile.mkdtemp()
+    redis = subprocess.Popen(["redis-server", "--port", str(rport), "--save", "", "--appendonly", "no",
+                              "--dir", rdir], stdout=subprocess.DEVNULL)
+    time.sleep(0.3)
+    url = f"redis://127.0.0.1:{rport}"
+    ours_bin = os.path.join(ROOT, "target", "release", "examples", "bench_server")
+    other_bin = os.path.join(ROOT, "bench", "target", "release", "tower-redis-session-bench")
+    servers = {}
+    procs = []
+    try:
+        for name, cmd, env in [
+            ("tower-redis-session", [ours_bin], {}),
+            ("tower-sessions", [other_bin], {"CONTENDER": "tower-sessions"}),
+            ("tower-sessions always_save", [other_bin], {"CONTENDER": "tower-sessions-always-save"}),
+            ("floor (1 GET)", [other_bin], {"CONTENDER": "floor"}),
+        ]:
+            port = free_port()
+            procs.append(start(cmd, {**env, "PORT": str(port), "REDIS_URL": url, "RUST_LOG": "error"}, ROOT))
+            servers[name] = port
+        scenarios = [
+            ("bare handler (/plain)", "GET", "/plain", ["tower-redis-session", "tower-sessions"]),
+            ("read", "GET", "/read", ["tower-redis-session", "tower-sessions", "floor (1 GET)"]),
+            ("read, sliding expiry", "GET", "/read", ["tower-redis-session", "tower-sessions always_save"]),
+            ("read-modify-write", "POST", "/incr", ["tower-redis-session", "tower-sessions"]),
+        ]
+        results = {}
+        for rnd in range(ROUNDS):
+            for title, method, path, names in scenarios:
+                # Alternate the order every round.
+                for name in (names if rnd % 2 == 0 else list(reversed(names))):
+                    port = servers[name]
+                    cookie = None if name.startswith("floor") else cookie_of(port)
+                    check(port, path, cookie, method)
+                    before = commandstats(rport)
+                    rps, total, p50, p99, bad = wrk(port, path, cookie, method)
+                    sent, usec, detail = per_request(before, commandstats(rport), total)
+                    results.setdefault((title, name), []).append((rps, p50, p99, sent, detail, bad, usec))
+                    print(f"  round {rnd + 1} {title:22} {name:28} {rps:9.0f} req/s", flush=True)
+        print()
+        print(f"wrk -t{THREADS} -c{CONNS} -d{DURATION}s, {ROUNDS} round(s), alternating; Redis "
+              f"{redis_cmd(rport, 'INFO', 'server').split('redis_version:')[1].split()[0]}; "
+              f"{os.cpu_count()} cores")
+        print(f"| scenario | contender | req/s (mean) | p50 | p99 | Redis commands sent/req | Redis CPU µs/req | detail per request | non-2xx |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        means = {}
+        for (title, name), runs in results.items():
+            mean = sum(r[0] for r in runs) / len(runs)
+            means[(title, name)] = mean
+            last = runs[-1]
+            print(f"| {title} | {name} | {mean:.0f} | {last[1]} | {last[2]} | {last[3]:.2f} | {last[6]:.1f} | {last[4]} | {last[5]} |")
+        print()
+        ratio = lambda a, b: means[a] / means[b]
+        ours = "tower-redis-session"
+        print("| ratio | measured | target |")
+        print("|---|---|---|")
+        print(f"| read: ours / tower-sessions | {ratio(('read', ours), ('read', 'tower-sessions')):.2f}x | >= 1.3x |")
+        print(f"| read-modify-write: ours / tower-sessions | {ratio(('read-modify-write', ours), ('read-modify-write', 'tower-sessions')):.2f}x | >= 1.3x |")
+        print(f"| read with sliding expiry: ours / tower-sessions always_save | {ratio(('read, sliding expiry', ours), ('read, sliding expiry', 'tower-sessions always_save')):.2f}x | >= 2x |")
+        print(f"| read: ours / floor (1 GET) | {ratio(('read', ours), ('read', 'floor (1 GET)')):.2f}x | >= 0.9x |")
+        print(f"| read: ours / bare handler | {ratio(('read', ours), ('bare handler (/plain)', ours)):.2f}x | |")
+    finally:
+        for p in procs:
+            p.kill()
+        redis.kill()
+        shutil.rmtree(rdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+//! In-process hot paths: cookie parsing, a full request through the layer on
+//! `MemoryStore` and on a real Redis (started on a free port), and the rejection of a
+//! forged signed cookie.
+//!
+//! ```text
+//! cargo bench --bench hot_paths
+//! ```
+#![allow(missing_docs)] // a bench binary
+
+#[allow(dead_code)] // the bench uses only `start`
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, header};
+use axum::routing::{get, post};
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower::ServiceExt;
+use tower_redis_session::{
+    Key, MemoryStore, RedisStore, Session, SessionConfig, SessionKey, SessionLayer, SessionStore,
+};
+
+fn routes() -> Router {
+    Router::new()
+        .route("/plain", get(|| async { "ok" }))
+        .route(
+            "/login",
+            post(|s: Session| async move {
+                s.login("bench").await.unwrap();
+                "ok"
+            }),
+        )
+        .route(
+            "/read",
+            get(|s: Session| async move { s.user_id().await.unwrap().unwrap_or_default() }),
+        )
+        .route(
+            "/incr",
+            post(|s: Session| async move {
+                let n = s.get::<u64>("counter").await.unwrap().unwrap_or(0) + 1;
+                s.insert("counter", n).await.unwrap();
+                n.to_string()
+            }),
+        )
+}
+
+fn app(store: impl SessionStore, signed: bool) -> Router {
+    let layer = SessionLayer::new(store, SessionConfig::default()).unwrap();
+    if signed {
+        routes().layer(layer.with_signed(Key::from(&[9u8; 64])))
+    } else {
+        routes().layer(layer)
+    }
+}
+
+async fn call(app: &Router, method: &str, path: &str, cookie: Option<&str>) -> Option<String> {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    res.headers()
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let valid = "AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    c.bench_function("cookie: parse + hash a session cookie", |b| {
+        b.iter(|| SessionKey::from_cookie_value(std::hint::black_box(valid)))
+    });
+
+    let redis = redis_server::RedisServer::start();
+    let stores: Vec<(&str, Router)> = vec![
+        ("memory", app(MemoryStore::new(), false)),
+        (
+            "redis",
+            app(RedisStore::from_url(&redis.url()).unwrap(), false),
+        ),
+    ];
+    for (name, app) in &stores {
+        let cookie = rt.block_on(call(app, "POST", "/login", None)).unwrap();
+        let cookie = Some(cookie.as_str());
+        c.bench_function(&format!("request {name}: cookie, untouched"), |b| {
+            b.to_async(&rt).iter(|| call(app, "GET", "/plain", cookie))
+        });
+        c.bench_function(&format!("request {name}: read"), |b| {
+            b.to_async(&rt).iter(|| call(app, "GET", "/read", cookie))
+        });
+        c.bench_function(&format!("request {name}: read-modify-write"), |b| {
+            b.to_async(&rt).iter(|| call(app, "POST", "/incr", cookie))
+        });
+    }
+    let signed = app(MemoryStore::new(), true);
+    let forged = "id=ZmFrZXNpZ25hdHVyZWZha2VzaWduYXR1cmVmYWtlc2lnbg==session:AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    c.bench_function("request memory: forged signed cookie rejected", |b| {
+        b.to_async(&rt)
+            .iter(|| call(&signed, "GET", "/read", Some(forged)))
+    });
+    let plain_layer = app(MemoryStore::new(), false);
+    c.bench_function("request: no cookie, untouched", |b| {
+        b.to_async(&rt)
+            .iter(|| call(&plain_layer, "GET", "/plain", None))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);
