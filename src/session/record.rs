@@ -13,6 +13,7 @@
 //! | `m:u` | user id, once logged in (never in the cookie) |
 //! | `m:ip` | client IP at creation or login |
 //! | `m:ua` | user agent at creation or login (at most 256 bytes) |
+//! | `m:x` | Redis only: the score last written to the user index (expiry + slack) |
 //!
 //! `m:e` lets a read know the remaining TTL from the one `HGETALL` it already makes,
 //! instead of a second `PTTL` command.

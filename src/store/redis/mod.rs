@@ -332,14 +332,14 @@ impl SessionStore for RedisStore {
         let mut inv = WRITE.prepare_invoke();
         inv.key(keys::session(&self.namespace, key))
             .key(keys::user_index(&self.namespace, key.tag()));
-        let (mode_arg, limit) = match mode {
-            WriteMode::Create => ("c", None),
-            WriteMode::Update => ("u", None),
+        let (mode_arg, limit, from_member) = match mode {
+            WriteMode::Create => ("c", None, ""),
+            WriteMode::Update => ("u", None, ""),
             WriteMode::Rotate { from } => {
                 inv.key(keys::session(&self.namespace, from));
-                ("r", None)
+                ("r", None, from.hash())
             }
-            WriteMode::Login { limit } => ("l", limit),
+            WriteMode::Login { limit } => ("l", limit, ""),
         };
         let policy = match limit.map(|l| l.policy) {
             Some(LimitPolicy::EvictOldest) => "e",
@@ -351,6 +351,8 @@ impl SessionStore for RedisStore {
             .arg(if patch.clear_data { "1" } else { "0" })
             .arg(limit.map_or(0, |l| l.max))
             .arg(policy)
+            .arg(key.hash())
+            .arg(from_member)
             .arg(patch.set.len());
         for (f, v) in &patch.set {
             inv.arg(f).arg(v);
@@ -382,7 +384,8 @@ impl SessionStore for RedisStore {
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let mut inv = DELETE.prepare_invoke();
         inv.key(keys::session(&self.namespace, key))
-            .key(keys::user_index(&self.namespace, key.tag()));
+            .key(keys::user_index(&self.namespace, key.tag()))
+            .arg(key.hash());
         self.bounded(async {
             let mut conn = self.conn().await?;
             let n: i64 = inv.invoke_async(&mut conn).await?;
@@ -394,7 +397,8 @@ impl SessionStore for RedisStore {
     async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         let mut inv = TAKE.prepare_invoke();
         inv.key(keys::session(&self.namespace, key))
-            .key(keys::user_index(&self.namespace, key.tag()));
+            .key(keys::user_index(&self.namespace, key.tag()))
+            .arg(key.hash());
         self.bounded(async {
             let mut conn = self.conn().await?;
             let flat: Vec<String> = inv.invoke_async(&mut conn).await?;
