@@ -173,7 +173,15 @@ async fn slow_redis_fails_fast_without_leaking_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_pool_waits_then_answers_unavailable() {
     let server = RedisServer::start();
-    let st = store(&server, 1, Duration::from_secs(2));
+    // Connections are multiplexed; the capacity that runs out is operations in flight.
+    let st = RedisStore::builder(server.url())
+        .max_connections(1)
+        .max_in_flight(1)
+        .wait_timeout(Duration::from_millis(200))
+        .response_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = errors.clone();
     let layer = SessionLayer::new(st.clone(), SessionConfig::default())
@@ -188,7 +196,7 @@ async fn exhausted_pool_waits_then_answers_unavailable() {
     let mut holder = Client::new(app.clone());
     assert_eq!(holder.post("/incr").await.body, "1");
 
-    // The only connection is stuck on a paused Redis...
+    // The only slot is held by an operation stuck on a paused Redis...
     assert!(
         server
             .raw("CLIENT PAUSE 800 ALL")

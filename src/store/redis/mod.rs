@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use redis::{AsyncConnectionConfig, Client, Script};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 mod keys;
 mod pool;
@@ -68,6 +68,15 @@ pub struct RedisStore {
     timeout: Duration,
     /// The namespace's user-tag salt, read (or created) once.
     salt: Arc<OnceCell<Vec<u8>>>,
+    /// Bound on concurrent operations (our own pools; a user's pool bounds itself by
+    /// exclusive checkouts).
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Clone)]
+struct InFlight {
+    permits: Arc<Semaphore>,
+    wait: Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -99,6 +108,7 @@ pub struct PoolStatus {
 pub struct RedisStoreBuilder {
     topology: Topology,
     max_connections: usize,
+    max_in_flight: usize,
     wait_timeout: Duration,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -106,15 +116,25 @@ pub struct RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
-    /// Maximum number of connections in the pool. Default: 8. Each is multiplexed, so a
-    /// few serve many concurrent requests.
+    /// Maximum number of connections in the pool. Default: 8. Each is multiplexed:
+    /// concurrent operations share connections and are pipelined, so a few serve many
+    /// requests.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
     }
 
-    /// How long a request waits for a free connection before the store reports
-    /// unavailable. Default: 1 s.
+    /// Most store operations in flight at once; beyond it, operations wait up to
+    /// [`wait_timeout`](Self::wait_timeout) and then fail with
+    /// [`StoreError::Pool`](crate::StoreError::Pool) (the layer answers 503). Default:
+    /// 1024.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// How long an operation waits for capacity (an in-flight slot, or a connection
+    /// being opened) before the store reports unavailable. Default: 1 s.
     pub fn wait_timeout(mut self, d: Duration) -> Self {
         self.wait_timeout = d;
         self
@@ -162,7 +182,12 @@ impl RedisStoreBuilder {
                 Pool::OwnCluster(self.pool(OwnClusterPool::builder(ClusterManager { client }))?)
             }
         };
-        Ok(RedisStore::with_pool(pool, self.timeout))
+        let mut store = RedisStore::with_pool(pool, self.timeout);
+        store.in_flight = Some(InFlight {
+            permits: Arc::new(Semaphore::new(self.max_in_flight)),
+            wait: self.wait_timeout,
+        });
+        Ok(store)
     }
 
     fn pool<M: deadpool::managed::Manager>(
@@ -221,6 +246,7 @@ impl RedisStore {
         RedisStoreBuilder {
             topology,
             max_connections: 8,
+            max_in_flight: 1024,
             wait_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
@@ -245,6 +271,7 @@ impl RedisStore {
 
     fn with_pool(pool: Pool, timeout: Duration) -> Self {
         Self {
+            in_flight: None,
             pool,
             namespace: Arc::from("session"),
             timeout,
@@ -288,18 +315,29 @@ impl RedisStore {
 
     async fn conn(&self) -> Result<Conn, StoreError> {
         Ok(match &self.pool {
-            Pool::Own(p) => Conn::Own(p.get().await?),
-            Pool::OwnCluster(p) => Conn::OwnCluster(p.get().await?),
+            Pool::Own(p) => Conn::Own(p.get().await?.share()),
+            Pool::OwnCluster(p) => Conn::OwnCluster(p.get().await?.share()),
             Pool::Deadpool(p) => Conn::Deadpool(p.get().await?),
             Pool::DeadpoolCluster(p) => Conn::DeadpoolCluster(p.get().await?),
         })
     }
 
-    /// Runs one operation under the store's overall timeout.
+    /// Runs one operation under the in-flight bound and the overall timeout.
     async fn bounded<T>(
         &self,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let _permit = match &self.in_flight {
+            Some(f) => match tokio::time::timeout(f.wait, f.permits.acquire()).await {
+                Ok(Ok(permit)) => Some(permit),
+                Ok(Err(_)) | Err(_) => {
+                    return Err(StoreError::Pool(deadpool::managed::PoolError::Timeout(
+                        deadpool::managed::TimeoutType::Wait,
+                    )));
+                }
+            },
+            None => None,
+        };
         tokio::time::timeout(self.timeout, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.timeout)))

@@ -3,6 +3,8 @@
 //! store code has one path.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -39,31 +41,42 @@ impl fmt::Debug for ClusterManager {
     }
 }
 
-/// A connection and whether a command on it has failed at the connection level.
+/// A connection and whether a command on it has failed at the connection level. The
+/// flag is shared with every handle cloned from the connection.
 pub(crate) struct Tracked<C> {
     conn: C,
-    broken: bool,
+    broken: Arc<AtomicBool>,
 }
 
-impl<C> Tracked<C> {
+impl<C: Clone> Tracked<C> {
     fn new(conn: C) -> Self {
         Self {
             conn,
-            broken: false,
+            broken: Arc::default(),
         }
     }
 
+    /// A handle on the same multiplexed connection, for one operation.
+    pub(crate) fn share(&self) -> Tracked<C> {
+        Tracked {
+            conn: self.conn.clone(),
+            broken: self.broken.clone(),
+        }
+    }
+}
+
+impl<C> Tracked<C> {
     fn note<T>(&mut self, r: &Result<T, RedisError>) {
         if let Err(e) = r
             && breaks_connection(e)
         {
-            self.broken = true;
+            self.broken.store(true, Ordering::Relaxed);
         }
     }
 }
 
 fn recycle<C>(conn: &Tracked<C>) -> RecycleResult<RedisError> {
-    if conn.broken {
+    if conn.broken.load(Ordering::Relaxed) {
         Err(RecycleError::message("connection failed earlier"))
     } else {
         Ok(())
@@ -105,8 +118,8 @@ pub(crate) type OwnClusterPool = managed::Pool<ClusterManager>;
 
 /// A checked-out connection of any pool kind.
 pub(crate) enum Conn {
-    Own(managed::Object<Manager>),
-    OwnCluster(managed::Object<ClusterManager>),
+    Own(Tracked<MultiplexedConnection>),
+    OwnCluster(Tracked<ClusterConnection>),
     Deadpool(deadpool_redis::Connection),
     DeadpoolCluster(deadpool_redis::cluster::Connection),
 }
