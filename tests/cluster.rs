@@ -175,15 +175,7 @@ async fn master_failover_keeps_sessions_and_the_layer_recovers() {
 async fn a_users_own_cluster_pool_works() {
     let cluster = RedisCluster::shared();
     let mut cfg = deadpool_redis::cluster::Config::from_urls(cluster.urls());
-    cfg.pool = Some(deadpool_redis::PoolConfig {
-        max_size: 4,
-        timeouts: deadpool_redis::Timeouts {
-            wait: Some(Duration::from_secs(1)),
-            create: Some(Duration::from_secs(1)),
-            recycle: Some(Duration::from_secs(1)),
-        },
-        ..Default::default()
-    });
+    cfg.pool = Some(common::stores::user_pool_config());
     let pool = cfg
         .create_pool(Some(deadpool_redis::Runtime::Tokio1))
         .unwrap();

@@ -66,15 +66,7 @@ fn redis(ns: &str) -> tower_redis_session::RedisStore {
 fn redis_user_pool(ns: &str) -> tower_redis_session::RedisStore {
     let url = common::RedisServer::shared().url();
     let mut cfg = deadpool_redis::Config::from_url(url);
-    cfg.pool = Some(deadpool_redis::PoolConfig {
-        max_size: 4,
-        timeouts: deadpool_redis::Timeouts {
-            wait: Some(Duration::from_secs(1)),
-            create: Some(Duration::from_secs(1)),
-            recycle: Some(Duration::from_secs(1)),
-        },
-        ..Default::default()
-    });
+    cfg.pool = Some(common::stores::user_pool_config());
     let pool = cfg
         .create_pool(Some(deadpool_redis::Runtime::Tokio1))
         .unwrap();

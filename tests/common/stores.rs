@@ -116,3 +116,17 @@ pub fn cluster_store(namespace: &str) -> RedisStore {
         .with_namespace(namespace)
         .unwrap()
 }
+
+/// Pool settings for tests of a user's own `deadpool_redis` pool: explicit timeouts.
+pub fn user_pool_config() -> deadpool_redis::PoolConfig {
+    let second = Some(std::time::Duration::from_secs(1));
+    deadpool_redis::PoolConfig {
+        max_size: 4,
+        timeouts: deadpool_redis::Timeouts {
+            wait: second,
+            create: second,
+            recycle: second,
+        },
+        ..Default::default()
+    }
+}
