@@ -81,7 +81,7 @@ async fn sessions_of_many_users_spread_over_all_masters_without_crossslot() {
 
 /// Waits until every replica has the master's replication offset.
 fn wait_replicated(master: &common::RedisServer) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let info = master.raw("INFO replication").unwrap_or_default();
         let offset = info

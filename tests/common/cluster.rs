@@ -28,6 +28,9 @@ impl RedisCluster {
             "nodes.conf",
             "--cluster-node-timeout",
             "1000",
+            // Redis 7 waits 5 s by default before a replica's first (diskless) sync.
+            "--repl-diskless-sync-delay",
+            "0",
         ];
         let nodes: Vec<_> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start_with(&args))
@@ -49,7 +52,28 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         cluster.wait_ok();
+        cluster.wait_replicas_online(replicas);
         cluster
+    }
+
+    /// Waits until every master has `replicas` replicas in sync (`state=online`).
+    fn wait_replicas_online(&self, replicas: usize) {
+        if replicas == 0 {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let masters = self.masters();
+            let online = masters.iter().all(|m| {
+                m.raw("INFO replication")
+                    .is_some_and(|i| i.matches("state=online").count() == replicas)
+            });
+            if online && !masters.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas did not come online");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until every live node reports `cluster_state:ok` and knows every node.
