@@ -4,7 +4,9 @@
 //! - Every write is one Lua script (`scripts/write.lua`, loaded once and run with
 //!   `EVALSHA`) that checks its condition (create only if absent, update only if
 //!   present), writes only the changed fields and sets the TTL, atomically.
-//! - Logout is one `DEL`.
+//! - Logout is one script: `DEL` and the user-index entry (`delete.lua`).
+//! - Concurrent operations share the pooled multiplexed connections (pipelining);
+//!   `max_in_flight` bounds them.
 
 use std::collections::HashMap;
 use std::fmt;
