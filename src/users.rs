@@ -107,6 +107,11 @@ impl SessionInfo {
     }
 }
 
+/// The order of every listing: oldest first, ties by handle.
+pub(crate) fn oldest_first(list: &mut [SessionInfo]) {
+    list.sort_by_key(|s| (s.created_ms, s.handle));
+}
+
 /// Which sessions of a user to revoke.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
@@ -134,7 +139,7 @@ impl Users {
         let store = &self.ctx.store;
         let tag = store.user_tag(user_id).await?;
         let mut list = store.list_user(&tag, user_id, now_ms()).await?;
-        list.sort_by_key(|s| (s.created_ms, s.handle));
+        oldest_first(&mut list);
         Ok(list)
     }
 

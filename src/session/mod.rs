@@ -71,6 +71,16 @@ pub(crate) struct Context {
     pub(crate) rejected: std::sync::atomic::AtomicU64,
 }
 
+impl Context {
+    /// The TTL inputs of a write made at `now_ms`.
+    fn clock(&self, now_ms: i64) -> Clock {
+        Clock {
+            now_ms,
+            default_idle_ms: millis(self.config.idle_timeout),
+        }
+    }
+}
+
 /// The session of the current request.
 ///
 /// Get it in an axum handler as an extractor (or `Option<Session>` if the layer may be
@@ -172,7 +182,7 @@ impl Session {
         if matches!(st.load, Load::Pending) {
             let loaded = match &st.id {
                 Some(id) => match self.inner.ctx.store.load(&id.key()).await {
-                    Ok(record) => record.and_then(Loaded::parse).filter(|l| live(l, now_ms())),
+                    Ok(record) => parse_live(record, now_ms()),
                     Err(e) if self.inner.ctx.config.store_down == StoreDownPolicy::Anonymous => {
                         log_store_error(&e, "load (serving as anonymous)");
                         st.degraded = true;
@@ -219,11 +229,7 @@ impl Session {
             source,
         })?;
         let mut st = self.loaded().await?;
-        let stored = match (&st.load, st.cleared) {
-            (Load::Done(Some(l)), false) => l.data.get(key),
-            _ => None,
-        };
-        if stored == Some(&json) {
+        if st.stored_data().and_then(|d| d.get(key)) == Some(&json) {
             st.changes.remove(key);
             return Ok(());
         }
@@ -271,10 +277,9 @@ impl Session {
     /// [`SessionError::Store`] if the session could not be loaded.
     pub async fn is_empty(&self) -> Result<bool, SessionError> {
         let st = self.loaded().await?;
-        let stored = match (&st.load, st.cleared) {
-            (Load::Done(Some(l)), false) => l.data.keys().any(|k| !st.changes.contains_key(k)),
-            _ => false,
-        };
+        let stored = st
+            .stored_data()
+            .is_some_and(|d| d.keys().any(|k| !st.changes.contains_key(k)));
         Ok(!stored && st.changes.values().all(Option::is_none))
     }
 
@@ -356,56 +361,72 @@ impl Session {
             None => None,
         };
         let now = now_ms();
-        let clock = Clock {
-            now_ms: now,
-            default_idle_ms: millis(ctx.config.idle_timeout),
-        };
-        let base = taken
-            .clone()
-            .and_then(Loaded::parse)
-            .filter(|l| live(l, now));
+        let clock = ctx.clock(now);
+        let base = parse_live(taken.clone(), now);
         let patch = self.login_record(&st, base.as_ref(), user_id, now);
         let mode = WriteMode::Login {
             limit: ctx.config.limit,
         };
+        let generate = || SessionId::generate_in(tag.clone());
+        let written = self.write_new(generate, mode, &patch, clock).await;
+        let (new, ttl, evicted) = match written {
+            Ok((new, WriteOutcome::Written { ttl, evicted })) => (new, ttl, evicted),
+            Ok((_, WriteOutcome::Rejected)) => {
+                self.restore(current.as_ref(), taken, clock).await;
+                let limit = ctx.config.limit.map_or(0, |l| l.max);
+                return Err(SessionError::TooManySessions { limit });
+            }
+            Ok(_) => {
+                self.restore(current.as_ref(), taken, clock).await;
+                let e = StoreError::Protocol("login could not be written");
+                return Err(st.fail(e, "login"));
+            }
+            Err(e) => {
+                // Also an id that could not be generated: the taken session goes back.
+                self.restore(current.as_ref(), taken, clock).await;
+                return Err(st.fail(e, "login"));
+            }
+        };
+        if !evicted.is_empty() {
+            tracing::info!(evicted = evicted.len(), "login evicted older sessions");
+        }
+        let mut fields = HashMap::new();
+        patch.apply_to(&mut fields);
+        record::stamp_ttl(&mut fields, clock);
+        st.load = Load::Done(Loaded::parse(Record::from_fields(fields)));
+        st.changes.clear();
+        st.cleared = false;
+        st.expiry = None;
+        st.cycle = false;
+        st.destroyed = false;
+        st.id = Some(new);
+        st.fresh = Some(ttl);
+        Ok(())
+    }
+
+    /// Writes `patch` under a freshly generated id, generating another on the
+    /// (2^-256, or broken-RNG) chance that the key exists. Returns the id and the first
+    /// outcome that is not a collision.
+    async fn write_new(
+        &self,
+        generate: impl Fn() -> Result<SessionId, StoreError>,
+        mode: WriteMode<'_>,
+        patch: &Patch,
+        clock: Clock,
+    ) -> Result<(SessionId, WriteOutcome), StoreError> {
         for _ in 0..COLLISION_RETRIES {
-            let new = SessionId::generate_in(tag.clone())?;
-            let outcome = match store.write(&new.key(), mode, &patch, clock).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    self.restore(current.as_ref(), taken, clock).await;
-                    return Err(st.fail(e, "login"));
-                }
-            };
-            match outcome {
-                WriteOutcome::Written { ttl, evicted } => {
-                    if !evicted.is_empty() {
-                        tracing::info!(evicted = evicted.len(), "login evicted older sessions");
-                    }
-                    let mut fields = HashMap::new();
-                    patch.apply_to(&mut fields);
-                    record::stamp_ttl(&mut fields, clock);
-                    st.load = Load::Done(Loaded::parse(Record::from_fields(fields)));
-                    st.changes.clear();
-                    st.cleared = false;
-                    st.expiry = None;
-                    st.cycle = false;
-                    st.destroyed = false;
-                    st.id = Some(new);
-                    st.fresh = Some(ttl);
-                    return Ok(());
-                }
-                WriteOutcome::Collision => continue,
-                WriteOutcome::Rejected => {
-                    self.restore(current.as_ref(), taken, clock).await;
-                    let limit = ctx.config.limit.map_or(0, |l| l.max);
-                    return Err(SessionError::TooManySessions { limit });
-                }
-                WriteOutcome::Gone => break,
+            let id = generate()?;
+            let outcome = self
+                .inner
+                .ctx
+                .store
+                .write(&id.key(), mode, patch, clock)
+                .await?;
+            if outcome != WriteOutcome::Collision {
+                return Ok((id, outcome));
             }
         }
-        self.restore(current.as_ref(), taken, clock).await;
-        Err(st.fail(StoreError::Protocol("login could not be written"), "login"))
+        Err(StoreError::Protocol("session id collided repeatedly"))
     }
 
     /// The full record of a session logging in: its data and metadata, the pending
@@ -526,7 +547,7 @@ impl Session {
         for s in &mut list {
             s.mark_current(&key);
         }
-        list.sort_by_key(|s| (s.created(), s.handle()));
+        crate::users::oldest_first(&mut list);
         Ok(list)
     }
 
@@ -618,12 +639,7 @@ impl Session {
             // cookie as they are.
             return Commit::Cookie(CookieAction::Keep);
         }
-        let ctx = &self.inner.ctx;
-        let now = now_ms();
-        let clock = Clock {
-            now_ms: now,
-            default_idle_ms: millis(ctx.config.idle_timeout),
-        };
+        let clock = self.inner.ctx.clock(now_ms());
         let result = match st.load {
             Load::Pending => Ok(if st.destroyed {
                 CookieAction::Remove
@@ -677,21 +693,13 @@ impl Session {
         }
         self.inner.meta.fields(&mut patch);
         let persistent = self.persistent(st, None);
-        for _ in 0..COLLISION_RETRIES {
-            let id = SessionId::generate()?;
-            match self
-                .inner
-                .ctx
-                .store
-                .write(&id.key(), WriteMode::Create, &patch, clock)
-                .await?
-            {
-                WriteOutcome::Written { ttl, .. } => return Ok(set_cookie(id, ttl, persistent)),
-                WriteOutcome::Collision => continue,
-                WriteOutcome::Gone | WriteOutcome::Rejected => return Ok(CookieAction::Remove),
-            }
-        }
-        Err(StoreError::Protocol("session id collided repeatedly"))
+        let written = self
+            .write_new(SessionId::generate, WriteMode::Create, &patch, clock)
+            .await?;
+        Ok(match written {
+            (id, WriteOutcome::Written { ttl, .. }) => set_cookie(id, ttl, persistent),
+            _ => CookieAction::Remove,
+        })
     }
 
     async fn update(
@@ -711,20 +719,12 @@ impl Session {
         let persistent = self.persistent(st, Some(loaded));
         let key = id.key();
         if st.cycle {
-            for _ in 0..COLLISION_RETRIES {
-                let new = SessionId::generate_in(id.tag().to_owned())?;
-                let mode = WriteMode::Rotate { from: &key };
-                match store.write(&new.key(), mode, &patch, clock).await? {
-                    WriteOutcome::Written { ttl, .. } => {
-                        return Ok(set_cookie(new, ttl, persistent));
-                    }
-                    WriteOutcome::Collision => continue,
-                    WriteOutcome::Gone | WriteOutcome::Rejected => {
-                        return Ok(CookieAction::Remove);
-                    }
-                }
-            }
-            return Err(StoreError::Protocol("session id collided repeatedly"));
+            let generate = || SessionId::generate_in(id.tag().to_owned());
+            let mode = WriteMode::Rotate { from: &key };
+            return Ok(match self.write_new(generate, mode, &patch, clock).await? {
+                (new, WriteOutcome::Written { ttl, .. }) => set_cookie(new, ttl, persistent),
+                _ => CookieAction::Remove,
+            });
         }
         let changed = !patch.set.is_empty() || !patch.delete.is_empty() || patch.clear_data;
         if !changed && !self.needs_refresh(loaded, clock.now_ms) {
@@ -788,9 +788,8 @@ impl State {
     /// The session's size (keys + JSON values) if `key` had a value of `len` bytes.
     fn size_with(&self, key: &str, len: usize) -> usize {
         let mut size = key.len() + len;
-        if let (Load::Done(Some(l)), false) = (&self.load, self.cleared) {
-            size += l
-                .data
+        if let Some(data) = self.stored_data() {
+            size += data
                 .iter()
                 .filter(|(k, _)| *k != key && !self.changes.contains_key(*k))
                 .map(|(k, v)| k.len() + v.len())
@@ -803,6 +802,15 @@ impl State {
             .filter_map(|(k, v)| v.as_ref().map(|v| k.len() + v.len()))
             .sum::<usize>();
         size
+    }
+
+    /// The stored data as the handler sees it: none if there is no stored session or the
+    /// handler cleared it (pending changes are separate).
+    fn stored_data(&self) -> Option<&HashMap<String, String>> {
+        match (&self.load, self.cleared) {
+            (Load::Done(Some(l)), false) => Some(&l.data),
+            _ => None,
+        }
     }
 
     /// The logged-in user and the current id.
@@ -825,16 +833,16 @@ impl State {
         if let Some(change) = self.changes.get(key) {
             return change.as_deref();
         }
-        match (&self.load, self.cleared) {
-            (Load::Done(Some(l)), false) => l.data.get(key).map(String::as_str),
-            _ => None,
-        }
+        self.stored_data()?.get(key).map(String::as_str)
     }
 }
 
-/// Whether a loaded record is still within its TTL and deadline.
-fn live(l: &Loaded, now: i64) -> bool {
-    l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now)
+/// A stored record as a session, if it is well-formed and still within its TTL and
+/// deadline.
+fn parse_live(record: Option<Record>, now: i64) -> Option<Loaded> {
+    record
+        .and_then(Loaded::parse)
+        .filter(|l| l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now))
 }
 
 fn data_patch(st: &State) -> Patch {
