@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use redis::{AsyncConnectionConfig, Client, Script};
+use redis::{AsyncConnectionConfig, Client, Script, ScriptInvocation};
 use tokio::sync::{OnceCell, Semaphore};
 
 mod keys;
@@ -344,6 +344,26 @@ impl RedisStore {
             .await
             .unwrap_or(Err(StoreError::Timeout(self.timeout)))
     }
+
+    /// Runs a script on a pooled connection, under the store's bounds.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            Ok(inv.invoke_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// An invocation of `script` on a session's key and the user index of its slot.
+    fn on_session<'s>(&self, script: &'s Script, key: &SessionKey) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::session(&self.namespace, key))
+            .key(keys::user_index(&self.namespace, key.tag()));
+        inv
+    }
 }
 
 impl SessionStore for RedisStore {
@@ -369,9 +389,7 @@ impl SessionStore for RedisStore {
         patch: &Patch,
         clock: Clock,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut inv = WRITE.prepare_invoke();
-        inv.key(keys::session(&self.namespace, key))
-            .key(keys::user_index(&self.namespace, key.tag()));
+        let mut inv = self.on_session(&WRITE, key);
         let (mode_arg, limit, from_member) = match mode {
             WriteMode::Create => ("c", None, ""),
             WriteMode::Update => ("u", None, ""),
@@ -400,56 +418,36 @@ impl SessionStore for RedisStore {
         for f in &patch.delete {
             inv.arg(f);
         }
-        self.bounded(async {
-            let mut conn = self.conn().await?;
-            let reply: Vec<String> = inv.invoke_async(&mut conn).await?;
-            let code = reply.first().and_then(|c| c.parse::<i64>().ok());
-            Ok(match code {
-                Some(-2) => WriteOutcome::Rejected,
-                Some(-1) => WriteOutcome::Collision,
-                Some(0) => WriteOutcome::Gone,
-                Some(ms) if ms > 0 => WriteOutcome::Written {
-                    ttl: Duration::from_millis(ms.unsigned_abs()),
-                    evicted: reply[1..]
-                        .iter()
-                        .filter_map(|h| SessionHandle::parse(h))
-                        .collect(),
-                },
-                _ => return Err(StoreError::Protocol("unexpected write script reply")),
-            })
+        let reply: Vec<String> = self.invoke(&inv).await?;
+        let code = reply.first().and_then(|c| c.parse::<i64>().ok());
+        Ok(match code {
+            Some(-2) => WriteOutcome::Rejected,
+            Some(-1) => WriteOutcome::Collision,
+            Some(0) => WriteOutcome::Gone,
+            Some(ms) if ms > 0 => WriteOutcome::Written {
+                ttl: Duration::from_millis(ms.unsigned_abs()),
+                evicted: reply[1..]
+                    .iter()
+                    .filter_map(|h| SessionHandle::parse(h))
+                    .collect(),
+            },
+            _ => return Err(StoreError::Protocol("unexpected write script reply")),
         })
-        .await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let mut inv = DELETE.prepare_invoke();
-        inv.key(keys::session(&self.namespace, key))
-            .key(keys::user_index(&self.namespace, key.tag()))
-            .arg(key.hash());
-        self.bounded(async {
-            let mut conn = self.conn().await?;
-            let n: i64 = inv.invoke_async(&mut conn).await?;
-            Ok(n > 0)
-        })
-        .await
+        let mut inv = self.on_session(&DELETE, key);
+        inv.arg(key.hash());
+        let n: i64 = self.invoke(&inv).await?;
+        Ok(n > 0)
     }
 
     async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let mut inv = TAKE.prepare_invoke();
-        inv.key(keys::session(&self.namespace, key))
-            .key(keys::user_index(&self.namespace, key.tag()))
-            .arg(key.hash());
-        self.bounded(async {
-            let mut conn = self.conn().await?;
-            let flat: Vec<String> = inv.invoke_async(&mut conn).await?;
-            let mut fields = HashMap::with_capacity(flat.len() / 2);
-            let mut it = flat.into_iter();
-            while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                fields.insert(f, v);
-            }
-            Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
-        })
-        .await
+        let mut inv = self.on_session(&TAKE, key);
+        inv.arg(key.hash());
+        // A flat field/value list, decoded like HGETALL's reply.
+        let fields: HashMap<String, String> = self.invoke(&inv).await?;
+        Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
     }
 
     async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
@@ -490,12 +488,7 @@ impl SessionStore for RedisStore {
             .arg(keys::session_prefix(&self.namespace, tag))
             .arg(now_ms)
             .arg(user_id);
-        let flat: Vec<String> = self
-            .bounded(async {
-                let mut conn = self.conn().await?;
-                Ok(inv.invoke_async(&mut conn).await?)
-            })
-            .await?;
+        let flat: Vec<String> = self.invoke(&inv).await?;
         let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
         Ok(flat
             .chunks_exact(6)
@@ -531,12 +524,7 @@ impl SessionStore for RedisStore {
             .arg(user_id)
             .arg(mode)
             .arg(arg);
-        let handles: Vec<String> = self
-            .bounded(async {
-                let mut conn = self.conn().await?;
-                Ok(inv.invoke_async(&mut conn).await?)
-            })
-            .await?;
+        let handles: Vec<String> = self.invoke(&inv).await?;
         Ok(handles
             .iter()
             .filter_map(|h| SessionHandle::parse(h))
