@@ -44,6 +44,17 @@ pub enum ConfigError {
     /// braces would move the Redis Cluster hash tag.
     #[error("invalid key namespace {0:?}: use printable ASCII without '{{', '}}', ':' or spaces")]
     InvalidNamespace(String),
+    /// A token lifetime is out of range (see [`TokenConfig`](crate::tokens::TokenConfig)).
+    #[error("invalid {what}: {got:?}")]
+    TokenLifetime {
+        /// Which lifetime.
+        what: &'static str,
+        /// The configured value.
+        got: Duration,
+    },
+    /// A JWT key is unusable.
+    #[error("invalid JWT key: {0}")]
+    JwtKey(&'static str),
     /// The Redis URL could not be parsed.
     #[error("invalid Redis URL")]
     RedisUrl(#[source] redis::RedisError),

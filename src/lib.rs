@@ -149,6 +149,7 @@ mod layer;
 mod service;
 pub mod session;
 pub mod store;
+pub mod tokens;
 pub mod users;
 
 pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit, StoreDownPolicy};

@@ -45,6 +45,16 @@ impl SessionId {
         Ok(Self { tag, secret })
     }
 
+    /// An id from its parts (tokens build their secret themselves).
+    pub(crate) fn from_parts(tag: String, secret: [u8; SECRET_BYTES]) -> Self {
+        Self { tag, secret }
+    }
+
+    /// The raw secret.
+    pub(crate) fn secret(&self) -> &[u8; SECRET_BYTES] {
+        &self.secret
+    }
+
     /// Parses a cookie value. Anything but the exact format is `None`: no I/O happens
     /// for a malformed value.
     pub(crate) fn parse(value: &str) -> Option<Self> {

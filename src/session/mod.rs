@@ -22,7 +22,7 @@ pub(crate) mod extractor;
 pub(crate) mod id;
 pub(crate) mod record;
 
-use self::id::{SessionHandle, SessionId};
+use self::id::{SessionHandle, SessionId, SessionKey};
 use self::record::{Clock, Loaded, Patch, Record, WriteMode, WriteOutcome, data_field};
 use crate::config::{Expiry, SessionConfig, StoreDownPolicy, millis};
 use crate::cookie::Incoming;
@@ -607,6 +607,19 @@ impl Session {
             st.ended();
         }
         Ok(revoked.len())
+    }
+
+    /// What a token family bound to this session needs: the user, the session's store
+    /// key and handle, and the store's namespace; `None` when not logged in.
+    pub(crate) async fn binding(
+        &self,
+    ) -> Result<Option<(String, SessionKey, SessionHandle, String)>, SessionError> {
+        let st = self.loaded().await?;
+        let (Some((user, id)), Load::Done(Some(l))) = (st.user(), &st.load) else {
+            return Ok(None);
+        };
+        let ns = self.inner.ctx.store.namespace().to_owned();
+        Ok(Some((user, id.key(), l.handle, ns)))
     }
 
     /// The sessions of any user (admin views, support tools).

@@ -14,12 +14,28 @@ pub(crate) fn session(namespace: &str, key: &SessionKey) -> String {
 
 /// `<ns>:{<tag>}:s:`: what precedes a session's hash; index members are the rest.
 pub(crate) fn session_prefix(namespace: &str, tag: &str) -> String {
+    let mut k = slot_prefix(namespace, tag);
+    k.push_str("s:");
+    k
+}
+
+/// `<ns>:{<tag>}:`: what every key of one slot starts with. The token scripts build
+/// their keys from it (all in the slot of their first declared key):
+/// `a:<sha256>` access token, `r:<sha256>` refresh token, `t:<family>` token family,
+/// `tf` the slot's family index, and `s:<sha256>` sessions.
+pub(crate) fn slot_prefix(namespace: &str, tag: &str) -> String {
     let mut k = String::with_capacity(namespace.len() + tag.len() + 7 + 43);
     k.push_str(namespace);
     k.push_str(":{");
     k.push_str(tag);
-    k.push_str("}:s:");
+    k.push_str("}:");
     k
+}
+
+/// `<ns>:{<tag>}:tf`: the token families of a slot, a sorted set of family ids scored
+/// by the expiry of their last token (ms).
+pub(crate) fn family_index(namespace: &str, tag: &str) -> String {
+    format!("{namespace}:{{{tag}}}:tf")
 }
 
 /// `<ns>:{<tag>}:u`: the user index of a slot, a sorted set of session hashes scored by

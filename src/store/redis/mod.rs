@@ -21,6 +21,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 mod keys;
 mod pool;
+mod tokens;
 
 use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool};
 use super::{Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome};
@@ -31,7 +32,8 @@ static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scri
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/take.lua")));
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/delete.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/list.lua")));
-static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/revoke.lua")));
+static REVOKE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[tokens::LIB, include_str!("scripts/revoke.lua")].concat()));
 
 #[derive(Clone)]
 enum Pool {
@@ -357,6 +359,34 @@ impl RedisStore {
         .await
     }
 
+    /// The namespace's secret salt: read, or created, once (`SET NX GET`), then cached.
+    pub(crate) async fn salt(&self) -> Result<&[u8], StoreError> {
+        let salt = self
+            .salt
+            .get_or_try_init(|| async {
+                let mut fresh = [0u8; 32];
+                getrandom::fill(&mut fresh)?;
+                let fresh = STANDARD.encode(fresh);
+                self.bounded(async {
+                    let mut conn = self.conn().await?;
+                    // One command: create the salt unless it exists, and return the old one.
+                    let old: Option<String> = redis::cmd("SET")
+                        .arg(keys::salt(&self.namespace))
+                        .arg(&fresh)
+                        .arg("NX")
+                        .arg("GET")
+                        .query_async(&mut conn)
+                        .await?;
+                    STANDARD
+                        .decode(old.unwrap_or(fresh))
+                        .map_err(|_| StoreError::Protocol("user-tag salt is not base64"))
+                })
+                .await
+            })
+            .await?;
+        Ok(salt)
+    }
+
     /// An invocation of `script` on a session's key and the user index of its slot.
     fn on_session<'s>(&self, script: &'s Script, key: &SessionKey) -> ScriptInvocation<'s> {
         let mut inv = script.prepare_invoke();
@@ -451,30 +481,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
-        let salt = self
-            .salt
-            .get_or_try_init(|| async {
-                let mut fresh = [0u8; 32];
-                getrandom::fill(&mut fresh)?;
-                let fresh = STANDARD.encode(fresh);
-                self.bounded(async {
-                    let mut conn = self.conn().await?;
-                    // One command: create the salt unless it exists, and return the old one.
-                    let old: Option<String> = redis::cmd("SET")
-                        .arg(keys::salt(&self.namespace))
-                        .arg(&fresh)
-                        .arg("NX")
-                        .arg("GET")
-                        .query_async(&mut conn)
-                        .await?;
-                    STANDARD
-                        .decode(old.unwrap_or(fresh))
-                        .map_err(|_| StoreError::Protocol("user-tag salt is not base64"))
-                })
-                .await
-            })
-            .await?;
-        user_tag(salt, user_id.as_bytes())
+        user_tag(self.salt().await?, user_id.as_bytes())
     }
 
     async fn list_user(

@@ -15,6 +15,8 @@ use crate::session::id::user_tag;
 use crate::session::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
+mod tokens;
+
 /// How often expired entries are swept out on writes.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -32,6 +34,7 @@ struct Map {
     last_sweep: Instant,
     /// Key of the user-tag HMAC; the namespace is part of the hashed input.
     salt: [u8; 32],
+    tokens: tokens::TokenMap,
 }
 
 impl Entry {
@@ -82,6 +85,7 @@ impl MemoryStore {
                 entries: HashMap::new(),
                 last_sweep: Instant::now(),
                 salt,
+                tokens: tokens::TokenMap::default(),
             })),
             namespace: Arc::from("session"),
         }
@@ -123,6 +127,11 @@ impl MemoryStore {
             .get(&mk)
             .filter(|e| e.expires > now)
             .map(|e| e.expires - now)
+    }
+
+    /// The store's secret salt (keys user tags and token checks).
+    pub(crate) fn salt(&self) -> [u8; 32] {
+        self.lock().salt
     }
 
     fn map_key(&self, key: &SessionKey) -> MapKey {
@@ -326,6 +335,10 @@ impl SessionStore for MemoryStore {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        if matches!(which, Revoke::All) {
+            // Log out everywhere ends the user's tokens in the same step.
+            map.kill_user_tokens(&self.namespace, tag, user_id);
+        }
         Ok(doomed
             .iter()
             .filter_map(|k| map.entries.remove(k).and_then(|e| e.handle()))

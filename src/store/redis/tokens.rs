@@ -1,0 +1,166 @@
+//! Tokens on Redis: every operation is one run of `scripts/tokens.lua` in the user's
+//! slot (key layout: `scripts/token_lib.lua`).
+
+use std::sync::LazyLock;
+
+use redis::{Script, ScriptInvocation};
+
+use super::{RedisStore, keys};
+use crate::tokens::store::{
+    AccessRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
+};
+use crate::{SessionHandle, StoreError};
+
+pub(super) const LIB: &str = include_str!("scripts/token_lib.lua");
+
+static TOKENS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[LIB, include_str!("scripts/tokens.lua")].concat()));
+
+fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn int(s: &str) -> Result<i64, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Protocol("token script returned a non-number"))
+}
+
+impl RedisStore {
+    /// An invocation of the token script: `op` in slot `tag` at `now_ms`.
+    fn tokens(&self, tag: &str, op: &str, now_ms: i64) -> ScriptInvocation<'static> {
+        let mut inv = TOKENS.prepare_invoke();
+        inv.key(keys::family_index(&self.namespace, tag))
+            .arg(op)
+            .arg(keys::slot_prefix(&self.namespace, tag))
+            .arg(now_ms);
+        inv
+    }
+
+    pub(crate) async fn token_issue(&self, req: &Issue<'_>) -> Result<IssueOutcome, StoreError> {
+        let mut inv = self.tokens(req.tag, "issue", req.now_ms);
+        let (sk, sh) = req
+            .session
+            .map_or((String::new(), String::new()), |(k, h)| {
+                (k.to_owned(), h.to_string())
+            });
+        inv.arg(req.user)
+            .arg(req.family)
+            .arg(req.access)
+            .arg(req.refresh)
+            .arg(req.ttl.access)
+            .arg(req.ttl.refresh_idle)
+            .arg(req.ttl.family)
+            .arg(sk)
+            .arg(sh)
+            .arg(req.scope.unwrap_or(""));
+        let reply: Vec<String> = self.invoke(&inv).await?;
+        match reply.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["ok", a, r] => Ok(IssueOutcome::Issued {
+                access_exp: int(a)?,
+                refresh_exp: int(r)?,
+            }),
+            ["gone"] => Ok(IssueOutcome::SessionGone),
+            ["collision"] => Ok(IssueOutcome::Collision),
+            _ => Err(StoreError::Protocol("unexpected token script reply")),
+        }
+    }
+
+    pub(crate) async fn token_auth(
+        &self,
+        tag: &str,
+        access: &str,
+        now_ms: i64,
+    ) -> Result<Option<AccessRecord>, StoreError> {
+        let mut inv = self.tokens(tag, "auth", now_ms);
+        inv.arg(access);
+        let reply: Vec<String> = self.invoke(&inv).await?;
+        match &reply[..] {
+            [] => Ok(None),
+            [user, family, issued, expires, handle, scope] => Ok(Some(AccessRecord {
+                user: user.clone(),
+                family: family.clone(),
+                issued_ms: int(issued)?,
+                expires_ms: int(expires)?,
+                session: SessionHandle::parse(handle),
+                scope: opt(scope),
+            })),
+            _ => Err(StoreError::Protocol("unexpected token script reply")),
+        }
+    }
+
+    pub(crate) async fn token_refresh(
+        &self,
+        req: &Refresh<'_>,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let mut inv = self.tokens(req.tag, "refresh", req.now_ms);
+        let Ttls {
+            access,
+            refresh_idle,
+            grace,
+            ..
+        } = req.ttl;
+        inv.arg(req.presented)
+            .arg(req.access)
+            .arg(req.refresh)
+            .arg(access)
+            .arg(refresh_idle)
+            .arg(grace);
+        let reply: Vec<String> = self.invoke(&inv).await?;
+        let reply: Vec<&str> = reply.iter().map(String::as_str).collect();
+        Ok(match reply[..] {
+            ["ok", user, family, access_exp, refresh_exp, handle, scope] => {
+                RefreshOutcome::Rotated {
+                    access: AccessRecord {
+                        user: user.to_owned(),
+                        family: family.to_owned(),
+                        issued_ms: req.now_ms,
+                        expires_ms: int(access_exp)?,
+                        session: SessionHandle::parse(handle),
+                        scope: opt(scope),
+                    },
+                    refresh_exp: int(refresh_exp)?,
+                }
+            }
+            ["invalid"] => RefreshOutcome::Invalid,
+            ["grace"] => RefreshOutcome::Grace,
+            ["reuse", family, user, handle] => RefreshOutcome::Reused {
+                family: family.to_owned(),
+                user: user.to_owned(),
+                session: SessionHandle::parse(handle),
+            },
+            ["collision"] => RefreshOutcome::Collision,
+            _ => return Err(StoreError::Protocol("unexpected token script reply")),
+        })
+    }
+
+    pub(crate) async fn token_revoke(
+        &self,
+        tag: &str,
+        target: Target<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let inv = match target {
+            Target::Access(h) => {
+                let mut inv = self.tokens(tag, "revoke_access", now_ms);
+                inv.arg(h);
+                inv
+            }
+            Target::Refresh(h) => {
+                let mut inv = self.tokens(tag, "revoke_refresh", now_ms);
+                inv.arg(h);
+                inv
+            }
+            Target::Family { id, user } => {
+                let mut inv = self.tokens(tag, "revoke_family", now_ms);
+                inv.arg(id).arg(user);
+                inv
+            }
+            Target::User(user) => {
+                let mut inv = self.tokens(tag, "revoke_user", now_ms);
+                inv.arg(user);
+                inv
+            }
+        };
+        self.invoke(&inv).await
+    }
+}

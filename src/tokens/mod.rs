@@ -1,0 +1,697 @@
+//! Access and refresh tokens for API clients (mobile apps, single-page apps), on the
+//! same store, users and revocation as sessions.
+//!
+//! - **Opaque by default.** A token is `at.<tag>.<secret>` or `rt.<tag>.<secret>`: 256
+//!   bits from the OS CSPRNG, carrying the user's hash tag so every key of a user shares
+//!   one Redis Cluster slot. The store keeps only the secret's SHA-256. Validation looks
+//!   the token up, so revocation takes effect at once; Redis TTLs clean up.
+//! - **Rotation with reuse detection** (RFC 9700 §4.14). Each
+//!   [`refresh`](Tokens::refresh) consumes the presented refresh token and issues a new
+//!   pair in the same *family*, atomically. Presenting a consumed refresh token again
+//!   revokes the whole family (its live access and refresh tokens) and answers
+//!   [`TokenError::Reused`], unless it is the immediately previous token within the
+//!   [grace window](TokenConfig::with_reuse_grace) (a client's double submit), which
+//!   answers [`TokenError::Raced`] and revokes nothing.
+//! - **Lifetimes.** Access tokens live [1 hour](TokenConfig::with_access_ttl), refresh
+//!   tokens expire after [30 days](TokenConfig::with_refresh_ttl) without use, and a
+//!   family ends [90 days](TokenConfig::with_family_lifetime) after login whatever
+//!   happens: no token's TTL passes the family's deadline.
+//! - **Revocation** ([`revoke`](Tokens::revoke), RFC 7009): idempotent, succeeds for
+//!   unknown tokens; revoking a refresh token revokes its family. [`Tokens::revoke_all`]
+//!   ends every token of a user; [`Session::logout_everywhere`](crate::Session::logout_everywhere)
+//!   and [`Users::revoke_all`](crate::Users::revoke_all) end the user's sessions *and*
+//!   tokens in one atomic step.
+//! - **Bound to a session** ([`issue_for_session`](Tokens::issue_for_session)): the family
+//!   dies with the session (logout, revoke, expiry).
+//! - **Bearer extractor** ([`Bearer`]): reads `Authorization: Bearer`, answers RFC 6750
+//!   errors, and gives handlers the [`TokenClaims`].
+//! - **JWT access tokens** (feature `jwt`, [`Tokens::with_jwt`]): signature and expiry
+//!   are checked first, so forged tokens cost no Redis command; then the token must still
+//!   be live in Redis.
+//!
+//! ```rust,no_run
+//! use axum::{Json, Router, routing::{get, post}};
+//! use tower_redis_session::{RedisStore, tokens::{Bearer, TokenConfig, TokenError, TokenPair, Tokens}};
+//!
+//! async fn login(tokens: axum::Extension<Tokens>) -> Result<Json<TokenPair>, TokenError> {
+//!     // ... check the password, then:
+//!     Ok(Json(tokens.issue("alice").await?))
+//! }
+//!
+//! async fn me(Bearer(claims): Bearer) -> String {
+//!     format!("hello {}", claims.user_id())
+//! }
+//!
+//! # fn app() -> Result<Router, Box<dyn std::error::Error>> {
+//! let tokens = Tokens::new(RedisStore::from_url("redis://127.0.0.1")?, TokenConfig::default())?;
+//! let app = Router::new()
+//!     .route("/login", post(login))
+//!     .route("/me", get(me))
+//!     .layer(tokens.layer());
+//! # Ok(app) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum_core::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use uuid::Uuid;
+
+mod bearer;
+#[cfg(feature = "jwt")]
+mod jwt;
+pub(crate) mod store;
+mod token;
+
+pub use self::bearer::{Bearer, BearerRejection};
+#[cfg(feature = "jwt")]
+pub use self::jwt::JwtKeys;
+use self::store::{Backend, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls};
+use self::token::{Kind, Opaque};
+use crate::config::millis;
+use crate::session::now_ms;
+use crate::{
+    ConfigError, MemoryStore, RedisStore, Session, SessionError, SessionHandle, StoreError,
+};
+/// The JWT crate, for building [`JwtKeys`] with other algorithms.
+#[cfg(feature = "jwt")]
+pub use jsonwebtoken;
+
+/// How many times an operation with freshly generated secrets is retried on a collision.
+const COLLISION_RETRIES: usize = 3;
+
+/// Token lifetimes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct TokenConfig {
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    family_lifetime: Duration,
+    reuse_grace: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+            family_lifetime: Duration::from_secs(90 * 86_400),
+            reuse_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TokenConfig {
+    /// How long an access token is valid. Default: 1 hour.
+    pub fn with_access_ttl(mut self, d: Duration) -> Self {
+        self.access_ttl = d;
+        self
+    }
+
+    /// How long a refresh token stays valid unused (each refresh issues a new one).
+    /// Default: 30 days.
+    pub fn with_refresh_ttl(mut self, d: Duration) -> Self {
+        self.refresh_ttl = d;
+        self
+    }
+
+    /// Absolute lifetime of a token family (one login): no token of it outlives this.
+    /// Default: 90 days.
+    pub fn with_family_lifetime(mut self, d: Duration) -> Self {
+        self.family_lifetime = d;
+        self
+    }
+
+    /// How long after a refresh the token it consumed may be presented again without
+    /// revoking the family (it gets [`TokenError::Raced`], not new tokens). Default:
+    /// 10 s; zero makes every replay a reuse.
+    pub fn with_reuse_grace(mut self, d: Duration) -> Self {
+        self.reuse_grace = d;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (what, d) in [
+            ("access token TTL", self.access_ttl),
+            ("refresh token TTL", self.refresh_ttl),
+            ("token family lifetime", self.family_lifetime),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(ConfigError::TokenLifetime { what, got: d });
+            }
+        }
+        if self.reuse_grace >= self.refresh_ttl {
+            return Err(ConfigError::TokenLifetime {
+                what: "reuse grace (must be shorter than the refresh token TTL)",
+                got: self.reuse_grace,
+            });
+        }
+        Ok(())
+    }
+
+    fn ttls(&self) -> Ttls {
+        Ttls {
+            access: millis(self.access_ttl),
+            refresh_idle: millis(self.refresh_ttl),
+            family: millis(self.family_lifetime),
+            grace: millis(self.reuse_grace),
+        }
+    }
+}
+
+/// The public id of a token family (one login of one client): for listings, revoke
+/// APIs and logs. It cannot be turned into a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct FamilyId(Uuid);
+
+impl FamilyId {
+    /// Parses a family id.
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::try_parse(s).ok().map(Self)
+    }
+}
+
+impl fmt::Display for FamilyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A new access and refresh token. Serializes as an OAuth 2.0 token response
+/// (RFC 6749 §5.1). `Debug` is redacted.
+#[derive(Clone, serde::Serialize)]
+pub struct TokenPair {
+    access_token: String,
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+    refresh_token: String,
+    /// Seconds until the refresh token expires unused.
+    refresh_token_expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip)]
+    family: FamilyId,
+}
+
+impl TokenPair {
+    /// The access token, for `Authorization: Bearer`.
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// The refresh token, for [`Tokens::refresh`].
+    pub fn refresh_token(&self) -> &str {
+        &self.refresh_token
+    }
+
+    /// How long the access token is valid.
+    pub fn expires_in(&self) -> Duration {
+        Duration::from_secs(self.expires_in)
+    }
+
+    /// How long the refresh token stays valid unused.
+    pub fn refresh_expires_in(&self) -> Duration {
+        Duration::from_secs(self.refresh_token_expires_in)
+    }
+
+    /// The family both tokens belong to.
+    pub fn family(&self) -> FamilyId {
+        self.family
+    }
+}
+
+impl fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("family", &self.family)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an authenticated access token says.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenClaims {
+    user_id: String,
+    family: FamilyId,
+    session: Option<SessionHandle>,
+    scope: Option<String>,
+    issued_ms: i64,
+    expires_ms: i64,
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+impl TokenClaims {
+    /// The user the token was issued to.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The token's family.
+    pub fn family(&self) -> FamilyId {
+        self.family
+    }
+
+    /// The session the family is bound to, if any.
+    pub fn session(&self) -> Option<SessionHandle> {
+        self.session
+    }
+
+    /// The scope given at issue, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// When the token was issued.
+    pub fn issued_at(&self) -> SystemTime {
+        time(self.issued_ms)
+    }
+
+    /// When the token expires.
+    pub fn expires_at(&self) -> SystemTime {
+        time(self.expires_ms)
+    }
+}
+
+/// Options for [`Tokens::issue_with`] and [`Tokens::issue_for_session`].
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct IssueOptions {
+    scope: Option<String>,
+}
+
+impl IssueOptions {
+    /// A scope carried by every token of the family (RFC 6749 §3.3).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+}
+
+/// What a token operation can fail with.
+///
+/// `IntoResponse`: [`InvalidToken`](Self::InvalidToken) answers `401` with
+/// `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750); refresh failures answer
+/// `400 {"error":"invalid_grant"}` (RFC 6749 §5.2); store failures answer `503`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The access token is malformed, forged, expired or revoked.
+    #[error("invalid access token")]
+    InvalidToken,
+    /// The refresh token is malformed, unknown, expired, or its family or session ended.
+    #[error("invalid refresh token")]
+    InvalidGrant,
+    /// The refresh token was already used: its whole family has been revoked (a stolen
+    /// token was probably replayed). Nothing of that family works any more.
+    #[error("refresh token reused; its token family was revoked")]
+    Reused {
+        /// The revoked family.
+        family: FamilyId,
+    },
+    /// The refresh token was rotated moments ago (within the grace window): a client's
+    /// double submit. No tokens are issued; the family is kept.
+    #[error("refresh token already rotated")]
+    Raced,
+    /// Tokens can be bound only to a logged-in session of this store's namespace.
+    #[error("the session is not logged in in this token store's namespace")]
+    NotLoggedIn,
+    /// The session ended before its tokens could be issued.
+    #[error("the session has ended")]
+    SessionEnded,
+    /// The store failed.
+    #[error("token store unavailable")]
+    Store(#[from] StoreError),
+    /// Loading the session failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::InvalidToken | Self::NotLoggedIn | Self::SessionEnded => {
+                bearer::challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"))
+            }
+            Self::InvalidGrant | Self::Reused { .. } | Self::Raced => {
+                let mut r = (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"error":"invalid_grant"}"#,
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Self::Store(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+            )
+                .into_response(),
+            Self::Session(e) => e.into_response(),
+        }
+    }
+}
+
+/// Issues, checks, rotates and revokes tokens. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    backend: Backend,
+    config: Arc<TokenConfig>,
+    #[cfg(feature = "jwt")]
+    jwt: Option<Arc<JwtKeys>>,
+}
+
+impl Tokens {
+    /// Tokens on `store` ([`RedisStore`] or [`MemoryStore`]), in its namespace: give it
+    /// the same store as the [`SessionLayer`](crate::SessionLayer) so that users,
+    /// slots and "log out everywhere" are shared.
+    ///
+    /// # Errors
+    /// [`ConfigError::TokenLifetime`] if a lifetime is shorter than 1 s, or the grace
+    /// window is not shorter than the refresh token TTL.
+    pub fn new(store: impl TokenStore, config: TokenConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            backend: store.into_backend(),
+            config: Arc::new(config),
+            #[cfg(feature = "jwt")]
+            jwt: None,
+        })
+    }
+
+    /// Issues access tokens as signed JWTs (the refresh token stays opaque). A JWT's
+    /// signature and `exp` are checked before Redis is asked, then its `jti` must still
+    /// be live, so revocation stays immediate.
+    #[cfg(feature = "jwt")]
+    #[must_use]
+    pub fn with_jwt(mut self, keys: JwtKeys) -> Self {
+        self.jwt = Some(Arc::new(keys));
+        self
+    }
+
+    /// A layer that puts these `Tokens` into request extensions, for the [`Bearer`]
+    /// extractor and for handlers (`Extension<Tokens>`).
+    pub fn layer(&self) -> axum::Extension<Self> {
+        axum::Extension(self.clone())
+    }
+
+    /// Issues a new token family for `user_id` and returns its first pair.
+    ///
+    /// # Errors
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn issue(&self, user_id: &str) -> Result<TokenPair, TokenError> {
+        self.issue_with(user_id, IssueOptions::default()).await
+    }
+
+    /// As [`issue`](Self::issue), with options (a scope).
+    ///
+    /// # Errors
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn issue_with(
+        &self,
+        user_id: &str,
+        options: IssueOptions,
+    ) -> Result<TokenPair, TokenError> {
+        let tag = self.backend.user_tag(user_id).await?;
+        self.issue_in(&tag, user_id, None, options).await
+    }
+
+    /// Issues a token family for the user logged in on `session`, bound to it: when the
+    /// session ends (logout, revoke, expiry), its tokens stop working too.
+    ///
+    /// # Errors
+    /// [`TokenError::NotLoggedIn`] if the session is not logged in (or belongs to another
+    /// namespace); [`TokenError::SessionEnded`] if it ended meanwhile;
+    /// [`TokenError::Store`] / [`TokenError::Session`] if a store failed.
+    pub async fn issue_for_session(
+        &self,
+        session: &Session,
+        options: IssueOptions,
+    ) -> Result<TokenPair, TokenError> {
+        let Some((user, key, handle, ns)) = session.binding().await? else {
+            return Err(TokenError::NotLoggedIn);
+        };
+        if ns != self.backend.namespace() {
+            return Err(TokenError::NotLoggedIn);
+        }
+        self.issue_in(key.tag(), &user, Some((key.hash(), handle)), options)
+            .await
+    }
+
+    async fn issue_in(
+        &self,
+        tag: &str,
+        user: &str,
+        session: Option<(&str, SessionHandle)>,
+        options: IssueOptions,
+    ) -> Result<TokenPair, TokenError> {
+        for _ in 0..COLLISION_RETRIES {
+            let family = FamilyId(Uuid::new_v4());
+            let fid = family.to_string();
+            let key = self.backend.check_key().await?;
+            let access = Opaque::generate(Kind::Access, tag, &key)?;
+            let refresh = Opaque::generate(Kind::Refresh, tag, &key)?;
+            let now = now_ms();
+            let req = Issue {
+                user,
+                tag,
+                family: &fid,
+                access: &access.stored().hash,
+                refresh: &refresh.stored().hash,
+                now_ms: now,
+                ttl: self.config.ttls(),
+                session,
+                scope: options.scope.as_deref(),
+            };
+            match self.backend.issue(&req).await? {
+                IssueOutcome::Issued {
+                    access_exp,
+                    refresh_exp,
+                } => {
+                    let claims = TokenClaims {
+                        user_id: user.to_owned(),
+                        family,
+                        session: session.map(|s| s.1),
+                        scope: options.scope,
+                        issued_ms: now,
+                        expires_ms: access_exp,
+                    };
+                    return self.pair(&access, &refresh, claims, now, refresh_exp);
+                }
+                IssueOutcome::SessionGone => return Err(TokenError::SessionEnded),
+                IssueOutcome::Collision => continue,
+            }
+        }
+        Err(StoreError::Protocol("token collision persisted; is the RNG broken?").into())
+    }
+
+    fn pair(
+        &self,
+        access: &Opaque,
+        refresh: &Opaque,
+        claims: TokenClaims,
+        now: i64,
+        refresh_exp: i64,
+    ) -> Result<TokenPair, TokenError> {
+        let secs = |exp: i64| u64::try_from((exp - now) / 1000).unwrap_or(0);
+        #[cfg(feature = "jwt")]
+        let access_token = match &self.jwt {
+            Some(keys) => keys.sign(&access.encode(), &claims)?,
+            None => access.encode(),
+        };
+        #[cfg(not(feature = "jwt"))]
+        let access_token = access.encode();
+        Ok(TokenPair {
+            access_token,
+            token_type: "Bearer",
+            expires_in: secs(claims.expires_ms),
+            refresh_token: refresh.encode(),
+            refresh_token_expires_in: secs(refresh_exp),
+            scope: claims.scope,
+            family: claims.family,
+        })
+    }
+
+    /// Checks an access token: well-formed (and, with JWTs, correctly signed and not
+    /// expired) and still live in the store. A malformed or forged token is refused
+    /// without any store command.
+    ///
+    /// # Errors
+    /// [`TokenError::InvalidToken`] if it is not a live access token;
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn authenticate(&self, access_token: &str) -> Result<TokenClaims, TokenError> {
+        #[cfg(feature = "jwt")]
+        let verified;
+        #[cfg(feature = "jwt")]
+        let access_token = match &self.jwt {
+            Some(keys) => {
+                verified = keys.verify(access_token).ok_or(TokenError::InvalidToken)?;
+                verified.as_str()
+            }
+            None => access_token,
+        };
+        let token = Opaque::parse(access_token)
+            .filter(|t| t.kind() == Kind::Access)
+            .ok_or(TokenError::InvalidToken)?;
+        if !token.verify(&self.backend.check_key().await?) {
+            return Err(TokenError::InvalidToken);
+        }
+        let stored = token.stored();
+        let record = self
+            .backend
+            .authenticate(&stored.tag, &stored.hash, now_ms())
+            .await?
+            .ok_or(TokenError::InvalidToken)?;
+        Ok(TokenClaims {
+            user_id: record.user,
+            family: FamilyId::parse(&record.family).ok_or(TokenError::InvalidToken)?,
+            session: record.session,
+            scope: record.scope,
+            issued_ms: record.issued_ms,
+            expires_ms: record.expires_ms,
+        })
+    }
+
+    /// Rotates a refresh token: consumes it and issues a new pair in its family, in one
+    /// atomic step. Of concurrent refreshes with one token, exactly one succeeds.
+    ///
+    /// # Errors
+    /// - [`TokenError::InvalidGrant`]: malformed, unknown, expired, revoked, or its family
+    ///   or bound session ended.
+    /// - [`TokenError::Raced`]: the token was rotated within the grace window (a
+    ///   double submit); nothing changed.
+    /// - [`TokenError::Reused`]: the token was consumed before; its family is now
+    ///   revoked.
+    /// - [`TokenError::Store`]: the store failed.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
+        let key = self.backend.check_key().await?;
+        let presented = Opaque::parse(refresh_token)
+            .filter(|t| t.kind() == Kind::Refresh && t.verify(&key))
+            .ok_or(TokenError::InvalidGrant)?
+            .stored();
+        for _ in 0..COLLISION_RETRIES {
+            let access = Opaque::generate(Kind::Access, &presented.tag, &key)?;
+            let refresh = Opaque::generate(Kind::Refresh, &presented.tag, &key)?;
+            let now = now_ms();
+            let req = Refresh {
+                tag: &presented.tag,
+                presented: &presented.hash,
+                access: &access.stored().hash,
+                refresh: &refresh.stored().hash,
+                now_ms: now,
+                ttl: self.config.ttls(),
+            };
+            match self.backend.refresh(&req).await? {
+                RefreshOutcome::Rotated {
+                    access: record,
+                    refresh_exp,
+                } => {
+                    let claims = TokenClaims {
+                        user_id: record.user,
+                        family: FamilyId::parse(&record.family)
+                            .ok_or(StoreError::Protocol("token family id is not a UUID"))?,
+                        session: record.session,
+                        scope: record.scope,
+                        issued_ms: record.issued_ms,
+                        expires_ms: record.expires_ms,
+                    };
+                    return self.pair(&access, &refresh, claims, now, refresh_exp);
+                }
+                RefreshOutcome::Invalid => return Err(TokenError::InvalidGrant),
+                RefreshOutcome::Grace => return Err(TokenError::Raced),
+                RefreshOutcome::Reused { family, .. } => {
+                    tracing::warn!(
+                        target: "tower_redis_session::tokens",
+                        family = %family,
+                        "refresh token reused: token family revoked"
+                    );
+                    return Err(match FamilyId::parse(&family) {
+                        Some(family) => TokenError::Reused { family },
+                        None => TokenError::InvalidGrant,
+                    });
+                }
+                RefreshOutcome::Collision => continue,
+            }
+        }
+        Err(StoreError::Protocol("token collision persisted; is the RNG broken?").into())
+    }
+
+    /// Revokes a token (RFC 7009): an access token ends alone; a refresh token (live or
+    /// already rotated) ends its whole family, access tokens included. Idempotent, and
+    /// succeeds for unknown or malformed tokens.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store failed.
+    pub async fn revoke(&self, token: &str) -> Result<(), StoreError> {
+        #[cfg(feature = "jwt")]
+        let unwrapped;
+        #[cfg(feature = "jwt")]
+        let token = match self.jwt.as_ref().and_then(|k| k.jti_ignoring_expiry(token)) {
+            Some(jti) => {
+                unwrapped = jti;
+                unwrapped.as_str()
+            }
+            None => token,
+        };
+        let Some(t) = Opaque::parse(token) else {
+            return Ok(());
+        };
+        if !t.verify(&self.backend.check_key().await?) {
+            return Ok(());
+        }
+        let stored = t.stored();
+        let target = match t.kind() {
+            Kind::Access => Target::Access(&stored.hash),
+            Kind::Refresh => Target::Refresh(&stored.hash),
+        };
+        self.backend.revoke(&stored.tag, target, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Revokes one token family of `user_id` (e.g. "sign out that app"); returns whether
+    /// it existed.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store failed.
+    pub async fn revoke_family(&self, user_id: &str, family: FamilyId) -> Result<bool, StoreError> {
+        let tag = self.backend.user_tag(user_id).await?;
+        let id = family.to_string();
+        let target = Target::Family {
+            id: &id,
+            user: user_id,
+        };
+        Ok(!self
+            .backend
+            .revoke(&tag, target, now_ms())
+            .await?
+            .is_empty())
+    }
+
+    /// Revokes every token of `user_id`, in one atomic step; returns how many families
+    /// ended. (To end sessions too, use [`Users::revoke_all`](crate::Users::revoke_all).)
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store failed.
+    pub async fn revoke_all(&self, user_id: &str) -> Result<usize, StoreError> {
+        let tag = self.backend.user_tag(user_id).await?;
+        let revoked = self
+            .backend
+            .revoke(&tag, Target::User(user_id), now_ms())
+            .await?;
+        Ok(revoked.len())
+    }
+}
+
+/// A store that can keep tokens: [`RedisStore`] or [`MemoryStore`]. Sealed.
+pub trait TokenStore: store::Sealed {}
+
+impl TokenStore for RedisStore {}
+impl TokenStore for MemoryStore {}

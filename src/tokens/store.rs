@@ -1,0 +1,188 @@
+//! What [`Tokens`](super::Tokens) asks of a store, and the two stores that answer:
+//! [`RedisStore`] (one script per operation, `scripts/tokens.lua`) and [`MemoryStore`]
+//! (the same rules under one lock). The conformance suite runs the same cases on both.
+
+use crate::{MemoryStore, RedisStore, SessionHandle, StoreError};
+
+/// A new token family with its first pair.
+#[derive(Debug)]
+pub(crate) struct Issue<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) tag: &'a str,
+    pub(crate) family: &'a str,
+    pub(crate) access: &'a str,
+    pub(crate) refresh: &'a str,
+    pub(crate) now_ms: i64,
+    pub(crate) ttl: Ttls,
+    /// A session the family lives and dies with: its key hash and handle.
+    pub(crate) session: Option<(&'a str, SessionHandle)>,
+    pub(crate) scope: Option<&'a str>,
+}
+
+/// Lifetimes in ms.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ttls {
+    pub(crate) access: i64,
+    pub(crate) refresh_idle: i64,
+    pub(crate) family: i64,
+    pub(crate) grace: i64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum IssueOutcome {
+    /// Expiry times (Unix ms) of the access and the refresh token.
+    Issued {
+        access_exp: i64,
+        refresh_exp: i64,
+    },
+    /// The bound session no longer exists.
+    SessionGone,
+    Collision,
+}
+
+/// A live access token, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AccessRecord {
+    pub(crate) user: String,
+    pub(crate) family: String,
+    pub(crate) issued_ms: i64,
+    pub(crate) expires_ms: i64,
+    pub(crate) session: Option<SessionHandle>,
+    pub(crate) scope: Option<String>,
+}
+
+/// A refresh of `presented` into the new pair `access`/`refresh`.
+#[derive(Debug)]
+pub(crate) struct Refresh<'a> {
+    pub(crate) tag: &'a str,
+    pub(crate) presented: &'a str,
+    pub(crate) access: &'a str,
+    pub(crate) refresh: &'a str,
+    pub(crate) now_ms: i64,
+    pub(crate) ttl: Ttls,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RefreshOutcome {
+    Rotated {
+        access: AccessRecord,
+        refresh_exp: i64,
+    },
+    /// Unknown, expired, revoked, or its family or bound session ended.
+    Invalid,
+    /// The token just rotated away, presented again within the grace window.
+    Grace,
+    /// A consumed token: its family (named here) was revoked.
+    Reused {
+        family: String,
+        user: String,
+        session: Option<SessionHandle>,
+    },
+    Collision,
+}
+
+/// Which token to revoke.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target<'a> {
+    Access(&'a str),
+    /// A refresh token (live or consumed): revokes its whole family.
+    Refresh(&'a str),
+    Family {
+        id: &'a str,
+        user: &'a str,
+    },
+    User(&'a str),
+}
+
+/// Turns a store into a [`Backend`]; seals [`TokenStore`](super::TokenStore).
+pub trait Sealed {
+    /// The store, as a token backend.
+    fn into_backend(self) -> Backend;
+}
+
+impl Sealed for RedisStore {
+    fn into_backend(self) -> Backend {
+        Backend::Redis(self)
+    }
+}
+
+impl Sealed for MemoryStore {
+    fn into_backend(self) -> Backend {
+        Backend::Memory(self)
+    }
+}
+
+/// The stores that keep tokens.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// Redis, standalone or Cluster.
+    Redis(RedisStore),
+    /// In process.
+    Memory(MemoryStore),
+}
+
+impl Backend {
+    pub(crate) fn namespace(&self) -> &str {
+        use crate::SessionStore as _;
+        match self {
+            Self::Redis(s) => s.namespace(),
+            Self::Memory(s) => s.namespace(),
+        }
+    }
+
+    pub(crate) async fn user_tag(&self, user: &str) -> Result<String, StoreError> {
+        use crate::SessionStore as _;
+        match self {
+            Self::Redis(s) => s.user_tag(user).await,
+            Self::Memory(s) => s.user_tag(user).await,
+        }
+    }
+
+    /// The key that checks token secrets (see `token::check_key`).
+    pub(crate) async fn check_key(&self) -> Result<[u8; 32], StoreError> {
+        Ok(match self {
+            Self::Redis(s) => super::token::check_key(s.salt().await?, self.namespace()),
+            Self::Memory(s) => super::token::check_key(&s.salt(), self.namespace()),
+        })
+    }
+
+    pub(crate) async fn issue(&self, req: &Issue<'_>) -> Result<IssueOutcome, StoreError> {
+        match self {
+            Self::Redis(s) => s.token_issue(req).await,
+            Self::Memory(s) => Ok(s.token_issue(req)),
+        }
+    }
+
+    pub(crate) async fn authenticate(
+        &self,
+        tag: &str,
+        access: &str,
+        now_ms: i64,
+    ) -> Result<Option<AccessRecord>, StoreError> {
+        match self {
+            Self::Redis(s) => s.token_auth(tag, access, now_ms).await,
+            Self::Memory(s) => Ok(s.token_auth(tag, access, now_ms)),
+        }
+    }
+
+    pub(crate) async fn refresh(&self, req: &Refresh<'_>) -> Result<RefreshOutcome, StoreError> {
+        match self {
+            Self::Redis(s) => s.token_refresh(req).await,
+            Self::Memory(s) => Ok(s.token_refresh(req)),
+        }
+    }
+
+    /// Returns the ids of the revoked families (for an access token: its family, though
+    /// only that token ended).
+    pub(crate) async fn revoke(
+        &self,
+        tag: &str,
+        target: Target<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Redis(s) => s.token_revoke(tag, target, now_ms).await,
+            Self::Memory(s) => Ok(s.token_revoke(tag, target, now_ms)),
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! Access and refresh tokens: one suite run on `MemoryStore`, `RedisStore` on a real
+//! `redis-server`, and `RedisStore` on a 3-master Redis Cluster; then Redis-only checks
+//! (command counts for hostile tokens, no secret in a dump, key TTLs).
+
+mod common;
+#[path = "../examples/shared/routes.rs"]
+mod routes;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, header};
+use axum::routing::{get, post};
+use common::{Client, TestStore};
+use tower_redis_session::tokens::{
+    Bearer, IssueOptions, TokenConfig, TokenError, TokenPair, TokenStore, Tokens,
+};
+use tower_redis_session::{MemoryStore, Session, SessionConfig, SessionLayer};
+
+/// Generates one `#[tokio::test]` per case for a store constructor.
+macro_rules! token_cases {
+    ($store:ident, $make:path) => {
+        mod $store {
+            token_cases!(@each $make;
+                rotation_chain, access_ttl_and_refresh_inactivity, family_absolute_lifetime,
+                reuse_outside_grace_kills_family, grace_tolerates_only_the_previous_token,
+                concurrent_refreshes_yield_one_pair, revocation_per_rfc7009,
+                revoke_user_ends_sessions_and_tokens, logout_everywhere_ends_tokens,
+                session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
+                bearer_extractor_answers_rfc6750, claims_and_scope,
+            );
+        }
+    };
+    (@each $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let ns = concat!(module_path!(), "-", stringify!($case)).replace("::", "-");
+                super::cases::$case($make(&ns)).await;
+            }
+        )*
+    };
+}
+
+fn memory(ns: &str) -> MemoryStore {
+    MemoryStore::new().with_namespace(ns).unwrap()
+}
+
+fn redis(ns: &str) -> tower_redis_session::RedisStore {
+    common::stores::redis_store(ns)
+}
+
+token_cases!(memory_store, super::memory);
+token_cases!(redis_store, super::redis);
+token_cases!(redis_cluster, super::common::stores::cluster_store);
+
+mod cases {
+    use super::*;
+
+    fn tokens<S: TokenStore>(s: S, config: TokenConfig) -> Tokens {
+        Tokens::new(s, config).unwrap()
+    }
+
+    async fn refresh_ok(t: &Tokens, p: &TokenPair) -> TokenPair {
+        t.refresh(p.refresh_token()).await.expect("refresh")
+    }
+
+    async fn live(t: &Tokens, access: &str) -> bool {
+        match t.authenticate(access).await {
+            Ok(_) => true,
+            Err(TokenError::InvalidToken) => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    async fn sleep_ms(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    pub async fn rotation_chain<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        let first = t.issue("alice").await.unwrap();
+        assert_eq!(first.expires_in(), Duration::from_secs(3600));
+        assert!(first.refresh_expires_in() >= Duration::from_secs(30 * 86_400 - 1));
+        let claims = t.authenticate(first.access_token()).await.unwrap();
+        assert_eq!(claims.user_id(), "alice");
+        assert_eq!(claims.family(), first.family());
+
+        let mut chain = vec![first];
+        for _ in 0..4 {
+            let next = refresh_ok(&t, chain.last().unwrap()).await;
+            assert_eq!(next.family(), chain[0].family(), "same family");
+            let c = t.authenticate(next.access_token()).await.unwrap();
+            assert_eq!((c.user_id(), c.family()), ("alice", chain[0].family()));
+            chain.push(next);
+        }
+        let distinct: HashSet<_> = chain
+            .iter()
+            .flat_map(|p| [p.access_token().to_owned(), p.refresh_token().to_owned()])
+            .collect();
+        assert_eq!(distinct.len(), chain.len() * 2, "every token is new");
+        // Access tokens stay valid until they expire; the consumed refresh tokens do not
+        // rotate again.
+        for p in &chain {
+            assert!(live(&t, p.access_token()).await);
+        }
+        assert!(matches!(
+            t.refresh(chain[3].refresh_token()).await,
+            Err(TokenError::Raced | TokenError::Reused { .. })
+        ));
+    }
+
+    pub async fn access_ttl_and_refresh_inactivity<S: TestStore + TokenStore>(s: S) {
+        let config = TokenConfig::default()
+            .with_access_ttl(Duration::from_secs(1))
+            .with_refresh_ttl(Duration::from_secs(1))
+            .with_reuse_grace(Duration::ZERO);
+        let t = tokens(s, config);
+        let idle = t.issue("alice").await.unwrap();
+        let active = t.issue("alice").await.unwrap();
+        assert_eq!(idle.expires_in(), Duration::from_secs(1));
+        sleep_ms(600).await;
+        let active = refresh_ok(&t, &active).await;
+        sleep_ms(600).await;
+        assert!(!live(&t, idle.access_token()).await, "access TTL enforced");
+        assert!(
+            matches!(
+                t.refresh(idle.refresh_token()).await,
+                Err(TokenError::InvalidGrant)
+            ),
+            "an unused refresh token expires after the inactivity period"
+        );
+        // 1.2 s after its login, the family that keeps refreshing is alive.
+        let active = refresh_ok(&t, &active).await;
+        assert!(live(&t, active.access_token()).await);
+    }
+
+    pub async fn family_absolute_lifetime<S: TestStore + TokenStore>(s: S) {
+        let config = TokenConfig::default()
+            .with_refresh_ttl(Duration::from_millis(1500))
+            .with_family_lifetime(Duration::from_secs(2))
+            .with_reuse_grace(Duration::from_millis(100));
+        let t = tokens(s, config);
+        let p = t.issue("alice").await.unwrap();
+        assert!(
+            p.expires_in() <= Duration::from_secs(2),
+            "capped by the family"
+        );
+        sleep_ms(900).await;
+        let p = refresh_ok(&t, &p).await;
+        assert!(p.expires_in() <= Duration::from_millis(1100));
+        assert!(p.refresh_expires_in() <= Duration::from_millis(1100));
+        sleep_ms(1300).await;
+        assert!(
+            !live(&t, p.access_token()).await,
+            "no token outlives the family"
+        );
+        assert!(matches!(
+            t.refresh(p.refresh_token()).await,
+            Err(TokenError::InvalidGrant)
+        ));
+    }
+
+    pub async fn reuse_outside_grace_kills_family<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default().with_reuse_grace(Duration::ZERO));
+        let p1 = t.issue("alice").await.unwrap();
+        let other = t.issue("alice").await.unwrap();
+        let p2 = refresh_ok(&t, &p1).await;
+        let p3 = refresh_ok(&t, &p2).await;
+        // The attacker replays p1's refresh token after the client moved on.
+        match t.refresh(p1.refresh_token()).await {
+            Err(TokenError::Reused { family }) => assert_eq!(family, p1.family()),
+            other => panic!("expected Reused, got {other:?}"),
+        }
+        for p in [&p1, &p2, &p3] {
+            assert!(!live(&t, p.access_token()).await, "family revoked");
+        }
+        assert!(matches!(
+            t.refresh(p3.refresh_token()).await,
+            Err(TokenError::InvalidGrant)
+        ));
+        assert!(
+            live(&t, other.access_token()).await,
+            "other family untouched"
+        );
+        refresh_ok(&t, &other).await;
+    }
+
+    pub async fn grace_tolerates_only_the_previous_token<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(
+            s,
+            TokenConfig::default().with_reuse_grace(Duration::from_secs(5)),
+        );
+        let p1 = t.issue("alice").await.unwrap();
+        let p2 = refresh_ok(&t, &p1).await;
+        // A double submit of p1 right after: an error, no tokens, nothing revoked.
+        assert!(matches!(
+            t.refresh(p1.refresh_token()).await,
+            Err(TokenError::Raced)
+        ));
+        assert!(live(&t, p2.access_token()).await);
+        let p3 = refresh_ok(&t, &p2).await;
+        // p1 is no longer the immediately previous token: replaying it is reuse.
+        assert!(matches!(
+            t.refresh(p1.refresh_token()).await,
+            Err(TokenError::Reused { .. })
+        ));
+        assert!(!live(&t, p3.access_token()).await);
+    }
+
+    pub async fn concurrent_refreshes_yield_one_pair<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        let p = t.issue("alice").await.unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let t = t.clone();
+                let r = p.refresh_token().to_owned();
+                tokio::spawn(async move { t.refresh(&r).await })
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        let mut raced = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(pair) => pairs.push(pair),
+                Err(TokenError::Raced) => raced += 1,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!((pairs.len(), raced), (1, 19), "exactly one new pair");
+        assert!(live(&t, pairs[0].access_token()).await, "family kept");
+        refresh_ok(&t, &pairs[0]).await;
+    }
+
+    pub async fn revocation_per_rfc7009<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        let a = t.issue("alice").await.unwrap();
+        let b = refresh_ok(&t, &a).await;
+        // An access token ends alone.
+        t.revoke(a.access_token()).await.unwrap();
+        assert!(!live(&t, a.access_token()).await);
+        assert!(live(&t, b.access_token()).await);
+        // A refresh token ends its family, access tokens included; twice is fine.
+        t.revoke(b.refresh_token()).await.unwrap();
+        t.revoke(b.refresh_token()).await.unwrap();
+        assert!(!live(&t, b.access_token()).await);
+        assert!(matches!(
+            t.refresh(b.refresh_token()).await,
+            Err(TokenError::InvalidGrant)
+        ));
+        // Unknown and malformed tokens: success, nothing happens.
+        let c = t.issue("alice").await.unwrap();
+        for junk in ["", "nonsense", "rt.AAAAAAAAAAAAAAAA.x", a.refresh_token()] {
+            t.revoke(junk).await.unwrap();
+        }
+        assert!(live(&t, c.access_token()).await);
+        // Revoking a family by id, as an admin would.
+        assert!(t.revoke_family("alice", c.family()).await.unwrap());
+        assert!(!t.revoke_family("alice", c.family()).await.unwrap());
+        assert!(!live(&t, c.access_token()).await);
+        let d = t.issue("alice").await.unwrap();
+        assert!(
+            !t.revoke_family("bob", d.family()).await.unwrap(),
+            "owner checked"
+        );
+        assert!(live(&t, d.access_token()).await);
+    }
+
+    fn app<S: TestStore>(s: S, t: &Tokens) -> Router {
+        let layer = SessionLayer::new(s, SessionConfig::default()).unwrap();
+        routes::routes()
+            .route(
+                "/tokens",
+                post(
+                    |session: Session, tokens: axum::Extension<Tokens>| async move {
+                        let pair = tokens
+                            .issue_for_session(&session, IssueOptions::default())
+                            .await?;
+                        Ok::<_, TokenError>(axum::Json(pair))
+                    },
+                ),
+            )
+            .route(
+                "/everywhere",
+                post(|session: Session| async move {
+                    Ok::<_, tower_redis_session::SessionError>(
+                        session.logout_everywhere().await?.to_string(),
+                    )
+                }),
+            )
+            .route(
+                "/me",
+                get(|Bearer(claims): Bearer| async move { claims.user_id().to_owned() }),
+            )
+            .layer(layer)
+            .layer(t.layer())
+    }
+
+    async fn login(app: &Router, user: &str) -> Client {
+        let mut c = Client::new(app.clone());
+        assert_eq!(c.post(&format!("/login?user={user}")).await.status, 200);
+        c
+    }
+
+    pub async fn revoke_user_ends_sessions_and_tokens<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s.clone(), TokenConfig::default());
+        let layer = SessionLayer::new(s.clone(), SessionConfig::default()).unwrap();
+        let app = app(s.clone(), &t);
+        let mut alice_web = [login(&app, "alice").await, login(&app, "alice").await];
+        let alice_api = [
+            t.issue("alice").await.unwrap(),
+            t.issue("alice").await.unwrap(),
+        ];
+        let mut bob_web = login(&app, "bob").await;
+        let bob_api = t.issue("bob").await.unwrap();
+
+        assert_eq!(layer.users().revoke_all("alice").await.unwrap(), 2);
+        for c in &mut alice_web {
+            assert_eq!(c.get("/read").await.status, 401);
+        }
+        for p in &alice_api {
+            assert!(!live(&t, p.access_token()).await);
+            assert!(matches!(
+                t.refresh(p.refresh_token()).await,
+                Err(TokenError::InvalidGrant)
+            ));
+        }
+        assert_eq!(bob_web.get("/read").await.body, "bob");
+        assert!(live(&t, bob_api.access_token()).await);
+        // Tokens alone.
+        let again = t.issue("alice").await.unwrap();
+        assert_eq!(t.revoke_all("alice").await.unwrap(), 1);
+        assert!(!live(&t, again.access_token()).await);
+        assert_eq!(t.revoke_all("alice").await.unwrap(), 0);
+    }
+
+    pub async fn logout_everywhere_ends_tokens<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s.clone(), TokenConfig::default());
+        let app = app(s.clone(), &t);
+        let mut web = login(&app, "alice").await;
+        let api = t.issue("alice").await.unwrap();
+        let bob = t.issue("bob").await.unwrap();
+        assert_eq!(web.post("/everywhere").await.body, "1");
+        assert!(!live(&t, api.access_token()).await);
+        assert!(matches!(
+            t.refresh(api.refresh_token()).await,
+            Err(TokenError::InvalidGrant)
+        ));
+        assert!(live(&t, bob.access_token()).await);
+    }
+
+    pub async fn session_bound_tokens_end_with_the_session<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s.clone(), TokenConfig::default());
+        let app = app(s.clone(), &t);
+        let mut anonymous = Client::new(app.clone());
+        assert_eq!(anonymous.post("/tokens").await.status, 401, "needs a login");
+        let mut web = login(&app, "alice").await;
+        let r = web.post("/tokens").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let pair: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(pair["token_type"], "Bearer");
+        assert_eq!(pair["expires_in"], 3600);
+        let access = pair["access_token"].as_str().unwrap().to_owned();
+        let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+        let claims = t.authenticate(&access).await.unwrap();
+        assert!(claims.session().is_some());
+        let unbound = t.issue("alice").await.unwrap();
+
+        assert_eq!(web.post("/logout").await.status, 200);
+        assert!(!live(&t, &access).await, "ended with its session");
+        assert!(matches!(
+            t.refresh(&refresh).await,
+            Err(TokenError::InvalidGrant)
+        ));
+        assert!(
+            live(&t, unbound.access_token()).await,
+            "unbound family kept"
+        );
+    }
+
+    pub async fn hostile_tokens_are_invalid<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        let p = t.issue("alice").await.unwrap();
+        let a = p.access_token();
+        let (head, secret) = a.rsplit_once('.').unwrap();
+        let mut flipped = secret.as_bytes().to_vec();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        let forged_secret = format!("{head}.{}", String::from_utf8(flipped).unwrap());
+        let other_tag = format!("at.AAAAAAAAAAAAAAAA.{secret}");
+        let huge = "a".repeat(100_000);
+        for bad in [
+            "",
+            "at.",
+            "Bearer x",
+            &forged_secret,
+            &other_tag,
+            &huge,
+            "at.\u{0}\u{0}\u{0}",
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.",
+        ] {
+            assert!(!live(&t, bad).await, "{bad:.40}");
+            assert!(matches!(
+                t.refresh(bad).await,
+                Err(TokenError::InvalidGrant)
+            ));
+        }
+        assert!(!live(&t, p.refresh_token()).await, "the wrong kind");
+        assert!(matches!(t.refresh(a).await, Err(TokenError::InvalidGrant)));
+        assert!(live(&t, a).await);
+    }
+
+    pub async fn bearer_extractor_answers_rfc6750<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s.clone(), TokenConfig::default());
+        let app = app(s, &t);
+        let p = t.issue("alice").await.unwrap();
+        let call = |auth: Option<String>| {
+            let app = app.clone();
+            async move {
+                let mut req = Request::builder().uri("/me");
+                if let Some(a) = auth {
+                    req = req.header(header::AUTHORIZATION, a);
+                }
+                common::client::send(app, req.body(Body::empty()).unwrap()).await
+            }
+        };
+        let ok = call(Some(format!("Bearer {}", p.access_token()))).await;
+        assert_eq!((ok.status.as_u16(), ok.body.as_str()), (200, "alice"));
+        let missing = call(None).await;
+        assert_eq!(missing.status, 401);
+        assert_eq!(missing.headers[header::WWW_AUTHENTICATE], "Bearer");
+        let malformed = call(Some("Bearer a b".into())).await;
+        assert_eq!(malformed.status, 400);
+        assert!(
+            malformed.headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_request""#)
+        );
+        t.revoke(p.access_token()).await.unwrap();
+        for auth in [
+            format!("Bearer {}", p.access_token()),
+            "Bearer at.AAAAAAAAAAAAAAAA.xyz".into(),
+        ] {
+            let r = call(Some(auth)).await;
+            assert_eq!(r.status, 401);
+            assert!(
+                r.headers[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .contains(r#"error="invalid_token""#)
+            );
+        }
+    }
+
+    pub async fn claims_and_scope<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        let p = t
+            .issue_with("alice", IssueOptions::default().scope("read write"))
+            .await
+            .unwrap();
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["scope"], "read write");
+        assert!(
+            !format!("{p:?}").contains(p.access_token()),
+            "Debug is redacted"
+        );
+        let c = t.authenticate(p.access_token()).await.unwrap();
+        assert_eq!(c.scope(), Some("read write"));
+        assert!(c.session().is_none());
+        assert!(c.expires_at() > c.issued_at());
+        let next = refresh_ok(&t, &p).await;
+        let c2 = t.authenticate(next.access_token()).await.unwrap();
+        assert_eq!(c2.scope(), Some("read write"), "scope kept on rotation");
+    }
+}
+
+/// Checks that need to look inside Redis.
+mod redis_only {
+    use redis::AsyncCommands as _;
+
+    use super::*;
+    use common::RedisServer;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_tokens_never_reach_redis() {
+        let server = RedisServer::start();
+        let store = common::stores::redis_store_on(&server.url(), "hostile");
+        let t = Tokens::new(store, TokenConfig::default()).unwrap();
+        let p = t.issue("alice").await.unwrap(); // reads the salt once
+        let flip = |token: &str| {
+            let mut b = token.as_bytes().to_vec();
+            let i = b.len() - 5;
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(b).unwrap()
+        };
+        let (a, r) = (p.access_token(), p.refresh_token());
+        let wrong_tag = |token: &str| format!("{}BBBBBBBBBBBBBBBB{}", &token[..3], &token[19..]);
+        let before = server.command_calls();
+        for bad in [
+            String::new(),
+            "garbage".into(),
+            flip(a),
+            flip(r),
+            wrong_tag(a),
+            wrong_tag(r),
+            "x".repeat(10_000),
+        ] {
+            assert!(matches!(
+                t.authenticate(&bad).await,
+                Err(TokenError::InvalidToken)
+            ));
+            assert!(matches!(
+                t.refresh(&bad).await,
+                Err(TokenError::InvalidGrant)
+            ));
+            t.revoke(&bad).await.unwrap();
+        }
+        assert!(
+            t.authenticate(r).await.is_err(),
+            "a refresh token is no access token"
+        );
+        assert!(t.refresh(a).await.is_err(), "and the other way round");
+        let delta = RedisServer::delta(&before, &server.command_calls());
+        assert!(delta.is_empty(), "hostile tokens reached Redis: {delta:?}");
+        assert!(t.authenticate(a).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_script_per_operation_and_key_ttls() {
+        let server = RedisServer::start();
+        let store = common::stores::redis_store_on(&server.url(), "budget");
+        let config = TokenConfig::default()
+            .with_access_ttl(Duration::from_secs(60))
+            .with_refresh_ttl(Duration::from_secs(600))
+            .with_family_lifetime(Duration::from_secs(900));
+        let t = Tokens::new(store, config).unwrap();
+        t.issue("warm-up").await.unwrap();
+        let scripts = |before| {
+            let d = RedisServer::delta(&before, &server.command_calls());
+            d.get("evalsha").copied().unwrap_or(0)
+        };
+        let b = server.command_calls();
+        let p = t.issue("alice").await.unwrap();
+        assert_eq!(scripts(b), 1, "issue");
+        let b = server.command_calls();
+        t.authenticate(p.access_token()).await.unwrap();
+        assert_eq!(scripts(b), 1, "authenticate");
+        let b = server.command_calls();
+        let p2 = t.refresh(p.refresh_token()).await.unwrap();
+        assert_eq!(scripts(b), 1, "refresh");
+        let b = server.command_calls();
+        t.revoke(p2.refresh_token()).await.unwrap();
+        assert_eq!(scripts(b), 1, "revoke");
+
+        // TTLs in Redis follow the config, and the family key outlives none of its tokens
+        // by more than needed.
+        let p = t.issue("carol").await.unwrap();
+        let mut conn = common::stores::redis_conn(&server.url()).await;
+        let keys: Vec<String> = conn.keys("budget:*").await.unwrap();
+        let mut seen = HashSet::new();
+        for k in keys.iter().filter(|k| *k != "budget:salt") {
+            let ttl: i64 = conn.pttl(k).await.unwrap();
+            let kind = k
+                .rsplit_once('}')
+                .unwrap()
+                .1
+                .split(':')
+                .nth(1)
+                .unwrap()
+                .to_owned();
+            match kind.as_str() {
+                "a" => assert!((55_000..=60_000).contains(&ttl), "{k} {ttl}"),
+                "r" => assert!((595_000..=600_000).contains(&ttl), "{k} {ttl}"),
+                "t" | "tf" => assert!((595_000..=600_000).contains(&ttl), "{k} {ttl}"),
+                other => panic!("unexpected key kind {other}: {k}"),
+            }
+            seen.insert(kind);
+        }
+        for kind in ["a", "r", "t", "tf"] {
+            assert!(seen.contains(kind), "{kind} missing from {keys:?}");
+        }
+        // Nothing in Redis reveals a token: keys and values hold only hashes.
+        let mut dump = String::new();
+        for k in &keys {
+            dump.push_str(k);
+            let kind: String = redis::cmd("TYPE")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let values: Vec<String> = match kind.as_str() {
+                "hash" => conn.hgetall(k).await.unwrap(),
+                "zset" => conn.zrange(k, 0, -1).await.unwrap(),
+                _ => vec![conn.get(k).await.unwrap()],
+            };
+            dump.extend(values);
+        }
+        for token in [p.access_token(), p.refresh_token()] {
+            let secret = token.rsplit_once('.').unwrap().1;
+            assert!(!dump.contains(secret), "a token secret is in Redis");
+        }
+        assert!(
+            keys.iter().all(|k| !k.contains("carol")),
+            "user ids stay out of key names"
+        );
+    }
+}
+
+#[cfg(feature = "jwt")]
+mod jwt {
+    use super::*;
+    use common::RedisServer;
+    use tower_redis_session::tokens::JwtKeys;
+
+    fn jwt_tokens(url: &str, ns: &str, config: TokenConfig) -> Tokens {
+        let store = common::stores::redis_store_on(url, ns);
+        Tokens::new(store, config)
+            .unwrap()
+            .with_jwt(JwtKeys::hs256(&[42; 32]).unwrap().with_issuer("test"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jwt_access_tokens_are_checked_then_looked_up() {
+        let server = RedisServer::start();
+        let t = jwt_tokens(&server.url(), "jwt", TokenConfig::default());
+        let p = t.issue("alice").await.unwrap();
+        assert_eq!(p.access_token().matches('.').count(), 2, "a JWT");
+        let c = t.authenticate(p.access_token()).await.unwrap();
+        assert_eq!(c.user_id(), "alice");
+
+        // Forged: signed with another key, or altered, or alg=none. No Redis command.
+        let other = Tokens::new(MemoryStore::new(), TokenConfig::default())
+            .unwrap()
+            .with_jwt(JwtKeys::hs256(&[7; 32]).unwrap().with_issuer("test"));
+        let foreign = other.issue("alice").await.unwrap();
+        let (h, rest) = p.access_token().split_once('.').unwrap();
+        let (_, sig) = rest.rsplit_once('.').unwrap();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let admin = b64.encode(br#"{"sub":"admin","jti":"x","exp":9999999999,"iss":"test"}"#);
+        let none = format!("{}.{admin}.", b64.encode(br#"{"alg":"none"}"#));
+        let before = server.command_calls();
+        for bad in [
+            foreign.access_token().to_owned(),
+            format!("{h}.{admin}.{sig}"),
+            none,
+            "a.b.c".to_owned(),
+        ] {
+            assert!(matches!(
+                t.authenticate(&bad).await,
+                Err(TokenError::InvalidToken)
+            ));
+        }
+        assert!(RedisServer::delta(&before, &server.command_calls()).is_empty());
+
+        // Revocation is immediate although the JWT itself is still valid.
+        t.revoke(p.access_token()).await.unwrap();
+        assert!(t.authenticate(p.access_token()).await.is_err());
+        // Refresh gives a new JWT in the same family.
+        let p2 = t.refresh(p.refresh_token()).await.unwrap();
+        assert_eq!(
+            t.authenticate(p2.access_token()).await.unwrap().family(),
+            p.family()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_jwt_is_refused_without_redis() {
+        let server = RedisServer::start();
+        let config = TokenConfig::default().with_access_ttl(Duration::from_secs(1));
+        let t = jwt_tokens(&server.url(), "jwt-exp", config);
+        let p = t.issue("alice").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let before = server.command_calls();
+        assert!(matches!(
+            t.authenticate(p.access_token()).await,
+            Err(TokenError::InvalidToken)
+        ));
+        assert!(RedisServer::delta(&before, &server.command_calls()).is_empty());
+    }
+}
