@@ -131,6 +131,15 @@
 //! }
 //! ```
 //!
+//! # Tokens for API clients
+//!
+//! Mobile and single-page apps use bearer tokens instead of cookies. [`tokens::Tokens`]
+//! issues access and refresh tokens on the same store, in the same per-user slot:
+//! rotation with reuse detection, RFC 7009 revocation, an axum [`tokens::Bearer`]
+//! extractor with RFC 6750 errors, optional JWT access tokens (feature `jwt`).
+//! [`Session::logout_everywhere`] and [`Users::revoke_all`] end the user's tokens in the
+//! same atomic step as the sessions. See the [`tokens`] module.
+//!
 //! # Testing your app
 //!
 //! Use [`MemoryStore`] and drive your router with `tower::ServiceExt::oneshot`; read

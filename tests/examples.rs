@@ -260,3 +260,128 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     assert!(page.contains("Not signed in"));
     assert_eq!(b.send_form(post, "/logout", Some("")).await.0, 303);
 }
+
+/// `examples/api_tokens.rs` over HTTP against real Redis: login, protected route,
+/// rotation, reuse detection, RFC 7009 revocation, log out everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_over_http_against_real_redis() {
+    let redis = RedisServer::start();
+    let (server, lines) = start("api_tokens", Some(&redis.url()));
+    assert_eq!(lines[0], "token store: Redis (REDIS_URL)");
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let form = |path: &str, body: String| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let login = || async {
+        let r = form("/login", "username=alice&password=demo".into())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    let me = |access: &serde_json::Value| {
+        http.get(format!("{base}/me"))
+            .bearer_auth(access["access_token"].as_str().unwrap())
+            .send()
+    };
+    let refresh = |pair: &serde_json::Value| {
+        let r = pair["refresh_token"].as_str().unwrap();
+        form(
+            "/token",
+            format!("grant_type=refresh_token&refresh_token={r}"),
+        )
+    };
+
+    let wrong = form("/login", "username=alice&password=nope".into())
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let p1 = login().await;
+    assert_eq!(p1["token_type"], "Bearer");
+    assert_eq!(p1["expires_in"], 3600);
+    let r = me(&p1).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["user"],
+        "alice"
+    );
+    let anonymous = http.get(format!("{base}/me")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+
+    // Rotation, then a replay of the first refresh token: the family dies.
+    let p2: serde_json::Value = refresh(&p1).await.unwrap().json().await.unwrap();
+    let p3: serde_json::Value = refresh(&p2).await.unwrap().json().await.unwrap();
+    assert_eq!(me(&p3).await.unwrap().status(), 200);
+    let replay = refresh(&p1).await.unwrap();
+    assert_eq!(replay.status(), 400);
+    assert_eq!(
+        replay.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let dead = me(&p3).await.unwrap();
+    assert_eq!(dead.status(), 401);
+    assert!(
+        dead.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // RFC 7009: revoking a refresh token ends its family; unknown tokens are fine.
+    let q = login().await;
+    let rt = q["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        form("/revoke", format!("token={rt}"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        form("/revoke", "token=whatever".into())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(me(&q).await.unwrap().status(), 401);
+
+    // Log out everywhere: every family of alice ends.
+    let a = login().await;
+    let b = login().await;
+    let r = http
+        .post(format!("{base}/logout-everywhere"))
+        .bearer_auth(a["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["revoked_families"],
+        2
+    );
+    assert_eq!(me(&a).await.unwrap().status(), 401);
+    assert_eq!(me(&b).await.unwrap().status(), 401);
+
+    // Redis keeps nothing of the dead families, and never a token.
+    let mut conn = common::stores::redis_conn(&redis.url()).await;
+    let keys: Vec<String> = conn.keys("session:{*}:*").await.unwrap();
+    let live: Vec<_> = keys
+        .iter()
+        .filter(|k| k.contains("}:a:") || k.contains("}:r:") || k.contains("}:t:"))
+        .collect();
+    assert!(live.is_empty(), "{live:?}");
+    for pair in [&p1, &p2, &p3, &q, &a, &b] {
+        let secret = pair["access_token"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('.')
+            .unwrap()
+            .1;
+        assert!(keys.iter().all(|k| !k.contains(secret)));
+    }
+}
