@@ -582,21 +582,7 @@ mod redis_only {
             assert!(seen.contains(kind), "{kind} missing from {keys:?}");
         }
         // Nothing in Redis reveals a token: keys and values hold only hashes.
-        let mut dump = String::new();
-        for k in &keys {
-            dump.push_str(k);
-            let kind: String = redis::cmd("TYPE")
-                .arg(k)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            let values: Vec<String> = match kind.as_str() {
-                "hash" => conn.hgetall(k).await.unwrap(),
-                "zset" => conn.zrange(k, 0, -1).await.unwrap(),
-                _ => vec![conn.get(k).await.unwrap()],
-            };
-            dump.extend(values);
-        }
+        let dump = common::stores::dump(&mut conn, &keys).await;
         for token in [p.access_token(), p.refresh_token()] {
             let secret = token.rsplit_once('.').unwrap().1;
             assert!(!dump.contains(secret), "a token secret is in Redis");

@@ -130,3 +130,21 @@ pub fn user_pool_config() -> deadpool_redis::PoolConfig {
         ..Default::default()
     }
 }
+
+/// Every key name and value of `keys` (hashes, sorted sets with scores, strings) as one
+/// string, to search for secrets.
+pub async fn dump(conn: &mut redis::aio::MultiplexedConnection, keys: &[String]) -> String {
+    let mut dump = String::new();
+    for k in keys {
+        dump.push_str(k);
+        let kind: String = redis::cmd("TYPE").arg(k).query_async(conn).await.unwrap();
+        let values: Vec<String> = match kind.as_str() {
+            "hash" => conn.hgetall(k).await.unwrap(),
+            "zset" => conn.zrange_withscores(k, 0, -1).await.unwrap(),
+            "string" => vec![conn.get(k).await.unwrap()],
+            other => panic!("unexpected key type {other} for {k}"),
+        };
+        dump.extend(values);
+    }
+    dump
+}
