@@ -8,6 +8,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use tower_layer::Layer;
 
 use crate::cookie::{CookieCodec, Key, PlainCookie, PrivateCookie, SignedCookie};
+use crate::events::SessionEvents;
 use crate::service::SessionService;
 use crate::session::Context;
 use crate::store::SessionStore;
@@ -84,6 +85,7 @@ impl SessionLayer {
                 store: Box::new(store),
                 config,
                 rejected: AtomicU64::new(0),
+                events: crate::events::Dispatcher::default(),
             }),
             codec: PlainCookie,
             on_store_error: Arc::new(unavailable),
@@ -117,6 +119,25 @@ impl<C> SessionLayer<C> {
         crate::users::Users {
             ctx: self.ctx.clone(),
         }
+    }
+
+    /// Sends lifecycle events to `hook` (see [`events`](crate::events)), through a
+    /// bounded queue of 4096 events to a dedicated thread: the hook never runs on, or
+    /// slows, a request.
+    pub fn with_events(self, hook: impl SessionEvents) -> Self {
+        self.with_events_queue(hook, crate::events::DEFAULT_CAPACITY)
+    }
+
+    /// As [`with_events`](Self::with_events), with a queue of `capacity` events; when it
+    /// is full, events are dropped and counted.
+    pub fn with_events_queue(self, hook: impl SessionEvents, capacity: usize) -> Self {
+        self.ctx.events.install(Arc::new(hook), capacity);
+        self
+    }
+
+    /// Events dropped because the queue was full, since the layer was built.
+    pub fn dropped_events(&self) -> u64 {
+        self.ctx.events.dropped()
     }
 
     fn with_codec<D: CookieCodec>(self, codec: D) -> SessionLayer<D> {

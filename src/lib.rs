@@ -153,6 +153,7 @@
 pub mod config;
 pub mod cookie;
 pub mod error;
+pub mod events;
 pub mod future;
 mod layer;
 mod service;

@@ -8,9 +8,10 @@ use http::{HeaderValue, Request, Response, header};
 use tower_service::Service;
 
 use crate::cookie::{self, CookieCodec};
+use crate::events::{EventKind, SessionEvent};
 use crate::future::ResponseFuture;
 use crate::layer::SessionLayer;
-use crate::session::{Commit, CookieAction, RequestMeta, Session};
+use crate::session::{Commit, Context as SessionContext, CookieAction, RequestMeta, Session};
 
 /// Wraps a service with sessions; made by [`SessionLayer`].
 pub struct SessionService<S, C = cookie::PlainCookie> {
@@ -57,12 +58,13 @@ where
         let name = &layer.ctx.config.cookie.name;
         let namespace = layer.ctx.store.namespace();
         let incoming = cookie::extract(req.headers(), name, namespace, &layer.codec);
+        let meta = request_meta(&req, layer.ctx.config.client_ip_header.as_ref());
         if let cookie::Incoming::Invalid(reason) = incoming {
             layer.ctx.rejected.fetch_add(1, Ordering::Relaxed);
             // Never the value: it is attacker-controlled and may be someone's secret.
             tracing::info!(target: "tower_redis_session::suspicious", reason, "rejected session cookie");
+            invalid_cookie_event(&layer.ctx, &req, &meta);
         }
-        let meta = request_meta(&req, layer.ctx.config.client_ip_header.as_ref());
         let session = Session::new(layer.ctx.clone(), incoming, meta);
         req.extensions_mut().insert(session.clone());
 
@@ -105,6 +107,24 @@ fn request_meta<B>(req: &Request<B>, ip_header: Option<&http::HeaderName>) -> Re
         ip,
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
     }
+}
+
+/// Queues an [`EventKind::InvalidCookie`] event, fingerprinted by a keyed hash of the
+/// request's `Cookie` headers.
+fn invalid_cookie_event<B>(ctx: &SessionContext, req: &Request<B>, meta: &RequestMeta) {
+    if !ctx.events.enabled() {
+        return;
+    }
+    let mut event = SessionEvent::new(EventKind::InvalidCookie, ctx.store.namespace());
+    event.ip = meta.ip;
+    event.user_agent = meta.user_agent().map(str::to_owned);
+    let mut raw = Vec::new();
+    for v in req.headers().get_all(header::COOKIE) {
+        raw.extend_from_slice(v.as_bytes());
+        raw.push(b'\n');
+    }
+    event.fingerprint = ctx.events.fingerprint(&raw);
+    ctx.events.emit(event);
 }
 
 fn apply<C: CookieCodec, B>(layer: &SessionLayer<C>, action: CookieAction, res: &mut Response<B>) {

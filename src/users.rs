@@ -29,6 +29,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::events::{EventKind, RevokeReason};
 use crate::session::{Context, now_ms};
 use crate::{SessionError, SessionHandle, SessionKey};
 
@@ -165,7 +166,15 @@ impl Users {
     async fn revoke_where(&self, user_id: &str, which: Revoke<'_>) -> Result<usize, SessionError> {
         let store = &self.ctx.store;
         let tag = store.user_tag(user_id).await?;
+        let reason = match which {
+            Revoke::Handle(_) => RevokeReason::Revoke,
+            Revoke::All | Revoke::AllExcept(_) => RevokeReason::LogoutEverywhere,
+        };
         let revoked = store.revoke_user(&tag, user_id, which, now_ms()).await?;
+        for h in &revoked {
+            self.ctx
+                .emit(EventKind::Revoked(reason), Some(*h), Some(user_id), None);
+        }
         Ok(revoked.len())
     }
 }

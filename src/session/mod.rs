@@ -26,6 +26,7 @@ use self::id::{SessionHandle, SessionId, SessionKey};
 use self::record::{Clock, Loaded, Patch, Record, WriteMode, WriteOutcome, data_field};
 use crate::config::{Expiry, SessionConfig, StoreDownPolicy, millis};
 use crate::cookie::Incoming;
+use crate::events::{EventKind, RevokeReason, SessionEvent};
 use crate::store::{DynStore, Revoke};
 use crate::users::{SessionInfo, Users};
 use crate::{SessionError, StoreError};
@@ -46,15 +47,21 @@ impl RequestMeta {
         if let Some(ip) = self.ip {
             patch.set.push((record::IP.to_owned(), ip.to_string()));
         }
-        if let Some(ua) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
-            let mut end = ua.len().min(MAX_USER_AGENT);
-            while !ua.is_char_boundary(end) {
-                end -= 1;
-            }
+        if let Some(ua) = self.user_agent() {
             patch
                 .set
-                .push((record::USER_AGENT.to_owned(), ua[..end].to_owned()));
+                .push((record::USER_AGENT.to_owned(), ua.to_owned()));
         }
+    }
+
+    /// The user agent, if it is text, cut to `MAX_USER_AGENT` bytes.
+    pub(crate) fn user_agent(&self) -> Option<&str> {
+        let ua = self.user_agent.as_ref()?.to_str().ok()?;
+        let mut end = ua.len().min(MAX_USER_AGENT);
+        while !ua.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(&ua[..end])
     }
 }
 
@@ -69,9 +76,33 @@ pub(crate) struct Context {
     pub(crate) config: SessionConfig,
     /// Session cookies refused unread.
     pub(crate) rejected: std::sync::atomic::AtomicU64,
+    /// Lifecycle events.
+    pub(crate) events: crate::events::Dispatcher,
 }
 
 impl Context {
+    /// Queues an event about session `handle` of `user`, with the request's client
+    /// details when there is a request. Builds nothing when no hook is installed.
+    pub(crate) fn emit(
+        &self,
+        kind: EventKind,
+        handle: Option<SessionHandle>,
+        user: Option<&str>,
+        meta: Option<&RequestMeta>,
+    ) {
+        if !self.events.enabled() {
+            return;
+        }
+        let mut event = SessionEvent::new(kind, self.store.namespace());
+        event.handle = handle;
+        event.user_id = user.map(str::to_owned);
+        if let Some(meta) = meta {
+            event.ip = meta.ip;
+            event.user_agent = meta.user_agent().map(str::to_owned);
+        }
+        self.events.emit(event);
+    }
+
     /// The TTL inputs of a write made at `now_ms`.
     fn clock(&self, now_ms: i64) -> Clock {
         Clock {
@@ -175,6 +206,13 @@ impl Session {
         }
     }
 
+    /// Queues an event about this request's session.
+    fn emit(&self, kind: EventKind, handle: Option<SessionHandle>, user: Option<&str>) {
+        self.inner
+            .ctx
+            .emit(kind, handle, user, Some(&self.inner.meta));
+    }
+
     /// Locks the state and loads the record on first use (one store read).
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
         let mut st = self.inner.state.lock().await;
@@ -185,6 +223,7 @@ impl Session {
                     Ok(record) => parse_live(record, now_ms()),
                     Err(e) if self.inner.ctx.config.store_down == StoreDownPolicy::Anonymous => {
                         log_store_error(&e, "load (serving as anonymous)");
+                        self.emit(EventKind::StoreUnavailable, None, None);
                         st.degraded = true;
                         None
                     }
@@ -318,10 +357,30 @@ impl Session {
     pub async fn destroy(&self) -> Result<(), SessionError> {
         let mut st = self.inner.state.lock().await;
         st.accessed = true;
-        if let Some(id) = &st.id
-            && let Err(e) = self.inner.ctx.store.delete(&id.key()).await
-        {
-            return Err(st.fail(e, "delete"));
+        let store = &self.inner.ctx.store;
+        if let Some(id) = &st.id {
+            let key = id.key();
+            let known = match &st.load {
+                Load::Done(Some(l)) => Some((l.handle, l.user.clone())),
+                _ => None,
+            };
+            // With events on, an unloaded session is taken rather than deleted (same
+            // single round trip), so the event can name it.
+            let ended = match known {
+                Some(k) => store.delete(&key).await.map(|existed| existed.then_some(k)),
+                None if self.inner.ctx.events.enabled() => store
+                    .take(&key)
+                    .await
+                    .map(|r| r.and_then(Loaded::parse).map(|l| (l.handle, l.user))),
+                None => store.delete(&key).await.map(|_| None),
+            };
+            match ended {
+                Ok(Some((handle, user))) => {
+                    self.emit(EventKind::Logout, Some(handle), user.as_deref());
+                }
+                Ok(None) => {}
+                Err(e) => return Err(st.fail(e, "delete")),
+            }
         }
         st.ended();
         Ok(())
@@ -390,6 +449,10 @@ impl Session {
         if !evicted.is_empty() {
             tracing::info!(evicted = evicted.len(), "login evicted older sessions");
         }
+        for h in &evicted {
+            let reason = EventKind::Revoked(RevokeReason::EvictedByCap);
+            self.emit(reason, Some(*h), Some(user_id));
+        }
         let mut fields = HashMap::new();
         patch.apply_to(&mut fields);
         record::stamp_ttl(&mut fields, clock);
@@ -401,6 +464,15 @@ impl Session {
         st.destroyed = false;
         st.id = Some(new);
         st.fresh = Some(ttl);
+        let handle = match &st.load {
+            Load::Done(Some(l)) => Some(l.handle),
+            _ => None,
+        };
+        if base.is_none() {
+            // A login without a session before it stored a new one.
+            self.emit(EventKind::Created, handle, None);
+        }
+        self.emit(EventKind::Login, handle, Some(user_id));
         Ok(())
     }
 
@@ -594,11 +666,18 @@ impl Session {
             Which::All => Revoke::All,
             Which::Others => Revoke::AllExcept(&key),
         };
+        let reason = match which {
+            Revoke::Handle(_) => RevokeReason::Revoke,
+            Revoke::All | Revoke::AllExcept(_) => RevokeReason::LogoutEverywhere,
+        };
         let store = &self.inner.ctx.store;
         let revoked = match store.revoke_user(id.tag(), &user, which, now_ms()).await {
             Ok(revoked) => revoked,
             Err(e) => return Err(st.fail(e, "revoke")),
         };
+        for h in &revoked {
+            self.emit(EventKind::Revoked(reason), Some(*h), Some(&user));
+        }
         let current = match &st.load {
             Load::Done(Some(l)) => Some(l.handle),
             _ => None,
@@ -645,6 +724,7 @@ impl Session {
         let mut st = self.inner.state.lock().await;
         let st = std::mem::take(&mut *st);
         if let Some(e) = st.failed {
+            self.emit(EventKind::StoreUnavailable, None, None);
             return Commit::Failed(e);
         }
         if st.degraded {
@@ -676,6 +756,7 @@ impl Session {
             Ok(action) => Commit::Cookie(action),
             Err(e) => {
                 log_store_error(&e, "write");
+                self.emit(EventKind::StoreUnavailable, None, None);
                 Commit::Failed(Arc::new(e))
             }
         }
@@ -710,7 +791,10 @@ impl Session {
             .write_new(SessionId::generate, WriteMode::Create, &patch, clock)
             .await?;
         Ok(match written {
-            (id, WriteOutcome::Written { ttl, .. }) => set_cookie(id, ttl, persistent),
+            (id, WriteOutcome::Written { ttl, .. }) => {
+                self.emit(EventKind::Created, Some(handle), None);
+                set_cookie(id, ttl, persistent)
+            }
             _ => CookieAction::Remove,
         })
     }
@@ -735,7 +819,11 @@ impl Session {
             let generate = || SessionId::generate_in(id.tag().to_owned());
             let mode = WriteMode::Rotate { from: &key };
             return Ok(match self.write_new(generate, mode, &patch, clock).await? {
-                (new, WriteOutcome::Written { ttl, .. }) => set_cookie(new, ttl, persistent),
+                (new, WriteOutcome::Written { ttl, .. }) => {
+                    let user = loaded.user.as_deref();
+                    self.emit(EventKind::IdRotated, Some(loaded.handle), user);
+                    set_cookie(new, ttl, persistent)
+                }
                 _ => CookieAction::Remove,
             });
         }
@@ -747,7 +835,12 @@ impl Session {
                 None => CookieAction::Keep,
             });
         }
-        match store.write(&key, WriteMode::Update, &patch, clock).await? {
+        let outcome = store.write(&key, WriteMode::Update, &patch, clock).await?;
+        if !changed && matches!(outcome, WriteOutcome::Written { .. }) {
+            let user = loaded.user.as_deref();
+            self.emit(EventKind::Refreshed, Some(loaded.handle), user);
+        }
+        match outcome {
             // A browser-session cookie does not change when the TTL is reset.
             WriteOutcome::Written { ttl, .. }
                 if persistent || st.expiry.is_some() || st.fresh.is_some() =>

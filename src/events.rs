@@ -1,0 +1,277 @@
+//! Session lifecycle events, for audit trails and security monitoring (OWASP: log
+//! creation, renewal, destruction, login and logout, timeouts and invalid-session
+//! activity).
+//!
+//! Install a [`SessionEvents`] hook with
+//! [`SessionLayer::with_events`](crate::SessionLayer::with_events): a closure
+//! `Fn(&SessionEvent)`, any type implementing the trait, or `()` for none.
+//!
+//! ```
+//! use tower_redis_session::events::{EventKind, SessionEvent};
+//! use tower_redis_session::{MemoryStore, SessionConfig, SessionLayer};
+//!
+//! let layer = SessionLayer::new(MemoryStore::new(), SessionConfig::default())?
+//!     .with_events(|e: &SessionEvent| {
+//!         if let EventKind::Login = e.kind {
+//!             println!("{:?} logged in from {:?}", e.user_id, e.ip);
+//!         }
+//!     });
+//! # Ok::<(), tower_redis_session::ConfigError>(())
+//! ```
+//!
+//! **The hook never slows or fails a request.** Events go through a bounded queue
+//! (default 4096) to a dedicated thread that runs the hook; when the queue is full the
+//! event is dropped and counted ([`SessionLayer::dropped_events`](crate::SessionLayer::dropped_events)).
+//! A panicking hook is caught and the next event is delivered.
+//!
+//! **No secrets.** An event carries the session's public [`SessionHandle`], never its
+//! cookie or id. A refused cookie is identified by a keyed hash
+//! ([`SessionEvent::fingerprint`]) that correlates repeats without revealing the value.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use crate::SessionHandle;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "reason")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A new session was stored.
+    Created,
+    /// A session was logged in (moved to a new id in the user's slot).
+    Login,
+    /// A session's id was rotated ([`Session::cycle_id`](crate::Session::cycle_id)).
+    IdRotated,
+    /// A session's TTL was extended (threshold refresh).
+    Refreshed,
+    /// A session was ended by its own request ([`Session::destroy`](crate::Session::destroy)).
+    Logout,
+    /// A session was ended by someone else.
+    Revoked(RevokeReason),
+    /// A session's idle or absolute timeout passed.
+    Expired,
+    /// A session cookie was refused unread: malformed, oversized, duplicated, forged, or
+    /// of another namespace. Suspicious.
+    InvalidCookie,
+    /// The store failed for this request.
+    StoreUnavailable,
+}
+
+/// Why a session was revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RevokeReason {
+    /// Revoked by handle ("sign out that device", or an admin).
+    Revoke,
+    /// Log out everywhere (or revoke all others).
+    LogoutEverywhere,
+    /// Evicted by a login at the per-user session cap.
+    EvictedByCap,
+}
+
+impl EventKind {
+    /// A short stable name: `created`, `login`, `id_rotated`, `refreshed`, `logout`,
+    /// `revoked`, `expired`, `invalid_cookie`, `store_unavailable`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Login => "login",
+            Self::IdRotated => "id_rotated",
+            Self::Refreshed => "refreshed",
+            Self::Logout => "logout",
+            Self::Revoked(_) => "revoked",
+            Self::Expired => "expired",
+            Self::InvalidCookie => "invalid_cookie",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// The revocation reason, for [`EventKind::Revoked`].
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Revoked(RevokeReason::Revoke) => Some("revoke"),
+            Self::Revoked(RevokeReason::LogoutEverywhere) => Some("logout_everywhere"),
+            Self::Revoked(RevokeReason::EvictedByCap) => Some("evicted_by_cap"),
+            _ => None,
+        }
+    }
+}
+
+/// One lifecycle event. `ip` and `user_agent` are those of the request that caused it
+/// (for a revocation: the revoking request; none for admin calls without a request).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct SessionEvent {
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// The session's public handle, when the event concerns a known session.
+    pub handle: Option<SessionHandle>,
+    /// The user the session is logged in as.
+    pub user_id: Option<String>,
+    /// The store namespace.
+    pub namespace: String,
+    /// The client IP of the request.
+    pub ip: Option<IpAddr>,
+    /// The user agent of the request.
+    pub user_agent: Option<String>,
+    /// When it happened.
+    #[serde(with = "unix_ms")]
+    pub at: SystemTime,
+    /// For [`EventKind::InvalidCookie`]: a keyed hash of the refused value (16 hex
+    /// characters, keyed per process), to correlate repeated attempts.
+    pub fingerprint: Option<String>,
+}
+
+mod unix_ms {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub(super) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        s.serialize_u64(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+}
+
+impl SessionEvent {
+    pub(crate) fn new(kind: EventKind, namespace: &str) -> Self {
+        Self {
+            kind,
+            handle: None,
+            user_id: None,
+            namespace: namespace.to_owned(),
+            ip: None,
+            user_agent: None,
+            at: SystemTime::now(),
+            fingerprint: None,
+        }
+    }
+}
+
+/// Receives session events. Every method has a no-op default; `()` ignores
+/// everything, and any `Fn(&SessionEvent) + Send + Sync + 'static` is a hook.
+///
+/// Runs on the event thread, never on a request: a slow hook delays other events, and
+/// once the queue is full events are dropped and counted, but requests never wait.
+pub trait SessionEvents: Send + Sync + 'static {
+    /// Called once per event.
+    fn on_event(&self, event: &SessionEvent) {
+        let _ = event;
+    }
+}
+
+impl SessionEvents for () {}
+
+impl<F> SessionEvents for F
+where
+    F: Fn(&SessionEvent) + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &SessionEvent) {
+        self(event);
+    }
+}
+
+/// The event queue of one layer: a bounded channel to a thread running the hook.
+pub(crate) struct Dispatcher {
+    tx: RwLock<Option<SyncSender<SessionEvent>>>,
+    dropped: AtomicU64,
+    /// Keys [`SessionEvent::fingerprint`].
+    fingerprint_key: [u8; 32],
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default queue length.
+pub(crate) const DEFAULT_CAPACITY: usize = 4096;
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            tracing::error!("no OS randomness for the event fingerprint key");
+        }
+        Self {
+            tx: RwLock::new(None),
+            dropped: AtomicU64::new(0),
+            fingerprint_key: key,
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Installs `hook` behind a queue of `capacity` events, replacing any previous one
+    /// (whose thread ends once its queue drains).
+    pub(crate) fn install(&self, hook: Arc<dyn SessionEvents>, capacity: usize) {
+        let (tx, rx) = sync_channel::<SessionEvent>(capacity.max(1));
+        let spawned = std::thread::Builder::new()
+            .name("session-events".into())
+            .spawn(move || {
+                for event in rx {
+                    if catch_unwind(AssertUnwindSafe(|| hook.on_event(&event))).is_err() {
+                        tracing::error!("session event hook panicked");
+                    }
+                }
+            });
+        let tx = match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "could not start the event thread"
+                );
+                None
+            }
+        };
+        *self.tx.write().unwrap_or_else(|p| p.into_inner()) = tx;
+    }
+
+    /// Whether a hook is installed (so callers can skip building events).
+    pub(crate) fn enabled(&self) -> bool {
+        self.tx.read().is_ok_and(|tx| tx.is_some())
+    }
+
+    /// Queues an event; never blocks.
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return;
+        };
+        match tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A keyed hash of a refused cookie value.
+    pub(crate) fn fingerprint(&self, value: &[u8]) -> Option<String> {
+        use hmac::{Hmac, Mac};
+        use std::fmt::Write as _;
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.fingerprint_key).ok()?;
+        mac.update(value);
+        let bytes = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(16);
+        for b in &bytes[..8] {
+            let _ = write!(out, "{b:02x}");
+        }
+        Some(out)
+    }
+}
