@@ -52,6 +52,12 @@ pub enum ConfigError {
         /// The configured value.
         got: Duration,
     },
+    /// A Redis Cluster store cannot log events to a stream in the same script as the
+    /// change (the stream would be in another slot).
+    #[error(
+        "an event stream needs standalone Redis (a cluster script cannot reach the stream's slot)"
+    )]
+    EventStreamOnCluster,
     /// A JWT key is unusable.
     #[error("invalid JWT key: {0}")]
     JwtKey(&'static str),

@@ -297,11 +297,11 @@ mod cases {
 
     pub async fn delete_reports_existence<S: TestStore>(s: S) {
         let k = key();
-        assert!(!s.delete(&k).await.unwrap());
+        assert!(s.delete(&k).await.unwrap().is_none());
         s.write(&k, WriteMode::Create, &set(&[("d:a", "1")]), clock())
             .await
             .unwrap();
-        assert!(s.delete(&k).await.unwrap());
+        assert!(s.delete(&k).await.unwrap().is_some());
         assert!(s.load(&k).await.unwrap().is_none());
     }
 

@@ -49,29 +49,46 @@ const CREATE: &[(&str, u64)] = &[("evalsha", 1), ("exists", 1), ("hset", 1), ("p
 const UPDATE: &[(&str, u64)] = &[("evalsha", 1), ("hmget", 1), ("hset", 1), ("pexpire", 1)];
 const UPDATE_INDEXED: &[(&str, u64)] = UPDATE;
 /// `write.lua` refreshing a logged-in session past its index score: re-indexes it
-/// (`ZADD`, `PTTL`, index `PEXPIRE`).
+/// (`ZADD`, `PTTL`, `PEXPIRE` of the index and its handle map).
 const TOUCH_INDEXED: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("hmget", 1),
     ("hset", 1),
-    ("pexpire", 2),
+    ("pexpire", 3),
     ("zadd", 1),
     ("pttl", 1),
 ];
 /// `take.lua`: read and delete the current session (first round trip of a login).
-const TAKE: &[(&str, u64)] = &[("evalsha", 1), ("hgetall", 1), ("del", 1), ("zrem", 1)];
-/// `write.lua` logging in (second round trip): prune the index, create, index it.
+const TAKE: &[(&str, u64)] = &[("evalsha", 1), ("hgetall", 1), ("del", 1)];
+/// ... of a logged-in session: also its index entry and handle-map entry.
+const TAKE_LOGGED_IN: &[(&str, u64)] = &[
+    ("evalsha", 1),
+    ("hgetall", 1),
+    ("del", 1),
+    ("zrem", 1),
+    ("hdel", 1),
+];
+/// `write.lua` logging in (second round trip): prune the index (reporting expired
+/// entries), create, index it, record its handle for expiry reports.
 const LOGIN: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("exists", 1),
+    ("zrangebyscore", 1),
     ("zremrangebyscore", 1),
-    ("hset", 1),
-    ("pexpire", 2),
+    ("hset", 2),
+    ("pexpire", 3),
     ("zadd", 1),
     ("pttl", 1),
 ];
-/// `delete.lua`: logout.
-const DELETE: &[(&str, u64)] = &[("evalsha", 1), ("zrem", 1), ("del", 1)];
+/// `delete.lua`: logout of a logged-in session (handle and user for the event, the
+/// key, its index and handle-map entries).
+const DELETE: &[(&str, u64)] = &[
+    ("evalsha", 1),
+    ("hmget", 1),
+    ("del", 1),
+    ("zrem", 1),
+    ("hdel", 1),
+];
 
 fn with(base: &[(&str, u64)], extra: &[(&str, u64)]) -> HashMap<String, u64> {
     calls(&[base, extra].concat())
@@ -135,7 +152,7 @@ async fn redis_command_budget_per_request() {
     check!(
         "login again",
         c.post("/login?user=alice").await,
-        with(TAKE, LOGIN)
+        with(TAKE_LOGGED_IN, LOGIN)
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
     check!(

@@ -359,24 +359,14 @@ impl Session {
         st.accessed = true;
         let store = &self.inner.ctx.store;
         if let Some(id) = &st.id {
-            let key = id.key();
-            let known = match &st.load {
-                Load::Done(Some(l)) => Some((l.handle, l.user.clone())),
-                _ => None,
-            };
-            // With events on, an unloaded session is taken rather than deleted (same
-            // single round trip), so the event can name it.
-            let ended = match known {
-                Some(k) => store.delete(&key).await.map(|existed| existed.then_some(k)),
-                None if self.inner.ctx.events.enabled() => store
-                    .take(&key)
-                    .await
-                    .map(|r| r.and_then(Loaded::parse).map(|l| (l.handle, l.user))),
-                None => store.delete(&key).await.map(|_| None),
-            };
-            match ended {
-                Ok(Some((handle, user))) => {
-                    self.emit(EventKind::Logout, Some(handle), user.as_deref());
+            match store.delete(&id.key()).await {
+                Ok(Some(ended)) => {
+                    let fields = ended.fields();
+                    let handle = fields
+                        .get(record::HANDLE)
+                        .and_then(|h| SessionHandle::parse(h));
+                    let user = fields.get(record::USER).map(String::as_str);
+                    self.emit(EventKind::Logout, handle, user);
                 }
                 Ok(None) => {}
                 Err(e) => return Err(st.fail(e, "delete")),
@@ -422,7 +412,12 @@ impl Session {
         let now = now_ms();
         let clock = ctx.clock(now);
         let base = parse_live(taken.clone(), now);
-        let patch = self.login_record(&st, base.as_ref(), user_id, now);
+        let mut patch = self.login_record(&st, base.as_ref(), user_id, now);
+        patch.events = if base.is_none() {
+            "created login"
+        } else {
+            "login"
+        };
         let mode = WriteMode::Login {
             limit: ctx.config.limit,
         };
@@ -766,6 +761,7 @@ impl Session {
         let config = &self.inner.ctx.config;
         let handle = st.new_handle.unwrap_or_else(SessionHandle::generate);
         let mut patch = data_patch(st);
+        patch.events = "created";
         patch
             .set
             .push((record::HANDLE.to_owned(), handle.to_string()));
@@ -816,6 +812,7 @@ impl Session {
         let persistent = self.persistent(st, Some(loaded));
         let key = id.key();
         if st.cycle {
+            patch.events = "id_rotated";
             let generate = || SessionId::generate_in(id.tag().to_owned());
             let mode = WriteMode::Rotate { from: &key };
             return Ok(match self.write_new(generate, mode, &patch, clock).await? {
@@ -834,6 +831,9 @@ impl Session {
                 Some(ttl) => set_cookie(id.clone(), ttl, persistent),
                 None => CookieAction::Keep,
             });
+        }
+        if !changed {
+            patch.events = "refreshed";
         }
         let outcome = store.write(&key, WriteMode::Update, &patch, clock).await?;
         if !changed && matches!(outcome, WriteOutcome::Written { .. }) {

@@ -66,6 +66,9 @@ pub struct Patch {
     pub(crate) clear_data: bool,
     pub(crate) set: Vec<(String, String)>,
     pub(crate) delete: Vec<String>,
+    /// Lifecycle events this write records once it happens (space-separated names),
+    /// for stores with a durable event log.
+    pub(crate) events: &'static str,
 }
 
 impl Patch {
@@ -97,6 +100,13 @@ impl Patch {
     /// Fields to delete.
     pub fn delete(&self) -> &[String] {
         &self.delete
+    }
+
+    /// The lifecycle events this write records if it happens, space-separated
+    /// (`created`, `login`, `id_rotated`, `refreshed`), for a store that logs events
+    /// in the same atomic step as the change.
+    pub fn events(&self) -> &'static str {
+        self.events
     }
 
     /// Applies the patch to a field map (the reference semantics of every store).
@@ -275,7 +285,7 @@ mod tests {
         let p = Patch {
             clear_data: true,
             set: vec![("d:b".into(), "2".into())],
-            delete: vec![],
+            ..Patch::default()
         };
         p.apply_to(&mut f);
         assert!(!f.contains_key("d:a"));

@@ -48,8 +48,12 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         clock: Clock,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
-    /// Deletes a session (and its user-index entry); returns whether it existed.
-    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Deletes a session (and its user-index entry). Returns its record if it existed:
+    /// at least the handle (`m:h`) and user (`m:u`) fields, for the logout event.
+    fn delete(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
 
     /// Reads and deletes a session in one atomic step (a login moves it to the user's
     /// slot).
@@ -95,7 +99,10 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         patch: &'a Patch,
         clock: Clock,
     ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>>;
-    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn delete<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     fn take<'a>(&'a self, key: &'a SessionKey)
     -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     fn user_tag<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<String, StoreError>>;
@@ -136,7 +143,10 @@ impl<T: SessionStore> DynStore for T {
         Box::pin(SessionStore::write(self, key, mode, patch, clock))
     }
 
-    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn delete<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
         Box::pin(SessionStore::delete(self, key))
     }
 

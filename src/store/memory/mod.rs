@@ -267,12 +267,14 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+    async fn delete(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         let mk = self.map_key(key);
         let mut map = self.lock();
-        let existed = map.live(&mk, Instant::now()).is_some();
-        map.entries.remove(&mk);
-        Ok(existed)
+        let live = map.live(&mk, Instant::now()).is_some();
+        let entry = map.entries.remove(&mk);
+        Ok(entry
+            .filter(|_| live)
+            .map(|e| Record::from_fields(e.fields)))
     }
 
     async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {

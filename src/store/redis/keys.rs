@@ -49,3 +49,17 @@ pub(crate) fn user_index(namespace: &str, tag: &str) -> String {
 pub(crate) fn salt(namespace: &str) -> String {
     format!("{namespace}:salt")
 }
+
+/// `<ns>:events`: the namespace's lifecycle event stream (standalone Redis).
+pub(crate) fn events(namespace: &str) -> String {
+    format!("{namespace}:events")
+}
+
+/// The hash tag and index member of a session key of `namespace`, or `None` for any
+/// other key.
+pub(crate) fn parse_session<'k>(namespace: &str, key: &'k str) -> Option<(&'k str, &'k str)> {
+    let rest = key.strip_prefix(namespace)?.strip_prefix(":{")?;
+    let (tag, rest) = rest.split_once('}')?;
+    let member = rest.strip_prefix(":s:")?;
+    Some((tag, member))
+}

@@ -22,18 +22,28 @@ use tokio::sync::{OnceCell, Semaphore};
 mod keys;
 mod pool;
 mod tokens;
+mod watch;
 
 use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool};
 use super::{Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome};
 use crate::session::id::user_tag;
+use crate::session::record::{HANDLE, USER};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
-static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/write.lua")));
+static WRITE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/write.lua")].concat()));
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/take.lua")));
-static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/delete.lua")));
-static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/list.lua")));
-static REVOKE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[tokens::LIB, include_str!("scripts/revoke.lua")].concat()));
+/// Shared by the scripts that record lifecycle events.
+const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");
+static DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/delete.lua")].concat()));
+static LIST: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/list.lua")].concat()));
+static REVOKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&[tokens::LIB, EVENTS_LIB, include_str!("scripts/revoke.lua")].concat())
+});
+static EXPIRED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/expired.lua")].concat()));
 
 #[derive(Clone)]
 enum Pool {
@@ -75,6 +85,11 @@ pub struct RedisStore {
     /// Bound on concurrent operations (our own pools; a user's pool bounds itself by
     /// exclusive checkouts).
     in_flight: Option<InFlight>,
+    /// The approximate MAXLEN of the namespace's event stream, when events are logged.
+    event_stream: Option<usize>,
+    cluster: bool,
+    /// The node URLs it was built from (for the expiry watcher's subscriptions).
+    nodes: Option<Arc<Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -187,6 +202,11 @@ impl RedisStoreBuilder {
             }
         };
         let mut store = RedisStore::with_pool(pool, self.timeout);
+        store.cluster = matches!(self.topology, Topology::Cluster(_));
+        store.nodes = Some(Arc::new(match &self.topology {
+            Topology::Standalone(url) => vec![url.clone()],
+            Topology::Cluster(nodes) => nodes.clone(),
+        }));
         store.in_flight = Some(InFlight {
             permits: Arc::new(Semaphore::new(self.max_in_flight)),
             wait: self.wait_timeout,
@@ -270,7 +290,9 @@ impl RedisStore {
     /// A store on your own `deadpool_redis::cluster::Pool` (same note as
     /// [`RedisStore::from_pool`]).
     pub fn from_cluster_pool(pool: deadpool_redis::cluster::Pool) -> Self {
-        Self::with_pool(Pool::DeadpoolCluster(pool), Duration::from_secs(3))
+        let mut store = Self::with_pool(Pool::DeadpoolCluster(pool), Duration::from_secs(3));
+        store.cluster = true;
+        store
     }
 
     fn with_pool(pool: Pool, timeout: Duration) -> Self {
@@ -280,6 +302,45 @@ impl RedisStore {
             namespace: Arc::from("session"),
             timeout,
             salt: Arc::default(),
+            event_stream: None,
+            cluster: false,
+            nodes: None,
+        }
+    }
+
+    /// Records lifecycle events in the Redis Stream `<ns>:events`, trimmed to about
+    /// `max_len` entries (`XADD … MAXLEN ~`), each in the same atomic script as the
+    /// change it describes: created, login, id rotated, refreshed, logout, revoked (with
+    /// the reason), and expired (found when a user's index is pruned, or reported by
+    /// [`watch_expired`](Self::watch_expired)). An event is in the stream if and only if
+    /// its change happened. Read it with a consumer group (`XREADGROUP`), so a crashed
+    /// consumer resumes where it stopped.
+    ///
+    /// Entries hold `kind`, `reason`, `handle`, `user`, `ip`, `ua` (the session's
+    /// recorded client) and `at` (Unix ms); never a cookie or key.
+    ///
+    /// # Errors
+    /// [`ConfigError::EventStreamOnCluster`] on a Redis Cluster: a stream lives in one
+    /// slot and a script cannot write outside its own.
+    pub fn with_event_stream(mut self, max_len: usize) -> Result<Self, ConfigError> {
+        if self.cluster {
+            return Err(ConfigError::EventStreamOnCluster);
+        }
+        self.event_stream = Some(max_len.max(1));
+        Ok(self)
+    }
+
+    /// The key of this namespace's event stream (see
+    /// [`with_event_stream`](Self::with_event_stream)).
+    pub fn event_stream_key(&self) -> String {
+        keys::events(&self.namespace)
+    }
+
+    /// The stream key and MAXLEN arguments of the event-recording scripts.
+    fn stream_args(&self) -> (String, usize) {
+        match self.event_stream {
+            Some(n) => (keys::events(&self.namespace), n),
+            None => (String::new(), 0),
         }
     }
 
@@ -442,6 +503,8 @@ impl SessionStore for RedisStore {
             .arg(key.hash())
             .arg(from_member)
             .arg(patch.set.len());
+        let (stream, max_len) = self.stream_args();
+        inv.arg(stream).arg(max_len).arg(patch.events);
         for (f, v) in &patch.set {
             inv.arg(f).arg(v);
         }
@@ -465,11 +528,25 @@ impl SessionStore for RedisStore {
         })
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+    async fn delete(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         let mut inv = self.on_session(&DELETE, key);
-        inv.arg(key.hash());
-        let n: i64 = self.invoke(&inv).await?;
-        Ok(n > 0)
+        let (stream, max_len) = self.stream_args();
+        inv.arg(key.hash())
+            .arg(crate::session::now_ms())
+            .arg(stream)
+            .arg(max_len);
+        let reply: Vec<String> = self.invoke(&inv).await?;
+        Ok(match &reply[..] {
+            [handle, user] => {
+                let fields = [(HANDLE, handle), (USER, user)]
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.to_owned(), v.clone()))
+                    .collect();
+                Some(Record::from_fields(fields))
+            }
+            _ => None,
+        })
     }
 
     async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
@@ -495,6 +572,8 @@ impl SessionStore for RedisStore {
             .arg(keys::session_prefix(&self.namespace, tag))
             .arg(now_ms)
             .arg(user_id);
+        let (stream, max_len) = self.stream_args();
+        inv.arg(stream).arg(max_len);
         let flat: Vec<String> = self.invoke(&inv).await?;
         let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
         Ok(flat
@@ -531,6 +610,8 @@ impl SessionStore for RedisStore {
             .arg(user_id)
             .arg(mode)
             .arg(arg);
+        let (stream, max_len) = self.stream_args();
+        inv.arg(stream).arg(max_len);
         let handles: Vec<String> = self.invoke(&inv).await?;
         Ok(handles
             .iter()

@@ -18,12 +18,19 @@
 -- ARGV[6]  login: 'r' reject at the limit | 'e' evict the least recently active
 -- ARGV[7]  the index member of KEYS[1] (its last key segment)
 -- ARGV[8]  rotate: the index member of KEYS[3]
--- ARGV[9]  n, the number of fields to set; ARGV[10 .. 9+2n] field/value pairs;
---          every later ARGV is a field to delete
+-- ARGV[9]  n, the number of fields to set
+-- ARGV[10] the event stream key ('' = none); ARGV[11] its approximate MAXLEN
+-- ARGV[12] events to record once written, space-separated ('created', 'login',
+--          'id_rotated', 'refreshed'), or ''
+-- ARGV[13 .. 12+2n] field/value pairs; every later ARGV is a field to delete
+-- (events_lib.lua is prepended: evictions and expiries found on the way are recorded
+-- too, and the slot's handle map <index>h is kept in step with the index.)
 -- Returns strings: {ttl, evicted handles...} when written (ttl > 0, ms); {'0'} if the
 -- session is gone (or passed its deadline and was deleted); {'-1'} if the target key
 -- exists; {'-2'} if the login was rejected by the limit.
 local key, index = KEYS[1], KEYS[2]
+local uh = index .. 'h'
+STREAM, MAXLEN = ARGV[10], ARGV[11]
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 local member = ARGV[7]
@@ -36,11 +43,11 @@ elseif mode == 'c' or mode == 'l' then
 else
   if redis.call('EXISTS', KEYS[3]) == 0 then return {'0'} end
   if redis.call('RENAMENX', KEYS[3], key) == 0 then return {'-1'} end
-  redis.call('ZREM', index, ARGV[8])
+  if redis.call('ZREM', index, ARGV[8]) == 1 then redis.call('HDEL', uh, ARGV[8]) end
 end
 
 if mode == 'l' then
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  prune(index, ARGV[2])
   local limit = tonumber(ARGV[5])
   if limit > 0 then
     local prefix = string.sub(key, 1, #key - #member)
@@ -51,6 +58,7 @@ if mode == 'l' then
         live[#live + 1] = {m, tonumber(seen)}
       else
         redis.call('ZREM', index, m)
+        expired(uh, m, ARGV[2])
       end
     end
     if #live >= limit then
@@ -60,39 +68,42 @@ if mode == 'l' then
       end)
       for i = 1, #live - limit + 1 do
         local k = prefix .. live[i][1]
-        local h = redis.call('HGET', k, 'm:h')
-        if h then evicted[#evicted + 1] = h end
+        local f = redis.call('HMGET', k, 'm:h', 'm:u', 'm:ip', 'm:ua')
+        if f[1] then evicted[#evicted + 1] = f[1] end
         redis.call('DEL', k)
         redis.call('ZREM', index, live[i][1])
+        redis.call('HDEL', uh, live[i][1])
+        xadd(ARGV[2], 'revoked', 'evicted_by_cap', f[1], f[2], f[3], f[4])
       end
     end
   end
 end
 
 -- TTL inputs as stored, then as this write leaves them (deletes first, then sets).
-local idle, deadline, user, indexed = false, false, false, false
+local idle, deadline, user, indexed, handle = false, false, false, false, false
 if mode == 'u' or mode == 'r' then
-  local meta = redis.call('HMGET', key, 'm:e', 'm:i', 'm:d', 'm:u', 'm:x')
+  local meta = redis.call('HMGET', key, 'm:e', 'm:i', 'm:d', 'm:u', 'm:x', 'm:h')
   if not meta[1] and mode == 'u' then return {'0'} end
-  idle, deadline, user, indexed = meta[2], meta[3], meta[4], tonumber(meta[5])
+  idle, deadline, user, indexed, handle = meta[2], meta[3], meta[4], tonumber(meta[5]), meta[6]
 end
-local last = 9 + 2 * tonumber(ARGV[9])
+local first = 13
+local last = first - 1 + 2 * tonumber(ARGV[9])
 for i = last + 1, #ARGV do
   local f = ARGV[i]
   if f == 'm:i' then idle = false elseif f == 'm:d' then deadline = false
   elseif f == 'm:u' then user = false end
 end
-for i = 10, last, 2 do
+for i = first, last, 2 do
   local f = ARGV[i]
   if f == 'm:i' then idle = ARGV[i + 1] elseif f == 'm:d' then deadline = ARGV[i + 1]
-  elseif f == 'm:u' then user = ARGV[i + 1] end
+  elseif f == 'm:u' then user = ARGV[i + 1] elseif f == 'm:h' then handle = ARGV[i + 1] end
 end
 local ttl = tonumber(idle) or tonumber(ARGV[3])
 deadline = tonumber(deadline)
 if deadline and deadline - now < ttl then ttl = deadline - now end
 if ttl <= 0 then
   redis.call('DEL', key)
-  redis.call('ZREM', index, member)
+  if redis.call('ZREM', index, member) == 1 then expired(uh, member, ARGV[2]) end
   return {'0'}
 end
 
@@ -105,15 +116,32 @@ end
 if #ARGV > last then redis.call('HDEL', key, unpack(ARGV, last + 1, #ARGV)) end
 local expires = now + ttl
 local fields = {'m:s', ARGV[2], 'm:e', tostring(expires)}
-for i = 10, last do fields[#fields + 1] = ARGV[i] end
+for i = first, last do fields[#fields + 1] = ARGV[i] end
 if user and (mode ~= 'u' or not indexed or expires > indexed) then
   -- (Re)index with slack; the index outlives its longest session.
   local slack = math.floor(ttl / 2)
   redis.call('ZADD', index, expires + slack, member)
-  if redis.call('PTTL', index) < ttl + slack then redis.call('PEXPIRE', index, ttl + slack) end
+  local pttl, extended = redis.call('PTTL', index), false
+  if pttl < ttl + slack then
+    pttl, extended = ttl + slack, true
+    redis.call('PEXPIRE', index, pttl)
+  end
+  -- The handle map lives as long as the index.
+  if mode == 'l' or mode == 'r' then
+    redis.call('HSET', uh, member, (handle or '') .. ' ' .. user)
+    redis.call('PEXPIRE', uh, pttl)
+  elseif extended then
+    redis.call('PEXPIRE', uh, pttl)
+  end
   fields[#fields + 1] = 'm:x'
   fields[#fields + 1] = tostring(expires + slack)
 end
 redis.call('HSET', key, unpack(fields))
 redis.call('PEXPIRE', key, ttl)
+if STREAM ~= '' and ARGV[12] ~= '' then
+  local m = redis.call('HMGET', key, 'm:h', 'm:u', 'm:ip', 'm:ua')
+  for kind in string.gmatch(ARGV[12], '%S+') do
+    xadd(ARGV[2], kind, '', m[1], m[2], m[3], m[4])
+  end
+end
 return {tostring(ttl), unpack(evicted)}

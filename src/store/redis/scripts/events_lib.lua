@@ -1,0 +1,36 @@
+-- Prepended to the session scripts. Lifecycle events go to the namespace's stream in
+-- the same atomic step as the change they describe (standalone Redis; a script sets
+-- STREAM to the stream key from its arguments, '' when events are off).
+-- Each user slot keeps a handle map, <index key>..'h' (<ns>:{<tag>}:uh): index member
+-- -> '<handle> <user>', written at login. Its entry is the "expiry not yet reported"
+-- mark, shared by index pruning and the keyspace-notification watcher (expired.lua),
+-- so each expiry is reported once.
+local STREAM, MAXLEN = '', '0'
+
+local function xadd(now, kind, reason, handle, user, ip, ua)
+  if STREAM == '' then return end
+  redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'kind', kind, 'reason', reason,
+    'handle', handle or '', 'user', user or '', 'ip', ip or '', 'ua', ua or '',
+    'at', now)
+end
+
+-- Reports (once) that index member `member` of the slot whose handle map is `uh`
+-- expired. Returns its handle and user, or nothing if it was already reported.
+local function expired(uh, member, now)
+  local v = redis.call('HGET', uh, member)
+  if not v then return nil end
+  redis.call('HDEL', uh, member)
+  local sep = string.find(v, ' ', 1, true) or (#v + 1)
+  local handle, user = string.sub(v, 1, sep - 1), string.sub(v, sep + 1)
+  xadd(now, 'expired', '', handle, user)
+  return handle, user
+end
+
+-- Drops index entries whose score passed (their sessions expired), reporting them.
+local function prune(index, now)
+  local uh = index .. 'h'
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', now)) do
+    expired(uh, m, now)
+  end
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+end

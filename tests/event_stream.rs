@@ -1,0 +1,333 @@
+//! The durable event log: lifecycle events in a Redis Stream, written by the same
+//! script as the change; expiry found by index pruning and by keyspace notifications
+//! (standalone and cluster).
+
+mod common;
+#[path = "../examples/shared/routes.rs"]
+mod routes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::{get, post};
+use common::{Client, RedisServer};
+use redis::AsyncCommands as _;
+use tower_redis_session::events::{EventKind, SessionEvent};
+use tower_redis_session::{
+    LimitPolicy, RedisStore, Session, SessionConfig, SessionError, SessionHandle, SessionLayer,
+};
+
+type Entry = HashMap<String, String>;
+
+/// All entries of a stream, oldest first.
+async fn entries(url: &str, stream: &str) -> Vec<Entry> {
+    let mut conn = common::stores::redis_conn(url).await;
+    let reply: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    reply
+        .into_iter()
+        .map(|(_, flat)| {
+            flat.chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect()
+        })
+        .collect()
+}
+
+fn kinds(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| match e["reason"].as_str() {
+            "" => e["kind"].clone(),
+            r => format!("{}:{r}", e["kind"]),
+        })
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+struct HandleParam {
+    handle: String,
+}
+
+fn app(store: RedisStore, config: SessionConfig) -> (Router, SessionLayer) {
+    let layer = SessionLayer::new(store, config).unwrap();
+    let app = routes::routes()
+        .route(
+            "/cycle",
+            post(|s: Session| async move {
+                s.cycle_id().await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .route(
+            "/handle",
+            get(|s: Session| async move { Ok::<_, SessionError>(s.handle().await?.to_string()) }),
+        )
+        .route(
+            "/revoke",
+            post(|s: Session, Query(q): Query<HandleParam>| async move {
+                let h = SessionHandle::parse(&q.handle).unwrap();
+                Ok::<_, SessionError>(s.revoke(h).await?.to_string())
+            }),
+        )
+        .route(
+            "/everywhere",
+            post(|s: Session| async move {
+                Ok::<_, SessionError>(s.logout_everywhere().await?.to_string())
+            }),
+        )
+        .route(
+            "/sessions",
+            get(|s: Session| async move {
+                Ok::<_, SessionError>(s.user_sessions().await?.len().to_string())
+            }),
+        )
+        .layer(layer.clone());
+    (app, layer)
+}
+
+fn store(url: &str, ns: &str) -> RedisStore {
+    RedisStore::from_url(url)
+        .unwrap()
+        .with_namespace(ns)
+        .unwrap()
+        .with_event_stream(10_000)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_is_in_the_stream_once_and_nothing_else() {
+    let url = RedisServer::shared().url();
+    let config = SessionConfig::default()
+        .with_idle_timeout(Duration::from_secs(2))
+        .with_refresh_threshold(Duration::from_millis(1900))
+        .with_max_sessions_per_user(2, LimitPolicy::EvictOldest);
+    let s = store(&url, "stream-all");
+    let stream = s.event_stream_key();
+    assert_eq!(stream, "stream-all:events");
+    let (app, _) = app(s, config);
+    let mut a = Client::new(app.clone());
+    a.headers = vec![("user-agent", "agent-a".into())];
+    a.get("/plain").await;
+    a.post("/incr").await; // created
+    a.post("/incr").await; // an update: no event
+    a.post("/login?user=alice").await; // login (moves the session)
+    let handle_a = a.get("/handle").await.body;
+    a.post("/cycle").await; // id_rotated
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.get("/read").await; // refreshed
+    let mut b = Client::new(app.clone());
+    b.post("/login?user=alice").await; // created + login
+    let handle_b = b.get("/handle").await.body;
+    let mut c = Client::new(app.clone());
+    c.post("/login?user=alice").await; // evicts a (least recently active), created + login
+    assert_eq!(
+        c.post(&format!("/revoke?handle={handle_b}")).await.body,
+        "true"
+    );
+    c.post("/logout").await; // logout
+    let mut d = Client::new(app.clone());
+    d.post("/login?user=bob").await;
+    d.post("/everywhere").await;
+
+    let got = entries(&url, &stream).await;
+    assert_eq!(
+        kinds(&got),
+        [
+            "created",
+            "login",
+            "id_rotated",
+            "refreshed",
+            "created",
+            "login",
+            "revoked:evicted_by_cap",
+            "created",
+            "login",
+            "revoked:revoke",
+            "logout",
+            "created",
+            "login",
+            "revoked:logout_everywhere",
+        ]
+        .map(String::from)
+    );
+    assert_eq!(got[0]["handle"], handle_a);
+    assert_eq!(got[0]["user"], "");
+    assert_eq!(got[0]["ua"], "agent-a");
+    assert_eq!(
+        (got[1]["handle"].as_str(), got[1]["user"].as_str()),
+        (handle_a.as_str(), "alice")
+    );
+    assert_eq!(got[6]["handle"], handle_a, "the evicted session");
+    assert_eq!(got[9]["handle"], handle_b);
+    assert_eq!(got[13]["user"], "bob");
+    for e in &got {
+        assert!(e["at"].parse::<u64>().unwrap() > 1_600_000_000_000);
+    }
+    // No cookie secret anywhere in the stream.
+    let dump = format!("{got:?}");
+    for cookie in [&a.cookie, &b.cookie, &c.cookie, &d.cookie]
+        .into_iter()
+        .flatten()
+    {
+        assert!(!dump.contains(cookie.split_once('.').unwrap().1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_that_did_not_happen_are_not_recorded() {
+    let url = RedisServer::shared().url();
+    let config = SessionConfig::default().with_max_sessions_per_user(1, LimitPolicy::Reject);
+    let s = store(&url, "stream-none");
+    let stream = s.event_stream_key();
+    let (app, _) = app(s, config);
+    let mut a = Client::new(app.clone());
+    a.post("/login?user=alice").await;
+    let before = entries(&url, &stream).await.len();
+    // Refused by the cap: no login, no created.
+    let mut b = Client::new(app.clone());
+    b.post("/incr").await;
+    let r = b.post("/login?user=alice").await;
+    assert_eq!(r.status, 409);
+    // A logout of a session that is already gone.
+    let stale = a.clone();
+    a.post("/logout").await;
+    let mut stale = stale;
+    stale.post("/logout").await;
+    let got = entries(&url, &stream).await;
+    assert_eq!(
+        kinds(&got[before..]),
+        ["created", "logout"].map(String::from)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_pruning_reports_each_expiry_once() {
+    let url = RedisServer::shared().url();
+    let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
+    let s = store(&url, "stream-prune");
+    let stream = s.event_stream_key();
+    let (app, layer) = app(s, config);
+    let mut a = Client::new(app.clone());
+    a.post("/login?user=erin").await;
+    let handle = a.get("/handle").await.body;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Listing the user's sessions prunes the index and reports the expiry.
+    assert!(layer.users().list("erin").await.unwrap().is_empty());
+    assert!(layer.users().list("erin").await.unwrap().is_empty());
+    let mut b = Client::new(app.clone());
+    b.post("/login?user=erin").await;
+    let got = entries(&url, &stream).await;
+    let expired: Vec<_> = got.iter().filter(|e| e["kind"] == "expired").collect();
+    assert_eq!(expired.len(), 1, "{got:?}");
+    assert_eq!(
+        (expired[0]["handle"].as_str(), expired[0]["user"].as_str()),
+        (handle.as_str(), "erin")
+    );
+}
+
+/// Collects events delivered to a hook.
+fn recorder() -> (
+    Arc<Mutex<Vec<SessionEvent>>>,
+    impl Fn(&SessionEvent) + Send + Sync,
+) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    (events, move |e: &SessionEvent| {
+        sink.lock().unwrap().push(e.clone())
+    })
+}
+
+async fn wait_for_expired(events: &Mutex<Vec<SessionEvent>>, n: usize) -> Vec<SessionEvent> {
+    for _ in 0..100 {
+        let got: Vec<_> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == EventKind::Expired)
+            .cloned()
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no expired event within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_notifications_report_expiry() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let s = RedisStore::builder(&url)
+        .build()
+        .unwrap()
+        .with_namespace("watched")
+        .unwrap()
+        .with_event_stream(1000)
+        .unwrap();
+    let (events, hook) = recorder();
+    let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
+    let (app, layer) = app(s.clone(), config);
+    let layer = layer.with_events(hook);
+    let watcher = s.watch_expired(&layer);
+    tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
+    let mut a = Client::new(app.clone());
+    a.post("/login?user=frank").await;
+    let handle = a.get("/handle").await.body;
+    let got = wait_for_expired(&events, 1).await;
+    assert_eq!(got[0].handle.unwrap().to_string(), handle);
+    assert_eq!(got[0].user_id.as_deref(), Some("frank"));
+    // Reported once: pruning afterwards finds it already reported.
+    assert!(layer.users().list("frank").await.unwrap().is_empty());
+    let stream: Vec<_> = entries(&url, &s.event_stream_key())
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "expired")
+        .collect();
+    assert_eq!(stream.len(), 1);
+    // The index and handle map went with the last session.
+    let mut conn = common::stores::redis_conn(&url).await;
+    let left: Vec<String> = conn.keys("watched:{*}:u*").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    watcher.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_notifications_on_a_cluster() {
+    let cluster = common::RedisCluster::shared();
+    let s = RedisStore::cluster(cluster.urls())
+        .unwrap()
+        .with_namespace("watched-cluster")
+        .unwrap();
+    assert!(matches!(
+        s.clone().with_event_stream(10),
+        Err(tower_redis_session::ConfigError::EventStreamOnCluster)
+    ));
+    let (events, hook) = recorder();
+    let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
+    let (app, layer) = app(s.clone(), config);
+    let layer = layer.with_events(hook);
+    let watcher = s.watch_expired(&layer);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        let mut c = Client::new(app.clone());
+        c.post(&format!("/login?user=user-{i}")).await;
+        handles.push(c.get("/handle").await.body);
+    }
+    let got = wait_for_expired(&events, 6).await;
+    let mut reported: Vec<_> = got.iter().map(|e| e.handle.unwrap().to_string()).collect();
+    reported.sort();
+    handles.sort();
+    assert_eq!(reported, handles, "each expiry once, from every master");
+    watcher.abort();
+}
