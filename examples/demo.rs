@@ -1,7 +1,12 @@
-//! A small login app: login form, a page showing the session, a counter, logout, and a
+//! A small login app: login form, a page showing the session, a counter, logout, a
 //! "your sessions" page (every device the user is logged in on, with revoke buttons and
-//! "sign out everywhere"). At most 5 sessions per user; a 6th login signs out the least
-//! recently active one.
+//! "sign out everywhere"), and an "activity" page (the user's session events: logins,
+//! logouts, revocations, expiries). At most 5 sessions per user; a 6th login signs out
+//! the least recently active one.
+//!
+//! On Redis the activity comes from the durable event stream (`<ns>:events`, written by
+//! the same script as each change, expiries reported by keyspace notifications); on the
+//! in-memory store, from the event hook.
 //!
 //! ```text
 //! cargo run --example demo                                  # in-memory store
@@ -12,14 +17,17 @@
 //! (`Secure`, `HttpOnly`, `SameSite=Lax`); Chrome and Firefox accept `Secure` cookies
 //! on `http://localhost`.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::Form;
+use axum::extract::{Extension, Form};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tower_redis_session::events::SessionEvent;
 use tower_redis_session::{
     Expiry, LimitPolicy, MemoryStore, RedisStore, Session, SessionConfig, SessionError,
     SessionHandle, SessionLayer,
@@ -53,7 +61,7 @@ async fn home(session: Session) -> Result<Html<String>, SessionError> {
              <p>Session handle (public, safe to show): <code>{}</code></p>\
              <p>Counter: {count}</p>\
              <form method=post action=/count><button>Count</button></form>\
-             <p><a href=/sessions>Your sessions</a></p>\
+             <p><a href=/sessions>Your sessions</a> · <a href=/activity>Activity</a></p>\
              <form method=post action=/logout><button>Log out</button></form>",
             escape(&user),
             session.handle().await?,
@@ -120,6 +128,115 @@ async fn sessions(session: Session) -> Result<Response, SessionError> {
     .into_response())
 }
 
+/// Where the activity page reads events from.
+#[derive(Clone)]
+enum Activity {
+    /// The last events seen by the event hook (in-memory store).
+    Recent(Arc<Mutex<VecDeque<SessionEvent>>>),
+    /// The namespace's durable event stream.
+    Stream {
+        conn: redis::aio::MultiplexedConnection,
+        key: String,
+    },
+}
+
+/// One line of the activity page: when (Unix ms), what, why, which session, from where.
+struct Line {
+    at_ms: u64,
+    kind: String,
+    reason: String,
+    handle: String,
+    ip: String,
+}
+
+impl Activity {
+    async fn of(&self, user: &str) -> Vec<Line> {
+        match self {
+            Self::Recent(events) => {
+                let events = events.lock().unwrap_or_else(|p| p.into_inner());
+                events
+                    .iter()
+                    .rev()
+                    .filter(|e| e.user_id.as_deref() == Some(user))
+                    .map(|e| Line {
+                        at_ms: e
+                            .at
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64),
+                        kind: e.kind.name().to_owned(),
+                        reason: e.kind.reason().unwrap_or("").to_owned(),
+                        handle: e.handle.map(|h| h.to_string()).unwrap_or_default(),
+                        ip: e.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    })
+                    .collect()
+            }
+            Self::Stream { conn, key } => {
+                let mut conn = conn.clone();
+                let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+                    .arg(key)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                entries
+                    .into_iter()
+                    .map(|(_, flat)| {
+                        let field = |name: &str| {
+                            flat.chunks_exact(2)
+                                .find(|kv| kv[0] == name)
+                                .map(|kv| kv[1].clone())
+                                .unwrap_or_default()
+                        };
+                        (
+                            field("user"),
+                            Line {
+                                at_ms: field("at").parse().unwrap_or(0),
+                                kind: field("kind"),
+                                reason: field("reason"),
+                                handle: field("handle"),
+                                ip: field("ip"),
+                            },
+                        )
+                    })
+                    .filter(|(u, _)| u == user)
+                    .map(|(_, line)| line)
+                    .collect()
+            }
+        }
+    }
+}
+
+async fn activity(
+    session: Session,
+    Extension(activity): Extension<Activity>,
+) -> Result<Response, SessionError> {
+    let Some(user) = session.user_id().await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let mut rows = String::new();
+    for line in activity.of(&user).await.into_iter().take(50) {
+        let at = UNIX_EPOCH + Duration::from_millis(line.at_ms);
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            ago(at),
+            escape(&line.kind),
+            escape(&line.reason),
+            escape(&line.handle),
+            escape(&line.ip),
+        ));
+    }
+    Ok(page(&format!(
+        "<h2>Activity of {}</h2><table border=1 cellpadding=4>\
+         <tr><th>when</th><th>event</th><th>reason</th><th>session</th><th>IP</th></tr>\
+         {rows}</table><p><a href=/>Back</a></p>",
+        escape(&user)
+    ))
+    .into_response())
+}
+
 async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, SessionError> {
     if let Some(handle) = SessionHandle::parse(&form.handle) {
         session.revoke(handle).await?;
@@ -180,15 +297,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/sessions", get(sessions))
         .route("/sessions/revoke", post(revoke))
         .route("/sessions/others", post(revoke_others))
-        .route("/sessions/everywhere", post(everywhere));
+        .route("/sessions/everywhere", post(everywhere))
+        .route("/activity", get(activity));
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => {
             println!("session store: Redis (REDIS_URL)");
-            routes.layer(SessionLayer::new(RedisStore::from_url(&url)?, config)?)
+            let store = RedisStore::from_url(&url)?.with_event_stream(100_000)?;
+            let layer = SessionLayer::new(store.clone(), config)?;
+            // Expired sessions produce events too (keyspace notifications).
+            store.watch_expired(&layer);
+            let conn = redis::Client::open(url.as_str())?
+                .get_multiplexed_async_connection()
+                .await?;
+            let key = store.event_stream_key();
+            routes
+                .layer(layer)
+                .layer(Extension(Activity::Stream { conn, key }))
         }
         Err(_) => {
             println!("session store: in-memory (set REDIS_URL to use Redis)");
-            routes.layer(SessionLayer::new(MemoryStore::new(), config)?)
+            let recent = Arc::new(Mutex::new(VecDeque::new()));
+            let sink = recent.clone();
+            let layer = SessionLayer::new(MemoryStore::new(), config)?.with_events(
+                move |e: &SessionEvent| {
+                    let mut events = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    if events.len() == 1000 {
+                        events.pop_front();
+                    }
+                    events.push_back(e.clone());
+                },
+            );
+            routes
+                .layer(layer)
+                .layer(Extension(Activity::Recent(recent)))
         }
     };
     let port: u16 = std::env::var("PORT")

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against real redis-server processes that the tests start
-# themselves on free loopback ports. Installs redis-server first when it is missing
-# and this runs as root on Debian/Ubuntu.
+# Runs the whole test suite against real redis-server and PostgreSQL processes that the
+# tests start themselves on free loopback ports. Installs redis-server and postgresql
+# first when they are missing and this runs as root on Debian/Ubuntu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "redis-server is missing: install it (e.g. sudo apt-get install -y redis-server) and rerun." >&2
+    echo "missing: ${missing[*]}: install them (e.g. sudo apt-get install -y ${missing[*]}) and rerun." >&2
     exit 1
   fi
 fi

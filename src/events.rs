@@ -24,6 +24,11 @@
 //! event is dropped and counted ([`SessionLayer::dropped_events`](crate::SessionLayer::dropped_events)).
 //! A panicking hook is caught and the next event is delivered.
 //!
+//! **Durable.** [`RedisStore::with_event_stream`](crate::RedisStore::with_event_stream)
+//! records the state changes in a Redis Stream, in the same atomic script as each
+//! change; [`RedisStore::watch_expired`](crate::RedisStore::watch_expired) reports
+//! expired sessions (keyspace notifications, with index pruning as the fallback).
+//!
 //! **No secrets.** An event carries the session's public [`SessionHandle`], never its
 //! cookie or id. A refused cookie is identified by a keyed hash
 //! ([`SessionEvent::fingerprint`]) that correlates repeats without revealing the value.

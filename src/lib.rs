@@ -131,6 +131,15 @@
 //! }
 //! ```
 //!
+//! # Lifecycle events and audit
+//!
+//! [`SessionLayer::with_events`] installs a hook for created, login, id rotated,
+//! refreshed, logout, revoked, expired, invalid-cookie and store-unavailable events; it
+//! never blocks a request. [`RedisStore::with_event_stream`] also appends every change
+//! to a Redis Stream in the same script as the change, [`RedisStore::watch_expired`]
+//! reports expired sessions, and `audit::AuditWriter` (feature `audit-postgres`) copies
+//! the stream into PostgreSQL exactly once. See the [`events`] module.
+//!
 //! # Tokens for API clients
 //!
 //! Mobile and single-page apps use bearer tokens instead of cookies. [`tokens::Tokens`]
@@ -150,6 +159,8 @@
 //! [axum]: https://docs.rs/axum
 //! [tower]: https://docs.rs/tower
 
+#[cfg(feature = "audit-postgres")]
+pub mod audit;
 pub mod config;
 pub mod cookie;
 pub mod error;

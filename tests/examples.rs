@@ -31,7 +31,7 @@ fn binary(name: &str) -> PathBuf {
     let bin = dir.join("examples").join(name);
     if !bin.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", name])
+            .args(["build", "--all-features", "--example", name])
             .status()
             .unwrap();
         assert!(status.success());
@@ -248,6 +248,21 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     assert!(other.get("/").await.1.contains("Not signed in"), "revoked");
     let (_, page) = b.get("/sessions").await;
     assert_eq!(page.matches("<tr><td>").count(), 1, "{page}");
+    // The activity page, from the event hook: both logins and the revocation.
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = b.get("/activity").await.1;
+        if page.contains("logout_everywhere") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(page.matches("<td>login</td>").count(), 2, "{page}");
+    assert!(
+        page.contains("<td>revoked</td><td>logout_everywhere</td>"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;b&gt;alice"), "escaped: {page}");
 
     assert_eq!(
         b.send_form(post.clone(), "/sessions/everywhere", Some(""))
@@ -259,6 +274,34 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     let (_, page) = b.get("/").await;
     assert!(page.contains("Not signed in"));
     assert_eq!(b.send_form(post, "/logout", Some("")).await.0, 303);
+}
+
+/// The demo on Redis: its activity page reads the durable event stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_activity_page_reads_the_redis_event_stream() {
+    let redis = RedisServer::start();
+    let (server, lines) = start("demo", Some(&redis.url()));
+    assert!(lines.iter().any(|l| l.contains("Redis")), "{lines:?}");
+    let post = reqwest::Method::POST;
+    let mut b = Browser::new(&server);
+    b.send_form(post.clone(), "/login", Some("user=grace"))
+        .await;
+    let mut other = Browser::new(&server);
+    other
+        .send_form(post.clone(), "/login", Some("user=grace"))
+        .await;
+    other.send_form(post.clone(), "/logout", Some("")).await;
+    let (status, page) = b.get("/activity").await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("<td>login</td>").count(), 2, "{page}");
+    assert_eq!(page.matches("<td>logout</td>").count(), 1, "{page}");
+    let mut conn = common::stores::redis_conn(&redis.url()).await;
+    let len: usize = redis::cmd("XLEN")
+        .arg("session:events")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 5, "created + login twice, and a logout");
 }
 
 /// `examples/api_tokens.rs` over HTTP against real Redis: login, protected route,

@@ -4,10 +4,12 @@
 
 pub mod client;
 pub mod cluster;
+pub mod postgres;
 pub mod redis_server;
 pub mod stores;
 
 pub use client::Client;
 pub use cluster::RedisCluster;
+pub use postgres::Postgres;
 pub use redis_server::RedisServer;
 pub use stores::TestStore;

@@ -1,0 +1,43 @@
+//! The audit writer as a process: copies a namespace's session event stream from
+//! Redis into the PostgreSQL table `session_audit`, exactly once per event.
+//!
+//! ```text
+//! DATABASE_URL='host=127.0.0.1 user=postgres dbname=app' \
+//! REDIS_URL=redis://127.0.0.1:6379 SESSION_NAMESPACE=session \
+//!   cargo run --features audit-postgres --example audit_writer
+//! ```
+//!
+//! `AUDIT_CONSUMER` (default `audit-1`) names this instance in the consumer group:
+//! keep it stable across restarts so it resumes its unacknowledged entries.
+//! `AUDIT_BATCH` (default 100) is the most events per transaction.
+
+use tower_redis_session::audit::AuditWriter;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let database = std::env::var("DATABASE_URL")
+        .map_err(|_| "set DATABASE_URL to a PostgreSQL connection string")?;
+    let namespace = env("SESSION_NAMESPACE", "session");
+    let batch: usize = env("AUDIT_BATCH", "100").parse()?;
+    let mut writer = AuditWriter::connect(
+        &env("REDIS_URL", "redis://127.0.0.1:6379"),
+        &namespace,
+        &database,
+    )
+    .await?
+    .consumer(env("AUDIT_CONSUMER", "audit-1"))
+    .batch(batch);
+    println!("audit writer: {namespace}:events -> session_audit");
+    loop {
+        let n = writer.step().await?;
+        if n > 0 {
+            println!("committed {n}");
+        }
+    }
+}

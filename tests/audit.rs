@@ -1,0 +1,254 @@
+//! The audit writer against a throwaway PostgreSQL and a real Redis: one row per event
+//! with the right fields, and exactly once across a writer killed mid-batch.
+#![cfg(feature = "audit-postgres")]
+
+mod common;
+#[path = "../examples/shared/routes.rs"]
+mod routes;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Client, Postgres, RedisServer};
+use tower_redis_session::audit::AuditWriter;
+use tower_redis_session::{RedisStore, SessionConfig, SessionLayer};
+
+async fn pg(pg: &Postgres) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg.conn_str(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+fn app(url: &str, ns: &str) -> axum::Router {
+    let store = RedisStore::from_url(url)
+        .unwrap()
+        .with_namespace(ns)
+        .unwrap()
+        .with_event_stream(100_000)
+        .unwrap();
+    let config =
+        SessionConfig::default().with_client_ip_header(http::HeaderName::from_static("x-real-ip"));
+    routes::routes().layer(SessionLayer::new(store, config).unwrap())
+}
+
+/// `n` logins and logouts: 3 events each (created, login, logout).
+async fn traffic(app: &axum::Router, n: usize) {
+    for i in 0..n {
+        let mut c = Client::new(app.clone());
+        c.headers = vec![
+            ("x-real-ip", format!("10.1.0.{}", i % 250)),
+            ("user-agent", format!("agent {i}")),
+        ];
+        c.post(&format!("/login?user=user-{i}")).await;
+        c.post("/logout").await;
+    }
+}
+
+async fn stream_ids(url: &str, stream: &str) -> Vec<String> {
+    let mut conn = common::stores::redis_conn(url).await;
+    let reply: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    reply.into_iter().map(|(id, _)| id).collect()
+}
+
+async fn row_ids(db: &tokio_postgres::Client, ns: &str) -> Vec<String> {
+    db.query(
+        "SELECT event_id FROM session_audit WHERE namespace = $1",
+        &[&ns],
+    )
+    .await
+    .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_row_per_event_with_its_fields() {
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let app = app(&redis.url(), "audit-fields");
+    traffic(&app, 2).await;
+    let mut writer = AuditWriter::connect(&redis.url(), "audit-fields", &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    let mut total = 0;
+    loop {
+        let n = writer.step().await.unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, 6);
+    let db = pg(&postgres).await;
+    let rows = db
+        .query(
+            "SELECT kind, reason, user_id, handle, ip, user_agent, \
+             extract(epoch from at)::float8 FROM session_audit ORDER BY event_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        kinds,
+        ["created", "login", "logout", "created", "login", "logout"]
+    );
+    let first_user: Option<String> = rows[1].get(2);
+    assert_eq!(first_user.as_deref(), Some("user-0"));
+    let handle: Option<String> = rows[1].get(3);
+    assert_eq!(handle.as_ref().map(String::len), Some(36), "a UUID");
+    let same_handle: Option<String> = rows[2].get(3);
+    assert_eq!(handle, same_handle, "login and logout of one session");
+    let ip: Option<String> = rows[1].get(4);
+    assert_eq!(ip.as_deref(), Some("10.1.0.0"));
+    let ua: Option<String> = rows[4].get(5);
+    assert_eq!(ua.as_deref(), Some("agent 1"));
+    let reason: Option<String> = rows[0].get(1);
+    assert_eq!(reason, None);
+    let at: f64 = rows[0].get(6);
+    assert!(at > 1_600_000_000.0);
+    // Nothing left pending: everything was acknowledged after the commit.
+    let mut conn = common::stores::redis_conn(&redis.url()).await;
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("audit-fields:events")
+        .arg("audit-postgres")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending[0], redis::Value::Int(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_committed_but_not_acknowledged_is_not_inserted_twice() {
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let app = app(&redis.url(), "audit-crash");
+    traffic(&app, 4).await; // 12 events
+    // A first writer ran one step; then, as if killed between the PostgreSQL commit
+    // and the XACK of its next batch, its entries stay pending although half of them
+    // were committed.
+    let mut first = AuditWriter::connect(&redis.url(), "audit-crash", &postgres.conn_str())
+        .await
+        .unwrap()
+        .batch(4)
+        .block(Duration::from_millis(50));
+    assert_eq!(first.step().await.unwrap(), 4);
+    drop(first);
+    let mut conn = common::stores::redis_conn(&redis.url()).await;
+    let read: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("audit-postgres")
+        .arg("audit-1")
+        .arg("COUNT")
+        .arg(4)
+        .arg("STREAMS")
+        .arg("audit-crash:events")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(read, redis::Value::Array(_)));
+    let ids = stream_ids(&redis.url(), "audit-crash:events").await;
+    let db = pg(&postgres).await;
+    for id in &ids[4..6] {
+        db.execute(
+            "INSERT INTO session_audit (namespace, event_id, at, kind) \
+             VALUES ('audit-crash', $1, now(), 'created')",
+            &[id],
+        )
+        .await
+        .unwrap();
+    }
+    // The restarted writer (same consumer name) resumes its pending entries first.
+    let mut second = AuditWriter::connect(&redis.url(), "audit-crash", &postgres.conn_str())
+        .await
+        .unwrap()
+        .batch(4)
+        .block(Duration::from_millis(50));
+    while second.step().await.unwrap() > 0 {}
+    let rows = row_ids(&db, "audit-crash").await;
+    assert_eq!(rows.len(), 12, "every event exactly once");
+    assert_eq!(
+        rows.iter().collect::<HashSet<_>>(),
+        ids.iter().collect::<HashSet<_>>()
+    );
+}
+
+fn spawn_writer(redis: &str, postgres: &Postgres, ns: &str) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("audit_writer");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "--all-features", "--example", "audit_writer"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    Command::new(bin)
+        .env("REDIS_URL", redis)
+        .env("SESSION_NAMESPACE", ns)
+        .env("DATABASE_URL", postgres.conn_str())
+        .env("AUDIT_BATCH", "7")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_process_killed_mid_stream_resumes_exactly_once() {
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let ns = "audit-kill";
+    let app = app(&redis.url(), ns);
+    traffic(&app, 100).await; // 300 events
+    let db = pg(&postgres).await;
+    let mut writer = spawn_writer(&redis.url(), &postgres, ns);
+    // Kill it (SIGKILL) while it is copying: some rows in, not all.
+    let mut seen = 0;
+    for _ in 0..400 {
+        seen = row_ids(&db, ns).await.len();
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert!(seen > 0, "the writer never started copying");
+    traffic(&app, 20).await; // 60 more while it is down
+    let mut writer = spawn_writer(&redis.url(), &postgres, ns);
+    let ids = stream_ids(&redis.url(), &format!("{ns}:events")).await;
+    assert_eq!(ids.len(), 360);
+    let mut rows = Vec::new();
+    for _ in 0..600 {
+        rows = row_ids(&db, ns).await;
+        if rows.len() >= ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert_eq!(rows.len(), ids.len(), "every event exactly once");
+    assert_eq!(
+        rows.iter().collect::<HashSet<_>>(),
+        ids.iter().collect::<HashSet<_>>()
+    );
+}
