@@ -67,6 +67,16 @@ pub enum EventKind {
     InvalidCookie,
     /// The store failed for this request.
     StoreUnavailable,
+    /// A token family was issued (a login of an API client); see
+    /// [`Tokens::with_events`](crate::tokens::Tokens::with_events).
+    TokenIssued,
+    /// A refresh token was rotated.
+    TokenRefreshed,
+    /// A consumed refresh token was presented again: its family was revoked.
+    /// Suspicious (a stolen token was probably replayed).
+    TokenReused,
+    /// A token, a token family, or all of a user's tokens were revoked.
+    TokenRevoked,
 }
 
 /// Why a session was revoked.
@@ -84,7 +94,8 @@ pub enum RevokeReason {
 
 impl EventKind {
     /// A short stable name: `created`, `login`, `id_rotated`, `refreshed`, `logout`,
-    /// `revoked`, `expired`, `invalid_cookie`, `store_unavailable`.
+    /// `revoked`, `expired`, `invalid_cookie`, `store_unavailable`, `token_issued`,
+    /// `token_refreshed`, `token_reused`, `token_revoked`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -96,6 +107,10 @@ impl EventKind {
             Self::Expired => "expired",
             Self::InvalidCookie => "invalid_cookie",
             Self::StoreUnavailable => "store_unavailable",
+            Self::TokenIssued => "token_issued",
+            Self::TokenRefreshed => "token_refreshed",
+            Self::TokenReused => "token_reused",
+            Self::TokenRevoked => "token_revoked",
         }
     }
 
@@ -134,6 +149,8 @@ pub struct SessionEvent {
     /// For [`EventKind::InvalidCookie`]: a keyed hash of the refused value (16 hex
     /// characters, keyed per process), to correlate repeated attempts.
     pub fingerprint: Option<String>,
+    /// For token events: the token family.
+    pub family: Option<crate::tokens::FamilyId>,
 }
 
 mod unix_ms {
@@ -156,6 +173,7 @@ impl SessionEvent {
             user_agent: None,
             at: SystemTime::now(),
             fingerprint: None,
+            family: None,
         }
     }
 }

@@ -36,7 +36,7 @@ macro_rules! all_cases {
     ($store:ident, $make:path) => {
         event_cases!($store, $make;
             session_lifecycle_events, revocation_events, invalid_cookie_events,
-            no_secret_in_any_event,
+            no_secret_in_any_event, expiry_is_reported_once,
         );
     };
 }
@@ -312,6 +312,39 @@ mod cases {
         assert_ne!(fp[0], fp[2]);
         assert!(!fp[0].contains("forged"));
         assert_eq!(layer.rejected_cookies(), 3);
+    }
+
+    pub async fn expiry_is_reported_once<S: TestStore>(s: S) {
+        let rec = Recorder::default();
+        let config = config().with_idle_timeout(Duration::from_secs(1));
+        let (app, layer) = app(s.clone(), config, &rec);
+        let watcher = s.watch_expired(&layer);
+        tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
+        let mut c = client(&app, "192.0.2.5");
+        c.post("/login?user=henry").await;
+        let handle = c.get("/handle").await.body;
+        rec.take(2).await; // created, login
+        let mut expired = Vec::new();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            expired = rec.0.lock().unwrap().clone();
+            if !expired.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(expired.len(), 1, "{expired:?}");
+        check(
+            &expired[0],
+            EventKind::Expired,
+            Some(&handle),
+            Some("henry"),
+        );
+        // Later accesses and listings do not report it again.
+        assert_eq!(c.get("/read").await.status, 401);
+        assert!(layer.users().list("henry").await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(rec.0.lock().unwrap().len(), 1);
+        watcher.abort();
     }
 
     pub async fn no_secret_in_any_event<S: TestStore>(s: S) {

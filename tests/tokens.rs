@@ -29,7 +29,7 @@ macro_rules! token_cases {
                 concurrent_refreshes_yield_one_pair, revocation_per_rfc7009,
                 revoke_user_ends_sessions_and_tokens, logout_everywhere_ends_tokens,
                 session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
-                bearer_extractor_answers_rfc6750, claims_and_scope,
+                bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
             );
         }
     };
@@ -451,6 +451,52 @@ mod cases {
                     .unwrap()
                     .contains(r#"error="invalid_token""#)
             );
+        }
+    }
+
+    pub async fn token_events<S: TestStore + TokenStore>(s: S) {
+        use std::sync::{Arc, Mutex};
+        use tower_redis_session::events::{EventKind, SessionEvent};
+        let seen = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+        let sink = seen.clone();
+        let t = tokens(s, TokenConfig::default().with_reuse_grace(Duration::ZERO))
+            .with_events(move |e: &SessionEvent| sink.lock().unwrap().push(e.clone()));
+        let p1 = t.issue("ivy").await.unwrap();
+        let p2 = refresh_ok(&t, &p1).await;
+        assert!(matches!(
+            t.refresh(p1.refresh_token()).await,
+            Err(TokenError::Reused { .. })
+        ));
+        let q = t.issue("ivy").await.unwrap();
+        t.revoke(q.refresh_token()).await.unwrap();
+        let expected = [
+            EventKind::TokenIssued,
+            EventKind::TokenRefreshed,
+            EventKind::TokenReused,
+            EventKind::TokenIssued,
+            EventKind::TokenRevoked,
+        ];
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            events = seen.lock().unwrap().clone();
+            if events.len() >= expected.len() {
+                break;
+            }
+            sleep_ms(10).await;
+        }
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, expected);
+        assert!(
+            events[..4]
+                .iter()
+                .all(|e| e.user_id.as_deref() == Some("ivy"))
+        );
+        assert_eq!(events[2].family, Some(p1.family()));
+        assert_eq!(events[4].family, Some(q.family()));
+        let json = serde_json::to_string(&events).unwrap();
+        for token in [p1.refresh_token(), p2.access_token(), q.refresh_token()] {
+            let secret = token.rsplit_once('.').unwrap().1;
+            assert!(!json.contains(secret), "a token is in an event");
         }
     }
 

@@ -365,6 +365,7 @@ impl IntoResponse for TokenError {
 pub struct Tokens {
     backend: Backend,
     config: Arc<TokenConfig>,
+    events: Arc<crate::events::Dispatcher>,
     #[cfg(feature = "jwt")]
     jwt: Option<Arc<JwtKeys>>,
 }
@@ -382,6 +383,7 @@ impl Tokens {
         Ok(Self {
             backend: store.into_backend(),
             config: Arc::new(config),
+            events: Arc::default(),
             #[cfg(feature = "jwt")]
             jwt: None,
         })
@@ -395,6 +397,27 @@ impl Tokens {
     pub fn with_jwt(mut self, keys: JwtKeys) -> Self {
         self.jwt = Some(Arc::new(keys));
         self
+    }
+
+    /// Sends token events (issued, refreshed, reused, revoked) to `hook`, through a
+    /// bounded queue to a dedicated thread, like
+    /// [`SessionLayer::with_events`](crate::SessionLayer::with_events). Events carry the
+    /// user and the [`FamilyId`], never a token.
+    #[must_use]
+    pub fn with_events(self, hook: impl crate::events::SessionEvents) -> Self {
+        self.events
+            .install(Arc::new(hook), crate::events::DEFAULT_CAPACITY);
+        self
+    }
+
+    fn emit(&self, kind: crate::events::EventKind, user: Option<&str>, family: Option<FamilyId>) {
+        if !self.events.enabled() {
+            return;
+        }
+        let mut e = crate::events::SessionEvent::new(kind, self.backend.namespace());
+        e.user_id = user.map(str::to_owned);
+        e.family = family;
+        self.events.emit(e);
     }
 
     /// A layer that puts these `Tokens` into request extensions, for the [`Bearer`]
@@ -476,6 +499,11 @@ impl Tokens {
                     access_exp,
                     refresh_exp,
                 } => {
+                    self.emit(
+                        crate::events::EventKind::TokenIssued,
+                        Some(user),
+                        Some(family),
+                    );
                     let claims = TokenClaims {
                         user_id: user.to_owned(),
                         family,
@@ -603,17 +631,24 @@ impl Tokens {
                         issued_ms: record.issued_ms,
                         expires_ms: record.expires_ms,
                     };
+                    self.emit(
+                        crate::events::EventKind::TokenRefreshed,
+                        Some(&claims.user_id),
+                        Some(claims.family),
+                    );
                     return self.pair(&access, &refresh, claims, now, refresh_exp);
                 }
                 RefreshOutcome::Invalid => return Err(TokenError::InvalidGrant),
                 RefreshOutcome::Grace => return Err(TokenError::Raced),
-                RefreshOutcome::Reused { family, .. } => {
+                RefreshOutcome::Reused { family, user, .. } => {
                     tracing::warn!(
                         target: "tower_redis_session::tokens",
                         family = %family,
                         "refresh token reused: token family revoked"
                     );
-                    return Err(match FamilyId::parse(&family) {
+                    let id = FamilyId::parse(&family);
+                    self.emit(crate::events::EventKind::TokenReused, Some(&user), id);
+                    return Err(match id {
                         Some(family) => TokenError::Reused { family },
                         None => TokenError::InvalidGrant,
                     });
@@ -652,7 +687,10 @@ impl Tokens {
             Kind::Access => Target::Access(&stored.hash),
             Kind::Refresh => Target::Refresh(&stored.hash),
         };
-        self.backend.revoke(&stored.tag, target, now_ms()).await?;
+        for family in self.backend.revoke(&stored.tag, target, now_ms()).await? {
+            let kind = crate::events::EventKind::TokenRevoked;
+            self.emit(kind, None, FamilyId::parse(&family));
+        }
         Ok(())
     }
 
@@ -668,11 +706,16 @@ impl Tokens {
             id: &id,
             user: user_id,
         };
-        Ok(!self
+        let revoked = !self
             .backend
             .revoke(&tag, target, now_ms())
             .await?
-            .is_empty())
+            .is_empty();
+        if revoked {
+            let kind = crate::events::EventKind::TokenRevoked;
+            self.emit(kind, Some(user_id), Some(family));
+        }
+        Ok(revoked)
     }
 
     /// Revokes every token of `user_id`, in one atomic step; returns how many families
@@ -686,6 +729,10 @@ impl Tokens {
             .backend
             .revoke(&tag, Target::User(user_id), now_ms())
             .await?;
+        for family in &revoked {
+            let kind = crate::events::EventKind::TokenRevoked;
+            self.emit(kind, Some(user_id), FamilyId::parse(family));
+        }
         Ok(revoked.len())
     }
 }

@@ -12,6 +12,11 @@ pub trait TestStore: SessionStore {
     fn pttl(&self, key: &SessionKey) -> impl Future<Output = Option<i64>> + Send;
     /// The same storage seen under another namespace.
     fn in_namespace(&self, ns: &str) -> Self;
+    /// Starts reporting expired sessions to `layer`'s event hook.
+    fn watch_expired(
+        &self,
+        layer: &tower_redis_session::SessionLayer,
+    ) -> tokio::task::JoinHandle<()>;
 }
 
 impl TestStore for MemoryStore {
@@ -25,6 +30,13 @@ impl TestStore for MemoryStore {
 
     fn in_namespace(&self, ns: &str) -> Self {
         self.clone().with_namespace(ns).unwrap()
+    }
+
+    fn watch_expired(
+        &self,
+        layer: &tower_redis_session::SessionLayer,
+    ) -> tokio::task::JoinHandle<()> {
+        MemoryStore::watch_expired(self, layer)
     }
 }
 
@@ -70,6 +82,13 @@ impl TestStore for RedisStore {
         let urls = test_urls(self);
         URLS.lock().unwrap().insert(ns.to_owned(), urls);
         self.clone().with_namespace(ns).unwrap()
+    }
+
+    fn watch_expired(
+        &self,
+        layer: &tower_redis_session::SessionLayer,
+    ) -> tokio::task::JoinHandle<()> {
+        RedisStore::watch_expired(self, layer)
     }
 }
 

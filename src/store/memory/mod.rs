@@ -35,6 +35,9 @@ struct Map {
     /// Key of the user-tag HMAC; the namespace is part of the hashed input.
     salt: [u8; 32],
     tokens: tokens::TokenMap,
+    /// Expired logged-in sessions not yet reported, per watched namespace
+    /// ([`MemoryStore::watch_expired`]); unwatched namespaces record nothing.
+    expired: HashMap<Arc<str>, Vec<(SessionHandle, String)>>,
 }
 
 impl Entry {
@@ -86,6 +89,7 @@ impl MemoryStore {
                 last_sweep: Instant::now(),
                 salt,
                 tokens: tokens::TokenMap::default(),
+                expired: HashMap::new(),
             })),
             namespace: Arc::from("session"),
         }
@@ -129,6 +133,45 @@ impl MemoryStore {
             .map(|e| e.expires - now)
     }
 
+    /// Reports expired logged-in sessions of this namespace as
+    /// [`EventKind::Expired`](crate::events::EventKind::Expired) events to `layer`'s
+    /// hook, once each, within about 200 ms of their expiry (the in-memory counterpart
+    /// of [`RedisStore::watch_expired`](crate::RedisStore::watch_expired)). Abort the
+    /// returned task to stop.
+    pub fn watch_expired<C: Send + Sync + 'static>(
+        &self,
+        layer: &crate::SessionLayer<C>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.lock()
+            .expired
+            .entry(self.namespace.clone())
+            .or_default();
+        let store = self.clone();
+        let ctx = layer.ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let expired = {
+                    let mut map = store.lock();
+                    map.sweep_now(Instant::now());
+                    map.expired
+                        .get_mut(&store.namespace)
+                        .map(std::mem::take)
+                        .unwrap_or_default()
+                };
+                for (handle, user) in expired {
+                    ctx.emit(
+                        crate::events::EventKind::Expired,
+                        Some(handle),
+                        Some(&user),
+                        None,
+                    );
+                }
+            }
+        })
+    }
+
     /// The store's secret salt (keys user tags and token checks).
     pub(crate) fn salt(&self) -> [u8; 32] {
         self.lock().salt
@@ -147,10 +190,23 @@ impl MemoryStore {
 
 impl Map {
     fn live(&mut self, key: &MapKey, now: Instant) -> Option<&mut Entry> {
-        if self.entries.get(key).is_some_and(|e| e.expires <= now) {
-            self.entries.remove(key);
+        if self.entries.get(key).is_some_and(|e| e.expires <= now)
+            && let Some(e) = self.entries.remove(key)
+        {
+            self.note_expired(&key.0, &e.fields);
         }
         self.entries.get_mut(key)
+    }
+
+    /// Records the expiry of a logged-in session, if its namespace is watched.
+    fn note_expired(&mut self, ns: &Arc<str>, fields: &HashMap<String, String>) {
+        let Some(list) = self.expired.get_mut(ns) else {
+            return;
+        };
+        let handle = fields.get(HANDLE).and_then(|h| SessionHandle::parse(h));
+        if let (Some(handle), Some(user)) = (handle, fields.get(USER)) {
+            list.push((handle, user.clone()));
+        }
     }
 
     /// Live logged-in sessions of one slot (the memory analogue of the user index).
@@ -167,9 +223,23 @@ impl Map {
 
     fn sweep(&mut self, now: Instant) {
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
-            self.entries.retain(|_, e| e.expires > now);
-            self.last_sweep = now;
+            self.sweep_now(now);
         }
+    }
+
+    fn sweep_now(&mut self, now: Instant) {
+        let gone: Vec<MapKey> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(e) = self.entries.remove(&k) {
+                self.note_expired(&k.0, &e.fields);
+            }
+        }
+        self.last_sweep = now;
     }
 }
 
@@ -261,7 +331,10 @@ impl SessionStore for MemoryStore {
                 })
             }
             None => {
-                map.entries.remove(&mk);
+                // Its deadline passed: it expires now.
+                if map.entries.remove(&mk).is_some() || matches!(mode, WriteMode::Update) {
+                    map.note_expired(&self.namespace, &fields);
+                }
                 Ok(WriteOutcome::Gone)
             }
         }

@@ -222,7 +222,7 @@ impl MemoryStore {
                 return RefreshOutcome::Invalid;
             };
             if let Some((at, next)) = &r.consumed {
-                if *next == f.current && now - at <= req.ttl.grace {
+                if req.ttl.grace > 0 && *next == f.current && now - at <= req.ttl.grace {
                     return RefreshOutcome::Grace;
                 }
                 let reused = RefreshOutcome::Reused {

@@ -108,7 +108,8 @@ elseif op == 'refresh' then
     return {'invalid'}
   end
   if r[2] == 'c' then
-    if f[3] == r[3] and now - tonumber(r[4]) <= tonumber(ARGV[9]) then return {'grace'} end
+    local grace = tonumber(ARGV[9])
+    if grace > 0 and f[3] == r[3] and now - tonumber(r[4]) <= grace then return {'grace'} end
     kill_family(P, fid)
     return {'reuse', fid, f[1], f[5] or ''}
   end
