@@ -26,7 +26,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let store = RedisStore::builder(url).max_connections(16).build()?;
+    // REDIS_CONNECTIONS: pool size (multiplexed connections shared by all requests).
+    let connections: usize = std::env::var("REDIS_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(16);
+    let store = RedisStore::builder(url)
+        .max_connections(connections)
+        .build()?;
     let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default())?);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on 127.0.0.1:{port}");
