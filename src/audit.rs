@@ -47,8 +47,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::Value;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Value};
 
 /// What stopped the audit writer.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +80,26 @@ impl Entry {
     }
 }
 
+/// A connection to standalone Redis or to a Redis Cluster.
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> redis::RedisResult<T> {
+        let value = match self {
+            Self::Single(c) => c.req_packed_command(cmd).await?,
+            Self::Cluster(c) => c.req_packed_command(cmd).await?,
+        };
+        // A server error (e.g. BUSYGROUP) stays an error with its code.
+        Ok(redis::from_redis_value(value.extract_error()?)?)
+    }
+}
+
 /// Copies a namespace's event stream into PostgreSQL. See the [module docs](self).
 pub struct AuditWriter {
-    redis: MultiplexedConnection,
+    redis: Conn,
     pg: tokio_postgres::Client,
     namespace: String,
     stream: String,
@@ -136,6 +154,29 @@ impl AuditWriter {
         let redis = redis::Client::open(redis_url)?
             .get_multiplexed_async_connection()
             .await?;
+        Self::with(Conn::Single(redis), namespace, postgres).await
+    }
+
+    /// As [`connect`](Self::connect), for a stream on a Redis Cluster (given some of
+    /// its nodes), as written by [`StreamSink`](crate::store::StreamSink).
+    ///
+    /// # Errors
+    /// [`AuditError`] if either connection fails.
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        namespace: &str,
+        postgres: &str,
+    ) -> Result<Self, AuditError> {
+        // Replies to a blocking read take up to the block time.
+        let redis = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .response_timeout(Duration::from_secs(30))
+            .build()?
+            .get_async_connection()
+            .await?;
+        Self::with(Conn::Cluster(redis), namespace, postgres).await
+    }
+
+    async fn with(redis: Conn, namespace: &str, postgres: &str) -> Result<Self, AuditError> {
         let (pg, connection) = tokio_postgres::connect(postgres, tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -182,7 +223,8 @@ impl AuditWriter {
         self
     }
 
-    /// How long a read waits for new events (default 1 s).
+    /// How long a read waits for new events (default 1 s; keep it under the Redis
+    /// response timeout).
     #[must_use]
     pub fn block(mut self, d: Duration) -> Self {
         self.block = d;
@@ -203,14 +245,13 @@ impl AuditWriter {
             return Ok(());
         }
         self.pg.batch_execute(CREATE_TABLE).await?;
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE")
             .arg(&self.stream)
             .arg(&self.group)
             .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.redis)
-            .await;
+            .arg("MKSTREAM");
+        let created: redis::RedisResult<()> = self.redis.query(&cmd).await;
         match created {
             Err(e) if e.code() == Some("BUSYGROUP") => {}
             other => other?,
@@ -270,7 +311,7 @@ impl AuditWriter {
                 .arg(u64::try_from(b.as_millis()).unwrap_or(u64::MAX));
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(from);
-        let reply: Value = cmd.query_async(&mut self.redis).await?;
+        let reply: Value = self.redis.query(&cmd).await?;
         // [[stream, [[id, [field, value, ...]], ...]]], or nil after a timeout.
         let Some(Value::Array(streams)) = as_array(reply) else {
             return Ok(Vec::new());
@@ -291,16 +332,15 @@ impl AuditWriter {
 
     /// Takes over entries idle for `claim_after` in other consumers' pending lists.
     async fn claim(&mut self) -> Result<Vec<Entry>, AuditError> {
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&self.stream)
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(&self.stream)
             .arg(&self.group)
             .arg(&self.consumer)
             .arg(u64::try_from(self.claim_after.as_millis()).unwrap_or(u64::MAX))
             .arg("0")
             .arg("COUNT")
-            .arg(self.batch)
-            .query_async(&mut self.redis)
-            .await?;
+            .arg(self.batch);
+        let reply: Value = self.redis.query(&cmd).await?;
         // [next-id, [[id, fields], ...], [deleted ids]]
         let Some(Value::Array(mut parts)) = as_array(reply) else {
             return Ok(Vec::new());
@@ -349,7 +389,7 @@ impl AuditWriter {
         for e in entries {
             cmd.arg(&e.id);
         }
-        cmd.query_async::<()>(&mut self.redis).await?;
+        self.redis.query::<()>(&cmd).await?;
         Ok(())
     }
 }

@@ -58,6 +58,11 @@ pub enum ConfigError {
         "an event stream needs standalone Redis (a cluster script cannot reach the stream's slot)"
     )]
     EventStreamOnCluster,
+    /// The operation needs the Redis node addresses, which a store made from a
+    /// connection pool (`RedisStore::from_pool`) does not know: build it with
+    /// `RedisStore::builder` or `RedisStore::cluster_builder`.
+    #[error("this needs a RedisStore built from node URLs, not from a pool")]
+    UnknownNodes,
     /// A JWT key is unusable.
     #[error("invalid JWT key: {0}")]
     JwtKey(&'static str),

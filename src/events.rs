@@ -201,6 +201,14 @@ where
     }
 }
 
+/// Both hooks, in order: `layer.with_events((audit_sink, metrics))`.
+impl<A: SessionEvents, B: SessionEvents> SessionEvents for (A, B) {
+    fn on_event(&self, event: &SessionEvent) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+}
+
 /// The event queue of one layer: a bounded channel to a thread running the hook.
 pub(crate) struct Dispatcher {
     tx: RwLock<Option<SyncSender<SessionEvent>>>,

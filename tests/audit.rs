@@ -252,3 +252,53 @@ async fn a_writer_process_killed_mid_stream_resumes_exactly_once() {
         ids.iter().collect::<HashSet<_>>()
     );
 }
+
+/// On a Redis Cluster the stream is written by the event thread (`StreamSink`), and the
+/// writer reads it through a cluster connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_events_reach_postgres_through_the_stream_sink() {
+    let cluster = common::RedisCluster::start(3, 0);
+    let postgres = Postgres::start();
+    let ns = "audit-cluster";
+    let store = RedisStore::cluster(cluster.urls())
+        .unwrap()
+        .with_namespace(ns)
+        .unwrap();
+    let sink = store.event_stream_sink(10_000).unwrap();
+    let layer = SessionLayer::new(store, SessionConfig::default())
+        .unwrap()
+        .with_events(sink);
+    let app = routes::routes().layer(layer);
+    traffic(&app, 3).await; // 9 events, appended by the event thread
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let mut writer = AuditWriter::connect_cluster(&nodes, ns, &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    let db = pg(&postgres).await;
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        writer.step().await.unwrap();
+        rows = row_ids(&db, ns).await;
+        if rows.len() >= 9 {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 9);
+    let kinds: Vec<String> = db
+        .query(
+            "SELECT kind FROM session_audit WHERE namespace = $1 ORDER BY event_id",
+            &[&ns],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created", "login", "logout"].repeat(3),
+        "in order, exactly once"
+    );
+}

@@ -15,7 +15,7 @@ pub mod memory;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder};
+pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 
 pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 pub use crate::users::{Revoke, SessionInfo};

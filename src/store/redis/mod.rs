@@ -21,10 +21,12 @@ use tokio::sync::{OnceCell, Semaphore};
 
 mod keys;
 mod pool;
+mod sink;
 mod tokens;
 mod watch;
 
 use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool};
+pub use self::sink::StreamSink;
 use super::{Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome};
 use crate::session::id::user_tag;
 use crate::session::record::{HANDLE, USER};
