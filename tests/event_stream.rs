@@ -219,7 +219,15 @@ async fn index_pruning_reports_each_expiry_once() {
     let mut a = Client::new(app.clone());
     a.post("/login?user=erin").await;
     let handle = a.get("/handle").await.body;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Wait (in short steps) until Redis expired the session; nothing reported it yet.
+    let mut conn = common::stores::redis_conn(&url).await;
+    for _ in 0..60 {
+        let left: Vec<String> = conn.keys("stream-prune:{*}:s:*").await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Listing the user's sessions prunes the index and reports the expiry.
     assert!(layer.users().list("erin").await.unwrap().is_empty());
     assert!(layer.users().list("erin").await.unwrap().is_empty());
