@@ -584,7 +584,7 @@ mod redis_only {
             .with_family_lifetime(Duration::from_secs(900));
         let t = Tokens::new(store, config).unwrap();
         t.issue("warm-up").await.unwrap();
-        let scripts = |before| {
+        let scripts = |before: std::collections::HashMap<String, u64>| {
             let d = RedisServer::delta(&before, &server.command_calls());
             d.get("evalsha").copied().unwrap_or(0)
         };
@@ -593,7 +593,12 @@ mod redis_only {
         assert_eq!(scripts(b), 1, "issue");
         let b = server.command_calls();
         t.authenticate(p.access_token()).await.unwrap();
-        assert_eq!(scripts(b), 1, "authenticate");
+        let d = RedisServer::delta(&b, &server.command_calls());
+        assert_eq!(
+            d,
+            [("hmget".to_owned(), 1)].into(),
+            "authenticate: one plain HMGET, no script"
+        );
         let b = server.command_calls();
         let p2 = t.refresh(p.refresh_token()).await.unwrap();
         assert_eq!(scripts(b), 1, "refresh");

@@ -410,6 +410,15 @@ impl RedisStore {
             .unwrap_or(Err(StoreError::Timeout(self.timeout)))
     }
 
+    /// Runs one command on a pooled connection, under the store's bounds.
+    async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            Ok(cmd.query_async(&mut conn).await?)
+        })
+        .await
+    }
+
     /// Runs a script on a pooled connection, under the store's bounds.
     async fn invoke<T: redis::FromRedisValue>(
         &self,
@@ -465,14 +474,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let k = keys::session(&self.namespace, key);
-        self.bounded(async {
-            let mut conn = self.conn().await?;
-            let fields: HashMap<String, String> =
-                redis::cmd("HGETALL").arg(&k).query_async(&mut conn).await?;
-            Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
-        })
-        .await
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(keys::session(&self.namespace, key));
+        let fields: HashMap<String, String> = self.command(&cmd).await?;
+        Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
     }
 
     async fn write(
