@@ -305,7 +305,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let store = RedisStore::from_url(&url)?.with_event_stream(100_000)?;
             let layer = SessionLayer::new(store.clone(), config)?;
             // Expired sessions produce events too (keyspace notifications).
-            store.watch_expired(&layer);
+            store.watch_expired(&layer)?;
             let conn = redis::Client::open(url.as_str())?
                 .get_multiplexed_async_connection()
                 .await?;

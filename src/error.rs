@@ -63,6 +63,9 @@ pub enum ConfigError {
     /// `RedisStore::builder` or `RedisStore::cluster_builder`.
     #[error("this needs a RedisStore built from node URLs, not from a pool")]
     UnknownNodes,
+    /// A background task was asked for outside a Tokio runtime.
+    #[error("this must be called inside a Tokio runtime")]
+    NoRuntime,
     /// A JWT key is unusable.
     #[error("invalid JWT key: {0}")]
     JwtKey(&'static str),

@@ -286,7 +286,15 @@ async fn keyspace_notifications_report_expiry() {
     let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
     let (app, layer) = app(s.clone(), config);
     let layer = layer.with_events(hook);
-    let watcher = s.watch_expired(&layer);
+    let watcher = s.watch_expired(&layer).unwrap();
+    // A store on a user's pool does not know the node addresses: a clear error.
+    let pool = deadpool_redis::Config::from_url(url.clone())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    assert!(matches!(
+        RedisStore::from_pool(pool).watch_expired(&layer),
+        Err(tower_redis_session::ConfigError::UnknownNodes)
+    ));
     tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
     let mut a = Client::new(app.clone());
     a.post("/login?user=frank").await;
@@ -324,7 +332,7 @@ async fn keyspace_notifications_on_a_cluster() {
     let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
     let (app, layer) = app(s.clone(), config);
     let layer = layer.with_events(hook);
-    let watcher = s.watch_expired(&layer);
+    let watcher = s.watch_expired(&layer).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut handles = Vec::new();
     for i in 0..6 {

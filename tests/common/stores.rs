@@ -36,7 +36,7 @@ impl TestStore for MemoryStore {
         &self,
         layer: &tower_redis_session::SessionLayer,
     ) -> tokio::task::JoinHandle<()> {
-        MemoryStore::watch_expired(self, layer)
+        MemoryStore::watch_expired(self, layer).unwrap()
     }
 }
 
@@ -88,7 +88,7 @@ impl TestStore for RedisStore {
         &self,
         layer: &tower_redis_session::SessionLayer,
     ) -> tokio::task::JoinHandle<()> {
-        RedisStore::watch_expired(self, layer)
+        RedisStore::watch_expired(self, layer).unwrap()
     }
 }
 

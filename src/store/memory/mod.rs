@@ -138,17 +138,21 @@ impl MemoryStore {
     /// hook, once each, within about 200 ms of their expiry (the in-memory counterpart
     /// of [`RedisStore::watch_expired`](crate::RedisStore::watch_expired)). Abort the
     /// returned task to stop.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
     pub fn watch_expired<C: Send + Sync + 'static>(
         &self,
         layer: &crate::SessionLayer<C>,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> Result<tokio::task::JoinHandle<()>, ConfigError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         self.lock()
             .expired
             .entry(self.namespace.clone())
             .or_default();
         let store = self.clone();
         let ctx = layer.ctx.clone();
-        tokio::spawn(async move {
+        Ok(runtime.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tick.tick().await;
@@ -169,7 +173,7 @@ impl MemoryStore {
                     );
                 }
             }
-        })
+        }))
     }
 
     /// The store's secret salt (keys user tags and token checks).

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::{EXPIRED, RedisStore, keys};
 use crate::events::EventKind;
 use crate::session::Context;
-use crate::{SessionHandle, SessionLayer};
+use crate::{ConfigError, SessionHandle, SessionLayer};
 
 impl RedisStore {
     /// Watches for expired sessions of this store's namespace and reports each as an
@@ -26,20 +26,19 @@ impl RedisStore {
     /// every master if the server allows `CONFIG SET` (otherwise enable it yourself).
     /// Reconnects by itself; abort the returned task to stop.
     ///
-    /// Needs a store built by [`RedisStore::builder`] or [`RedisStore::cluster_builder`]
-    /// (which know the node addresses); on one made with `from_pool` the task ends at
-    /// once with an error log.
+    /// # Errors
+    /// [`ConfigError::UnknownNodes`] for a store made with `from_pool` (build it with
+    /// [`RedisStore::builder`] or [`RedisStore::cluster_builder`], which know the node
+    /// addresses); [`ConfigError::NoRuntime`] outside a Tokio runtime.
     pub fn watch_expired<C: Send + Sync + 'static>(
         &self,
         layer: &SessionLayer<C>,
-    ) -> JoinHandle<()> {
+    ) -> Result<JoinHandle<()>, ConfigError> {
+        let seeds = self.nodes.clone().ok_or(ConfigError::UnknownNodes)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let store = self.clone();
         let ctx = layer.ctx.clone();
-        tokio::spawn(async move {
-            let Some(seeds) = store.nodes.clone() else {
-                tracing::error!("watch_expired needs a store built from node URLs");
-                return;
-            };
+        Ok(runtime.spawn(async move {
             loop {
                 match masters(&seeds, store.cluster).await {
                     Ok(masters) => {
@@ -61,7 +60,7 @@ impl RedisStore {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        })
+        }))
     }
 
     /// Handles one expired key: returns the handle and user if this call reported it.
