@@ -17,6 +17,9 @@ use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 mod tokens;
 
+/// Most expiries kept for a watched namespace until its watcher reports them.
+const MAX_UNREPORTED: usize = 65_536;
+
 /// How often expired entries are swept out on writes.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -207,6 +210,10 @@ impl Map {
         let Some(list) = self.expired.get_mut(ns) else {
             return;
         };
+        // Bounded, in case the watcher task was stopped.
+        if list.len() >= MAX_UNREPORTED {
+            return;
+        }
         let handle = fields.get(HANDLE).and_then(|h| SessionHandle::parse(h));
         if let (Some(handle), Some(user)) = (handle, fields.get(USER)) {
             list.push((handle, user.clone()));
