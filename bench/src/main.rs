@@ -4,7 +4,9 @@
 //!
 //! `CONTENDER=tower-sessions | tower-sessions-always-save | floor`, `PORT`, `REDIS_URL`.
 //! `floor` is the least any Redis-backed session can cost: `/read` does one `GET` on a
-//! shared multiplexed connection, without cookies, parsing or serialization.
+//! shared multiplexed connection, without cookies, parsing or serialization. For
+//! diagnosis it also serves `/read_hash` (`HGETALL` of a 7-field session-like hash) and
+//! `/read_packed` (`HGETALL` of a 1-field hash): the same round trip, other reply shapes.
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -48,8 +50,14 @@ async fn incr(session: Session) -> Response {
 }
 
 async fn tower_sessions_app(url: &str, always_save: bool) -> Router {
-    let pool = Pool::new(Config::from_url(url).expect("REDIS_URL"), None, None, None, 8)
-        .expect("fred pool");
+    let pool = Pool::new(
+        Config::from_url(url).expect("REDIS_URL"),
+        None,
+        None,
+        None,
+        8,
+    )
+    .expect("fred pool");
     pool.init().await.expect("connect to Redis");
     let layer = SessionManagerLayer::new(RedisStore::new(pool))
         .with_expiry(Expiry::OnInactivity(time::Duration::minutes(30)))
@@ -86,10 +94,65 @@ async fn floor_app(url: &str) -> Router {
             Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         }
     }
+    let _: () = redis::cmd("HSET")
+        .arg("floor:hash")
+        .arg(&[
+            ("m:h", "5b0f5c1e-3f7a-4d1e-9a0b-6c2d8e4f1a3b"),
+            ("m:c", "1763793600000"),
+            ("m:s", "1763793600000"),
+            ("m:e", "1763795400000"),
+            ("m:u", "bench"),
+            ("m:x", "1763796300000"),
+            ("m:d", "1763880000000"),
+        ])
+        .query_async(&mut setup)
+        .await
+        .expect("HSET");
+    let _: () = redis::cmd("HSET")
+        .arg("floor:packed")
+        .arg("m")
+        .arg("5b0f5c1e-3f7a-4d1e-9a0b-6c2d8e4f1a3b 1763793600000 1763793600000 1763795400000 1763796300000 1763880000000 bench")
+        .query_async(&mut setup)
+        .await
+        .expect("HSET");
+    async fn floor_read_packed(
+        State(mut conn): State<redis::aio::MultiplexedConnection>,
+    ) -> Response {
+        match redis::cmd("HGETALL")
+            .arg("floor:packed")
+            .query_async::<std::collections::HashMap<String, String>>(&mut conn)
+            .await
+        {
+            Ok(m) => match m.get("m").and_then(|v| v.rsplit(' ').next()) {
+                Some(user) => user.to_owned().into_response(),
+                None => StatusCode::UNAUTHORIZED.into_response(),
+            },
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+    // The same round trip with a session-sized hash reply: what parsing ~14 elements
+    // costs against one bulk string.
+    async fn floor_read_hash(
+        State(mut conn): State<redis::aio::MultiplexedConnection>,
+    ) -> Response {
+        match redis::cmd("HGETALL")
+            .arg("floor:hash")
+            .query_async::<std::collections::HashMap<String, String>>(&mut conn)
+            .await
+        {
+            Ok(m) => match m.get("m:u") {
+                Some(user) => user.clone().into_response(),
+                None => StatusCode::UNAUTHORIZED.into_response(),
+            },
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
     Router::new()
         .route("/plain", get(|| async { "ok" }))
         .route("/login", post(|| async { "ok" }))
         .route("/read", get(floor_read))
+        .route("/read_hash", get(floor_read_hash))
+        .route("/read_packed", get(floor_read_packed))
         .with_state(conn)
 }
 
