@@ -19,12 +19,14 @@
 //!     event_id   text        NOT NULL,  -- the stream entry id
 //!     at         timestamptz NOT NULL,
 //!     kind       text        NOT NULL,  -- created, login, id_rotated, refreshed, logout,
-//!                                       -- revoked, expired
+//!                                       -- revoked, expired, token_issued,
+//!                                       -- token_refreshed, token_reused, token_revoked
 //!     reason     text,                  -- revoke, logout_everywhere, evicted_by_cap
 //!     user_id    text,
 //!     handle     text,                  -- the session's public handle
 //!     ip         text,
 //!     user_agent text,
+//!     family     text,                  -- token events: the token family
 //!     PRIMARY KEY (namespace, event_id)
 //! );
 //! ```
@@ -131,13 +133,15 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS session_audit (
     handle     text,
     ip         text,
     user_agent text,
+    family     text,
     PRIMARY KEY (namespace, event_id)
 );
+ALTER TABLE session_audit ADD COLUMN IF NOT EXISTS family text;
 CREATE INDEX IF NOT EXISTS session_audit_user ON session_audit (user_id, at);";
 
 const INSERT: &str = "INSERT INTO session_audit
-    (namespace, event_id, at, kind, reason, user_id, handle, ip, user_agent)
-    VALUES ($1, $2, to_timestamp($3::float8 / 1000), $4, $5, $6, $7, $8, $9)
+    (namespace, event_id, at, kind, reason, user_id, handle, ip, user_agent, family)
+    VALUES ($1, $2, to_timestamp($3::float8 / 1000), $4, $5, $6, $7, $8, $9, $10)
     ON CONFLICT (namespace, event_id) DO NOTHING";
 
 impl AuditWriter {
@@ -375,6 +379,7 @@ impl AuditWriter {
                     &e.get("handle"),
                     &e.get("ip"),
                     &e.get("ua"),
+                    &e.get("family"),
                 ],
             )
             .await?;

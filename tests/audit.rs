@@ -302,3 +302,59 @@ async fn cluster_events_reach_postgres_through_the_stream_sink() {
         "in order, exactly once"
     );
 }
+
+/// Token activity reaches the audit table too: `Tokens::with_events(store.event_stream_sink(..))`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_activity_is_audited() {
+    use tower_redis_session::tokens::{TokenConfig, TokenError, Tokens};
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let ns = "audit-tokens";
+    let store = common::stores::redis_store_on(&redis.url(), ns);
+    let sink = store.event_stream_sink(10_000).unwrap();
+    let t = Tokens::new(
+        store,
+        TokenConfig::default().with_reuse_grace(Duration::ZERO),
+    )
+    .unwrap()
+    .with_events(sink);
+    let p1 = t.issue("kim").await.unwrap();
+    t.refresh(p1.refresh_token()).await.unwrap();
+    assert!(matches!(
+        t.refresh(p1.refresh_token()).await,
+        Err(TokenError::Reused { .. })
+    ));
+    let mut writer = AuditWriter::connect(&redis.url(), ns, &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    let db = pg(&postgres).await;
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        writer.step().await.unwrap();
+        rows = db
+            .query(
+                "SELECT kind, user_id, family FROM session_audit ORDER BY event_id",
+                &[],
+            )
+            .await
+            .unwrap();
+        if rows.len() >= 3 {
+            break;
+        }
+    }
+    let got: Vec<(String, Option<String>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let family = Some(p1.family().to_string());
+    let kim = Some("kim".to_owned());
+    assert_eq!(
+        got,
+        [
+            ("token_issued".to_owned(), kim.clone(), family.clone()),
+            ("token_refreshed".to_owned(), kim.clone(), family.clone()),
+            ("token_reused".to_owned(), kim, family),
+        ]
+    );
+}

@@ -10,10 +10,11 @@ use crate::ConfigError;
 use crate::events::{EventKind, SessionEvent, SessionEvents};
 
 /// A [`SessionEvents`] hook that appends the state-change events (created, login, id
-/// rotated, refreshed, logout, revoked, expired) to the namespace's stream
-/// `<ns>:events`, in the same format as
-/// [`RedisStore::with_event_stream`], so the same consumers (such as the audit writer)
-/// read it. Made by [`RedisStore::event_stream_sink`].
+/// rotated, refreshed, logout, revoked, expired) and token events (issued, refreshed,
+/// reused, revoked; with a `family` field) to the namespace's stream `<ns>:events`, in
+/// the same format as [`RedisStore::with_event_stream`], so the same consumers (such as
+/// the audit writer) read it. Made by [`RedisStore::event_stream_sink`]; give it to
+/// [`Tokens::with_events`](crate::tokens::Tokens::with_events) to audit token activity.
 ///
 /// Use it on a Redis Cluster; on standalone Redis prefer `with_event_stream`, which
 /// writes each event in the same atomic script as its change. This sink writes after
@@ -99,6 +100,10 @@ impl SessionEvents for StreamSink {
                 | EventKind::Logout
                 | EventKind::Revoked(_)
                 | EventKind::Expired
+                | EventKind::TokenIssued
+                | EventKind::TokenRefreshed
+                | EventKind::TokenReused
+                | EventKind::TokenRevoked
         );
         if !recorded {
             return;
@@ -126,6 +131,9 @@ impl SessionEvents for StreamSink {
             .arg(e.user_agent.as_deref().unwrap_or(""))
             .arg("at")
             .arg(at);
+        if let Some(family) = e.family {
+            cmd.arg("family").arg(family.to_string());
+        }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let result = match conn.as_mut() {
             Some(c) => cmd.query::<()>(c.as_mut()),
