@@ -30,6 +30,7 @@ macro_rules! token_cases {
                 revoke_user_ends_sessions_and_tokens, logout_everywhere_ends_tokens,
                 session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
                 bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
+                list_families,
             );
         }
     };
@@ -499,6 +500,38 @@ mod cases {
             let secret = token.rsplit_once('.').unwrap().1;
             assert!(!json.contains(secret), "a token is in an event");
         }
+    }
+
+    pub async fn list_families<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        assert!(t.list("lee").await.unwrap().is_empty());
+        let a = t.issue("lee").await.unwrap();
+        sleep_ms(5).await;
+        let b = t
+            .issue_with("lee", IssueOptions::default().scope("read"))
+            .await
+            .unwrap();
+        t.issue("someone-else").await.unwrap();
+        refresh_ok(&t, &a).await;
+        let list = t.list("lee").await.unwrap();
+        let ids: Vec<_> = list.iter().map(|f| f.family()).collect();
+        assert_eq!(ids, [a.family(), b.family()], "oldest first, only lee's");
+        assert!(list[0].last_refreshed().is_some());
+        assert!(list[1].last_refreshed().is_none());
+        assert_eq!(list[1].scope(), Some("read"));
+        assert!(list[0].expires() > list[0].created());
+        // "Sign out that app".
+        assert!(t.revoke_family("lee", b.family()).await.unwrap());
+        let ids: Vec<_> = t
+            .list("lee")
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| f.family())
+            .collect();
+        assert_eq!(ids, [a.family()]);
+        t.revoke_all("lee").await.unwrap();
+        assert!(t.list("lee").await.unwrap().is_empty());
     }
 
     pub async fn claims_and_scope<S: TestStore + TokenStore>(s: S) {

@@ -16,6 +16,8 @@
 //!   tokens expire after [30 days](TokenConfig::with_refresh_ttl) without use, and a
 //!   family ends [90 days](TokenConfig::with_family_lifetime) after login whatever
 //!   happens: no token's TTL passes the family's deadline.
+//! - **Listing** ([`list`](Tokens::list)): a user's live token families ("apps signed in
+//!   to your account"), with created, last refreshed, expiry, scope and bound session.
 //! - **Revocation** ([`revoke`](Tokens::revoke), RFC 7009): idempotent, succeeds for
 //!   unknown tokens; revoking a refresh token revokes its family. [`Tokens::revoke_all`]
 //!   ends every token of a user; [`Session::logout_everywhere`](crate::Session::logout_everywhere)
@@ -276,6 +278,50 @@ impl TokenClaims {
     /// When the token expires.
     pub fn expires_at(&self) -> SystemTime {
         time(self.expires_ms)
+    }
+}
+
+/// A live token family of a user (one signed-in app or device), as listed by
+/// [`Tokens::list`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FamilyInfo {
+    family: FamilyId,
+    created_ms: i64,
+    refreshed_ms: Option<i64>,
+    expires_ms: i64,
+    session: Option<SessionHandle>,
+    scope: Option<String>,
+}
+
+impl FamilyInfo {
+    /// The family's id: pass it to [`Tokens::revoke_family`].
+    pub fn family(&self) -> FamilyId {
+        self.family
+    }
+
+    /// When it was issued (the login).
+    pub fn created(&self) -> SystemTime {
+        time(self.created_ms)
+    }
+
+    /// When it was last refreshed, if ever.
+    pub fn last_refreshed(&self) -> Option<SystemTime> {
+        self.refreshed_ms.map(time)
+    }
+
+    /// When its last token expires unless refreshed.
+    pub fn expires(&self) -> SystemTime {
+        time(self.expires_ms)
+    }
+
+    /// The session it is bound to, if any.
+    pub fn session(&self) -> Option<SessionHandle> {
+        self.session
+    }
+
+    /// Its scope, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
     }
 }
 
@@ -692,6 +738,33 @@ impl Tokens {
             self.emit(kind, None, FamilyId::parse(&family));
         }
         Ok(())
+    }
+
+    /// The live token families of `user_id`, oldest first ("apps signed in to your
+    /// account").
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store failed.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<FamilyInfo>, StoreError> {
+        let tag = self.backend.user_tag(user_id).await?;
+        let mut list: Vec<FamilyInfo> = self
+            .backend
+            .list(&tag, user_id, now_ms())
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                Some(FamilyInfo {
+                    family: FamilyId::parse(&r.family)?,
+                    created_ms: r.created_ms,
+                    refreshed_ms: r.refreshed_ms,
+                    expires_ms: r.expires_ms,
+                    session: r.session,
+                    scope: r.scope,
+                })
+            })
+            .collect();
+        list.sort_by_key(|f| (f.created_ms, f.family.0));
+        Ok(list)
     }
 
     /// Revokes one token family of `user_id` (e.g. "sign out that app"); returns whether

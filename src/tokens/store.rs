@@ -81,6 +81,17 @@ pub(crate) enum RefreshOutcome {
     Collision,
 }
 
+/// A live token family, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FamilyRecord {
+    pub(crate) family: String,
+    pub(crate) created_ms: i64,
+    pub(crate) refreshed_ms: Option<i64>,
+    pub(crate) expires_ms: i64,
+    pub(crate) session: Option<SessionHandle>,
+    pub(crate) scope: Option<String>,
+}
+
 /// Which token to revoke.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Target<'a> {
@@ -169,6 +180,19 @@ impl Backend {
         match self {
             Self::Redis(s) => s.token_refresh(req).await,
             Self::Memory(s) => Ok(s.token_refresh(req)),
+        }
+    }
+
+    /// The live token families of `user` in slot `tag`.
+    pub(crate) async fn list(
+        &self,
+        tag: &str,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Vec<FamilyRecord>, StoreError> {
+        match self {
+            Self::Redis(s) => s.token_list(tag, user, now_ms).await,
+            Self::Memory(s) => Ok(s.token_list(tag, user, now_ms)),
         }
     }
 

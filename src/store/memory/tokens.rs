@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use super::{Map, MemoryStore};
 use crate::SessionKey;
-use crate::tokens::store::{AccessRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target};
+use crate::tokens::store::{
+    AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target,
+};
 
 /// Token slots by (namespace, hash tag).
 #[derive(Debug, Default)]
@@ -40,6 +42,8 @@ struct RefreshToken {
 #[derive(Debug)]
 struct Family {
     user: String,
+    created: i64,
+    refreshed: Option<i64>,
     deadline: i64,
     current: String,
     session_key: Option<String>,
@@ -170,6 +174,8 @@ impl MemoryStore {
             req.family.to_owned(),
             Family {
                 user: req.user.to_owned(),
+                created: req.now_ms,
+                refreshed: None,
                 deadline: req.now_ms + req.ttl.family,
                 current: String::new(),
                 session_key: req.session.map(|s| s.0.to_owned()),
@@ -254,6 +260,9 @@ impl MemoryStore {
         if let Some(r) = slot.refresh.get_mut(req.presented) {
             r.consumed = Some((now, req.refresh.to_owned()));
         }
+        if let Some(f) = slot.families.get_mut(&fid) {
+            f.refreshed = Some(now);
+        }
         slot.sweep(now);
         let (_, refresh_exp) = slot.pair(&fid, req.access, req.refresh, now, req.ttl);
         match slot.access.get(req.access) {
@@ -263,6 +272,28 @@ impl MemoryStore {
             },
             None => RefreshOutcome::Invalid,
         }
+    }
+
+    pub(crate) fn token_list(&self, tag: &str, user: &str, now_ms: i64) -> Vec<FamilyRecord> {
+        let map = self.lock();
+        let Some(slot) = map.tokens.slots.get(&self.slot_key(tag)) else {
+            return Vec::new();
+        };
+        slot.families
+            .iter()
+            .filter(|(_, f)| f.user == user)
+            .filter_map(|(id, f)| {
+                let expires = f.members.iter().map(|m| m.2).max()?;
+                (expires > now_ms).then(|| FamilyRecord {
+                    family: id.clone(),
+                    created_ms: f.created,
+                    refreshed_ms: f.refreshed,
+                    expires_ms: expires,
+                    session: f.session,
+                    scope: f.scope.clone(),
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn token_revoke(&self, tag: &str, target: Target<'_>, now_ms: i64) -> Vec<String> {

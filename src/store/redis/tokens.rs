@@ -7,7 +7,7 @@ use redis::{Script, ScriptInvocation};
 
 use super::{RedisStore, keys};
 use crate::tokens::store::{
-    AccessRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
+    AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
 };
 use crate::{SessionHandle, StoreError};
 
@@ -164,6 +164,33 @@ impl RedisStore {
             ["collision"] => RefreshOutcome::Collision,
             _ => return Err(StoreError::Protocol("unexpected token script reply")),
         })
+    }
+
+    pub(crate) async fn token_list(
+        &self,
+        tag: &str,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Vec<FamilyRecord>, StoreError> {
+        let mut inv = self.tokens(tag, "list", now_ms);
+        inv.arg(user);
+        let flat: Vec<String> = self.invoke(&inv).await?;
+        flat.chunks_exact(6)
+            .map(|r| {
+                Ok(FamilyRecord {
+                    family: r[0].clone(),
+                    created_ms: int(&r[1])?,
+                    refreshed_ms: if r[2].is_empty() {
+                        None
+                    } else {
+                        Some(int(&r[2])?)
+                    },
+                    expires_ms: int(&r[3])?,
+                    session: SessionHandle::parse(&r[4]),
+                    scope: opt(&r[5]),
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn token_revoke(

@@ -3,7 +3,7 @@
 --   P..'a:'..h  access token   (hash: u user, f family, c issued, e expires, sh, sk, sc)
 --   P..'r:'..h  refresh token  (hash: u, f, c, e, s 'l' live | 'c' consumed,
 --                               n successor's hash, t consumed at)
---   P..'t:'..f  token family   (hash: u, c, d deadline, r current refresh hash,
+--   P..'t:'..f  token family   (hash: u, c, d deadline, r current refresh hash, l last refresh,
 --                               sk bound session hash, sh session handle, sc scope,
 --                               and one field per token 'a:'..h / 'r:'..h = its expiry)
 --   P..'tf'     family index   (sorted set: family id scored by its last expiry)

@@ -121,7 +121,7 @@ elseif op == 'refresh' then
   end
   if taken(ARGV[5], ARGV[6]) then return {'collision'} end
   redis.call('HSET', rk, 's', 'c', 'n', ARGV[6], 't', now)
-  redis.call('HSET', fk, 'r', ARGV[6])
+  redis.call('HSET', fk, 'r', ARGV[6], 'l', now)
   local ae, re = pair(fid, {f[1], f[5] or '', f[4] or '', f[6] or ''}, ARGV[5], ARGV[6],
     tonumber(ARGV[7]), tonumber(ARGV[8]), deadline)
   return {'ok', f[1], fid, int(ae), int(re), f[5] or '', f[6] or ''}
@@ -150,6 +150,25 @@ elseif op == 'revoke_family' then
   if redis.call('HGET', P .. 't:' .. fid, 'u') ~= ARGV[5] then return {} end
   kill_family(P, fid)
   return {fid}
+
+elseif op == 'list' then
+  -- ARGV[4] user. Returns 6 strings per live family: id, created, last refreshed
+  -- ('' if never), expires (its last token), session handle, scope.
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+  local out = {}
+  local fams = redis.call('ZRANGE', idx, 0, -1, 'WITHSCORES')
+  for i = 1, #fams, 2 do
+    local f = redis.call('HMGET', P .. 't:' .. fams[i], 'u', 'c', 'l', 'sh', 'sc')
+    if f[1] == ARGV[4] then
+      out[#out + 1] = fams[i]
+      out[#out + 1] = f[2] or ''
+      out[#out + 1] = f[3] or ''
+      out[#out + 1] = int(tonumber(fams[i + 1]))
+      out[#out + 1] = f[4] or ''
+      out[#out + 1] = f[5] or ''
+    end
+  end
+  return out
 
 elseif op == 'revoke_user' then
   -- ARGV[4] user. Returns the revoked families.
