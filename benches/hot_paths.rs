@@ -17,6 +17,7 @@ use axum::http::{Request, header};
 use axum::routing::{get, post};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::ServiceExt;
+use tower_redis_session::tokens::{TokenConfig, Tokens};
 use tower_redis_session::{
     Key, MemoryStore, RedisStore, Session, SessionConfig, SessionKey, SessionLayer, SessionStore,
 };
@@ -106,6 +107,35 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| call(&signed, "GET", "/read", Some(forged)))
     });
+    // Tokens: authenticate a live access token (MemoryStore / Redis), and refuse a
+    // forged one (checked without the store).
+    for (name, tokens) in [
+        (
+            "memory",
+            Tokens::new(MemoryStore::new(), TokenConfig::default()).unwrap(),
+        ),
+        (
+            "redis",
+            Tokens::new(
+                RedisStore::from_url(&redis.url()).unwrap(),
+                TokenConfig::default(),
+            )
+            .unwrap(),
+        ),
+    ] {
+        let pair = rt.block_on(tokens.issue("bench")).unwrap();
+        let access = pair.access_token().to_owned();
+        c.bench_function(&format!("tokens {name}: authenticate"), |b| {
+            b.to_async(&rt).iter(|| tokens.authenticate(&access))
+        });
+        let mut forged = access.clone().into_bytes();
+        let last = forged.len() - 5;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        c.bench_function(&format!("tokens {name}: forged token refused"), |b| {
+            b.to_async(&rt).iter(|| tokens.authenticate(&forged))
+        });
+    }
     let plain_layer = app(MemoryStore::new(), false);
     c.bench_function("request: no cookie, untouched", |b| {
         b.to_async(&rt)
