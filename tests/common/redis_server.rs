@@ -73,11 +73,15 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         // The shell starts redis-server and kills it once this test process is gone.
+        // Once the test process is gone, its data directory goes too (not when only
+        // Redis stopped: restart tests reuse it).
         let script = format!(
             "redis-server \"$@\" & r=$!; \
              while kill -0 {parent} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done; \
-             kill $r 2>/dev/null",
-            parent = std::process::id()
+             kill $r 2>/dev/null; \
+             if ! kill -0 {parent} 2>/dev/null; then sleep 0.5; rm -rf '{dir}'; fi",
+            parent = std::process::id(),
+            dir = self.dir.display()
         );
         let port = self.port.to_string();
         let dir = self.dir.to_string_lossy().into_owned();
