@@ -184,6 +184,18 @@ impl MemoryStore {
         self.lock().salt
     }
 
+    /// Removes a session and returns it if it was live. In memory, a delete (logout)
+    /// and a take (the first half of a login) are the same operation.
+    fn remove_live(&self, key: &SessionKey) -> Option<Record> {
+        let mk = self.map_key(key);
+        let mut map = self.lock();
+        let live = map.live(&mk, Instant::now()).is_some();
+        let entry = map.entries.remove(&mk);
+        entry
+            .filter(|_| live)
+            .map(|e| Record::from_fields(e.fields))
+    }
+
     fn map_key(&self, key: &SessionKey) -> MapKey {
         (self.namespace.clone(), key.clone())
     }
@@ -343,7 +355,8 @@ impl SessionStore for MemoryStore {
             }
             None => {
                 // Its deadline passed: it expires now.
-                if map.entries.remove(&mk).is_some() || matches!(mode, WriteMode::Update) {
+                // (An update's entry is still in the map, its fields taken.)
+                if map.entries.remove(&mk).is_some() {
                     map.note_expired(&self.namespace, &fields);
                 }
                 Ok(WriteOutcome::Gone)
@@ -352,23 +365,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let mk = self.map_key(key);
-        let mut map = self.lock();
-        let live = map.live(&mk, Instant::now()).is_some();
-        let entry = map.entries.remove(&mk);
-        Ok(entry
-            .filter(|_| live)
-            .map(|e| Record::from_fields(e.fields)))
+        Ok(self.remove_live(key))
     }
 
     async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let mk = self.map_key(key);
-        let mut map = self.lock();
-        let live = map.live(&mk, Instant::now()).is_some();
-        let entry = map.entries.remove(&mk);
-        Ok(entry
-            .filter(|_| live)
-            .map(|e| Record::from_fields(e.fields)))
+        Ok(self.remove_live(key))
     }
 
     async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
