@@ -8,7 +8,7 @@ use http::{HeaderValue, Request, Response, header};
 use tower_service::Service;
 
 use crate::cookie::{self, CookieCodec};
-use crate::events::{EventKind, SessionEvent};
+use crate::events::EventKind;
 use crate::future::ResponseFuture;
 use crate::layer::SessionLayer;
 use crate::session::{Commit, Context as SessionContext, CookieAction, RequestMeta, Session};
@@ -112,12 +112,9 @@ fn request_meta<B>(req: &Request<B>, ip_header: Option<&http::HeaderName>) -> Re
 /// Queues an [`EventKind::InvalidCookie`] event, fingerprinted by a keyed hash of the
 /// request's `Cookie` headers.
 fn invalid_cookie_event<B>(ctx: &SessionContext, req: &Request<B>, meta: &RequestMeta) {
-    if !ctx.events.enabled() {
+    let Some(mut event) = ctx.event(EventKind::InvalidCookie, None, None, Some(meta)) else {
         return;
-    }
-    let mut event = SessionEvent::new(EventKind::InvalidCookie, ctx.store.namespace());
-    event.ip = meta.ip;
-    event.user_agent = meta.user_agent().map(str::to_owned);
+    };
     let mut raw = Vec::new();
     for v in req.headers().get_all(header::COOKIE) {
         raw.extend_from_slice(v.as_bytes());

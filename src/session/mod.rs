@@ -90,8 +90,21 @@ impl Context {
         user: Option<&str>,
         meta: Option<&RequestMeta>,
     ) {
+        if let Some(event) = self.event(kind, handle, user, meta) {
+            self.events.emit(event);
+        }
+    }
+
+    /// The event to queue, or `None` when no hook is installed.
+    pub(crate) fn event(
+        &self,
+        kind: EventKind,
+        handle: Option<SessionHandle>,
+        user: Option<&str>,
+        meta: Option<&RequestMeta>,
+    ) -> Option<SessionEvent> {
         if !self.events.enabled() {
-            return;
+            return None;
         }
         let mut event = SessionEvent::new(kind, self.store.namespace());
         event.handle = handle;
@@ -100,7 +113,7 @@ impl Context {
             event.ip = meta.ip;
             event.user_agent = meta.user_agent().map(str::to_owned);
         }
-        self.events.emit(event);
+        Some(event)
     }
 
     /// The TTL inputs of a write made at `now_ms`.
