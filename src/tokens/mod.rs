@@ -412,6 +412,8 @@ pub struct Tokens {
     backend: Backend,
     config: Arc<TokenConfig>,
     events: Arc<crate::events::Dispatcher>,
+    /// The key that checks token secrets, derived once from the namespace salt.
+    check_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     #[cfg(feature = "jwt")]
     jwt: Option<Arc<JwtKeys>>,
 }
@@ -430,6 +432,7 @@ impl Tokens {
             backend: store.into_backend(),
             config: Arc::new(config),
             events: Arc::default(),
+            check_key: Arc::default(),
             #[cfg(feature = "jwt")]
             jwt: None,
         })
@@ -454,6 +457,14 @@ impl Tokens {
         self.events
             .install(Arc::new(hook), crate::events::DEFAULT_CAPACITY);
         self
+    }
+
+    /// The key that checks token secrets (read and derived on first use, then cached).
+    async fn check_key(&self) -> Result<[u8; 32], StoreError> {
+        self.check_key
+            .get_or_try_init(|| self.backend.check_key())
+            .await
+            .copied()
     }
 
     fn emit(&self, kind: crate::events::EventKind, user: Option<&str>, family: Option<FamilyId>) {
@@ -525,7 +536,7 @@ impl Tokens {
         for _ in 0..COLLISION_RETRIES {
             let family = FamilyId(Uuid::new_v4());
             let fid = family.to_string();
-            let key = self.backend.check_key().await?;
+            let key = self.check_key().await?;
             let access = Opaque::generate(Kind::Access, tag, &key)?;
             let refresh = Opaque::generate(Kind::Refresh, tag, &key)?;
             let now = now_ms();
@@ -615,7 +626,7 @@ impl Tokens {
         let token = Opaque::parse(access_token)
             .filter(|t| t.kind() == Kind::Access)
             .ok_or(TokenError::InvalidToken)?;
-        if !token.verify(&self.backend.check_key().await?) {
+        if !token.verify(&self.check_key().await?) {
             return Err(TokenError::InvalidToken);
         }
         let stored = token.stored();
@@ -646,7 +657,7 @@ impl Tokens {
     ///   revoked.
     /// - [`TokenError::Store`]: the store failed.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
-        let key = self.backend.check_key().await?;
+        let key = self.check_key().await?;
         let presented = Opaque::parse(refresh_token)
             .filter(|t| t.kind() == Kind::Refresh && t.verify(&key))
             .ok_or(TokenError::InvalidGrant)?
@@ -725,7 +736,7 @@ impl Tokens {
         let Some(t) = Opaque::parse(token) else {
             return Ok(());
         };
-        if !t.verify(&self.backend.check_key().await?) {
+        if !t.verify(&self.check_key().await?) {
             return Ok(());
         }
         let stored = t.stored();
