@@ -48,15 +48,11 @@ async fn traffic(app: &axum::Router, n: usize) {
 }
 
 async fn stream_ids(url: &str, stream: &str) -> Vec<String> {
-    let mut conn = common::stores::redis_conn(url).await;
-    let reply: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    common::stores::stream_entries(url, stream)
         .await
-        .unwrap();
-    reply.into_iter().map(|(id, _)| id).collect()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 async fn row_ids(db: &tokio_postgres::Client, ns: &str) -> Vec<String> {

@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use common::{Client, TestStore};
 use tower_redis_session::store::{Clock, Patch, WriteMode, WriteOutcome};
 use tower_redis_session::{
-    Expiry, Key, LimitPolicy, MemoryStore, Session, SessionConfig, SessionError, SessionHandle,
-    SessionKey, SessionLayer,
+    Expiry, Key, LimitPolicy, MemoryStore, Session, SessionConfig, SessionError, SessionKey,
+    SessionLayer,
 };
 
 /// Generates one `#[tokio::test]` per case for a store constructor.
@@ -360,63 +360,31 @@ mod cases {
                 get(|session: Session| async move {
                     Ok::<_, SessionError>(session.is_empty().await?.to_string())
                 }),
-            )
-            .route(
-                "/handle",
-                get(|session: Session| async move {
-                    Ok::<_, SessionError>(session.handle().await?.to_string())
-                }),
             );
-        let per_user = Router::new()
-            .route(
-                "/sessions",
-                get(|session: Session| async move {
-                    let list = session.user_sessions().await?;
-                    Ok::<_, SessionError>(
-                        list.iter()
-                            .map(|s| {
-                                format!(
-                                    "{}|{}|{}|{}\n",
-                                    s.handle(),
-                                    s.ip().unwrap_or("-"),
-                                    s.user_agent().unwrap_or("-"),
-                                    s.is_current()
-                                )
-                            })
-                            .collect::<String>(),
-                    )
-                }),
-            )
-            .route(
-                "/revoke",
-                post(
-                    |session: Session, Query(q): Query<HandleParam>| async move {
-                        let handle = SessionHandle::parse(&q.handle).unwrap();
-                        Ok::<_, SessionError>(session.revoke(handle).await?.to_string())
-                    },
-                ),
-            )
-            .route(
-                "/revoke_others",
-                post(|session: Session| async move {
-                    Ok::<_, SessionError>(session.revoke_other_sessions().await?.to_string())
-                }),
-            )
-            .route(
-                "/everywhere",
-                post(|session: Session| async move {
-                    Ok::<_, SessionError>(session.logout_everywhere().await?.to_string())
-                }),
-            );
+        let per_user = Router::new().route(
+            "/sessions",
+            get(|session: Session| async move {
+                let list = session.user_sessions().await?;
+                Ok::<_, SessionError>(
+                    list.iter()
+                        .map(|s| {
+                            format!(
+                                "{}|{}|{}|{}\n",
+                                s.handle(),
+                                s.ip().unwrap_or("-"),
+                                s.user_agent().unwrap_or("-"),
+                                s.is_current()
+                            )
+                        })
+                        .collect::<String>(),
+                )
+            }),
+        );
         routes::routes()
             .merge(extra)
             .merge(per_user)
+            .merge(common::session_routes::per_user())
             .layer(SessionLayer::new(s, config).unwrap())
-    }
-
-    #[derive(serde::Deserialize)]
-    struct HandleParam {
-        handle: String,
     }
 
     /// Lines of `/sessions`: (handle, ip, user agent, current).

@@ -11,34 +11,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Query;
-use axum::routing::{get, post};
 use common::{Client, RedisServer};
 use redis::AsyncCommands as _;
 use tower_redis_session::events::{EventKind, SessionEvent};
-use tower_redis_session::{
-    LimitPolicy, RedisStore, Session, SessionConfig, SessionError, SessionHandle, SessionLayer,
-};
+use tower_redis_session::{LimitPolicy, RedisStore, SessionConfig, SessionLayer};
 
 type Entry = HashMap<String, String>;
 
 /// All entries of a stream, oldest first.
 async fn entries(url: &str, stream: &str) -> Vec<Entry> {
-    let mut conn = common::stores::redis_conn(url).await;
-    let reply: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    common::stores::stream_entries(url, stream)
         .await
-        .unwrap();
-    reply
         .into_iter()
-        .map(|(_, flat)| {
-            flat.chunks_exact(2)
-                .map(|kv| (kv[0].clone(), kv[1].clone()))
-                .collect()
-        })
+        .map(|(_, fields)| fields)
         .collect()
 }
 
@@ -52,44 +37,10 @@ fn kinds(entries: &[Entry]) -> Vec<String> {
         .collect()
 }
 
-#[derive(serde::Deserialize)]
-struct HandleParam {
-    handle: String,
-}
-
 fn app(store: RedisStore, config: SessionConfig) -> (Router, SessionLayer) {
     let layer = SessionLayer::new(store, config).unwrap();
     let app = routes::routes()
-        .route(
-            "/cycle",
-            post(|s: Session| async move {
-                s.cycle_id().await?;
-                Ok::<_, SessionError>("ok")
-            }),
-        )
-        .route(
-            "/handle",
-            get(|s: Session| async move { Ok::<_, SessionError>(s.handle().await?.to_string()) }),
-        )
-        .route(
-            "/revoke",
-            post(|s: Session, Query(q): Query<HandleParam>| async move {
-                let h = SessionHandle::parse(&q.handle).unwrap();
-                Ok::<_, SessionError>(s.revoke(h).await?.to_string())
-            }),
-        )
-        .route(
-            "/everywhere",
-            post(|s: Session| async move {
-                Ok::<_, SessionError>(s.logout_everywhere().await?.to_string())
-            }),
-        )
-        .route(
-            "/sessions",
-            get(|s: Session| async move {
-                Ok::<_, SessionError>(s.user_sessions().await?.len().to_string())
-            }),
-        )
+        .merge(common::session_routes::per_user())
         .layer(layer.clone());
     (app, layer)
 }

@@ -10,13 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Query;
-use axum::routing::post;
 use common::{Client, TestStore};
 use tower_redis_session::events::{EventKind, RevokeReason, SessionEvent};
-use tower_redis_session::{
-    LimitPolicy, MemoryStore, Session, SessionConfig, SessionError, SessionHandle, SessionLayer,
-};
+use tower_redis_session::{LimitPolicy, MemoryStore, SessionConfig, SessionLayer};
 
 macro_rules! event_cases {
     ($store:ident, $make:path; $($case:ident),* $(,)?) => {
@@ -81,11 +77,6 @@ impl Recorder {
 mod cases {
     use super::*;
 
-    #[derive(serde::Deserialize)]
-    struct HandleParam {
-        handle: String,
-    }
-
     fn config() -> SessionConfig {
         SessionConfig::default().with_client_ip_header(http::HeaderName::from_static("x-real-ip"))
     }
@@ -95,41 +86,7 @@ mod cases {
             .unwrap()
             .with_events(rec.hook());
         let app = routes::routes()
-            .route(
-                "/cycle",
-                post(|session: Session| async move {
-                    session.cycle_id().await?;
-                    Ok::<_, SessionError>("ok")
-                }),
-            )
-            .route(
-                "/handle",
-                axum::routing::get(|session: Session| async move {
-                    Ok::<_, SessionError>(session.handle().await?.to_string())
-                }),
-            )
-            .route(
-                "/revoke",
-                post(
-                    |session: Session, Query(q): Query<HandleParam>| async move {
-                        let h = SessionHandle::parse(&q.handle).unwrap();
-                        Ok::<_, SessionError>(session.revoke(h).await?.to_string())
-                    },
-                ),
-            )
-            .route(
-                "/everywhere",
-                post(|session: Session| async move {
-                    Ok::<_, SessionError>(session.logout_everywhere().await?.to_string())
-                }),
-            )
-            .route(
-                "/destroy_unread",
-                post(|session: Session| async move {
-                    session.destroy().await?;
-                    Ok::<_, SessionError>("ok")
-                }),
-            )
+            .merge(common::session_routes::per_user())
             .layer(layer.clone());
         (app, layer)
     }
@@ -214,7 +171,7 @@ mod cases {
         );
         let bob = events[1].handle.unwrap().to_string();
         check(&events[1], EventKind::Login, Some(&bob), Some("bob"));
-        d.post("/destroy_unread").await;
+        d.post("/logout").await;
         check(
             &rec.take(1).await[0],
             EventKind::Logout,
@@ -222,7 +179,7 @@ mod cases {
             Some("bob"),
         );
         // Destroying nothing is no event.
-        d.post("/destroy_unread").await;
+        d.post("/logout").await;
         rec.take(0).await;
     }
 

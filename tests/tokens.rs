@@ -284,14 +284,7 @@ mod cases {
                     },
                 ),
             )
-            .route(
-                "/everywhere",
-                post(|session: Session| async move {
-                    Ok::<_, tower_redis_session::SessionError>(
-                        session.logout_everywhere().await?.to_string(),
-                    )
-                }),
-            )
+            .merge(common::session_routes::per_user())
             .route(
                 "/me",
                 get(|Bearer(claims): Bearer| async move { claims.user_id().to_owned() }),

@@ -6,6 +6,7 @@ pub mod client;
 pub mod cluster;
 pub mod postgres;
 pub mod redis_server;
+pub mod session_routes;
 pub mod stores;
 
 pub use client::Client;

@@ -167,3 +167,28 @@ pub async fn dump(conn: &mut redis::aio::MultiplexedConnection, keys: &[String])
     }
     dump
 }
+
+/// Every entry of a stream, oldest first: its id and its fields.
+pub async fn stream_entries(
+    url: &str,
+    stream: &str,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let mut conn = redis_conn(url).await;
+    let reply: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    reply
+        .into_iter()
+        .map(|(id, flat)| {
+            let fields = flat
+                .chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect();
+            (id, fields)
+        })
+        .collect()
+}
