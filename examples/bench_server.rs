@@ -26,14 +26,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    // REDIS_CONNECTIONS: pool size (multiplexed connections shared by all requests).
-    let connections: usize = std::env::var("REDIS_CONNECTIONS")
+    // REDIS_CONNECTIONS: pool size (multiplexed connections shared by all requests);
+    // the store's default (1) when unset.
+    let mut store = RedisStore::builder(url);
+    if let Some(n) = std::env::var("REDIS_CONNECTIONS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(16);
-    let store = RedisStore::builder(url)
-        .max_connections(connections)
-        .build()?;
+    {
+        store = store.max_connections(n);
+    }
+    let store = store.build()?;
     let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default())?);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on 127.0.0.1:{port}");

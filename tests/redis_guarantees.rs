@@ -43,12 +43,12 @@ fn calls(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
 /// `write.lua` creating an anonymous session: condition check, one `HSET` (data and
 /// `m:s`/`m:e`), `PEXPIRE`.
 const CREATE: &[(&str, u64)] = &[("evalsha", 1), ("exists", 1), ("hset", 1), ("pexpire", 1)];
-/// `write.lua` updating a session: one `HMGET` (existence and TTL inputs), `HSET`,
+/// `update.lua` updating a session: one `HMGET` (existence and TTL inputs), `HSET`,
 /// `PEXPIRE`. A logged-in session's index entry was written with slack at login, so
 /// the update leaves the index alone.
 const UPDATE: &[(&str, u64)] = &[("evalsha", 1), ("hmget", 1), ("hset", 1), ("pexpire", 1)];
 const UPDATE_INDEXED: &[(&str, u64)] = UPDATE;
-/// `write.lua` refreshing a logged-in session past its index score: re-indexes it
+/// `update.lua` refreshing a logged-in session past its index score: re-indexes it
 /// (`ZADD`, `PTTL`, `PEXPIRE` of the index and its handle map).
 const TOUCH_INDEXED: &[(&str, u64)] = &[
     ("evalsha", 1),
@@ -103,6 +103,7 @@ async fn redis_command_budget_per_request() {
     let app = app(&server.url(), config);
     // Warm up: open the pooled connection, load the scripts, read the user-tag salt.
     let mut warm = Client::new(app.clone());
+    warm.post("/incr").await;
     warm.post("/incr").await;
     warm.post("/login?user=w").await;
     warm.post("/logout").await;

@@ -1,16 +1,15 @@
--- One conditional write of a session hash (fields: src/session/record.rs), keeping the
--- user index of its slot in step. Mirrors MemoryStore::write; the conformance suite
--- checks both. Each redis.call costs ~1 µs of Redis CPU, so the common update is three
--- calls: HMGET (existence via m:e, which every write stamps, and the TTL inputs), HSET,
--- PEXPIRE. The user index is written with slack (score = expiry + ttl/2, remembered in
+-- One conditional write of a session hash (fields: src/session/record.rs) that creates
+-- or moves it, keeping the user index of its slot in step. Mirrors MemoryStore::write;
+-- the conformance suite checks both. (Updates of an existing key, the hot path, have
+-- their own lean script: update.lua.) The user index is written with slack (score = expiry + ttl/2, remembered in
 -- m:x) and only touched again once a write's expiry passes that score: scores never
 -- fall below a session's real expiry, so pruning by score never drops a live session.
 --
 -- KEYS[1]  the session key to write: <ns>:{<tag>}:s:<member>
 -- KEYS[2]  the user index of the same slot: <ns>:{<tag>}:u
 -- KEYS[3]  (rotate only) the current key, renamed to KEYS[1] first; same slot
--- ARGV[1]  mode: 'c' create (only if absent) | 'u' update (only if present)
---          | 'r' rotate | 'l' login (create + user index + session limit)
+-- ARGV[1]  mode: 'c' create (only if absent) | 'r' rotate
+--          | 'l' login (create + user index + session limit)
 -- ARGV[2]  now, Unix ms (application clock)
 -- ARGV[3]  default idle timeout, ms (used when the record has no m:i)
 -- ARGV[4]  '1': delete every d: field before the rest
@@ -36,9 +35,7 @@ local now = tonumber(ARGV[2])
 local member = ARGV[7]
 local evicted = {}
 
-if mode == 'u' then
-  -- existence is checked with the metadata read below
-elseif mode == 'c' or mode == 'l' then
+if mode == 'c' or mode == 'l' then
   if redis.call('EXISTS', key) == 1 then return {'-1'} end
 else
   if redis.call('EXISTS', KEYS[3]) == 0 then return {'0'} end
@@ -80,11 +77,10 @@ if mode == 'l' then
 end
 
 -- TTL inputs as stored, then as this write leaves them (deletes first, then sets).
-local idle, deadline, user, indexed, handle = false, false, false, false, false
-if mode == 'u' or mode == 'r' then
-  local meta = redis.call('HMGET', key, 'm:e', 'm:i', 'm:d', 'm:u', 'm:x', 'm:h')
-  if not meta[1] and mode == 'u' then return {'0'} end
-  idle, deadline, user, indexed, handle = meta[2], meta[3], meta[4], tonumber(meta[5]), meta[6]
+local idle, deadline, user, handle = false, false, false, false
+if mode == 'r' then
+  local meta = redis.call('HMGET', key, 'm:i', 'm:d', 'm:u', 'm:h')
+  idle, deadline, user, handle = meta[1], meta[2], meta[3], meta[4]
 end
 local first = 13
 local last = first - 1 + 2 * tonumber(ARGV[9])
@@ -117,7 +113,7 @@ if #ARGV > last then redis.call('HDEL', key, unpack(ARGV, last + 1, #ARGV)) end
 local expires = now + ttl
 local fields = {'m:s', ARGV[2], 'm:e', tostring(expires)}
 for i = first, last do fields[#fields + 1] = ARGV[i] end
-if user and (mode ~= 'u' or not indexed or expires > indexed) then
+if user then
   -- (Re)index with slack; the index outlives its longest session.
   local slack = math.floor(ttl / 2)
   redis.call('ZADD', index, expires + slack, member)
