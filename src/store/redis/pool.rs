@@ -3,10 +3,11 @@
 //! store code has one path.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use deadpool::Status;
+use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -113,8 +114,105 @@ impl managed::Manager for ClusterManager {
     }
 }
 
-pub(crate) type OwnPool = managed::Pool<Manager>;
-pub(crate) type OwnClusterPool = managed::Pool<ClusterManager>;
+pub(crate) type OwnPool = Arc<Shared<Manager>>;
+pub(crate) type OwnClusterPool = Arc<Shared<ClusterManager>>;
+
+/// Our pools' connections, kept checked out in slots and shared by every operation.
+///
+/// An operation clones a handle from the next slot: no checkout, no `await`, no
+/// allocation. Only an empty slot (first use) or a connection that failed goes through
+/// the pool. A pool checkout is an async state machine of ~7 KB; awaited on every
+/// operation, it made each store future ~14 KB, copied and heap-allocated per request
+/// (a large allocation that also made glibc consolidate its free lists every time).
+pub(crate) struct Shared<M: managed::Manager> {
+    pool: managed::Pool<M>,
+    slots: Box<[Slot<M>]>,
+    next: AtomicUsize,
+}
+
+struct Slot<M: managed::Manager> {
+    conn: Mutex<Option<managed::Object<M>>>,
+    /// Held while the slot is refilled, so concurrent operations wait for one
+    /// checkout instead of each taking one.
+    refill: tokio::sync::Mutex<()>,
+}
+
+impl<M: managed::Manager> fmt::Debug for Shared<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the slot half-written.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<M, C> Shared<M>
+where
+    M: managed::Manager<Type = Tracked<C>, Error = RedisError>,
+    C: Clone,
+{
+    /// One slot per connection the pool may open.
+    pub(crate) fn new(pool: managed::Pool<M>) -> Self {
+        let slots = (0..pool.status().max_size.max(1))
+            .map(|_| Slot {
+                conn: Mutex::new(None),
+                refill: tokio::sync::Mutex::new(()),
+            })
+            .collect();
+        Self {
+            pool,
+            slots,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A handle on the next slot's connection if it is live, else the slot to refill.
+    pub(crate) fn ready(&self) -> Result<Tracked<C>, usize> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        lock(&self.slots[i].conn)
+            .as_ref()
+            .filter(|c| !c.broken.load(Ordering::Relaxed))
+            .map(|c| c.share())
+            .ok_or(i)
+    }
+
+    /// Fills slot `i` from the pool: its first connection, or a new one after a failure.
+    pub(crate) async fn refill(&self, i: usize) -> Result<Tracked<C>, PoolError<RedisError>> {
+        let slot = &self.slots[i];
+        let _refilling = slot.refill.lock().await;
+        let failed = {
+            let mut conn = lock(&slot.conn);
+            match conn.as_ref() {
+                // Refilled by another operation while this one waited.
+                Some(c) if !c.broken.load(Ordering::Relaxed) => return Ok(c.share()),
+                _ => conn.take(),
+            }
+        };
+        // Back to the pool, whose recycle check discards it.
+        drop(failed);
+        let fresh = self.pool.get().await?;
+        let handle = fresh.share();
+        *lock(&slot.conn) = Some(fresh);
+        Ok(handle)
+    }
+
+    /// The pool's counts, with connections held in slots counted as available: they
+    /// are shared by every operation, never checked out by one.
+    pub(crate) fn status(&self) -> Status {
+        let mut s = self.pool.status();
+        let held = self
+            .slots
+            .iter()
+            .filter(|slot| lock(&slot.conn).is_some())
+            .count();
+        s.available += held;
+        s
+    }
+}
 
 /// A checked-out connection of any pool kind.
 pub(crate) enum Conn {
