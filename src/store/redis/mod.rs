@@ -34,10 +34,14 @@ use crate::session::id::user_tag;
 use crate::session::record::{HANDLE, USER};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
-static WRITE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/write.lua")].concat()));
-static UPDATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/update.lua")].concat()));
+static WRITE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/write.lua")].concat())
+});
+static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/update.lua")].concat())
+});
+/// Shared by the two session-writing scripts (TTL rule, deletions, events).
+const WRITE_LIB: &str = include_str!("scripts/write_lib.lua");
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/take.lua")));
 /// Shared by the scripts that record lifecycle events.
 const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");

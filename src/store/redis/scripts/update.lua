@@ -4,7 +4,7 @@
 -- the common case is HMGET (existence via m:e, which every write stamps, and the TTL
 -- inputs), HSET, PEXPIRE, with the new fields passed straight through. Same semantics
 -- as write.lua in 'u' mode; the conformance suite checks both against MemoryStore.
--- (events_lib.lua is prepended.)
+-- (events_lib.lua and write_lib.lua are prepended.)
 --
 -- KEYS[1]  the session key: <ns>:{<tag>}:s:<member>
 -- KEYS[2]  the user index of the same slot: <ns>:{<tag>}:u
@@ -25,35 +25,15 @@ local meta = redis.call('HMGET', key, 'm:e', 'm:i', 'm:d', 'm:u', 'm:x')
 if not meta[1] then return 0 end
 local idle, deadline, user, indexed = meta[2], meta[3], meta[4], tonumber(meta[5])
 
--- The TTL inputs as this write leaves them (deletes first, then sets).
-local first = 9
-local last = first - 1 + 2 * tonumber(ARGV[5])
-for i = last + 1, #ARGV do
-  local f = ARGV[i]
-  if f == 'm:i' then idle = false elseif f == 'm:d' then deadline = false
-  elseif f == 'm:u' then user = false end
-end
-for i = first, last, 2 do
-  local f = ARGV[i]
-  if f == 'm:i' then idle = ARGV[i + 1] elseif f == 'm:d' then deadline = ARGV[i + 1]
-  elseif f == 'm:u' then user = ARGV[i + 1] end
-end
-local ttl = tonumber(idle) or tonumber(ARGV[2])
-deadline = tonumber(deadline)
-if deadline and deadline - now < ttl then ttl = deadline - now end
+local last = 8 + 2 * tonumber(ARGV[5])
+idle, deadline, user = patched(9, last, idle, deadline, user, false)
+local ttl = ttl_of(idle, deadline, ARGV[2], now)
 if ttl <= 0 then
-  redis.call('DEL', key)
-  if redis.call('ZREM', index, ARGV[4]) == 1 then expired(index .. 'h', ARGV[4], ARGV[1]) end
+  drop_expired(key, index, ARGV[4], ARGV[1])
   return 0
 end
 
-if ARGV[3] == '1' then
-  local names = redis.call('HKEYS', key)
-  for i = 1, #names do
-    if string.sub(names[i], 1, 2) == 'd:' then redis.call('HDEL', key, names[i]) end
-  end
-end
-if #ARGV > last then redis.call('HDEL', key, unpack(ARGV, last + 1, #ARGV)) end
+delete_fields(key, ARGV[3], last)
 local expires = now + ttl
 local score = false
 if user and (not indexed or expires > indexed) then
@@ -68,15 +48,10 @@ if user and (not indexed or expires > indexed) then
 end
 if score then
   redis.call('HSET', key, 'm:s', ARGV[1], 'm:e', tostring(expires), 'm:x', score,
-    unpack(ARGV, first, last))
+    unpack(ARGV, 9, last))
 else
-  redis.call('HSET', key, 'm:s', ARGV[1], 'm:e', tostring(expires), unpack(ARGV, first, last))
+  redis.call('HSET', key, 'm:s', ARGV[1], 'm:e', tostring(expires), unpack(ARGV, 9, last))
 end
 redis.call('PEXPIRE', key, ttl)
-if STREAM ~= '' and ARGV[8] ~= '' then
-  local m = redis.call('HMGET', key, 'm:h', 'm:u', 'm:ip', 'm:ua')
-  for kind in string.gmatch(ARGV[8], '%S+') do
-    xadd(ARGV[1], kind, '', m[1], m[2], m[3], m[4])
-  end
-end
+record(key, ARGV[1], ARGV[8])
 return ttl

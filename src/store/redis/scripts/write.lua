@@ -22,8 +22,9 @@
 -- ARGV[12] events to record once written, space-separated ('created', 'login',
 --          'id_rotated', 'refreshed'), or ''
 -- ARGV[13 .. 12+2n] field/value pairs; every later ARGV is a field to delete
--- (events_lib.lua is prepended: evictions and expiries found on the way are recorded
--- too, and the slot's handle map <index>h is kept in step with the index.)
+-- (events_lib.lua and write_lib.lua are prepended: evictions and expiries found on the
+-- way are recorded too, and the slot's handle map <index>h is kept in step with the
+-- index.)
 -- Returns strings: {ttl, evicted handles...} when written (ttl > 0, ms); {'0'} if the
 -- session is gone (or passed its deadline and was deleted); {'-1'} if the target key
 -- exists; {'-2'} if the login was rejected by the limit.
@@ -84,32 +85,14 @@ if mode == 'r' then
 end
 local first = 13
 local last = first - 1 + 2 * tonumber(ARGV[9])
-for i = last + 1, #ARGV do
-  local f = ARGV[i]
-  if f == 'm:i' then idle = false elseif f == 'm:d' then deadline = false
-  elseif f == 'm:u' then user = false end
-end
-for i = first, last, 2 do
-  local f = ARGV[i]
-  if f == 'm:i' then idle = ARGV[i + 1] elseif f == 'm:d' then deadline = ARGV[i + 1]
-  elseif f == 'm:u' then user = ARGV[i + 1] elseif f == 'm:h' then handle = ARGV[i + 1] end
-end
-local ttl = tonumber(idle) or tonumber(ARGV[3])
-deadline = tonumber(deadline)
-if deadline and deadline - now < ttl then ttl = deadline - now end
+idle, deadline, user, handle = patched(first, last, idle, deadline, user, handle)
+local ttl = ttl_of(idle, deadline, ARGV[3], now)
 if ttl <= 0 then
-  redis.call('DEL', key)
-  if redis.call('ZREM', index, member) == 1 then expired(uh, member, ARGV[2]) end
+  drop_expired(key, index, member, ARGV[2])
   return {'0'}
 end
 
-if ARGV[4] == '1' then
-  local names = redis.call('HKEYS', key)
-  for i = 1, #names do
-    if string.sub(names[i], 1, 2) == 'd:' then redis.call('HDEL', key, names[i]) end
-  end
-end
-if #ARGV > last then redis.call('HDEL', key, unpack(ARGV, last + 1, #ARGV)) end
+delete_fields(key, ARGV[4], last)
 local expires = now + ttl
 local fields = {'m:s', ARGV[2], 'm:e', tostring(expires)}
 for i = first, last do fields[#fields + 1] = ARGV[i] end
@@ -134,10 +117,5 @@ if user then
 end
 redis.call('HSET', key, unpack(fields))
 redis.call('PEXPIRE', key, ttl)
-if STREAM ~= '' and ARGV[12] ~= '' then
-  local m = redis.call('HMGET', key, 'm:h', 'm:u', 'm:ip', 'm:ua')
-  for kind in string.gmatch(ARGV[12], '%S+') do
-    xadd(ARGV[2], kind, '', m[1], m[2], m[3], m[4])
-  end
-end
+record(key, ARGV[2], ARGV[12])
 return {tostring(ttl), unpack(evicted)}

@@ -1,0 +1,55 @@
+-- Prepended (after events_lib.lua) to write.lua and update.lua: what every write of a
+-- session hash does the same way.
+
+-- The TTL inputs (idle override, deadline, user, handle) as a write leaves them: the
+-- patch's deletes (ARGV[last + 1 ..]) first, then its field/value pairs
+-- (ARGV[first .. last]).
+local function patched(first, last, idle, deadline, user, handle)
+  for i = last + 1, #ARGV do
+    local f = ARGV[i]
+    if f == 'm:i' then idle = false elseif f == 'm:d' then deadline = false
+    elseif f == 'm:u' then user = false end
+  end
+  for i = first, last, 2 do
+    local f = ARGV[i]
+    if f == 'm:i' then idle = ARGV[i + 1] elseif f == 'm:d' then deadline = ARGV[i + 1]
+    elseif f == 'm:u' then user = ARGV[i + 1] elseif f == 'm:h' then handle = ARGV[i + 1] end
+  end
+  return idle, deadline, user, handle
+end
+
+-- The TTL rule: min(idle override or the default, deadline - now); <= 0 once the
+-- deadline has passed.
+local function ttl_of(idle, deadline, default_idle, now)
+  local ttl = tonumber(idle) or tonumber(default_idle)
+  deadline = tonumber(deadline)
+  if deadline and deadline - now < ttl then ttl = deadline - now end
+  return ttl
+end
+
+-- Deletes a session past its deadline, reporting its expiry once if it was indexed.
+local function drop_expired(key, index, member, now)
+  redis.call('DEL', key)
+  if redis.call('ZREM', index, member) == 1 then expired(index .. 'h', member, now) end
+end
+
+-- The patch's deletions: every d: field first when `clear` is '1', then the fields
+-- listed after ARGV[last].
+local function delete_fields(key, clear, last)
+  if clear == '1' then
+    local names = redis.call('HKEYS', key)
+    for i = 1, #names do
+      if string.sub(names[i], 1, 2) == 'd:' then redis.call('HDEL', key, names[i]) end
+    end
+  end
+  if #ARGV > last then redis.call('HDEL', key, unpack(ARGV, last + 1, #ARGV)) end
+end
+
+-- Records the events `kinds` (space-separated) of a write that happened.
+local function record(key, now, kinds)
+  if STREAM == '' or kinds == '' then return end
+  local m = redis.call('HMGET', key, 'm:h', 'm:u', 'm:ip', 'm:ua')
+  for kind in string.gmatch(kinds, '%S+') do
+    xadd(now, kind, '', m[1], m[2], m[3], m[4])
+  end
+end
