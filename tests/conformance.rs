@@ -1,6 +1,7 @@
 //! One behaviour suite, run against every store: `MemoryStore` and `RedisStore` on a
 //! real `redis-server`. Same cases, same assertions.
 
+#[macro_use]
 mod common;
 #[path = "../examples/shared/routes.rs"]
 mod routes;
@@ -13,28 +14,12 @@ use axum::routing::{get, post};
 use common::{Client, TestStore};
 use tower_redis_session::store::{Clock, Patch, WriteMode, WriteOutcome};
 use tower_redis_session::{
-    Expiry, Key, LimitPolicy, MemoryStore, Session, SessionConfig, SessionError, SessionKey,
-    SessionLayer,
+    Expiry, Key, LimitPolicy, Session, SessionConfig, SessionError, SessionKey, SessionLayer,
 };
-
-/// Generates one `#[tokio::test]` per case for a store constructor.
-macro_rules! conformance {
-    ($store:ident, $make:path; $($case:ident),* $(,)?) => {
-        mod $store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let ns = concat!(stringify!($store), "-", stringify!($case));
-                    super::cases::$case($make(ns)).await;
-                }
-            )*
-        }
-    };
-}
 
 macro_rules! all_cases {
     ($store:ident, $make:path) => {
-        conformance!($store, $make;
+        store_cases!($store, $make;
             create_is_nx, update_is_xx, rotate_moves_within_slot, patch_writes_only_its_fields,
             ttl_capped_at_deadline, expiry_really_evicts, delete_reports_existence,
             untouched_session_costs_nothing, empty_new_session_is_not_saved,
@@ -54,14 +39,6 @@ macro_rules! all_cases {
     };
 }
 
-fn memory(ns: &str) -> MemoryStore {
-    MemoryStore::new().with_namespace(ns).unwrap()
-}
-
-fn redis(ns: &str) -> tower_redis_session::RedisStore {
-    common::stores::redis_store(ns)
-}
-
 /// `RedisStore::from_pool` on the user's own `deadpool_redis::Pool`.
 fn redis_user_pool(ns: &str) -> tower_redis_session::RedisStore {
     let url = common::RedisServer::shared().url();
@@ -75,8 +52,8 @@ fn redis_user_pool(ns: &str) -> tower_redis_session::RedisStore {
         .unwrap()
 }
 
-all_cases!(memory_store, super::memory);
-all_cases!(redis_store, super::redis);
+all_cases!(memory_store, super::common::stores::memory_store);
+all_cases!(redis_store, super::common::stores::redis_store);
 all_cases!(redis_user_pool, super::redis_user_pool);
 all_cases!(redis_cluster, super::common::stores::cluster_store);
 

@@ -2,6 +2,7 @@
 //! fields and nothing secret, on `MemoryStore` and on a real `redis-server`; the hook
 //! never blocks a request.
 
+#[macro_use]
 mod common;
 #[path = "../examples/shared/routes.rs"]
 mod routes;
@@ -14,39 +15,17 @@ use common::{Client, TestStore};
 use tower_redis_session::events::{EventKind, RevokeReason, SessionEvent};
 use tower_redis_session::{LimitPolicy, MemoryStore, SessionConfig, SessionLayer};
 
-macro_rules! event_cases {
-    ($store:ident, $make:path; $($case:ident),* $(,)?) => {
-        mod $store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let ns = concat!(stringify!($store), "-", stringify!($case));
-                    super::cases::$case($make(ns)).await;
-                }
-            )*
-        }
-    };
-}
-
 macro_rules! all_cases {
     ($store:ident, $make:path) => {
-        event_cases!($store, $make;
+        store_cases!($store, $make;
             session_lifecycle_events, revocation_events, invalid_cookie_events,
             no_secret_in_any_event, expiry_is_reported_once,
         );
     };
 }
 
-fn memory(ns: &str) -> MemoryStore {
-    MemoryStore::new().with_namespace(ns).unwrap()
-}
-
-fn redis(ns: &str) -> tower_redis_session::RedisStore {
-    common::stores::redis_store(ns)
-}
-
-all_cases!(memory_store, super::memory);
-all_cases!(redis_store, super::redis);
+all_cases!(memory_store, super::common::stores::memory_store);
+all_cases!(redis_store, super::common::stores::redis_store);
 
 /// Collects events delivered to the hook.
 #[derive(Clone, Default)]

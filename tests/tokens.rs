@@ -2,6 +2,7 @@
 //! `redis-server`, and `RedisStore` on a 3-master Redis Cluster; then Redis-only checks
 //! (command counts for hostile tokens, no secret in a dump, key TTLs).
 
+#[macro_use]
 mod common;
 #[path = "../examples/shared/routes.rs"]
 mod routes;
@@ -19,43 +20,23 @@ use tower_redis_session::tokens::{
 };
 use tower_redis_session::{MemoryStore, Session, SessionConfig, SessionLayer};
 
-/// Generates one `#[tokio::test]` per case for a store constructor.
-macro_rules! token_cases {
+macro_rules! all_cases {
     ($store:ident, $make:path) => {
-        mod $store {
-            token_cases!(@each $make;
-                rotation_chain, access_ttl_and_refresh_inactivity, family_absolute_lifetime,
-                reuse_outside_grace_kills_family, grace_tolerates_only_the_previous_token,
-                concurrent_refreshes_yield_one_pair, revocation_per_rfc7009,
-                revoke_user_ends_sessions_and_tokens, logout_everywhere_ends_tokens,
-                session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
-                bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
-                list_families,
-            );
-        }
-    };
-    (@each $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let ns = concat!(module_path!(), "-", stringify!($case)).replace("::", "-");
-                super::cases::$case($make(&ns)).await;
-            }
-        )*
+        store_cases!($store, $make;
+            rotation_chain, access_ttl_and_refresh_inactivity, family_absolute_lifetime,
+            reuse_outside_grace_kills_family, grace_tolerates_only_the_previous_token,
+            concurrent_refreshes_yield_one_pair, revocation_per_rfc7009,
+            revoke_user_ends_sessions_and_tokens, logout_everywhere_ends_tokens,
+            session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
+            bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
+            list_families,
+        );
     };
 }
 
-fn memory(ns: &str) -> MemoryStore {
-    MemoryStore::new().with_namespace(ns).unwrap()
-}
-
-fn redis(ns: &str) -> tower_redis_session::RedisStore {
-    common::stores::redis_store(ns)
-}
-
-token_cases!(memory_store, super::memory);
-token_cases!(redis_store, super::redis);
-token_cases!(redis_cluster, super::common::stores::cluster_store);
+all_cases!(memory_store, super::common::stores::memory_store);
+all_cases!(redis_store, super::common::stores::redis_store);
+all_cases!(redis_cluster, super::common::stores::cluster_store);
 
 mod cases {
     use super::*;

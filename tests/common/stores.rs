@@ -118,6 +118,11 @@ pub fn redis_store_on(url: &str, namespace: &str) -> RedisStore {
         .unwrap()
 }
 
+/// A `MemoryStore` under `namespace`.
+pub fn memory_store(namespace: &str) -> MemoryStore {
+    MemoryStore::new().with_namespace(namespace).unwrap()
+}
+
 /// A Redis store on the shared server of this test binary.
 pub fn redis_store(namespace: &str) -> RedisStore {
     RedisStore::from_url(&super::RedisServer::shared().url())
