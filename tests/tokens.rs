@@ -18,7 +18,7 @@ use common::{Client, TestStore};
 use tower_redis_session::tokens::{
     Bearer, IssueOptions, TokenConfig, TokenError, TokenPair, TokenStore, Tokens,
 };
-use tower_redis_session::{MemoryStore, Session, SessionConfig, SessionLayer};
+use tower_redis_session::{Session, SessionConfig, SessionLayer};
 
 macro_rules! all_cases {
     ($store:ident, $make:path) => {
@@ -676,9 +676,12 @@ mod jwt {
         assert_eq!(c.user_id(), "alice");
 
         // Forged: signed with another key, or altered, or alg=none. No Redis command.
-        let other = Tokens::new(MemoryStore::new(), TokenConfig::default())
-            .unwrap()
-            .with_jwt(JwtKeys::hs256(&[7; 32]).unwrap().with_issuer("test"));
+        let other = Tokens::new(
+            tower_redis_session::MemoryStore::new(),
+            TokenConfig::default(),
+        )
+        .unwrap()
+        .with_jwt(JwtKeys::hs256(&[7; 32]).unwrap().with_issuer("test"));
         let foreign = other.issue("alice").await.unwrap();
         let (h, rest) = p.access_token().split_once('.').unwrap();
         let (_, sig) = rest.rsplit_once('.').unwrap();
