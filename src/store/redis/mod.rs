@@ -399,16 +399,10 @@ impl RedisStore {
 
     async fn conn(&self) -> Result<Conn, StoreError> {
         Ok(match &self.pool {
-            // The common case needs no await; the checkouts are boxed so their large
-            // state machines are not part of every store operation's future.
-            Pool::Own(p) => Conn::Own(match p.ready() {
-                Ok(conn) => conn,
-                Err(slot) => Box::pin(p.refill(slot)).await?,
-            }),
-            Pool::OwnCluster(p) => Conn::OwnCluster(match p.ready() {
-                Ok(conn) => conn,
-                Err(slot) => Box::pin(p.refill(slot)).await?,
-            }),
+            Pool::Own(p) => Conn::Own(p.handle().await?),
+            Pool::OwnCluster(p) => Conn::OwnCluster(p.handle().await?),
+            // A user's pool checks out per operation; boxed, so its large state machine
+            // is not part of every store operation's future.
             Pool::Deadpool(p) => Conn::Deadpool(Box::pin(p.get()).await?),
             Pool::DeadpoolCluster(p) => Conn::DeadpoolCluster(Box::pin(p.get()).await?),
         })
@@ -489,7 +483,7 @@ impl RedisStore {
     }
 
     /// [`WriteMode::Update`], the write of every read-modify-write and refresh: its own
-    /// lean script (`update.lua`), half the Redis CPU of the general one.
+    /// lean script (`update.lua`), ~30 % less Redis CPU than the general one.
     async fn update(
         &self,
         key: &SessionKey,
@@ -506,12 +500,7 @@ impl RedisStore {
             .arg(stream)
             .arg(max_len)
             .arg(patch.events);
-        for (f, v) in &patch.set {
-            inv.arg(f).arg(v);
-        }
-        for f in &patch.delete {
-            inv.arg(f);
-        }
+        patch_args(&mut inv, patch);
         let ttl: i64 = self.invoke(&inv).await?;
         Ok(if ttl > 0 {
             WriteOutcome::Written {
@@ -529,6 +518,17 @@ impl RedisStore {
         inv.key(keys::session(&self.namespace, key))
             .key(keys::user_index(&self.namespace, key.tag()));
         inv
+    }
+}
+
+/// The patch's arguments, last in both write scripts: field/value pairs, then the
+/// fields to delete.
+fn patch_args(inv: &mut ScriptInvocation<'_>, patch: &Patch) {
+    for (f, v) in &patch.set {
+        inv.arg(f).arg(v);
+    }
+    for f in &patch.delete {
+        inv.arg(f);
     }
 }
 
@@ -577,12 +577,7 @@ impl SessionStore for RedisStore {
             .arg(patch.set.len());
         let (stream, max_len) = self.stream_args();
         inv.arg(stream).arg(max_len).arg(patch.events);
-        for (f, v) in &patch.set {
-            inv.arg(f).arg(v);
-        }
-        for f in &patch.delete {
-            inv.arg(f);
-        }
+        patch_args(&mut inv, patch);
         let reply: Vec<String> = self.invoke(&inv).await?;
         let code = reply.first().and_then(|c| c.parse::<i64>().ok());
         Ok(match code {

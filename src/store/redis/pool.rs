@@ -67,6 +67,11 @@ impl<C: Clone> Tracked<C> {
 }
 
 impl<C> Tracked<C> {
+    /// Whether a command on this connection failed at the connection level.
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
     fn note<T>(&mut self, r: &Result<T, RedisError>) {
         if let Err(e) = r
             && breaks_connection(e)
@@ -77,7 +82,7 @@ impl<C> Tracked<C> {
 }
 
 fn recycle<C>(conn: &Tracked<C>) -> RecycleResult<RedisError> {
-    if conn.broken.load(Ordering::Relaxed) {
+    if conn.is_broken() {
         Err(RecycleError::message("connection failed earlier"))
     } else {
         Ok(())
@@ -170,25 +175,35 @@ where
         }
     }
 
+    /// A handle on the next slot's connection: no await unless the slot must be
+    /// refilled, and that rare path is boxed so its large state machine is not part of
+    /// every store operation's future.
+    pub(crate) async fn handle(&self) -> Result<Tracked<C>, PoolError<RedisError>> {
+        match self.ready() {
+            Ok(conn) => Ok(conn),
+            Err(slot) => Box::pin(self.refill(slot)).await,
+        }
+    }
+
     /// A handle on the next slot's connection if it is live, else the slot to refill.
-    pub(crate) fn ready(&self) -> Result<Tracked<C>, usize> {
+    fn ready(&self) -> Result<Tracked<C>, usize> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         lock(&self.slots[i].conn)
             .as_ref()
-            .filter(|c| !c.broken.load(Ordering::Relaxed))
+            .filter(|c| !c.is_broken())
             .map(|c| c.share())
             .ok_or(i)
     }
 
     /// Fills slot `i` from the pool: its first connection, or a new one after a failure.
-    pub(crate) async fn refill(&self, i: usize) -> Result<Tracked<C>, PoolError<RedisError>> {
+    async fn refill(&self, i: usize) -> Result<Tracked<C>, PoolError<RedisError>> {
         let slot = &self.slots[i];
         let _refilling = slot.refill.lock().await;
         let failed = {
             let mut conn = lock(&slot.conn);
             match conn.as_ref() {
                 // Refilled by another operation while this one waited.
-                Some(c) if !c.broken.load(Ordering::Relaxed) => return Ok(c.share()),
+                Some(c) if !c.is_broken() => return Ok(c.share()),
                 _ => conn.take(),
             }
         };
