@@ -1,9 +1,9 @@
--- The update of an existing session (write.lua's 'u' mode), the write of every
+-- The update of an existing session (only if present), the write of every
 -- read-modify-write and TTL refresh, kept to the fewest Redis calls: each redis.call
 -- costs 1.5-3 µs of Redis CPU inside a script (an HMGET of 6 fields alone ~3 µs), so
 -- the common case is HMGET (existence via m:e, which every write stamps, and the TTL
--- inputs), HSET, PEXPIRE, with the new fields passed straight through. Same semantics
--- as write.lua in 'u' mode; the conformance suite checks both against MemoryStore.
+-- inputs), HSET, PEXPIRE, with the new fields passed straight through. Mirrors
+-- MemoryStore::write's update; the conformance suite checks both.
 -- (events_lib.lua and write_lib.lua are prepended.)
 --
 -- KEYS[1]  the session key: <ns>:{<tag>}:s:<member>

@@ -1,9 +1,10 @@
 -- One conditional write of a session hash (fields: src/session/record.rs) that creates
 -- or moves it, keeping the user index of its slot in step. Mirrors MemoryStore::write;
 -- the conformance suite checks both. (Updates of an existing key, the hot path, have
--- their own lean script: update.lua.) The user index is written with slack (score = expiry + ttl/2, remembered in
--- m:x) and only touched again once a write's expiry passes that score: scores never
--- fall below a session's real expiry, so pruning by score never drops a live session.
+-- their own lean script: update.lua.) The user index is written with slack (score =
+-- expiry + ttl/2, remembered in m:x) and only touched again once a write's expiry
+-- passes that score: scores never fall below a session's real expiry, so pruning by
+-- score never drops a live session.
 --
 -- KEYS[1]  the session key to write: <ns>:{<tag>}:s:<member>
 -- KEYS[2]  the user index of the same slot: <ns>:{<tag>}:u
