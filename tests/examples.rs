@@ -410,14 +410,21 @@ async fn api_tokens_over_http_against_real_redis() {
     assert_eq!(me(&a).await.unwrap().status(), 401);
     assert_eq!(me(&b).await.unwrap().status(), 401);
 
-    // Redis keeps nothing of the dead families, and never a token.
+    // Redis keeps nothing of the dead families but the tombstones of consumed refresh
+    // tokens (which expire by themselves), and never a token.
     let mut conn = common::stores::redis_conn(&redis.url()).await;
     let keys: Vec<String> = conn.keys("session:{*}:*").await.unwrap();
     let live: Vec<_> = keys
         .iter()
-        .filter(|k| k.contains("}:a:") || k.contains("}:r:") || k.contains("}:t:"))
+        .filter(|k| k.contains("}:a:") || k.contains("}:t:"))
         .collect();
     assert!(live.is_empty(), "{live:?}");
+    for k in keys.iter().filter(|k| k.contains("}:r:")) {
+        let state: Option<String> = conn.hget(k, "s").await.unwrap();
+        assert_eq!(state.as_deref(), Some("c"), "{k} is a consumed token");
+        let ttl: i64 = conn.pttl(k).await.unwrap();
+        assert!(ttl > 0, "{k} expires by itself");
+    }
     for pair in [&p1, &p2, &p3, &q, &a, &b] {
         let secret = pair["access_token"]
             .as_str()

@@ -29,7 +29,7 @@ macro_rules! all_cases {
             revoke_user_ends_sessions_and_tokens, logout_everywhere_ends_tokens,
             session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
             bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
-            list_families,
+            list_families, long_chain_stays_bounded_and_detects_old_reuse,
         );
     };
 }
@@ -169,6 +169,38 @@ mod cases {
             "other family untouched"
         );
         refresh_ok(&t, &other).await;
+    }
+
+    pub async fn long_chain_stays_bounded_and_detects_old_reuse<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default().with_reuse_grace(Duration::ZERO));
+        let mut chain = vec![t.issue("alice").await.unwrap()];
+        for _ in 0..40 {
+            let next = refresh_ok(&t, chain.last().unwrap()).await;
+            chain.push(next);
+        }
+        // A family keeps its newest ACCESS_KEPT (8) access tokens; older ones ended
+        // when they were pushed out.
+        let kept = chain.len() - 8;
+        for (i, p) in chain.iter().enumerate() {
+            assert_eq!(
+                live(&t, p.access_token()).await,
+                i >= kept,
+                "access token {i}"
+            );
+        }
+        // The refresh token consumed 40 refreshes ago is still known: replaying it
+        // ends the family, with every token issued since.
+        match t.refresh(chain[0].refresh_token()).await {
+            Err(TokenError::Reused { family }) => assert_eq!(family, chain[0].family()),
+            other => panic!("expected Reused, got {other:?}"),
+        }
+        for p in &chain[kept..] {
+            assert!(!live(&t, p.access_token()).await, "family revoked");
+        }
+        assert!(matches!(
+            t.refresh(chain.last().unwrap().refresh_token()).await,
+            Err(TokenError::InvalidGrant)
+        ));
     }
 
     pub async fn grace_tolerates_only_the_previous_token<S: TestStore + TokenStore>(s: S) {
@@ -579,6 +611,58 @@ mod redis_only {
         let delta = RedisServer::delta(&before, &server.command_calls());
         assert!(delta.is_empty(), "hostile tokens reached Redis: {delta:?}");
         assert!(t.authenticate(a).await.is_ok());
+    }
+
+    /// The bytes of a hash's fields and values.
+    async fn hash_size(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> (usize, usize) {
+        let h: Vec<(String, String)> = conn.hgetall(key).await.unwrap();
+        (h.len(), h.iter().map(|(f, v)| f.len() + v.len()).sum())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_family_record_does_not_grow_with_its_refreshes() {
+        let server = RedisServer::start();
+        let store = common::stores::redis_store_on(&server.url(), "chain");
+        let t = Tokens::new(
+            store,
+            TokenConfig::default().with_reuse_grace(Duration::ZERO),
+        )
+        .unwrap();
+        let mut conn = common::stores::redis_conn(&server.url()).await;
+        let first = t.issue("alice").await.unwrap();
+        let mut p = first.clone();
+        let mut sizes = Vec::new();
+        for n in 1..=400 {
+            p = t.refresh(p.refresh_token()).await.unwrap();
+            if n == 20 || n == 400 {
+                let keys: Vec<String> = conn.keys("chain:*:t:*").await.unwrap();
+                assert_eq!(keys.len(), 1, "{keys:?}");
+                sizes.push(hash_size(&mut conn, &keys[0]).await);
+                let access: Vec<String> = conn.keys("chain:*:a:*").await.unwrap();
+                assert_eq!(access.len(), 8, "live access tokens after {n} refreshes");
+            }
+        }
+        assert_eq!(
+            sizes[0], sizes[1],
+            "family record (fields, bytes) after 20 and 400"
+        );
+        // Consumed tokens are tombstones of their own that expire by themselves.
+        let tombstones: Vec<String> = conn.keys("chain:*:r:*").await.unwrap();
+        assert_eq!(tombstones.len(), 401);
+        for k in &tombstones {
+            let ttl: i64 = conn.pttl(k).await.unwrap();
+            assert!(ttl > 0, "{k} has no TTL");
+        }
+        assert!(matches!(
+            t.refresh(first.refresh_token()).await,
+            Err(TokenError::Reused { .. })
+        ));
+        assert!(t.authenticate(p.access_token()).await.is_err());
+        let left: Vec<String> = conn.keys("chain:*:[at]:*").await.unwrap();
+        assert!(
+            left.is_empty(),
+            "the family and its tokens are gone: {left:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,11 @@
 
 use crate::{MemoryStore, RedisStore, SessionHandle, StoreError};
 
+/// Live access tokens one family keeps: issuing one more (by a refresh) ends the
+/// oldest, so ending a family touches a bounded number of tokens. `token_lib.lua`
+/// repeats it; a unit test keeps the two equal.
+pub(crate) const ACCESS_KEPT: usize = 8;
+
 /// A new token family with its first pair.
 #[derive(Debug)]
 pub(crate) struct Issue<'a> {

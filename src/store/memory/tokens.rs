@@ -1,15 +1,16 @@
 //! Tokens in memory: the rules of `scripts/tokens.lua`, under the store's lock.
 //! Expiry times are Unix ms on the caller's clock; expired entries are ignored at once
-//! and swept from their slot on its next write.
+//! and swept from their slot when it has doubled in size since its last sweep, so a
+//! write costs amortised O(1) however long a family's history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Map, MemoryStore};
 use crate::SessionKey;
 use crate::tokens::store::{
-    AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target,
+    ACCESS_KEPT, AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target,
 };
 
 /// Token slots by (namespace, hash tag).
@@ -23,6 +24,8 @@ struct Slot {
     access: HashMap<String, Access>,
     refresh: HashMap<String, RefreshToken>,
     families: HashMap<String, Family>,
+    /// Entries left after the last sweep.
+    swept: usize,
 }
 
 #[derive(Debug)]
@@ -49,31 +52,38 @@ struct Family {
     session_key: Option<String>,
     session: Option<crate::SessionHandle>,
     scope: Option<String>,
-    /// Its tokens: (is access, hash, expiry).
-    members: Vec<(bool, String, i64)>,
+    /// Its newest access tokens (at most [`ACCESS_KEPT`]), oldest first.
+    access: VecDeque<String>,
+    /// The expiry of its last token.
+    expires: i64,
 }
 
 impl Slot {
-    fn sweep(&mut self, now: i64) {
-        self.access.retain(|_, a| a.record.expires_ms > now);
-        self.refresh.retain(|_, r| r.expires > now);
-        for f in self.families.values_mut() {
-            f.members.retain(|m| m.2 > now);
-        }
-        self.families.retain(|_, f| !f.members.is_empty());
+    fn len(&self) -> usize {
+        self.access.len() + self.refresh.len() + self.families.len()
     }
 
+    /// Drops expired entries once the slot has doubled since the last sweep.
+    fn sweep(&mut self, now: i64) {
+        if self.len() <= 2 * self.swept + 64 {
+            return;
+        }
+        self.access.retain(|_, a| a.record.expires_ms > now);
+        self.refresh.retain(|_, r| r.expires > now);
+        self.families.retain(|_, f| f.expires > now);
+        self.swept = self.len();
+    }
+
+    /// Ends a family: its live refresh token and kept access tokens. Consumed refresh
+    /// tokens stay until they expire, pointing at a family that is gone.
     fn kill(&mut self, fid: &str) -> bool {
         let Some(f) = self.families.remove(fid) else {
             return false;
         };
-        for (is_access, h, _) in f.members {
-            if is_access {
-                self.access.remove(&h);
-            } else {
-                self.refresh.remove(&h);
-            }
+        for h in &f.access {
+            self.access.remove(h);
         }
+        self.refresh.remove(&f.current);
         true
     }
 
@@ -96,8 +106,13 @@ impl Slot {
         let access_exp = (now + ttl.access).min(f.deadline);
         let refresh_exp = (now + ttl.refresh_idle).min(f.deadline);
         f.current = refresh.to_owned();
-        f.members.push((true, access.to_owned(), access_exp));
-        f.members.push((false, refresh.to_owned(), refresh_exp));
+        f.expires = f.expires.max(access_exp).max(refresh_exp);
+        f.access.push_back(access.to_owned());
+        if f.access.len() > ACCESS_KEPT
+            && let Some(oldest) = f.access.pop_front()
+        {
+            self.access.remove(&oldest);
+        }
         let record = AccessRecord {
             user: f.user.clone(),
             family: fid.to_owned(),
@@ -181,7 +196,8 @@ impl MemoryStore {
                 session_key: req.session.map(|s| s.0.to_owned()),
                 session: req.session.map(|s| s.1),
                 scope: req.scope.map(str::to_owned),
-                members: Vec::new(),
+                access: VecDeque::new(),
+                expires: 0,
             },
         );
         let (access_exp, refresh_exp) =
@@ -282,16 +298,14 @@ impl MemoryStore {
         slot.families
             .iter()
             .filter(|(_, f)| f.user == user)
-            .filter_map(|(id, f)| {
-                let expires = f.members.iter().map(|m| m.2).max()?;
-                (expires > now_ms).then(|| FamilyRecord {
-                    family: id.clone(),
-                    created_ms: f.created,
-                    refreshed_ms: f.refreshed,
-                    expires_ms: expires,
-                    session: f.session,
-                    scope: f.scope.clone(),
-                })
+            .filter(|(_, f)| f.expires > now_ms)
+            .map(|(id, f)| FamilyRecord {
+                family: id.clone(),
+                created_ms: f.created,
+                refreshed_ms: f.refreshed,
+                expires_ms: f.expires,
+                session: f.session,
+                scope: f.scope.clone(),
             })
             .collect()
     }
@@ -311,13 +325,13 @@ impl MemoryStore {
                     return Vec::new();
                 };
                 if let Some(f) = slot.families.get_mut(&a.record.family) {
-                    f.members.retain(|m| m.1 != h);
+                    f.access.retain(|kept| kept != h);
                 }
                 return vec![a.record.family];
             }
             Target::Refresh(h) => match slot.refresh.remove(h) {
-                Some(r) => r.family,
-                None => return Vec::new(),
+                Some(r) if r.expires > now_ms => r.family,
+                _ => return Vec::new(),
             },
             Target::Family { id, user } => {
                 if slot.families.get(id).is_none_or(|f| f.user != user) {

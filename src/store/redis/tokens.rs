@@ -224,3 +224,17 @@ impl RedisStore {
         self.invoke(&inv).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tokens::store::ACCESS_KEPT;
+
+    #[test]
+    fn script_keeps_as_many_access_tokens_as_the_memory_store() {
+        let line = format!("local ACCESS_KEPT = {ACCESS_KEPT}\n");
+        assert!(
+            super::LIB.contains(&line),
+            "token_lib.lua must say {line:?}"
+        );
+    }
+}

@@ -2,18 +2,28 @@
 -- Keys are built from P, the slot prefix <ns>:{<tag>}: (one Cluster slot):
 --   P..'a:'..h  access token   (hash: u user, f family, c issued, e expires, sh, sk, sc)
 --   P..'r:'..h  refresh token  (hash: u, f, c, e, s 'l' live | 'c' consumed,
---                               n successor's hash, t consumed at)
---   P..'t:'..f  token family   (hash: u, c, d deadline, r current refresh hash, l last refresh,
---                               sk bound session hash, sh session handle, sc scope,
---                               and one field per token 'a:'..h / 'r:'..h = its expiry)
---   P..'tf'     family index   (sorted set: family id scored by its last expiry)
--- h is base64url(sha256(token secret)): Redis never holds a token.
+--                               n successor's hash, t consumed at). A consumed token
+--                               stays as a tombstone until its own expiry, so a replay
+--                               is recognised; nothing ever iterates tombstones.
+--   P..'t:'..f  token family   (hash of fixed size: u, c, d deadline, r current refresh
+--                               hash, l last refresh, sk bound session hash, sh session
+--                               handle, sc scope, e expiry of its last token, a the
+--                               hashes of its newest ACCESS_KEPT access tokens)
+--   P..'tf'     family index   (sorted set: family id scored by its expiry)
+-- h is base64url(sha256(token secret)): Redis never holds a token. A token is valid
+-- only while its family record lists it (its live refresh token, its kept access
+-- tokens), so ending a family deletes a bounded number of keys.
+
+-- Live access tokens one family keeps; issuing one more ends the oldest
+-- (tokens::store::ACCESS_KEPT).
+local ACCESS_KEPT = 8
 
 local function kill_family(P, fid)
   local fk = P .. 't:' .. fid
-  for _, f in ipairs(redis.call('HKEYS', fk)) do
-    local kind = string.sub(f, 1, 2)
-    if kind == 'a:' or kind == 'r:' then redis.call('DEL', P .. f) end
+  local f = redis.call('HMGET', fk, 'r', 'a')
+  if f[1] then redis.call('DEL', P .. 'r:' .. f[1]) end
+  if f[2] then
+    for h in string.gmatch(f[2], '%S+') do redis.call('DEL', P .. 'a:' .. h) end
   end
   redis.call('DEL', fk)
   redis.call('ZREM', P .. 'tf', fid)

@@ -10,42 +10,12 @@ local function session_gone(sk)
   return sk and sk ~= '' and redis.call('EXISTS', P .. 's:' .. sk) == 0
 end
 
--- Drops a family's expired token fields; its key and index entry then expire with its
--- last token.
-local function settle(fid)
-  local fk = P .. 't:' .. fid
-  local h = redis.call('HGETALL', fk)
-  local last = 0
-  for i = 1, #h, 2 do
-    local kind = string.sub(h[i], 1, 2)
-    if kind == 'a:' or kind == 'r:' then
-      local e = tonumber(h[i + 1])
-      if e <= now then
-        redis.call('HDEL', fk, h[i])
-      elseif e > last then
-        last = e
-      end
-    end
-  end
-  if last == 0 then
-    redis.call('DEL', fk)
-    redis.call('ZREM', idx, fid)
-  else
-    redis.call('PEXPIREAT', fk, int(last))
-    redis.call('ZADD', idx, int(last), fid)
-  end
-  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
-  local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
-  if top[2] then redis.call('PEXPIREAT', idx, int(tonumber(top[2]))) end
-end
-
 -- Stores one token of family `fid`; its TTL never passes the family's deadline.
 local function put(kind, h, fid, ttl, deadline, fields)
   local e = math.min(now + ttl, deadline)
   local k = P .. kind .. ':' .. h
   redis.call('HSET', k, 'f', fid, 'c', now, 'e', int(e), unpack(fields))
   redis.call('PEXPIREAT', k, int(e))
-  redis.call('HSET', P .. 't:' .. fid, kind .. ':' .. h, int(e))
   return e
 end
 
@@ -53,12 +23,33 @@ local function taken(ah, rh)
   return redis.call('EXISTS', P .. 'a:' .. ah, P .. 'r:' .. rh) > 0
 end
 
--- A new pair in family fid (user, session hash, session handle, scope from `fam`).
+-- The family's kept access tokens with `ah` appended; the oldest beyond ACCESS_KEPT
+-- are deleted (at most one per call, as the list never holds more than ACCESS_KEPT).
+local function keep_access(kept, ah)
+  local list = {}
+  for h in string.gmatch(kept or '', '%S+') do list[#list + 1] = h end
+  list[#list + 1] = ah
+  while #list > ACCESS_KEPT do
+    redis.call('DEL', P .. 'a:' .. table.remove(list, 1))
+  end
+  return table.concat(list, ' ')
+end
+
+-- A new pair in family fid (user, session hash, session handle, scope, kept access
+-- tokens, expiry from `fam`). The family record is rewritten in place: its size never
+-- depends on how often it was refreshed.
 local function pair(fid, fam, ah, rh, att, rtt, deadline)
   local ae = put('a', ah, fid, att, deadline,
     {'u', fam[1], 'sh', fam[2], 'sk', fam[3], 'sc', fam[4]})
   local re = put('r', rh, fid, rtt, deadline, {'u', fam[1], 's', 'l'})
-  settle(fid)
+  local e = int(math.max(ae, re, tonumber(fam[6] or '0')))
+  local fk = P .. 't:' .. fid
+  redis.call('HSET', fk, 'r', rh, 'a', keep_access(fam[5], ah), 'e', e)
+  redis.call('PEXPIREAT', fk, e)
+  redis.call('ZADD', idx, e, fid)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+  local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIREAT', idx, int(tonumber(top[2]))) end
   return ae, re
 end
 
@@ -73,8 +64,8 @@ if op == 'issue' then
   local fk = P .. 't:' .. fid
   if redis.call('EXISTS', fk) == 1 or taken(ah, rh) then return {'collision'} end
   local deadline = now + tonumber(ARGV[10])
-  redis.call('HSET', fk, 'u', user, 'c', now, 'd', int(deadline), 'r', rh,
-    'sk', sk, 'sh', sh, 'sc', sc)
+  redis.call('HSET', fk, 'u', user, 'c', now, 'd', int(deadline), 'sk', sk, 'sh', sh,
+    'sc', sc)
   local ae, re = pair(fid, {user, sh, sk, sc}, ah, rh, tonumber(ARGV[8]),
     tonumber(ARGV[9]), deadline)
   return {'ok', int(ae), int(re)}
@@ -102,7 +93,7 @@ elseif op == 'refresh' then
   if not r[1] then return {'invalid'} end
   local fid = r[1]
   local fk = P .. 't:' .. fid
-  local f = redis.call('HMGET', fk, 'u', 'd', 'r', 'sk', 'sh', 'sc')
+  local f = redis.call('HMGET', fk, 'u', 'd', 'r', 'sk', 'sh', 'sc', 'a', 'e')
   if not f[1] then
     redis.call('DEL', rk)
     return {'invalid'}
@@ -120,9 +111,11 @@ elseif op == 'refresh' then
     return {'invalid'}
   end
   if taken(ARGV[5], ARGV[6]) then return {'collision'} end
+  -- The presented token becomes a tombstone; it keeps its own expiry.
   redis.call('HSET', rk, 's', 'c', 'n', ARGV[6], 't', now)
-  redis.call('HSET', fk, 'r', ARGV[6], 'l', now)
-  local ae, re = pair(fid, {f[1], f[5] or '', f[4] or '', f[6] or ''}, ARGV[5], ARGV[6],
+  redis.call('HSET', fk, 'l', now)
+  local ae, re = pair(fid, {f[1], f[5] or '', f[4] or '', f[6] or '', f[7], f[8]},
+    ARGV[5], ARGV[6],
     tonumber(ARGV[7]), tonumber(ARGV[8]), deadline)
   return {'ok', f[1], fid, int(ae), int(re), f[5] or '', f[6] or ''}
 
@@ -132,7 +125,15 @@ elseif op == 'revoke_access' then
   local fid = redis.call('HGET', k, 'f')
   if not fid then return {} end
   redis.call('DEL', k)
-  redis.call('HDEL', P .. 't:' .. fid, 'a:' .. ARGV[4])
+  local fk = P .. 't:' .. fid
+  local kept = redis.call('HGET', fk, 'a')
+  if kept then
+    local list = {}
+    for h in string.gmatch(kept, '%S+') do
+      if h ~= ARGV[4] then list[#list + 1] = h end
+    end
+    redis.call('HSET', fk, 'a', table.concat(list, ' '))
+  end
   return {fid}
 
 elseif op == 'revoke_refresh' then
@@ -141,6 +142,7 @@ elseif op == 'revoke_refresh' then
   local fid = redis.call('HGET', k, 'f')
   if not fid then return {} end
   redis.call('DEL', k)
+  if redis.call('EXISTS', P .. 't:' .. fid) == 0 then return {} end
   kill_family(P, fid)
   return {fid}
 
