@@ -69,6 +69,9 @@ pub enum ConfigError {
     /// A JWT key is unusable.
     #[error("invalid JWT key: {0}")]
     JwtKey(&'static str),
+    /// A [`UserKey`](crate::store::UserKey) needs at least 32 bytes.
+    #[error("a user key needs at least 32 bytes, got {0}")]
+    UserKeyTooShort(usize),
     /// The Redis URL could not be parsed.
     #[error("invalid Redis URL")]
     RedisUrl(#[source] redis::RedisError),
@@ -97,6 +100,20 @@ pub enum StoreError {
     /// the key).
     #[error("unexpected store reply: {0}")]
     Protocol(&'static str),
+    /// The namespace's user-tag key (`<namespace>:salt`) is missing from Redis (evicted,
+    /// deleted, or lost in a restore) while the namespace still holds sessions or
+    /// tokens made with it. Making a new key would silently move every user to another
+    /// slot (log out everywhere would miss their sessions), so the store refuses
+    /// per-user operations instead. Restore the key from a backup, or give the store a
+    /// key of your own with `with_user_key` (sessions and tokens made under the lost key
+    /// then need a new login).
+    #[error(
+        "the user-tag key of namespace {namespace:?} is missing from Redis but the namespace          holds data made with it: restore it or supply a UserKey"
+    )]
+    UserKeyLost {
+        /// The namespace.
+        namespace: String,
+    },
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Random(#[from] getrandom::Error),

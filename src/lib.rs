@@ -181,5 +181,5 @@ pub use service::SessionService;
 pub use session::Session;
 pub use session::extractor::MissingSessionLayer;
 pub use session::id::{SessionHandle, SessionKey};
-pub use store::{MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore};
+pub use store::{MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey};
 pub use users::{SessionInfo, Users};

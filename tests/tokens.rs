@@ -283,7 +283,7 @@ mod cases {
         assert!(live(&t, d.access_token()).await);
     }
 
-    fn app<S: TestStore>(s: S, t: &Tokens) -> Router {
+    pub fn app<S: TestStore>(s: S, t: &Tokens) -> Router {
         let layer = SessionLayer::new(s, SessionConfig::default()).unwrap();
         routes::routes()
             .route(
@@ -306,7 +306,7 @@ mod cases {
             .layer(t.layer())
     }
 
-    async fn login(app: &Router, user: &str) -> Client {
+    pub async fn login(app: &Router, user: &str) -> Client {
         let mut c = Client::new(app.clone());
         assert_eq!(c.post(&format!("/login?user={user}")).await.status, 200);
         c
@@ -565,9 +565,161 @@ mod cases {
 /// Checks that need to look inside Redis.
 mod redis_only {
     use redis::AsyncCommands as _;
+    use tower_redis_session::{RedisStore, SessionError, StoreError, UserKey};
 
     use super::*;
     use common::RedisServer;
+
+    /// What one process of an app holds: its store, session layer, tokens and routes.
+    struct Process {
+        layer: SessionLayer,
+        tokens: Tokens,
+        app: Router,
+    }
+
+    fn process(store: RedisStore) -> Process {
+        let tokens = Tokens::new(store.clone(), TokenConfig::default()).unwrap();
+        Process {
+            layer: SessionLayer::new(store.clone(), SessionConfig::default()).unwrap(),
+            app: cases::app(store, &tokens),
+            tokens,
+        }
+    }
+
+    fn is_key_lost(e: &SessionError) -> bool {
+        matches!(e, SessionError::Store(s) if matches!(**s, StoreError::UserKeyLost { .. }))
+    }
+
+    /// Alice's two browser sessions and one API token family, made by `p`.
+    async fn alice(p: &Process) -> (Vec<Client>, TokenPair) {
+        let web = vec![
+            cases::login(&p.app, "alice").await,
+            cases::login(&p.app, "alice").await,
+        ];
+        (web, p.tokens.issue("alice").await.unwrap())
+    }
+
+    /// Whether every session and token of alice's is refused.
+    async fn alice_is_out(p: &Process, web: &mut [Client], api: &TokenPair) -> bool {
+        let mut out = p.tokens.authenticate(api.access_token()).await.is_err();
+        for c in web {
+            out &= c.get("/read").await.status == 401;
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_user_key_is_never_silently_replaced() {
+        let server = RedisServer::start();
+        let ns = "lost-key";
+        let first = process(common::stores::redis_store_on(&server.url(), ns));
+        let (mut web, api) = alice(&first).await;
+        let mut conn = common::stores::redis_conn(&server.url()).await;
+        let _: () = conn.del(format!("{ns}:salt")).await.unwrap();
+
+        // A new process finds alice's data but no key: it refuses, mints nothing.
+        let second = process(common::stores::redis_store_on(&server.url(), ns));
+        let err = second.layer.users().revoke_all("alice").await.unwrap_err();
+        assert!(is_key_lost(&err), "{err:?}");
+        assert!(matches!(
+            second.tokens.issue("bob").await,
+            Err(TokenError::Store(StoreError::UserKeyLost { .. }))
+        ));
+        assert!(
+            !conn.exists::<_, bool>(format!("{ns}:salt")).await.unwrap(),
+            "no new key was made"
+        );
+        // Nothing was lost: alice is still signed in, and the process that has seen
+        // the key still ends every session and token of hers.
+        for c in &mut web {
+            assert_eq!(c.get("/read").await.body, "alice");
+        }
+        assert!(first.tokens.authenticate(api.access_token()).await.is_ok());
+        assert_eq!(first.layer.users().revoke_all("alice").await.unwrap(), 2);
+        assert!(alice_is_out(&first, &mut web, &api).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_supplied_user_key_survives_processes_and_needs_nothing_in_redis() {
+        let server = RedisServer::start();
+        let ns = "own-key";
+        let key = UserKey::from_bytes(&[42; 32]).unwrap();
+        let store = || common::stores::redis_store_on(&server.url(), ns).with_user_key(key.clone());
+        let first = process(store());
+        let (mut web, api) = alice(&first).await;
+        let mut conn = common::stores::redis_conn(&server.url()).await;
+        let keys: Vec<String> = conn.keys(format!("{ns}:*")).await.unwrap();
+        assert!(!keys.contains(&format!("{ns}:salt")), "{keys:?}");
+        // Another process with the same key accepts the tokens and logs alice out
+        // everywhere.
+        let second = process(store());
+        assert!(second.tokens.authenticate(api.access_token()).await.is_ok());
+        assert_eq!(second.layer.users().revoke_all("alice").await.unwrap(), 2);
+        assert!(alice_is_out(&second, &mut web, &api).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_evicted_user_key_is_never_silently_replaced() {
+        let server = RedisServer::start();
+        let ns = "evicted-key";
+        let first = process(common::stores::redis_store_on(&server.url(), ns));
+        let (mut web, api) = alice(&first).await;
+        let mut conn = common::stores::redis_conn(&server.url()).await;
+        // Memory pressure under allkeys-lru: fill Redis until the key is evicted.
+        let used: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let used: u64 = used
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(used + 2_000_000)
+            .arg("maxmemory-policy")
+            .arg("allkeys-lru")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut filled = 0;
+        while conn.exists::<_, bool>(format!("{ns}:salt")).await.unwrap() {
+            assert!(filled < 50_000, "the key was never evicted");
+            let mut pipe = redis::pipe();
+            for i in filled..filled + 200 {
+                pipe.set(format!("junk:{i}"), "x".repeat(1024)).ignore();
+            }
+            let _: () = pipe.query_async(&mut conn).await.unwrap();
+            filled += 200;
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(0)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+
+        // A new process logs alice out everywhere: either it refuses (some of her data
+        // survived) or every session and token of hers is gone. Never a silent 0 while
+        // she is still signed in.
+        let second = process(common::stores::redis_store_on(&server.url(), ns));
+        match second.layer.users().revoke_all("alice").await {
+            Err(e) => {
+                assert!(is_key_lost(&e), "{e:?}");
+                assert!(!conn.exists::<_, bool>(format!("{ns}:salt")).await.unwrap());
+            }
+            Ok(n) => {
+                eprintln!("revoke_all after eviction: {n} sessions ended");
+                assert!(alice_is_out(&first, &mut web, &api).await);
+            }
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hostile_tokens_never_reach_redis() {

@@ -13,9 +13,11 @@ use std::pin::Pin;
 
 pub mod memory;
 pub mod redis;
+mod user_key;
 
 pub use memory::MemoryStore;
 pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
+pub use user_key::UserKey;
 
 pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 pub use crate::users::{Revoke, SessionInfo};

@@ -5,11 +5,13 @@
 //! and are not shared between processes.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{
-    Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome, stamp_ttl,
+    Clock, Patch, Record, Revoke, SessionInfo, SessionStore, UserKey, WriteMode, WriteOutcome,
+    stamp_ttl,
 };
 use crate::session::id::user_tag;
 use crate::session::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT};
@@ -35,8 +37,6 @@ struct Entry {
 struct Map {
     entries: HashMap<MapKey, Entry>,
     last_sweep: Instant,
-    /// Key of the user-tag HMAC; the namespace is part of the hashed input.
-    salt: [u8; 32],
     tokens: tokens::TokenMap,
     /// Expired logged-in sessions not yet reported, per watched namespace
     /// ([`MemoryStore::watch_expired`]); unwatched namespaces record nothing.
@@ -66,10 +66,21 @@ impl Entry {
 /// let layer = SessionLayer::new(MemoryStore::new(), SessionConfig::default())?;
 /// # Ok::<(), tower_redis_session::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
+/// `Debug` shows the namespace only: never the user-tag key or a session record.
+#[derive(Clone)]
 pub struct MemoryStore {
     map: Arc<Mutex<Map>>,
     namespace: Arc<str>,
+    /// Key of the user-tag HMAC; the namespace is part of the hashed input.
+    salt: [u8; 32],
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MemoryStore {
@@ -90,12 +101,21 @@ impl MemoryStore {
             map: Arc::new(Mutex::new(Map {
                 entries: HashMap::new(),
                 last_sweep: Instant::now(),
-                salt,
                 tokens: tokens::TokenMap::default(),
                 expired: HashMap::new(),
             })),
             namespace: Arc::from("session"),
+            salt,
         }
+    }
+
+    /// Derives user tags and token check keys from `key` instead of a random salt of
+    /// this store's own, so tokens issued by one process are accepted by another
+    /// holding the same key (see [`UserKey`]).
+    pub fn with_user_key(mut self, key: &UserKey) -> Self {
+        let derived = key.salt_for("");
+        self.salt.copy_from_slice(&derived[..32]);
+        self
     }
 
     /// The same sessions map, seen under another namespace: sessions of one namespace
@@ -181,7 +201,7 @@ impl MemoryStore {
 
     /// The store's secret salt (keys user tags and token checks).
     pub(crate) fn salt(&self) -> [u8; 32] {
-        self.lock().salt
+        self.salt
     }
 
     /// Removes a session and returns it if it was live. In memory, a delete (logout)
@@ -373,7 +393,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
-        let salt = self.lock().salt;
+        let salt = self.salt;
         let mut input = Vec::with_capacity(self.namespace.len() + 1 + user_id.len());
         input.extend_from_slice(self.namespace.as_bytes());
         input.push(0);

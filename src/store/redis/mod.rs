@@ -16,20 +16,21 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use redis::{AsyncConnectionConfig, Client, Script, ScriptInvocation};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 mod keys;
 mod pool;
+mod salt;
 mod sink;
 mod tokens;
 mod watch;
 
 use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool, Shared};
 pub use self::sink::StreamSink;
-use super::{Clock, Patch, Record, Revoke, SessionInfo, SessionStore, WriteMode, WriteOutcome};
+use super::{
+    Clock, Patch, Record, Revoke, SessionInfo, SessionStore, UserKey, WriteMode, WriteOutcome,
+};
 use crate::session::id::user_tag;
 use crate::session::record::{HANDLE, USER};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
@@ -90,8 +91,10 @@ pub struct RedisStore {
     pool: Pool,
     namespace: Arc<str>,
     timeout: Duration,
-    /// The namespace's user-tag salt, read (or created) once.
-    salt: Arc<OnceCell<Vec<u8>>>,
+    /// The namespace's user-tag salt: derived from `user_key`, or read (or created)
+    /// once from Redis (`salt.rs`).
+    salt: Arc<salt::SaltCell>,
+    user_key: Option<UserKey>,
     /// Bound on concurrent operations (our own pools; a user's pool bounds itself by
     /// exclusive checkouts).
     in_flight: Option<InFlight>,
@@ -321,6 +324,7 @@ impl RedisStore {
             namespace: Arc::from("session"),
             timeout,
             salt: Arc::default(),
+            user_key: None,
             event_stream: None,
             cluster: false,
             nodes: None,
@@ -372,8 +376,22 @@ impl RedisStore {
     pub fn with_namespace(mut self, namespace: &str) -> Result<Self, ConfigError> {
         super::validate_namespace(namespace)?;
         self.namespace = Arc::from(namespace);
-        self.salt = Arc::default();
+        self.salt = salt::cell(self.user_key.as_ref(), namespace);
         Ok(self)
+    }
+
+    /// Derives user tags and token check keys from your `key` instead of keeping a
+    /// random one in Redis at `<namespace>:salt` (see [`UserKey`]). Recommended in
+    /// production: a key in Redis can be evicted (`allkeys-*` policies), deleted or
+    /// lost in a restore, and then per-user operations fail with
+    /// [`StoreError::UserKeyLost`] until it is restored.
+    ///
+    /// Switching an existing deployment to a key of your own moves every user to a new
+    /// slot: their sessions and tokens made before need a new login.
+    pub fn with_user_key(mut self, key: UserKey) -> Self {
+        self.salt = salt::cell(Some(&key), &self.namespace);
+        self.user_key = Some(key);
+        self
     }
 
     /// Connections in the pool right now, for metrics and health checks.
@@ -452,34 +470,6 @@ impl RedisStore {
             Ok(inv.invoke_async(&mut conn).await?)
         })
         .await
-    }
-
-    /// The namespace's secret salt: read, or created, once (`SET NX GET`), then cached.
-    pub(crate) async fn salt(&self) -> Result<&[u8], StoreError> {
-        let salt = self
-            .salt
-            .get_or_try_init(|| async {
-                let mut fresh = [0u8; 32];
-                getrandom::fill(&mut fresh)?;
-                let fresh = STANDARD.encode(fresh);
-                self.bounded(async {
-                    let mut conn = self.conn().await?;
-                    // One command: create the salt unless it exists, and return the old one.
-                    let old: Option<String> = redis::cmd("SET")
-                        .arg(keys::salt(&self.namespace))
-                        .arg(&fresh)
-                        .arg("NX")
-                        .arg("GET")
-                        .query_async(&mut conn)
-                        .await?;
-                    STANDARD
-                        .decode(old.unwrap_or(fresh))
-                        .map_err(|_| StoreError::Protocol("user-tag salt is not base64"))
-                })
-                .await
-            })
-            .await?;
-        Ok(salt)
     }
 
     /// [`WriteMode::Update`], the write of every read-modify-write and refresh: its own

@@ -237,6 +237,17 @@ pub(crate) enum Conn {
     DeadpoolCluster(deadpool_redis::cluster::Connection),
 }
 
+impl Conn {
+    /// The cluster connection, to route a command to one node.
+    pub(crate) fn cluster(&mut self) -> Option<&mut ClusterConnection> {
+        match self {
+            Conn::OwnCluster(t) => Some(&mut t.conn),
+            Conn::DeadpoolCluster(c) => Some(c),
+            Conn::Own(_) | Conn::Deadpool(_) => None,
+        }
+    }
+}
+
 fn breaks_connection(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
 }
