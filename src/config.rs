@@ -251,7 +251,7 @@ impl SessionConfig {
         if c.same_site == SameSite::None && !c.secure {
             return Err(ConfigError::SameSiteNoneWithoutSecure);
         }
-        if self.idle_timeout < Duration::from_secs(1) {
+        if !(MIN_DURATION..=MAX_DURATION).contains(&self.idle_timeout) {
             return Err(ConfigError::IdleTimeout(self.idle_timeout));
         }
         if let Some(t) = self.refresh_threshold
@@ -263,7 +263,7 @@ impl SessionConfig {
             });
         }
         if let Some(a) = self.absolute_lifetime
-            && a < Duration::from_secs(1)
+            && !(MIN_DURATION..=MAX_DURATION).contains(&a)
         {
             return Err(ConfigError::AbsoluteLifetime(a));
         }
@@ -283,6 +283,13 @@ impl SessionConfig {
 fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
+
+/// Shortest idle timeout, lifetime or token TTL.
+pub(crate) const MIN_DURATION: Duration = Duration::from_secs(1);
+
+/// Longest idle timeout, lifetime or token TTL: 10 years. Deadlines stay far inside the
+/// integers that Lua's doubles and `PEXPIRE` represent exactly.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -309,10 +316,11 @@ pub struct Expiry {
 }
 
 impl Expiry {
-    /// Overrides the idle timeout (at least 1 s); cookie mode and absolute lifetime stay.
+    /// Overrides the idle timeout (at least 1 s, at most 10 years: values outside are
+    /// brought to the nearest bound); cookie mode and absolute lifetime stay.
     pub fn idle(idle: Duration) -> Self {
         Self {
-            idle: idle.max(Duration::from_secs(1)),
+            idle: idle.clamp(MIN_DURATION, MAX_DURATION),
             absolute: None,
             persistent: None,
         }
@@ -327,8 +335,9 @@ impl Expiry {
     }
 
     /// Sets the absolute lifetime, counted from the session's creation; `None` removes it.
+    /// Between 1 s and 10 years; values outside are brought to the nearest bound.
     pub fn with_absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.absolute = Some(lifetime);
+        self.absolute = Some(lifetime.map(|l| l.clamp(MIN_DURATION, MAX_DURATION)));
         self
     }
 
@@ -383,6 +392,9 @@ mod tests {
                 .with_idle_timeout(Duration::from_secs(10))
                 .with_refresh_threshold(Duration::from_secs(11)),
             SessionConfig::default().with_absolute_lifetime(Some(Duration::from_millis(10))),
+            SessionConfig::default().with_idle_timeout(Duration::MAX),
+            SessionConfig::default().with_idle_timeout(MAX_DURATION + Duration::from_secs(1)),
+            SessionConfig::default().with_absolute_lifetime(Some(Duration::from_secs(u64::MAX))),
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");
@@ -391,5 +403,18 @@ mod tests {
             .with_cookie_name("__Host-id")
             .validate()
             .unwrap();
+        SessionConfig::default()
+            .with_idle_timeout(MAX_DURATION)
+            .with_absolute_lifetime(Some(MAX_DURATION))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn per_session_expiry_stays_in_range() {
+        let e = Expiry::remember_me(Duration::MAX);
+        assert_eq!(e.idle, MAX_DURATION);
+        assert_eq!(e.absolute, Some(Some(MAX_DURATION)));
+        assert_eq!(Expiry::idle(Duration::ZERO).idle, MIN_DURATION);
     }
 }

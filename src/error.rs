@@ -26,8 +26,8 @@ pub enum ConfigError {
     /// `SameSite=None` is only accepted by browsers on `Secure` cookies.
     #[error("SameSite=None requires a Secure cookie")]
     SameSiteNoneWithoutSecure,
-    /// The idle timeout must be at least one second.
-    #[error("idle timeout must be at least 1 s, got {0:?}")]
+    /// The idle timeout must be between one second and ten years.
+    #[error("idle timeout must be between 1 s and 10 years, got {0:?}")]
     IdleTimeout(Duration),
     /// The refresh threshold must not be longer than the idle timeout.
     #[error("refresh threshold {threshold:?} is longer than the idle timeout {idle:?}")]
@@ -37,8 +37,8 @@ pub enum ConfigError {
         /// The idle timeout it was compared with.
         idle: Duration,
     },
-    /// The absolute lifetime must be at least one second.
-    #[error("absolute lifetime must be at least 1 s, got {0:?}")]
+    /// The absolute lifetime must be between one second and ten years.
+    #[error("absolute lifetime must be between 1 s and 10 years, got {0:?}")]
     AbsoluteLifetime(Duration),
     /// A key namespace must be non-empty printable ASCII without `{`, `}`, `:` or spaces:
     /// braces would move the Redis Cluster hash tag.

@@ -457,3 +457,37 @@ async fn user_index_never_leaks() {
     let left: Vec<String> = conn.keys("session:{*}:*").await.unwrap();
     assert!(left.is_empty(), "index expired with its sessions: {left:?}");
 }
+
+/// The longest lifetimes a configuration accepts (10 years) work end to end in the
+/// scripts: no overflow, no float that `PEXPIRE` refuses. Longer ones are refused when
+/// the layer is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn longest_lifetimes_work_and_longer_are_refused() {
+    let server = RedisServer::shared();
+    let ten_years = Duration::from_secs(10 * 365 * 86_400);
+    let config = SessionConfig::default()
+        .with_idle_timeout(ten_years)
+        .with_absolute_lifetime(Some(ten_years));
+    let store = RedisStore::from_url(&server.url())
+        .unwrap()
+        .with_namespace("longest")
+        .unwrap();
+    let mut c = Client::new(routes::routes().layer(SessionLayer::new(store, config).unwrap()));
+    assert_eq!(c.post("/login?user=max").await.status, 200);
+    assert_eq!(c.post("/incr").await.status, 200);
+    assert_eq!(c.get("/read").await.body, "max");
+    let mut conn = common::stores::redis_conn(&server.url()).await;
+    let keys: Vec<String> = conn.keys("longest:*:s:*").await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = conn.pttl(&keys[0]).await.unwrap();
+    let want = i64::try_from(ten_years.as_millis()).unwrap();
+    assert!((want - 60_000..=want).contains(&ttl), "{ttl}");
+
+    for config in [
+        SessionConfig::default().with_idle_timeout(Duration::MAX),
+        SessionConfig::default().with_absolute_lifetime(Some(ten_years * 2)),
+    ] {
+        let store = RedisStore::from_url(&server.url()).unwrap();
+        assert!(SessionLayer::new(store, config).is_err());
+    }
+}

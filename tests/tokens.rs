@@ -609,6 +609,24 @@ mod redis_only {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn longest_lifetimes_work_in_the_scripts() {
+        let ten_years = Duration::from_secs(10 * 365 * 86_400);
+        let config = TokenConfig::default()
+            .with_access_ttl(ten_years)
+            .with_refresh_ttl(ten_years)
+            .with_family_lifetime(ten_years);
+        let t = Tokens::new(common::stores::redis_store("longest-tokens"), config).unwrap();
+        let p = t.issue("max").await.unwrap();
+        assert!(p.refresh_expires_in() > ten_years - Duration::from_secs(60));
+        let p = t.refresh(p.refresh_token()).await.unwrap();
+        assert_eq!(
+            t.authenticate(p.access_token()).await.unwrap().user_id(),
+            "max"
+        );
+        assert_eq!(t.list("max").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_deleted_user_key_is_never_silently_replaced() {
         let server = RedisServer::start();
         let ns = "lost-key";

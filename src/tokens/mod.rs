@@ -72,7 +72,7 @@ pub use self::bearer::{Bearer, BearerRejection};
 pub use self::jwt::JwtKeys;
 use self::store::{Backend, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls};
 use self::token::{Kind, Opaque};
-use crate::config::millis;
+use crate::config::{MAX_DURATION, MIN_DURATION, millis};
 use crate::session::now_ms;
 use crate::{
     ConfigError, MemoryStore, RedisStore, Session, SessionError, SessionHandle, StoreError,
@@ -140,7 +140,7 @@ impl TokenConfig {
             ("refresh token TTL", self.refresh_ttl),
             ("token family lifetime", self.family_lifetime),
         ] {
-            if d < Duration::from_secs(1) {
+            if !(MIN_DURATION..=MAX_DURATION).contains(&d) {
                 return Err(ConfigError::TokenLifetime { what, got: d });
             }
         }
@@ -406,8 +406,9 @@ impl IntoResponse for TokenError {
     }
 }
 
-/// Issues, checks, rotates and revokes tokens. Cloning is cheap.
-#[derive(Clone, Debug)]
+/// Issues, checks, rotates and revokes tokens. Cloning is cheap. `Debug` shows the
+/// store and the configuration, never key material.
+#[derive(Clone)]
 pub struct Tokens {
     backend: Backend,
     config: Arc<TokenConfig>,
@@ -418,14 +419,23 @@ pub struct Tokens {
     jwt: Option<Arc<JwtKeys>>,
 }
 
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("backend", &self.backend)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Tokens {
     /// Tokens on `store` ([`RedisStore`] or [`MemoryStore`]), in its namespace: give it
     /// the same store as the [`SessionLayer`](crate::SessionLayer) so that users,
     /// slots and "log out everywhere" are shared.
     ///
     /// # Errors
-    /// [`ConfigError::TokenLifetime`] if a lifetime is shorter than 1 s, or the grace
-    /// window is not shorter than the refresh token TTL.
+    /// [`ConfigError::TokenLifetime`] if a lifetime is shorter than 1 s or longer than 10
+    /// years, or the grace window is not shorter than the refresh token TTL.
     pub fn new(store: impl TokenStore, config: TokenConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
@@ -826,3 +836,37 @@ pub trait TokenStore: store::Sealed {}
 
 impl TokenStore for RedisStore {}
 impl TokenStore for MemoryStore {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_bounded() {
+        let huge = Duration::from_secs(u64::MAX);
+        for config in [
+            TokenConfig::default().with_access_ttl(huge),
+            TokenConfig::default().with_refresh_ttl(huge),
+            TokenConfig::default().with_family_lifetime(huge),
+            TokenConfig::default().with_family_lifetime(MAX_DURATION + Duration::from_secs(1)),
+        ] {
+            assert!(matches!(
+                Tokens::new(crate::MemoryStore::new(), config),
+                Err(ConfigError::TokenLifetime { .. })
+            ));
+        }
+        let longest = TokenConfig::default()
+            .with_refresh_ttl(MAX_DURATION)
+            .with_family_lifetime(MAX_DURATION);
+        Tokens::new(crate::MemoryStore::new(), longest).unwrap();
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let t = Tokens::new(crate::MemoryStore::new(), TokenConfig::default()).unwrap();
+        t.check_key.set([0xAB; 32]).unwrap();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("171"), "{shown}");
+        assert!(shown.contains("Tokens"), "{shown}");
+    }
+}

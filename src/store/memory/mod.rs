@@ -452,3 +452,17 @@ impl SessionStore for MemoryStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_namespace_only() {
+        let store = MemoryStore::new().with_user_key(&UserKey::from_bytes(&[0xAB; 32]).unwrap());
+        assert_eq!(
+            format!("{store:?}"),
+            r#"MemoryStore { namespace: "session", .. }"#
+        );
+    }
+}

@@ -65,10 +65,34 @@ enum Pool {
 }
 
 /// Where the builder connects.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Topology {
     Standalone(String),
     Cluster(Vec<String>),
+}
+
+/// A Redis URL without its credentials: user and password, and the query (which can
+/// carry a password for `redis+unix://`).
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let (rest, query) = rest
+        .split_once('?')
+        .map_or((rest, ""), |(r, _)| (r, "?<redacted>"));
+    let user = if url.contains('@') { "<redacted>@" } else { "" };
+    format!("{scheme}://{user}{rest}{query}")
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Standalone(url) => f.debug_tuple("Standalone").field(&redact_url(url)).finish(),
+            Self::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 /// Sessions in Redis. Cloning is cheap and shares the pool.
@@ -685,6 +709,23 @@ mod tests {
     /// a per-request cost: a pool checkout awaited inline made `load` ~14 KB, a large
     /// allocation plus a 14 KB copy per read. Below 1 KB, glibc serves it from its small
     /// bins without consolidating its free lists.
+    #[test]
+    fn debug_never_shows_credentials() {
+        for builder in [
+            RedisStore::builder("redis://alice:hunter2-pw@127.0.0.1:6379/0"),
+            RedisStore::builder("rediss://:hunter2-pw@cache.example:6380"),
+            RedisStore::builder("redis+unix:///run/redis.sock?pass=hunter2-pw"),
+            RedisStore::cluster_builder(["redis://alice:hunter2-pw@127.0.0.1:7000"]),
+        ] {
+            let shown = format!("{builder:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("alice"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        let plain = format!("{:?}", RedisStore::builder("redis://127.0.0.1:6379"));
+        assert!(plain.contains("redis://127.0.0.1:6379"), "{plain}");
+    }
+
     #[test]
     fn read_futures_stay_small() {
         let store = RedisStore::from_url("redis://127.0.0.1:1").unwrap();
