@@ -21,7 +21,8 @@
 //!     kind       text        NOT NULL,  -- created, login, id_rotated, refreshed, logout,
 //!                                       -- revoked, expired, token_issued,
 //!                                       -- token_refreshed, token_reused, token_revoked
-//!     reason     text,                  -- revoke, logout_everywhere, evicted_by_cap
+//!     reason     text,                  -- revoke, revoke_others, logout_everywhere,
+//!                                       -- evicted_by_cap
 //!     user_id    text,
 //!     handle     text,                  -- the session's public handle
 //!     ip         text,

@@ -86,8 +86,10 @@ pub enum EventKind {
 pub enum RevokeReason {
     /// Revoked by handle ("sign out that device", or an admin).
     Revoke,
-    /// Log out everywhere (or revoke all others).
+    /// Log out everywhere.
     LogoutEverywhere,
+    /// "Sign out all other devices": every other session of the user.
+    RevokeOthers,
     /// Evicted by a login at the per-user session cap.
     EvictedByCap,
 }
@@ -119,6 +121,7 @@ impl EventKind {
         match self {
             Self::Revoked(RevokeReason::Revoke) => Some("revoke"),
             Self::Revoked(RevokeReason::LogoutEverywhere) => Some("logout_everywhere"),
+            Self::Revoked(RevokeReason::RevokeOthers) => Some("revoke_others"),
             Self::Revoked(RevokeReason::EvictedByCap) => Some("evicted_by_cap"),
             _ => None,
         }

@@ -125,6 +125,17 @@ pub enum Revoke<'a> {
     AllExcept(&'a SessionKey),
 }
 
+impl Revoke<'_> {
+    /// The reason recorded for the sessions it ends.
+    pub(crate) fn reason(&self) -> RevokeReason {
+        match self {
+            Revoke::Handle(_) => RevokeReason::Revoke,
+            Revoke::All => RevokeReason::LogoutEverywhere,
+            Revoke::AllExcept(_) => RevokeReason::RevokeOthers,
+        }
+    }
+}
+
 /// The sessions of any user, for admin code without a request.
 #[derive(Clone, Debug)]
 pub struct Users {
@@ -166,10 +177,7 @@ impl Users {
     async fn revoke_where(&self, user_id: &str, which: Revoke<'_>) -> Result<usize, SessionError> {
         let store = &self.ctx.store;
         let tag = store.user_tag(user_id).await?;
-        let reason = match which {
-            Revoke::Handle(_) => RevokeReason::Revoke,
-            Revoke::All | Revoke::AllExcept(_) => RevokeReason::LogoutEverywhere,
-        };
+        let reason = which.reason();
         let revoked = store.revoke_user(&tag, user_id, which, now_ms()).await?;
         for h in &revoked {
             self.ctx

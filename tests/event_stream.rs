@@ -87,6 +87,10 @@ async fn every_change_is_in_the_stream_once_and_nothing_else() {
     c.post("/logout").await; // logout
     let mut d = Client::new(app.clone());
     d.post("/login?user=bob").await;
+    let mut e = Client::new(app.clone());
+    e.post("/login?user=bob").await;
+    let handle_e = e.get("/handle").await.body;
+    d.post("/revoke_others").await;
     d.post("/everywhere").await;
 
     let got = entries(&url, &stream).await;
@@ -106,6 +110,9 @@ async fn every_change_is_in_the_stream_once_and_nothing_else() {
             "logout",
             "created",
             "login",
+            "created",
+            "login",
+            "revoked:revoke_others",
             "revoked:logout_everywhere",
         ]
         .map(String::from)
@@ -119,7 +126,8 @@ async fn every_change_is_in_the_stream_once_and_nothing_else() {
     );
     assert_eq!(got[6]["handle"], handle_a, "the evicted session");
     assert_eq!(got[9]["handle"], handle_b);
-    assert_eq!(got[13]["user"], "bob");
+    assert_eq!(got[15]["handle"], handle_e, "the other device");
+    assert_eq!(got[16]["user"], "bob");
     for e in &got {
         assert!(e["at"].parse::<u64>().unwrap() > 1_600_000_000_000);
     }

@@ -214,12 +214,23 @@ mod cases {
             assert_eq!(e.kind, EventKind::Revoked(RevokeReason::LogoutEverywhere));
             assert_eq!(e.user_id.as_deref(), Some("carol"));
         }
+        // "Sign out all other devices" says so.
+        let mut fifth = client(&app, "192.0.2.12");
+        fifth.post("/login?user=carol").await;
+        let mut sixth = client(&app, "192.0.2.13");
+        sixth.post("/login?user=carol").await;
+        rec.take(4).await;
+        assert_eq!(sixth.post("/revoke_others").await.body, "1");
+        let e = &rec.take(1).await[0];
+        assert_eq!(e.kind, EventKind::Revoked(RevokeReason::RevokeOthers));
+        assert_eq!(e.kind.reason(), Some("revoke_others"));
+        assert_eq!(e.user_id.as_deref(), Some("carol"));
         // The admin API, without a request: no client details.
         let mut c = client(&app, "192.0.2.11");
         c.post("/login?user=carol").await;
         rec.take(2).await;
-        layer.users().revoke_all("carol").await.unwrap();
-        let e = &rec.take(1).await[0];
+        assert_eq!(layer.users().revoke_all("carol").await.unwrap(), 2);
+        let e = &rec.take(2).await[0];
         assert_eq!(e.kind, EventKind::Revoked(RevokeReason::LogoutEverywhere));
         assert_eq!((e.ip, e.user_agent.as_deref()), (None, None));
     }

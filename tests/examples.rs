@@ -252,14 +252,14 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     let mut page = String::new();
     for _ in 0..50 {
         page = b.get("/activity").await.1;
-        if page.contains("logout_everywhere") {
+        if page.contains("revoke_others") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(page.matches("<td>login</td>").count(), 2, "{page}");
     assert!(
-        page.contains("<td>revoked</td><td>logout_everywhere</td>"),
+        page.contains("<td>revoked</td><td>revoke_others</td>"),
         "{page}"
     );
     assert!(page.contains("&lt;b&gt;alice"), "escaped: {page}");

@@ -674,10 +674,7 @@ impl Session {
             Which::All => Revoke::All,
             Which::Others => Revoke::AllExcept(&key),
         };
-        let reason = match which {
-            Revoke::Handle(_) => RevokeReason::Revoke,
-            Revoke::All | Revoke::AllExcept(_) => RevokeReason::LogoutEverywhere,
-        };
+        let reason = which.reason();
         let store = &self.inner.ctx.store;
         let revoked = match store.revoke_user(id.tag(), &user, which, now_ms()).await {
             Ok(revoked) => revoked,

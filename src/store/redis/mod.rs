@@ -31,6 +31,7 @@ pub use self::sink::StreamSink;
 use super::{
     Clock, Patch, Record, Revoke, SessionInfo, SessionStore, UserKey, WriteMode, WriteOutcome,
 };
+use crate::events::EventKind;
 use crate::session::id::user_tag;
 use crate::session::record::{HANDLE, USER};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
@@ -692,7 +693,10 @@ impl SessionStore for RedisStore {
             .arg(mode)
             .arg(arg);
         let (stream, max_len) = self.stream_args();
-        inv.arg(stream).arg(max_len);
+        let reason = EventKind::Revoked(which.reason())
+            .reason()
+            .unwrap_or_default();
+        inv.arg(stream).arg(max_len).arg(reason);
         let handles: Vec<String> = self.invoke(&inv).await?;
         Ok(handles
             .iter()

@@ -34,7 +34,10 @@ pub(super) fn cell(key: Option<&UserKey>, namespace: &str) -> Arc<SaltCell> {
     })
 }
 
-/// `SCAN` pattern matching every slot key of `namespace`, glob characters escaped.
+/// `SCAN` pattern matching the keys of `namespace` made with its user-tag key: user
+/// indexes (`u`, `uh`; every logged-in session has one) and token families (`t:…`,
+/// `tf`). Anonymous sessions are left out: they live in random slots. Glob characters
+/// of the namespace are escaped.
 fn slot_pattern(namespace: &str) -> String {
     let mut p = String::with_capacity(namespace.len() + 4);
     for c in namespace.chars() {
@@ -43,7 +46,7 @@ fn slot_pattern(namespace: &str) -> String {
         }
         p.push(c);
     }
-    p.push_str(":{*");
+    p.push_str(":{*}:[ut]*");
     p
 }
 
@@ -111,8 +114,9 @@ impl RedisStore {
         Ok(salt)
     }
 
-    /// Whether any key of a user slot (`<ns>:{…}:…`) exists: `SCAN` in bounded steps on
-    /// the server, or on every master of a cluster. Stops at the first key found.
+    /// Whether any key made with the user-tag key exists (see [`slot_pattern`]): `SCAN`
+    /// in bounded steps on the server, or on every master of a cluster. Stops at the
+    /// first key found.
     async fn namespace_in_use(&self) -> Result<bool, StoreError> {
         let pattern = slot_pattern(&self.namespace);
         if !self.cluster {
@@ -184,7 +188,7 @@ mod tests {
 
     #[test]
     fn scan_pattern_escapes_glob_characters() {
-        assert_eq!(slot_pattern("session"), "session:{*");
-        assert_eq!(slot_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\:{*");
+        assert_eq!(slot_pattern("session"), "session:{*}:[ut]*");
+        assert_eq!(slot_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\:{*}:[ut]*");
     }
 }

@@ -3,7 +3,8 @@
 -- KEYS[1] the user index; ARGV[1] the session key prefix <ns>:{<tag>}:s:;
 -- ARGV[2] now, Unix ms; ARGV[3] the user id;
 -- ARGV[4] 'h': the session whose handle is ARGV[5] | 'a': all | 'x': all but member ARGV[5]
--- ARGV[6] the event stream key ('' = none); ARGV[7] its approximate MAXLEN.
+-- ARGV[6] the event stream key ('' = none); ARGV[7] its approximate MAXLEN;
+-- ARGV[8] the reason recorded with each revocation (EventKind::reason).
 -- Returns the handles of the revoked sessions. Deletes the index once it is empty.
 -- 'a' (log out everywhere) also revokes every token family of the user in the same
 -- step (kill_user_tokens).
@@ -11,7 +12,7 @@ STREAM, MAXLEN = ARGV[6], ARGV[7]
 local index, uh = KEYS[1], KEYS[1] .. 'h'
 prune(index, ARGV[2])
 local mode, arg = ARGV[4], ARGV[5]
-local reason = (mode == 'h') and 'revoke' or 'logout_everywhere'
+local reason = ARGV[8]
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   local k = ARGV[1] .. m
