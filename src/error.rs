@@ -119,6 +119,42 @@ pub enum StoreError {
     Random(#[from] getrandom::Error),
 }
 
+/// Why a user id was refused (see [`SessionError::InvalidUserId`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidUserId {
+    /// The empty string.
+    #[error("empty")]
+    Empty,
+    /// Longer than 256 bytes.
+    #[error("{0} bytes, more than 256")]
+    TooLong(usize),
+    /// A control character (NUL, a line break, DEL, …).
+    #[error("contains a control character")]
+    ControlCharacter,
+}
+
+impl InvalidUserId {
+    /// Longest user id, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Checks a user id given to `login` or a token issue.
+    ///
+    /// # Errors
+    /// Why it is refused.
+    pub fn check(user_id: &str) -> Result<(), Self> {
+        if user_id.is_empty() {
+            Err(Self::Empty)
+        } else if user_id.len() > Self::MAX_LEN {
+            Err(Self::TooLong(user_id.len()))
+        } else if user_id.chars().any(char::is_control) {
+            Err(Self::ControlCharacter)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// An error returned to a handler by a [`Session`](crate::Session) method.
 ///
 /// It implements axum's `IntoResponse`, so handlers can use `?`: store failures answer
@@ -159,6 +195,10 @@ pub enum SessionError {
     /// The operation needs a logged-in session.
     #[error("the session is not logged in")]
     NotLoggedIn,
+    /// A user id must be 1 to 256 bytes without control characters (it is stored,
+    /// logged in events and written to the audit table). Nothing changed.
+    #[error("invalid user id: {0}")]
+    InvalidUserId(InvalidUserId),
     /// The stored value does not deserialize into the requested type. The value is kept.
     #[error("session value {key:?} does not deserialize into the requested type")]
     Deserialize {
@@ -191,6 +231,9 @@ impl IntoResponse for SessionError {
             }
             SessionError::NotLoggedIn => {
                 (StatusCode::UNAUTHORIZED, "not logged in").into_response()
+            }
+            SessionError::InvalidUserId(_) => {
+                (StatusCode::BAD_REQUEST, "invalid user id").into_response()
             }
             SessionError::TooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "session too large").into_response()

@@ -34,7 +34,7 @@ macro_rules! all_cases {
             limit_reject_under_concurrency, limit_evict_under_concurrency,
             limit_evicts_the_least_recently_active, rejected_login_keeps_the_session,
             user_tag_hides_the_user_id, user_namespaces_are_independent,
-            users_api_without_a_request,
+            users_api_without_a_request, invalid_user_ids_are_refused_and_lose_nothing,
         );
     };
 }
@@ -890,6 +890,41 @@ mod cases {
         assert_eq!(c.get("/get?key=cart").await.body, "book", "nothing lost");
         assert_eq!(c.get("/read").await.status, 401, "still anonymous");
         assert_eq!(s.count().await, 2);
+    }
+
+    pub async fn invalid_user_ids_are_refused_and_lose_nothing<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), config());
+        let mut c = Client::new(app.clone());
+        c.post("/set?key=cart&value=book").await;
+        let before = c.cookie.clone();
+        let long = "u".repeat(257);
+        for bad in [
+            "",
+            "a%00b",
+            "line%0Abreak",
+            "del%7F",
+            "c1%C2%85",
+            long.as_str(),
+        ] {
+            let r = c.post(&format!("/login?user={bad}")).await;
+            assert_eq!(r.status, 400, "{bad:?}");
+            assert!(r.set_cookie.is_none(), "cookie unchanged for {bad:?}");
+            assert_eq!(c.cookie, before);
+        }
+        assert_eq!(c.get("/get?key=cart").await.body, "book", "nothing lost");
+        assert_eq!(c.get("/read").await.status, 401, "still anonymous");
+        // The longest accepted id, and any printable Unicode.
+        let longest = "u".repeat(256);
+        for good in [longest.as_str(), "J%C3%BCrgen%20M%C3%BCller"] {
+            assert_eq!(
+                Client::new(app.clone())
+                    .post(&format!("/login?user={good}"))
+                    .await
+                    .status,
+                200
+            );
+        }
+        assert_eq!(s.count().await, 3);
     }
 
     pub async fn user_tag_hides_the_user_id<S: TestStore>(s: S) {

@@ -30,6 +30,7 @@ macro_rules! all_cases {
             session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
             bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
             list_families, long_chain_stays_bounded_and_detects_old_reuse,
+            invalid_user_ids_get_no_tokens,
         );
     };
 }
@@ -386,6 +387,21 @@ mod cases {
             live(&t, unbound.access_token()).await,
             "unbound family kept"
         );
+    }
+
+    pub async fn invalid_user_ids_get_no_tokens<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        let long = "u".repeat(257);
+        for bad in ["", "a\0b", "a\nb", long.as_str()] {
+            assert!(
+                matches!(t.issue(bad).await, Err(TokenError::InvalidUserId(_))),
+                "{bad:?}"
+            );
+            assert!(t.list(bad).await.unwrap_or_default().is_empty());
+        }
+        let r = TokenError::InvalidUserId(tower_redis_session::InvalidUserId::Empty);
+        assert_eq!(axum::response::IntoResponse::into_response(r).status(), 400);
+        t.issue(&"u".repeat(256)).await.unwrap();
     }
 
     pub async fn hostile_tokens_are_invalid<S: TestStore + TokenStore>(s: S) {

@@ -29,7 +29,7 @@ use crate::cookie::Incoming;
 use crate::events::{EventKind, RevokeReason, SessionEvent};
 use crate::store::{DynStore, Revoke};
 use crate::users::{SessionInfo, Users};
-use crate::{SessionError, StoreError};
+use crate::{InvalidUserId, SessionError, StoreError};
 
 /// Longest user agent recorded with a session, in bytes.
 const MAX_USER_AGENT: usize = 256;
@@ -401,8 +401,11 @@ impl Session {
     /// # Errors
     /// [`SessionError::TooManySessions`] under [`LimitPolicy::Reject`](crate::LimitPolicy::Reject)
     /// at the limit (nothing changed: the current session is kept);
+    /// [`SessionError::InvalidUserId`] for an empty or over-long user id, or one with a
+    /// control character (nothing changed; answer it with 400);
     /// [`SessionError::Store`] if the store failed.
     pub async fn login(&self, user_id: &str) -> Result<(), SessionError> {
+        InvalidUserId::check(user_id).map_err(SessionError::InvalidUserId)?;
         let ctx = &self.inner.ctx;
         let store = &ctx.store;
         let mut st = self.inner.state.lock().await;

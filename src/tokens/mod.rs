@@ -75,7 +75,8 @@ use self::token::{Kind, Opaque};
 use crate::config::{MAX_DURATION, MIN_DURATION, millis};
 use crate::session::now_ms;
 use crate::{
-    ConfigError, MemoryStore, RedisStore, Session, SessionError, SessionHandle, StoreError,
+    ConfigError, InvalidUserId, MemoryStore, RedisStore, Session, SessionError, SessionHandle,
+    StoreError,
 };
 /// The JWT crate, for building [`JwtKeys`] with other algorithms.
 #[cfg(feature = "jwt")]
@@ -371,6 +372,10 @@ pub enum TokenError {
     /// The session ended before its tokens could be issued.
     #[error("the session has ended")]
     SessionEnded,
+    /// The user id is empty, longer than 256 bytes or holds a control character.
+    /// Nothing was issued.
+    #[error("invalid user id: {0}")]
+    InvalidUserId(#[from] InvalidUserId),
     /// The store failed.
     #[error("token store unavailable")]
     Store(#[from] StoreError),
@@ -401,6 +406,7 @@ impl IntoResponse for TokenError {
                 [(header::RETRY_AFTER, "1")],
             )
                 .into_response(),
+            Self::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid user id").into_response(),
             Self::Session(e) => e.into_response(),
         }
     }
@@ -504,12 +510,14 @@ impl Tokens {
     /// As [`issue`](Self::issue), with options (a scope).
     ///
     /// # Errors
-    /// [`TokenError::Store`] if the store failed.
+    /// [`TokenError::InvalidUserId`] for an empty or over-long user id, or one with a
+    /// control character; [`TokenError::Store`] if the store failed.
     pub async fn issue_with(
         &self,
         user_id: &str,
         options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
+        InvalidUserId::check(user_id)?;
         let tag = self.backend.user_tag(user_id).await?;
         self.issue_in(&tag, user_id, None, options).await
     }
