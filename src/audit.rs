@@ -7,7 +7,17 @@
 //! - Each batch is inserted in one transaction with `ON CONFLICT DO NOTHING` on the
 //!   stream entry id, and acknowledged (`XACK`) only after the commit. A crash between
 //!   commit and acknowledgement re-delivers the batch, and the re-delivered rows are
-//!   not inserted twice: every event lands exactly once.
+//!   not inserted twice: every event the stream still held when the writer read it
+//!   lands exactly once.
+//! - An entry PostgreSQL refuses as data (e.g. a NUL byte in a text field, a value too
+//!   large for the index) never stalls the writer: it goes to `session_audit_dead`
+//!   with the database's reason and its fields (escaped), in the same transaction,
+//!   and the rest of the batch commits.
+//! - The stream is capped (`MAXLEN ~`): events trimmed before the writer read them
+//!   are lost to the audit trail. The writer counts them (Redis's `entries-added`
+//!   against the group's `entries-read`), writes a row to `session_audit_gaps` and
+//!   logs a warning; [`AuditWriter::missed`] is the running total for metrics. Size
+//!   the stream so that this stays at zero.
 //! - Entries left pending by a writer that never came back are claimed after
 //!   [`AuditWriter::claim_after`] (`XAUTOCLAIM`).
 //!
@@ -29,6 +39,21 @@
 //!     user_agent text,
 //!     family     text,                  -- token events: the token family
 //!     PRIMARY KEY (namespace, event_id)
+//! );
+//! CREATE TABLE session_audit_dead (      -- entries PostgreSQL refused
+//!     namespace  text        NOT NULL,
+//!     event_id   text        NOT NULL,
+//!     failed_at  timestamptz NOT NULL DEFAULT now(),
+//!     error      text        NOT NULL,  -- the database's message and SQLSTATE
+//!     entry      text        NOT NULL,  -- the entry's fields, control characters escaped
+//!     PRIMARY KEY (namespace, event_id)
+//! );
+//! CREATE TABLE session_audit_gaps (      -- events trimmed before they were read
+//!     namespace      text        NOT NULL,
+//!     noted_at       timestamptz NOT NULL DEFAULT now(),
+//!     before_event   text        NOT NULL,  -- the first entry read after the gap
+//!     missing        bigint      NOT NULL,
+//!     PRIMARY KEY (namespace, before_event)
 //! );
 //! ```
 //!
@@ -112,6 +137,9 @@ pub struct AuditWriter {
     block: Duration,
     claim_after: Duration,
     ready: bool,
+    /// Events trimmed from the stream before this writer's group read them, as counted
+    /// so far (also in `session_audit_gaps`).
+    missed: u64,
 }
 
 impl fmt::Debug for AuditWriter {
@@ -138,7 +166,42 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS session_audit (
     PRIMARY KEY (namespace, event_id)
 );
 ALTER TABLE session_audit ADD COLUMN IF NOT EXISTS family text;
-CREATE INDEX IF NOT EXISTS session_audit_user ON session_audit (user_id, at);";
+CREATE INDEX IF NOT EXISTS session_audit_user ON session_audit (user_id, at);
+CREATE TABLE IF NOT EXISTS session_audit_dead (
+    namespace  text        NOT NULL,
+    event_id   text        NOT NULL,
+    failed_at  timestamptz NOT NULL DEFAULT now(),
+    error      text        NOT NULL,
+    entry      text        NOT NULL,
+    PRIMARY KEY (namespace, event_id)
+);
+CREATE TABLE IF NOT EXISTS session_audit_gaps (
+    namespace     text        NOT NULL,
+    noted_at      timestamptz NOT NULL DEFAULT now(),
+    before_event  text        NOT NULL,
+    missing       bigint      NOT NULL,
+    PRIMARY KEY (namespace, before_event)
+);";
+
+const INSERT_DEAD: &str = "INSERT INTO session_audit_dead (namespace, event_id, error, entry)
+    VALUES ($1, $2, $3, $4) ON CONFLICT (namespace, event_id) DO NOTHING";
+
+/// The dead-letter reason of an entry trimmed after it was read, before it was copied.
+const TRIMMED: &str = "trimmed from the stream after it was read, before it was copied";
+
+const INSERT_GAP: &str = "INSERT INTO session_audit_gaps (namespace, before_event, missing)
+    VALUES ($1, $2, $3) ON CONFLICT (namespace, before_event) DO NOTHING";
+
+const MISSED_SO_FAR: &str =
+    "SELECT coalesce(sum(missing), 0)::bigint FROM session_audit_gaps WHERE namespace = $1";
+
+/// Whether PostgreSQL refused a row for what it holds (data exception, constraint,
+/// program limit such as an index row too large), not for the connection or the
+/// server's state: such an entry goes to the dead letters instead of failing the batch.
+fn refused_as_data(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(c.code().get(..2), Some("22" | "23" | "54")))
+}
 
 const INSERT: &str = "INSERT INTO session_audit
     (namespace, event_id, at, kind, reason, user_id, handle, ip, user_agent, family)
@@ -202,6 +265,7 @@ impl AuditWriter {
             block: Duration::from_secs(1),
             claim_after: Duration::from_secs(60),
             ready: false,
+            missed: 0,
         })
     }
 
@@ -250,6 +314,8 @@ impl AuditWriter {
             return Ok(());
         }
         self.pg.batch_execute(CREATE_TABLE).await?;
+        let row = self.pg.query_one(MISSED_SO_FAR, &[&self.namespace]).await?;
+        self.missed = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
         let mut cmd = redis::cmd("XGROUP");
         cmd.arg("CREATE")
             .arg(&self.stream)
@@ -279,15 +345,93 @@ impl AuditWriter {
         if entries.is_empty() {
             entries = self.claim().await?;
         }
+        let mut gap = None;
         if entries.is_empty() {
             entries = self.read(">", Some(self.block)).await?;
+            if let Some(first) = entries.first() {
+                gap = self
+                    .trimmed_unread(entries.len())
+                    .await?
+                    .map(|n| (first.id.clone(), n));
+            }
         }
         if entries.is_empty() {
             return Ok(0);
         }
-        self.insert(&entries).await?;
+        self.insert(&entries, gap.as_ref()).await?;
+        if let Some((before, n)) = gap {
+            self.missed += n;
+            tracing::warn!(
+                stream = %self.stream,
+                missing = n,
+                before_event = %before,
+                "audit: events were trimmed from the stream before they were read"
+            );
+        }
         self.ack(&entries).await?;
         Ok(entries.len())
+    }
+
+    /// Events trimmed from the stream before this writer's group read them, as counted
+    /// so far (the sum of `session_audit_gaps`). Export it as a metric; anything above
+    /// zero means the stream's `MAXLEN` is too small for the writer's pace.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// After a read of `delivered` new entries: how many events the stream lost before
+    /// the group read them and not yet reported, if the writer is caught up (the count
+    /// is exact only then; otherwise a later read reports it). `entries-added` counts
+    /// every event ever added, `entries-read` those delivered to the group; neither
+    /// moves with trimming.
+    async fn trimmed_unread(&mut self, delivered: usize) -> Result<Option<u64>, AuditError> {
+        if delivered >= self.batch {
+            return Ok(None);
+        }
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("STREAM").arg(&self.stream);
+        let stream: Vec<Value> = self.redis.query(&cmd).await?;
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(&self.stream);
+        let groups: Vec<Value> = self.redis.query(&cmd).await?;
+        let Some(added) = info_int(&stream, "entries-added") else {
+            return Ok(None);
+        };
+        let read = groups.iter().find_map(|g| {
+            let Value::Array(fields) = g else { return None };
+            let name = info_field(fields, "name").and_then(|v| text(v.clone()))?;
+            (name == self.group).then(|| info_int(fields, "entries-read"))?
+        });
+        let Some(read) = read else { return Ok(None) };
+        // Entries added after the read are still in the stream, unread: count them
+        // (at most a batch; more means the count is not exact now).
+        let unread = match groups.iter().find_map(|g| {
+            let Value::Array(fields) = g else { return None };
+            info_field(fields, "last-delivered-id").and_then(|v| text(v.clone()))
+        }) {
+            Some(last) => {
+                let mut range = redis::cmd("XRANGE");
+                range
+                    .arg(&self.stream)
+                    .arg(format!("({last}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(self.batch);
+                let after: Vec<Value> = self.redis.query(&range).await?;
+                if after.len() >= self.batch {
+                    return Ok(None);
+                }
+                after.len() as u64
+            }
+            None => return Ok(None),
+        };
+        let lost = added.saturating_sub(read).saturating_sub(unread);
+        if lost > self.missed {
+            // Another writer of the group may have reported part of it.
+            let row = self.pg.query_one(MISSED_SO_FAR, &[&self.namespace]).await?;
+            self.missed = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        }
+        Ok(lost.checked_sub(self.missed).filter(|n| *n > 0))
     }
 
     /// Runs [`step`](Self::step) forever.
@@ -359,31 +503,82 @@ impl AuditWriter {
         Ok(items.into_iter().filter_map(entry).collect())
     }
 
-    async fn insert(&mut self, entries: &[Entry]) -> Result<(), AuditError> {
-        let tx = self.pg.transaction().await?;
+    /// Inserts a batch (and the gap before it) in one transaction. If PostgreSQL refuses
+    /// an entry as data, the batch is redone with a savepoint per entry, so each refused
+    /// entry goes to the dead letters and the others commit.
+    async fn insert(
+        &mut self,
+        entries: &[Entry],
+        gap: Option<&(String, u64)>,
+    ) -> Result<(), AuditError> {
+        match self.insert_batch(entries, gap, false).await {
+            Err(AuditError::Postgres(e)) if refused_as_data(&e) => {
+                self.insert_batch(entries, gap, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn insert_batch(
+        &mut self,
+        entries: &[Entry],
+        gap: Option<&(String, u64)>,
+        one_by_one: bool,
+    ) -> Result<(), AuditError> {
+        let mut tx = self.pg.transaction().await?;
         let stmt = tx.prepare(INSERT).await?;
+        if let Some((before, missing)) = gap {
+            let missing = i64::try_from(*missing).unwrap_or(i64::MAX);
+            tx.execute(INSERT_GAP, &[&self.namespace, before, &missing])
+                .await?;
+        }
         for e in entries {
-            // An entry trimmed from the stream before it was read has no fields.
+            // An entry read earlier but trimmed before it was copied comes back without
+            // fields: its event is lost, and the dead letters say so.
             let Some(kind) = e.get("kind") else {
+                tx.execute(INSERT_DEAD, &[&self.namespace, &e.id, &TRIMMED, &""])
+                    .await?;
                 continue;
             };
             let at: i64 = e.get("at").and_then(|a| a.parse().ok()).unwrap_or(0);
-            tx.execute(
-                &stmt,
-                &[
-                    &self.namespace,
-                    &e.id,
-                    &(at as f64),
-                    &kind,
-                    &e.get("reason"),
-                    &e.get("user"),
-                    &e.get("handle"),
-                    &e.get("ip"),
-                    &e.get("ua"),
-                    &e.get("family"),
-                ],
-            )
-            .await?;
+            let row: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+                &self.namespace,
+                &e.id,
+                &(at as f64),
+                &kind,
+                &e.get("reason"),
+                &e.get("user"),
+                &e.get("handle"),
+                &e.get("ip"),
+                &e.get("ua"),
+                &e.get("family"),
+            ];
+            if !one_by_one {
+                tx.execute(&stmt, &row).await?;
+                continue;
+            }
+            let sp = tx.savepoint("entry").await?;
+            match sp.execute(&stmt, &row).await {
+                Ok(_) => sp.commit().await?,
+                Err(err) if refused_as_data(&err) => {
+                    sp.rollback().await?;
+                    let reason = match err.as_db_error() {
+                        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+                        None => err.to_string(),
+                    };
+                    let reason = reason.escape_debug().to_string();
+                    let fields = format!("{:?}", e.fields);
+                    tracing::warn!(
+                        stream = %self.stream,
+                        event_id = %e.id,
+                        reason = %reason,
+                        "audit: an event PostgreSQL refused went to the dead letters"
+                    );
+                    tx.execute(INSERT_DEAD, &[&self.namespace, &e.id, &reason, &fields])
+                        .await?;
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -397,6 +592,21 @@ impl AuditWriter {
         }
         self.redis.query::<()>(&cmd).await?;
         Ok(())
+    }
+}
+
+/// A field of an `XINFO` reply (a flat list of names and values, or a map in RESP3).
+fn info_field<'v>(fields: &'v [Value], name: &str) -> Option<&'v Value> {
+    fields
+        .chunks_exact(2)
+        .find(|kv| text(kv[0].clone()).as_deref() == Some(name))
+        .map(|kv| &kv[1])
+}
+
+fn info_int(fields: &[Value], name: &str) -> Option<u64> {
+    match info_field(fields, name)? {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => text(other.clone())?.parse().ok(),
     }
 }
 

@@ -138,7 +138,8 @@
 //! never blocks a request. [`RedisStore::with_event_stream`] also appends every change
 //! to a Redis Stream in the same script as the change, [`RedisStore::watch_expired`]
 //! reports expired sessions, and `audit::AuditWriter` (feature `audit-postgres`) copies
-//! the stream into PostgreSQL exactly once. See the [`events`] module.
+//! the stream into PostgreSQL: exactly once for every event the stream still held,
+//! refused rows to dead letters, trimmed events counted. See the [`events`] module.
 //!
 //! # Tokens for API clients
 //!

@@ -354,3 +354,195 @@ async fn token_activity_is_audited() {
         ]
     );
 }
+
+/// Appends an event to a namespace's stream the way another writer (or an older
+/// version) could: fields as given.
+async fn xadd(url: &str, ns: &str, fields: &[(&str, &str)]) -> String {
+    let mut conn = common::stores::redis_conn(url).await;
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(format!("{ns}:events")).arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+/// Steps the writer until it finds nothing new; returns the events it copied.
+async fn drain(writer: &mut AuditWriter) -> usize {
+    let mut total = 0;
+    loop {
+        let n = writer.step().await.unwrap();
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_goes_to_the_dead_letters_and_the_writer_keeps_going() {
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let url = redis.url();
+    let ns = "audit-dead";
+    // A 10 kB user id that does not compress: too large for the user index's row.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let huge: String = (0..10_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let good1 = xadd(
+        &url,
+        ns,
+        &[("kind", "login"), ("user", "ann"), ("at", "1700000000000")],
+    )
+    .await;
+    let nul = xadd(
+        &url,
+        ns,
+        &[("kind", "login"), ("user", "a\0b"), ("at", "1700000000001")],
+    )
+    .await;
+    let long = xadd(
+        &url,
+        ns,
+        &[("kind", "login"), ("user", &huge), ("at", "1700000000002")],
+    )
+    .await;
+    let good2 = xadd(
+        &url,
+        ns,
+        &[("kind", "logout"), ("user", "ann"), ("at", "1700000000003")],
+    )
+    .await;
+    let mut writer = AuditWriter::connect(&url, ns, &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    assert_eq!(
+        drain(&mut writer).await,
+        4,
+        "one batch, committed and acknowledged"
+    );
+    let db = pg(&postgres).await;
+    let mut rows = row_ids(&db, ns).await;
+    rows.sort();
+    assert_eq!(rows, [good1, good2.clone()]);
+    let dead = db
+        .query(
+            "SELECT event_id, error, entry FROM session_audit_dead WHERE namespace = $1 \
+             ORDER BY event_id",
+            &[&ns],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = dead.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, [nul, long]);
+    let errors: Vec<String> = dead.iter().map(|r| r.get(1)).collect();
+    assert!(
+        errors[0].contains("0x00") && errors[0].contains("22021"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("index row") && errors[1].contains("54000"),
+        "{errors:?}"
+    );
+    let entry: String = dead[0].get(2);
+    assert!(
+        entry.contains(r"a\0b"),
+        "the refused fields, escaped: {entry}"
+    );
+    let mut conn = common::stores::redis_conn(&url).await;
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(format!("{ns}:events"))
+        .arg("audit-postgres")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending[0], redis::Value::Int(0), "nothing left pending");
+    // It keeps going, and a restarted writer does not redo anything.
+    let later = xadd(&url, ns, &[("kind", "created"), ("at", "1700000000004")]).await;
+    assert_eq!(drain(&mut writer).await, 1);
+    assert!(row_ids(&db, ns).await.contains(&later));
+    assert_eq!(writer.missed(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_trimmed_before_they_were_read_are_counted_once() {
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let url = redis.url();
+    let ns = "audit-gap";
+    for i in 0..5 {
+        xadd(
+            &url,
+            ns,
+            &[("kind", "created"), ("at", &format!("17000000000{i:02}"))],
+        )
+        .await;
+    }
+    let mut writer = AuditWriter::connect(&url, ns, &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    assert_eq!(drain(&mut writer).await, 5);
+    assert_eq!(writer.missed(), 0, "nothing trimmed yet");
+    // 20 more events, of which the stream keeps the last 5 (MAXLEN) before the writer
+    // reads again.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            xadd(
+                &url,
+                ns,
+                &[("kind", "login"), ("at", &format!("17000000001{i:02}"))],
+            )
+            .await,
+        );
+    }
+    let mut conn = common::stores::redis_conn(&url).await;
+    let _: u64 = redis::cmd("XTRIM")
+        .arg(format!("{ns}:events"))
+        .arg("MAXLEN")
+        .arg(5)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut writer).await, 5);
+    assert_eq!(writer.missed(), 15);
+    let db = pg(&postgres).await;
+    let gaps = db
+        .query(
+            "SELECT before_event, missing FROM session_audit_gaps WHERE namespace = $1",
+            &[&ns],
+        )
+        .await
+        .unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(
+        gaps[0].get::<_, String>(0),
+        ids[15],
+        "the gap ends where reading resumed"
+    );
+    assert_eq!(gaps[0].get::<_, i64>(1), 15);
+    // Reported once: more traffic without trimming adds no gap, and a restarted writer
+    // knows the total.
+    xadd(&url, ns, &[("kind", "logout"), ("at", "1700000000200")]).await;
+    assert_eq!(drain(&mut writer).await, 1);
+    let mut restarted = AuditWriter::connect(&url, ns, &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    assert_eq!(drain(&mut restarted).await, 0);
+    assert_eq!((writer.missed(), restarted.missed()), (15, 15));
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM session_audit_gaps", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
