@@ -81,13 +81,15 @@ const LOGIN: &[(&str, u64)] = &[
     ("pttl", 1),
 ];
 /// `delete.lua`: logout of a logged-in session (handle and user for the event, the
-/// key, its index and handle-map entries).
+/// key, its index entry, and its two handle-map entries: member -> handle, and
+/// handle -> member after checking it still names this member).
 const DELETE: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("hmget", 1),
     ("del", 1),
     ("zrem", 1),
-    ("hdel", 1),
+    ("hget", 1),
+    ("hdel", 2),
 ];
 
 fn with(base: &[(&str, u64)], extra: &[(&str, u64)]) -> HashMap<String, u64> {

@@ -30,7 +30,7 @@ macro_rules! all_cases {
             session_bound_tokens_end_with_the_session, hostile_tokens_are_invalid,
             bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
             list_families, long_chain_stays_bounded_and_detects_old_reuse,
-            invalid_user_ids_get_no_tokens,
+            invalid_user_ids_get_no_tokens, session_bound_tokens_follow_id_rotation,
         );
     };
 }
@@ -387,6 +387,50 @@ mod cases {
             live(&t, unbound.access_token()).await,
             "unbound family kept"
         );
+    }
+
+    /// A bound pair issued on `web`'s session: (access, refresh).
+    async fn bound_pair(web: &mut Client) -> (String, String) {
+        let r = web.post("/tokens").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let pair: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let token = |name: &str| pair[name].as_str().unwrap().to_owned();
+        (token("access_token"), token("refresh_token"))
+    }
+
+    pub async fn session_bound_tokens_follow_id_rotation<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s.clone(), TokenConfig::default());
+        let app = app(s.clone(), &t);
+        let mut web = login(&app, "alice").await;
+        let (access, refresh) = bound_pair(&mut web).await;
+        let handle = web.get("/handle").await.body;
+        // cycle_id and a second login of the same user rotate the id, not the session.
+        let before = web.cookie.clone();
+        assert_eq!(web.post("/cycle").await.status, 200);
+        assert_ne!(web.cookie, before, "the id rotated");
+        assert!(live(&t, &access).await, "access token survives cycle_id");
+        let before = web.cookie.clone();
+        assert_eq!(web.post("/login?user=alice").await.status, 200);
+        assert_ne!(web.cookie, before, "the id rotated again");
+        assert_eq!(web.get("/handle").await.body, handle, "same session");
+        assert!(live(&t, &access).await, "access token survives a new login");
+        let next = t.refresh(&refresh).await.expect("refresh after rotations");
+        assert!(live(&t, next.access_token()).await);
+        // It still ends with the session.
+        assert_eq!(web.post("/logout").await.status, 200);
+        assert!(
+            !live(&t, next.access_token()).await,
+            "ended with its session"
+        );
+        assert!(matches!(
+            t.refresh(next.refresh_token()).await,
+            Err(TokenError::InvalidGrant)
+        ));
+        // Logging the session in as someone else ends alice's tokens bound to it.
+        let mut shared = login(&app, "alice").await;
+        let (access, _) = bound_pair(&mut shared).await;
+        assert_eq!(shared.post("/login?user=bob").await.status, 200);
+        assert!(!live(&t, &access).await, "the session is no longer alice's");
     }
 
     pub async fn invalid_user_ids_get_no_tokens<S: TestStore + TokenStore>(s: S) {

@@ -24,7 +24,8 @@
 //!   and [`Users::revoke_all`](crate::Users::revoke_all) end the user's sessions *and*
 //!   tokens in one atomic step.
 //! - **Bound to a session** ([`issue_for_session`](Tokens::issue_for_session)): the family
-//!   dies with the session (logout, revoke, expiry).
+//!   dies with the session (logout, revoke, expiry, a login as another user) and
+//!   follows it through id rotation (`cycle_id`, a new login of the same user).
 //! - **Bearer extractor** ([`Bearer`]): reads `Authorization: Bearer`, answers RFC 6750
 //!   errors, and gives handlers the [`TokenClaims`].
 //! - **JWT access tokens** (feature `jwt`, [`Tokens::with_jwt`]): signature and expiry
@@ -523,7 +524,9 @@ impl Tokens {
     }
 
     /// Issues a token family for the user logged in on `session`, bound to it: when the
-    /// session ends (logout, revoke, expiry), its tokens stop working too.
+    /// session ends (logout, revoke, expiry, or a login as another user), its tokens
+    /// stop working too. The binding is by the session's handle, so it survives id
+    /// rotation ([`Session::cycle_id`], a new login of the same user).
     ///
     /// # Errors
     /// [`TokenError::NotLoggedIn`] if the session is not logged in (or belongs to another

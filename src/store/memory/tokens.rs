@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Map, MemoryStore};
-use crate::SessionKey;
+use crate::SessionHandle;
 use crate::tokens::store::{
     ACCESS_KEPT, AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target,
 };
@@ -28,10 +28,10 @@ struct Slot {
     swept: usize,
 }
 
+/// A live access token: its record names the session it is bound to, if any.
 #[derive(Debug)]
 struct Access {
     record: AccessRecord,
-    session_key: Option<String>,
 }
 
 #[derive(Debug)]
@@ -49,8 +49,8 @@ struct Family {
     refreshed: Option<i64>,
     deadline: i64,
     current: String,
-    session_key: Option<String>,
-    session: Option<crate::SessionHandle>,
+    /// The session it is bound to (by handle, which survives id rotation).
+    session: Option<SessionHandle>,
     scope: Option<String>,
     /// Its newest access tokens (at most [`ACCESS_KEPT`]), oldest first.
     access: VecDeque<String>,
@@ -121,14 +121,7 @@ impl Slot {
             session: f.session,
             scope: f.scope.clone(),
         };
-        let session_key = f.session_key.clone();
-        self.access.insert(
-            access.to_owned(),
-            Access {
-                record,
-                session_key,
-            },
-        );
+        self.access.insert(access.to_owned(), Access { record });
         self.refresh.insert(
             refresh.to_owned(),
             RefreshToken {
@@ -142,13 +135,12 @@ impl Slot {
 }
 
 impl Map {
-    fn session_live(&mut self, ns: &Arc<str>, tag: &str, hash: Option<&str>) -> bool {
-        hash.is_none_or(|h| {
-            let key = (
-                ns.clone(),
-                SessionKey::from_parts(tag.to_owned(), h.to_owned()),
-            );
-            self.live(&key, Instant::now()).is_some()
+    /// Whether the session a family is bound to (by handle; `None`: unbound) lives in
+    /// the slot, under whatever id it has now (ids rotate; handles stay).
+    fn session_live(&self, ns: &Arc<str>, tag: &str, bound: Option<SessionHandle>) -> bool {
+        bound.is_none_or(|h| {
+            self.slot(ns, tag, Instant::now())
+                .any(|(_, e)| e.handle() == Some(h))
         })
     }
 
@@ -177,7 +169,7 @@ impl MemoryStore {
 
     pub(crate) fn token_issue(&self, req: &Issue<'_>) -> IssueOutcome {
         let mut map = self.lock();
-        if !map.session_live(&self.namespace, req.tag, req.session.map(|s| s.0)) {
+        if !map.session_live(&self.namespace, req.tag, req.session.map(|s| s.1)) {
             return IssueOutcome::SessionGone;
         }
         let slot = map.tokens.slots.entry(self.slot_key(req.tag)).or_default();
@@ -193,7 +185,6 @@ impl MemoryStore {
                 refreshed: None,
                 deadline: req.now_ms + req.ttl.family,
                 current: String::new(),
-                session_key: req.session.map(|s| s.0.to_owned()),
                 session: req.session.map(|s| s.1),
                 scope: req.scope.map(str::to_owned),
                 access: VecDeque::new(),
@@ -210,15 +201,15 @@ impl MemoryStore {
 
     pub(crate) fn token_auth(&self, tag: &str, access: &str, now_ms: i64) -> Option<AccessRecord> {
         let mut map = self.lock();
-        let (record, session_key) = {
+        let record = {
             let slot = map.tokens.slots.get(&self.slot_key(tag))?;
             let a = slot
                 .access
                 .get(access)
                 .filter(|a| a.record.expires_ms > now_ms)?;
-            (a.record.clone(), a.session_key.clone())
+            a.record.clone()
         };
-        if map.session_live(&self.namespace, tag, session_key.as_deref()) {
+        if map.session_live(&self.namespace, tag, record.session) {
             return Some(record);
         }
         if let Some(slot) = map.tokens.slots.get_mut(&self.slot_key(tag)) {
@@ -231,7 +222,7 @@ impl MemoryStore {
         let mut map = self.lock();
         let key = self.slot_key(req.tag);
         let now = req.now_ms;
-        let (fid, session_key) = {
+        let (fid, bound) = {
             let Some(slot) = map.tokens.slots.get_mut(&key) else {
                 return RefreshOutcome::Invalid;
             };
@@ -259,9 +250,9 @@ impl MemoryStore {
                 slot.kill(&fid);
                 return RefreshOutcome::Invalid;
             }
-            (fid, f.session_key.clone())
+            (fid, f.session)
         };
-        if !map.session_live(&self.namespace, req.tag, session_key.as_deref()) {
+        if !map.session_live(&self.namespace, req.tag, bound) {
             if let Some(slot) = map.tokens.slots.get_mut(&key) {
                 slot.kill(&fid);
             }

@@ -9,7 +9,7 @@ local m = redis.call('HMGET', KEYS[1], 'm:h', 'm:u', 'm:ip', 'm:ua')
 if redis.call('DEL', KEYS[1]) == 0 then return {} end
 if m[2] then
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[2] .. 'h', ARGV[1])
+  unmap_handle(KEYS[2] .. 'h', ARGV[1], m[1])
 end
 xadd(ARGV[2], 'logout', '', m[1], m[2], m[3], m[4])
 return {m[1] or '', m[2] or ''}

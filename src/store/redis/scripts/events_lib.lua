@@ -4,8 +4,27 @@
 -- Each user slot keeps a handle map, <index key>..'h' (<ns>:{<tag>}:uh): index member
 -- -> '<handle> <user>', written at login. Its entry is the "expiry not yet reported"
 -- mark, shared by index pruning and the keyspace-notification watcher (expired.lua),
--- so each expiry is reported once.
+-- so each expiry is reported once. The map also holds '#'..handle -> the session's
+-- current index member, so a token family bound to a session (by its handle) finds it
+-- after its id rotated (token_lib.lua, session_gone).
 local STREAM, MAXLEN = '', '0'
+
+-- Records that index member `member` is the session `handle` of `user`.
+local function map_handle(uh, member, handle, user)
+  if handle and handle ~= '' then
+    redis.call('HSET', uh, member, handle .. ' ' .. user, '#' .. handle, member)
+  else
+    redis.call('HSET', uh, member, ' ' .. user)
+  end
+end
+
+-- Forgets index member `member` (session `handle`, if known).
+local function unmap_handle(uh, member, handle)
+  redis.call('HDEL', uh, member)
+  if handle and handle ~= '' and redis.call('HGET', uh, '#' .. handle) == member then
+    redis.call('HDEL', uh, '#' .. handle)
+  end
+end
 
 local function xadd(now, kind, reason, handle, user, ip, ua)
   if STREAM == '' then return end
@@ -19,9 +38,9 @@ end
 local function expired(uh, member, now)
   local v = redis.call('HGET', uh, member)
   if not v then return nil end
-  redis.call('HDEL', uh, member)
   local sep = string.find(v, ' ', 1, true) or (#v + 1)
   local handle, user = string.sub(v, 1, sep - 1), string.sub(v, sep + 1)
+  unmap_handle(uh, member, handle)
   xadd(now, 'expired', '', handle, user)
   return handle, user
 end

@@ -24,7 +24,7 @@ for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if mode == 'a' or (mode == 'h' and f[2] == arg) or (mode == 'x' and m ~= arg) then
       redis.call('DEL', k)
       redis.call('ZREM', index, m)
-      redis.call('HDEL', uh, m)
+      unmap_handle(uh, m, f[2])
       xadd(ARGV[2], 'revoked', reason, f[2], f[1], f[3], f[4])
       out[#out + 1] = f[2]
     end

@@ -1,18 +1,29 @@
 -- Shared by tokens.lua and revoke.lua (prepended to both when they are loaded).
 -- Keys are built from P, the slot prefix <ns>:{<tag>}: (one Cluster slot):
---   P..'a:'..h  access token   (hash: u user, f family, c issued, e expires, sh, sk, sc)
+--   P..'a:'..h  access token   (hash: u user, f family, c issued, e expires, sh, sk, sc;
+--                               sk is non-empty when the family is bound to a session)
 --   P..'r:'..h  refresh token  (hash: u, f, c, e, s 'l' live | 'c' consumed,
 --                               n successor's hash, t consumed at). A consumed token
 --                               stays as a tombstone until its own expiry, so a replay
 --                               is recognised; nothing ever iterates tombstones.
 --   P..'t:'..f  token family   (hash of fixed size: u, c, d deadline, r current refresh
---                               hash, l last refresh, sk bound session hash, sh session
---                               handle, sc scope, e expiry of its last token, a the
+--                               hash, l last refresh, sk the bound session's key hash
+--                               at issue ('' when unbound), sh its handle, sc scope,
+--                               e expiry of its last token, a the
 --                               hashes of its newest ACCESS_KEPT access tokens)
 --   P..'tf'     family index   (sorted set: family id scored by its expiry)
 -- h is base64url(sha256(token secret)): Redis never holds a token. A token is valid
 -- only while its family record lists it (its live refresh token, its kept access
 -- tokens), so ending a family deletes a bounded number of keys.
+
+-- Whether the session with handle `sh` (a bound family's) has ended. The slot's handle
+-- map (events_lib.lua) gives its current index member, so a session whose id rotated
+-- (cycle_id, a new login of the same user) is still found.
+local function session_gone(P, sh)
+  if not sh or sh == '' then return false end
+  local member = redis.call('HGET', P .. 'uh', '#' .. sh)
+  return not member or redis.call('EXISTS', P .. 's:' .. member) == 0
+end
 
 -- Live access tokens one family keeps; issuing one more ends the oldest
 -- (tokens::store::ACCESS_KEPT).

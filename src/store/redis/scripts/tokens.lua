@@ -6,9 +6,6 @@ local idx, op, P, now = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local function int(x) return string.format('%.0f', x) end
 
-local function session_gone(sk)
-  return sk and sk ~= '' and redis.call('EXISTS', P .. 's:' .. sk) == 0
-end
 
 -- Stores one token of family `fid`; its TTL never passes the family's deadline.
 local function put(kind, h, fid, ttl, deadline, fields)
@@ -60,7 +57,7 @@ if op == 'issue' then
   -- | {'collision'}
   local user, fid, ah, rh = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
   local sk, sh, sc = ARGV[11], ARGV[12], ARGV[13]
-  if session_gone(sk) then return {'gone'} end
+  if sk ~= '' and session_gone(P, sh) then return {'gone'} end
   local fk = P .. 't:' .. fid
   if redis.call('EXISTS', fk) == 1 or taken(ah, rh) then return {'collision'} end
   local deadline = now + tonumber(ARGV[10])
@@ -75,7 +72,7 @@ elseif op == 'auth' then
   local k = P .. 'a:' .. ARGV[4]
   local a = redis.call('HMGET', k, 'u', 'f', 'c', 'e', 'sh', 'sc', 'sk')
   if not a[1] or tonumber(a[4]) <= now then return {} end
-  if session_gone(a[7]) then
+  if a[7] and a[7] ~= '' and session_gone(P, a[5]) then
     kill_family(P, a[2])
     return {}
   end
@@ -106,7 +103,7 @@ elseif op == 'refresh' then
   end
   if tonumber(r[5]) <= now then return {'invalid'} end
   local deadline = tonumber(f[2])
-  if deadline <= now or session_gone(f[4]) then
+  if deadline <= now or (f[4] and f[4] ~= '' and session_gone(P, f[5])) then
     kill_family(P, fid)
     return {'invalid'}
   end

@@ -42,6 +42,7 @@ if mode == 'c' or mode == 'l' then
 else
   if redis.call('EXISTS', KEYS[3]) == 0 then return {'0'} end
   if redis.call('RENAMENX', KEYS[3], key) == 0 then return {'-1'} end
+  -- The handle's entry moves to the new member below.
   if redis.call('ZREM', index, ARGV[8]) == 1 then redis.call('HDEL', uh, ARGV[8]) end
 end
 
@@ -71,7 +72,7 @@ if mode == 'l' then
         if f[1] then evicted[#evicted + 1] = f[1] end
         redis.call('DEL', k)
         redis.call('ZREM', index, live[i][1])
-        redis.call('HDEL', uh, live[i][1])
+        unmap_handle(uh, live[i][1], f[1])
         xadd(ARGV[2], 'revoked', 'evicted_by_cap', f[1], f[2], f[3], f[4])
       end
     end
@@ -108,7 +109,7 @@ if user then
   end
   -- The handle map lives as long as the index.
   if mode == 'l' or mode == 'r' then
-    redis.call('HSET', uh, member, (handle or '') .. ' ' .. user)
+    map_handle(uh, member, handle, user)
     redis.call('PEXPIRE', uh, pttl)
   elseif extended then
     redis.call('PEXPIRE', uh, pttl)
