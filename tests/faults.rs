@@ -254,3 +254,47 @@ async fn anonymous_policy_serves_without_the_store_and_loses_nothing() {
     }
     assert_eq!(c.post("/incr").await.body, "2", "the session is intact");
 }
+
+/// A request served as anonymous (its load failed) that logs in once the store is back
+/// sends the new session's cookie: the session it wrote is not orphaned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_after_a_degraded_load_sends_its_cookie() {
+    use axum::routing::post;
+    use tower_redis_session::{Session, SessionError};
+
+    let server = RedisServer::start();
+    let config = SessionConfig::default().with_store_down_policy(StoreDownPolicy::Anonymous);
+    let st = store(&server, 1, Duration::from_millis(100));
+    let app = routes::routes()
+        .route(
+            "/late_login",
+            post(|s: Session| async move {
+                // Redis is paused: the load times out and the request goes on anonymous.
+                assert_eq!(s.get::<u64>("counter").await?, None);
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                s.login("carol").await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .layer(SessionLayer::new(st, config).unwrap());
+    let mut warm = Client::new(app.clone());
+    warm.post("/login?user=warm").await; // scripts and the user-tag key
+    let mut c = Client::new(app.clone());
+    assert_eq!(c.post("/incr").await.body, "1");
+    let before = c.cookie.clone();
+    assert!(
+        server
+            .raw("CLIENT PAUSE 400 ALL")
+            .is_some_and(|r| r.starts_with("+OK"))
+    );
+    let r = c.post("/late_login").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
+    let cookie = r.set_cookie.expect("the new session's cookie");
+    assert!(!cookie.is_removal());
+    assert_ne!(c.cookie, before);
+    assert_eq!(
+        c.get("/read").await.body,
+        "carol",
+        "the session it wrote is reachable"
+    );
+}

@@ -473,6 +473,9 @@ impl Session {
         st.expiry = None;
         st.cycle = false;
         st.destroyed = false;
+        // A request served as anonymous after a failed load (StoreDownPolicy::Anonymous)
+        // that logs in has written a new session: its cookie must be sent.
+        st.degraded = false;
         st.id = Some(new);
         st.fresh = Some(ttl);
         let handle = match &st.load {
