@@ -162,7 +162,13 @@ impl RedisServer {
 
     /// Stops the server (it can be restarted on the same port).
     pub fn stop(&mut self) {
-        let _ = self.raw("SHUTDOWN NOSAVE");
+        // A server that refuses (a test set a password) is killed instead.
+        if self
+            .raw("SHUTDOWN NOSAVE")
+            .is_some_and(|reply| reply.starts_with('-'))
+        {
+            return self.kill();
+        }
         if let Some(mut c) = self.watchdog.take() {
             let _ = c.wait();
         }

@@ -8,8 +8,14 @@
 //! Pub/sub is at-most-once: notifications published while the watcher is disconnected
 //! are lost. Those sessions are still reported by pruning the next time their user's
 //! index is read or written (login, listing, revocation).
+//!
+//! Cluster masters are reached with the credentials and TLS settings of the node URL the
+//! store was built from. A watcher that cannot subscribe [`FAILURES_REPORTED`] times in a
+//! row logs an error and emits [`EventKind::StoreUnavailable`], once per failing streak.
 
 use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
 
 use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
@@ -18,6 +24,9 @@ use super::{EXPIRED, RedisStore, keys};
 use crate::events::EventKind;
 use crate::session::Context;
 use crate::{ConfigError, SessionHandle, SessionLayer};
+
+/// Consecutive failed subscriptions after which the watcher reports itself broken.
+const FAILURES_REPORTED: u32 = 3;
 
 impl RedisStore {
     /// Watches for expired sessions of this store's namespace and reports each as an
@@ -39,24 +48,43 @@ impl RedisStore {
         let store = self.clone();
         let ctx = layer.ctx.clone();
         Ok(runtime.spawn(async move {
+            let mut failures = 0u32;
             loop {
-                match masters(&seeds, store.cluster).await {
+                let result = match masters(&seeds, store.cluster).await {
                     Ok(masters) => {
                         let tasks: Vec<_> = masters
                             .into_iter()
-                            .map(|url| tokio::spawn(watch_node(store.clone(), ctx.clone(), url)))
+                            .map(|node| tokio::spawn(watch_node(store.clone(), ctx.clone(), node)))
                             .collect();
                         // When one node's subscription ends, start over: the topology
                         // may have changed.
-                        let (_, _, rest) = futures_util::future::select_all(tasks).await;
+                        let (first, _, rest) = futures_util::future::select_all(tasks).await;
                         for t in rest {
                             t.abort();
                         }
+                        first.unwrap_or(Ok(()))
                     }
-                    Err(e) => tracing::warn!(
-                        error = &e as &dyn std::error::Error,
-                        "expiry watcher: cannot reach redis"
-                    ),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        if failures == FAILURES_REPORTED {
+                            tracing::error!(
+                                error = &e as &dyn std::error::Error,
+                                failures,
+                                "expiry watcher: cannot subscribe; expiries are reported only \
+                                 when a user's index is pruned until it can"
+                            );
+                            ctx.emit(EventKind::StoreUnavailable, None, None, None);
+                        } else {
+                            tracing::warn!(
+                                error = &e as &dyn std::error::Error,
+                                "expiry watcher: cannot subscribe"
+                            );
+                        }
+                    }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -86,31 +114,28 @@ impl RedisStore {
     }
 }
 
-/// Subscribes to expired-key events on one node until the subscription ends.
-async fn watch_node(store: RedisStore, ctx: std::sync::Arc<Context>, url: String) {
-    let result: Result<(), redis::RedisError> = async {
-        let client = redis::Client::open(url.as_str())?;
-        enable_notifications(&client).await;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.psubscribe("__keyevent@*__:expired").await?;
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            let Ok(key) = msg.get_payload::<String>() else {
-                continue;
-            };
-            if let Some((handle, user)) = store.on_expired_key(&key).await {
-                ctx.emit(EventKind::Expired, Some(handle), Some(&user), None);
-            }
+/// Subscribes to expired-key events on one node until the subscription ends. Fails
+/// if it could not subscribe; a subscription that ran and ended is `Ok`.
+async fn watch_node(
+    store: RedisStore,
+    ctx: std::sync::Arc<Context>,
+    node: ConnectionInfo,
+) -> Result<(), redis::RedisError> {
+    let client = redis::Client::open(node)?;
+    enable_notifications(&client).await;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.psubscribe("__keyevent@*__:expired").await?;
+    let mut messages = pubsub.into_on_message();
+    while let Some(msg) = messages.next().await {
+        let Ok(key) = msg.get_payload::<String>() else {
+            continue;
+        };
+        if let Some((handle, user)) = store.on_expired_key(&key).await {
+            ctx.emit(EventKind::Expired, Some(handle), Some(&user), None);
         }
-        Ok(())
     }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(
-            error = &e as &dyn std::error::Error,
-            "expiry watcher: subscription ended"
-        );
-    }
+    tracing::warn!("expiry watcher: subscription ended");
+    Ok(())
 }
 
 /// Adds `Ex` to the node's `notify-keyspace-events`, keeping the flags already set.
@@ -149,21 +174,46 @@ async fn enable_notifications(client: &redis::Client) {
     }
 }
 
-/// The masters to subscribe on: the node itself, or every master of the cluster.
-async fn masters(seeds: &[String], cluster: bool) -> Result<Vec<String>, redis::RedisError> {
+/// `seed`'s connection settings (credentials, TLS, database) for another node.
+fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
+    let addr = match seed.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    seed.clone().set_addr(addr)
+}
+
+/// The masters to subscribe on: the node itself, or every master of the cluster, each
+/// with the seed's credentials.
+async fn masters(
+    seeds: &[String],
+    cluster: bool,
+) -> Result<Vec<ConnectionInfo>, redis::RedisError> {
     if !cluster {
-        return Ok(seeds.to_vec());
+        return seeds
+            .iter()
+            .map(|s| s.as_str().into_connection_info())
+            .collect();
     }
     let mut last_err = None;
     for seed in seeds {
-        let attempt: Result<Vec<String>, redis::RedisError> = async {
-            let client = redis::Client::open(seed.as_str())?;
+        let attempt: Result<Vec<ConnectionInfo>, redis::RedisError> = async {
+            let info = seed.as_str().into_connection_info()?;
+            let client = redis::Client::open(info.clone())?;
             let mut conn = client.get_multiplexed_async_connection().await?;
             let nodes: String = redis::cmd("CLUSTER")
                 .arg("NODES")
                 .query_async(&mut conn)
                 .await?;
-            let scheme = seed.split_once("://").map_or("redis", |(s, _)| s);
             Ok(nodes
                 .lines()
                 .filter_map(|line| {
@@ -172,8 +222,9 @@ async fn masters(seeds: &[String], cluster: bool) -> Result<Vec<String>, redis::
                     let flags = parts.next()?;
                     let is_master = flags.split(',').any(|f| f == "master");
                     let failed = flags.split(',').any(|f| f == "fail" || f == "fail?");
-                    let host_port = addr.split('@').next()?;
-                    (is_master && !failed).then(|| format!("{scheme}://{host_port}"))
+                    let (host, port) = addr.split('@').next()?.rsplit_once(':')?;
+                    let port = port.parse().ok()?;
+                    (is_master && !failed).then(|| at(&info, host, port))
                 })
                 .collect())
         }
