@@ -57,13 +57,22 @@ fn store(url: &str, ns: &str) -> RedisStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_is_in_the_stream_once_and_nothing_else() {
     let url = RedisServer::shared().url();
+    // However slow the machine, no request refreshes a TTL (60 s idle, refreshed only
+    // below 1 s) except the one sent through `refresher` on the same store, whose
+    // threshold is the whole idle timeout: any read there refreshes.
     let config = SessionConfig::default()
-        .with_idle_timeout(Duration::from_secs(2))
-        .with_refresh_threshold(Duration::from_millis(1900))
+        .with_idle_timeout(Duration::from_secs(60))
+        .with_refresh_threshold(Duration::from_secs(1))
         .with_max_sessions_per_user(2, LimitPolicy::EvictOldest);
     let s = store(&url, "stream-all");
     let stream = s.event_stream_key();
     assert_eq!(stream, "stream-all:events");
+    let (refresher, _) = app(
+        s.clone(),
+        config
+            .clone()
+            .with_refresh_threshold(Duration::from_secs(60)),
+    );
     let (app, _) = app(s, config);
     let mut a = Client::new(app.clone());
     a.headers = vec![("user-agent", "agent-a".into())];
@@ -73,16 +82,25 @@ async fn every_change_is_in_the_stream_once_and_nothing_else() {
     a.post("/login?user=alice").await; // login (moves the session)
     let handle_a = a.get("/handle").await.body;
     a.post("/cycle").await; // id_rotated
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    a.get("/read").await; // refreshed
+    tokio::time::sleep(Duration::from_millis(5)).await; // so that a refresh gains
+    let mut a_refresh = Client {
+        app: refresher,
+        ..a.clone()
+    };
+    assert_eq!(a_refresh.get("/read").await.body, "alice"); // refreshed
+    // Last-seen times are in ms: b must be seen after a for the eviction order.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let mut b = Client::new(app.clone());
     b.post("/login?user=alice").await; // created + login
     let handle_b = b.get("/handle").await.body;
     let mut c = Client::new(app.clone());
     c.post("/login?user=alice").await; // evicts a (least recently active), created + login
+    let revoked = c.post(&format!("/revoke?handle={handle_b}")).await.body;
     assert_eq!(
-        c.post(&format!("/revoke?handle={handle_b}")).await.body,
-        "true"
+        revoked,
+        "true",
+        "{handle_b}: {:?}",
+        entries(&url, &stream).await
     );
     c.post("/logout").await; // logout
     let mut d = Client::new(app.clone());
@@ -304,5 +322,75 @@ async fn keyspace_notifications_on_a_cluster() {
     reported.sort();
     handles.sort();
     assert_eq!(reported, handles, "each expiry once, from every master");
+    watcher.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_notifications_on_a_password_cluster() {
+    let cluster = common::RedisCluster::start(3, 0);
+    for node in cluster.masters() {
+        let reply = node
+            .raw("CONFIG SET requirepass s3cret")
+            .unwrap_or_default();
+        assert!(reply.starts_with("+OK"), "{reply}");
+    }
+    let with_password = |password: &str| -> Vec<String> {
+        cluster
+            .urls()
+            .iter()
+            .map(|u| u.replace("redis://", &format!("redis://:{password}@")))
+            .collect()
+    };
+    let s = RedisStore::cluster(with_password("s3cret"))
+        .unwrap()
+        .with_namespace("watched-auth")
+        .unwrap();
+    let (events, hook) = recorder();
+    let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
+    let (app, layer) = app(s.clone(), config);
+    let layer = layer.with_events(hook);
+    let watcher = s.watch_expired(&layer).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let mut c = Client::new(app.clone());
+        c.post(&format!("/login?user=user-{i}")).await;
+        handles.push(c.get("/handle").await.body);
+    }
+    let got = wait_for_expired(&events, 4).await;
+    let mut reported: Vec<_> = got.iter().map(|e| e.handle.unwrap().to_string()).collect();
+    reported.sort();
+    handles.sort();
+    assert_eq!(
+        reported, handles,
+        "every master reached with the credentials"
+    );
+    watcher.abort();
+
+    // A watcher that can never subscribe says so through the hook, once.
+    let wrong = RedisStore::cluster(with_password("wrong"))
+        .unwrap()
+        .with_namespace("watched-auth")
+        .unwrap();
+    let (events, hook) = recorder();
+    let layer = SessionLayer::new(wrong.clone(), SessionConfig::default())
+        .unwrap()
+        .with_events(hook);
+    let watcher = wrong.watch_expired(&layer).unwrap();
+    let unavailable = || {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == EventKind::StoreUnavailable)
+            .count()
+    };
+    for _ in 0..100 {
+        if unavailable() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(unavailable(), 1, "a persistent failure is reported");
     watcher.abort();
 }
