@@ -99,7 +99,10 @@ impl Default for SessionConfig {
             refresh_threshold: None,
             absolute_lifetime: Some(Duration::from_secs(12 * 3600)),
             persistent: false,
-            limit: None,
+            limit: Some(SessionLimit {
+                max: 100,
+                policy: LimitPolicy::EvictOldest,
+            }),
             client_ip_header: None,
             store_down: StoreDownPolicy::FailClosed,
             max_session_size: 64 * 1024,
@@ -197,12 +200,25 @@ impl SessionConfig {
     }
 
     /// Limits each user to `max` live sessions (devices), enforced in the same atomic
-    /// step as the login. Default: no limit.
+    /// step as the login. Default: 100, [`LimitPolicy::EvictOldest`]. A login reads the
+    /// user's index entries to find the least recently active, so the limit also bounds
+    /// that work.
     pub fn with_max_sessions_per_user(mut self, max: usize, policy: LimitPolicy) -> Self {
         self.limit = Some(SessionLimit {
             max: max.max(1),
             policy,
         });
+        self
+    }
+
+    /// No limit on sessions per user.
+    ///
+    /// # Warning
+    /// A client that logs in in a loop then grows its user's index without bound. Each
+    /// Redis call still does bounded work (listing in pages, revoking in steps), but
+    /// log out everywhere then takes as many steps as there are sessions.
+    pub fn without_session_limit(mut self) -> Self {
+        self.limit = None;
         self
     }
 

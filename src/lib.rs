@@ -183,4 +183,4 @@ pub use session::Session;
 pub use session::extractor::MissingSessionLayer;
 pub use session::id::{SessionHandle, SessionKey};
 pub use store::{MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey};
-pub use users::{SessionInfo, Users};
+pub use users::{ListCursor, SessionInfo, SessionPage, Users};

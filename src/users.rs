@@ -3,10 +3,15 @@
 //!
 //! [`Session::login`](crate::Session::login) moves a session into its user's hash-tag
 //! slot and adds it to the user's index (a sorted set scored by expiry time), enforcing
-//! the configured [`SessionLimit`](crate::SessionLimit) in the same atomic script.
-//! Listing and revoking cost O(sessions of that user): no `KEYS`, no `SCAN`. Every
-//! per-user script prunes expired entries and entries whose session is gone, and the
-//! index key expires once its sessions have.
+//! the configured [`SessionLimit`](crate::SessionLimit) in the same atomic script
+//! (default: 100 sessions per user, the least recently active evicted).
+//!
+//! No Redis call does work proportional to a user's sessions: listing goes in pages of
+//! [`PAGE_SIZE`] ([`Users::list_page`], with the first page the default), revoking all
+//! or all others runs in steps of at most 100 index entries each (the call returns once
+//! every session it found is revoked), and pruning expired entries drops at most 100
+//! per call. Revoking one session by handle costs O(1). No `KEYS`, no `SCAN`; the index
+//! key expires once its sessions have.
 //!
 //! From a handler, use the [`Session`](crate::Session) methods (they know which session
 //! is current); from admin code without a request, use [`Users`], obtained from
@@ -32,6 +37,71 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::events::{EventKind, RevokeReason};
 use crate::session::{Context, now_ms};
 use crate::{SessionError, SessionHandle, SessionKey};
+
+/// Most sessions one listing returns; [`SessionPage::next`] goes on from there.
+pub const PAGE_SIZE: usize = 100;
+
+/// Where a listing of a user's sessions goes on, from [`SessionPage::next`]. It prints
+/// (`Display`) and parses back, for a "more" link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ListCursor(u64);
+
+impl ListCursor {
+    /// The first page.
+    pub const START: Self = Self(0);
+
+    /// A cursor printed by `Display`, or `None` if `s` is not one.
+    pub fn parse(s: &str) -> Option<Self> {
+        s.parse().ok().map(Self)
+    }
+
+    /// For store implementations: a position in the user's index.
+    pub fn from_position(position: u64) -> Self {
+        Self(position)
+    }
+
+    /// For store implementations: the position this cursor stands for.
+    pub fn position(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One page of a user's sessions: at most [`PAGE_SIZE`], oldest first within the page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionPage {
+    sessions: Vec<SessionInfo>,
+    next: Option<ListCursor>,
+}
+
+impl SessionPage {
+    /// A page (for store implementations): its sessions, and where the next one starts
+    /// (`None` after the last).
+    pub fn new(sessions: Vec<SessionInfo>, next: Option<ListCursor>) -> Self {
+        Self { sessions, next }
+    }
+
+    /// The sessions of this page.
+    pub fn sessions(&self) -> &[SessionInfo] {
+        &self.sessions
+    }
+
+    /// Takes the sessions of this page.
+    pub fn into_sessions(self) -> Vec<SessionInfo> {
+        self.sessions
+    }
+
+    /// Where the next page starts; `None` after the last page.
+    pub fn next(&self) -> Option<ListCursor> {
+        self.next
+    }
+}
 
 /// One live session of a user, as listed.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -109,6 +179,7 @@ impl SessionInfo {
 }
 
 /// The order of every listing: oldest first, ties by handle.
+/// Sorts one page's sessions, oldest first.
 pub(crate) fn oldest_first(list: &mut [SessionInfo]) {
     list.sort_by_key(|s| (s.created_ms, s.handle));
 }
@@ -143,16 +214,34 @@ pub struct Users {
 }
 
 impl Users {
-    /// The live sessions of `user_id`, oldest first.
+    /// The first page of `user_id`'s live sessions (at most [`PAGE_SIZE`]), oldest
+    /// first; [`list_page`](Self::list_page) goes on.
     ///
     /// # Errors
     /// [`SessionError::Store`] if the store failed.
     pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, SessionError> {
+        Ok(self
+            .list_page(user_id, ListCursor::START)
+            .await?
+            .into_sessions())
+    }
+
+    /// One page of `user_id`'s live sessions, from `cursor` ([`ListCursor::START`], or a
+    /// previous page's [`next`](SessionPage::next)). A session that logs in or ends
+    /// while pages are read may be missed or shown twice.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn list_page(
+        &self,
+        user_id: &str,
+        cursor: ListCursor,
+    ) -> Result<SessionPage, SessionError> {
         let store = &self.ctx.store;
         let tag = store.user_tag(user_id).await?;
-        let mut list = store.list_user(&tag, user_id, now_ms()).await?;
-        oldest_first(&mut list);
-        Ok(list)
+        let mut page = store.list_user(&tag, user_id, cursor, now_ms()).await?;
+        oldest_first(&mut page.sessions);
+        Ok(page)
     }
 
     /// Revokes the session `handle` of `user_id`; returns whether it existed. Its

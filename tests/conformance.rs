@@ -35,6 +35,7 @@ macro_rules! all_cases {
             limit_evicts_the_least_recently_active, rejected_login_keeps_the_session,
             user_tag_hides_the_user_id, user_namespaces_are_independent,
             users_api_without_a_request, invalid_user_ids_are_refused_and_lose_nothing,
+            default_limit_is_100_evicting_the_oldest, listing_goes_in_pages,
         );
     };
 }
@@ -846,6 +847,48 @@ mod cases {
             users_of(s.clone(), config).list("bob").await.unwrap().len(),
             5
         );
+    }
+
+    pub async fn default_limit_is_100_evicting_the_oldest<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), SessionConfig::default());
+        let mut first = login_as(&app, "dora", "first", "10.0.0.1").await;
+        // Last-seen times are in ms: the others are seen strictly later.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        for i in 0..100 {
+            login_as(&app, "dora", &format!("d{i}"), "10.0.0.1").await;
+        }
+        assert_eq!(s.count().await, 100);
+        assert_eq!(
+            first.get("/read").await.status,
+            401,
+            "the oldest was evicted"
+        );
+    }
+
+    pub async fn listing_goes_in_pages<S: TestStore>(s: S) {
+        use tower_redis_session::ListCursor;
+        let config = config().without_session_limit();
+        let app = app_with(s.clone(), config.clone());
+        for i in 0..205 {
+            login_as(&app, "ed", &format!("d{i}"), "10.0.0.1").await;
+        }
+        let users = users_of(s.clone(), config);
+        let first = users.list_page("ed", ListCursor::START).await.unwrap();
+        assert_eq!(first.sessions().len(), 100);
+        let cursor = first.next().expect("more pages");
+        assert_eq!(ListCursor::parse(&cursor.to_string()), Some(cursor));
+        let second = users.list_page("ed", cursor).await.unwrap();
+        let third = users.list_page("ed", second.next().unwrap()).await.unwrap();
+        assert_eq!((second.sessions().len(), third.sessions().len()), (100, 5));
+        assert_eq!(third.next(), None);
+        let all: std::collections::HashSet<_> = [first, second, third]
+            .iter()
+            .flat_map(|p| p.sessions().iter().map(|s| s.handle()))
+            .collect();
+        assert_eq!(all.len(), 205, "every session once");
+        assert_eq!(users.list("ed").await.unwrap().len(), 100, "the first page");
+        assert_eq!(users.revoke_all("ed").await.unwrap(), 205);
+        assert_eq!(s.count().await, 0);
     }
 
     pub async fn limit_evicts_the_least_recently_active<S: TestStore>(s: S) {

@@ -68,13 +68,15 @@ const TAKE_LOGGED_IN: &[(&str, u64)] = &[
     ("zrem", 1),
     ("hdel", 1),
 ];
-/// `write.lua` logging in (second round trip): prune the index (reporting expired
-/// entries), create, index it, record its handle for expiry reports.
+/// `write.lua` logging in (second round trip): look for expired index entries (at
+/// most 100, none here, so no `ZREM`), read the index for the session limit (default
+/// 100; the user has no other session here, so no `HGET` of one), create, index it,
+/// record its handle for expiry reports.
 const LOGIN: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("exists", 1),
     ("zrangebyscore", 1),
-    ("zremrangebyscore", 1),
+    ("zrange", 1),
     ("hset", 2),
     ("pexpire", 3),
     ("zadd", 1),
@@ -219,6 +221,19 @@ impl Monitor {
             }
         });
         Self { buf, stop, reader }
+    }
+
+    /// Waits until the stream shows a command sent after it started.
+    fn ready(&self, server: &RedisServer) {
+        let start = Instant::now();
+        while !String::from_utf8_lossy(&self.buf.lock().unwrap()).contains("\"PING\"") {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "MONITOR never started"
+            );
+            server.raw("PING");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn finish(self) -> String {
@@ -492,4 +507,115 @@ async fn longest_lifetimes_work_and_longer_are_refused() {
         let store = RedisStore::from_url(&server.url()).unwrap();
         assert!(SessionLayer::new(store, config).is_err());
     }
+}
+
+/// Per script call in a `MONITOR` stream: how many commands the script ran inside
+/// Redis, and how many of them were `name`.
+fn per_script_call(monitored: &str, name: &str) -> Vec<(usize, usize)> {
+    let quoted = format!("\"{name}\"");
+    let mut calls = Vec::new();
+    for line in monitored.lines() {
+        let upper = line.to_ascii_uppercase();
+        if !line.contains(" lua] ") && (upper.contains("\"EVALSHA\"") || upper.contains("\"EVAL\""))
+        {
+            calls.push((0, 0));
+        } else if line.contains(" lua] ")
+            && let Some(last) = calls.last_mut()
+        {
+            last.0 += 1;
+            if upper.contains(&quoted) {
+                last.1 += 1;
+            }
+        }
+    }
+    calls
+}
+
+/// With 250 sessions and 250 token families of one user (no limits), listing goes in
+/// pages of 100 and revoking in steps that each read at most 100 index entries or
+/// families; every session and family still ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_work_goes_in_bounded_steps() {
+    use tower_redis_session::ListCursor;
+    use tower_redis_session::tokens::{TokenConfig, Tokens};
+
+    let server = RedisServer::start();
+    let store = RedisStore::from_url(&server.url())
+        .unwrap()
+        .with_namespace("bounded")
+        .unwrap();
+    let layer = SessionLayer::new(
+        store.clone(),
+        SessionConfig::default().without_session_limit(),
+    )
+    .unwrap();
+    let app = routes::routes()
+        .merge(common::session_routes::per_user())
+        .layer(layer.clone());
+    let tokens = Tokens::new(store, TokenConfig::default().without_family_limit()).unwrap();
+    let mut web = Vec::new();
+    for _ in 0..250 {
+        let mut c = Client::new(app.clone());
+        assert_eq!(c.post("/login?user=alice").await.status, 200);
+        web.push(c);
+    }
+    let mut api = Vec::new();
+    for _ in 0..250 {
+        api.push(tokens.issue("alice").await.unwrap());
+    }
+
+    // Pages of 100: every session once.
+    let users = layer.users();
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = Some(ListCursor::START);
+    let mut pages = 0;
+    while let Some(c) = cursor {
+        let page = users.list_page("alice", c).await.unwrap();
+        assert!(page.sessions().len() <= 100);
+        seen.extend(page.sessions().iter().map(|s| s.handle()));
+        cursor = page.next();
+        pages += 1;
+    }
+    assert_eq!((seen.len(), pages), (250, 3));
+    assert_eq!(
+        users.list("alice").await.unwrap().len(),
+        100,
+        "the first page"
+    );
+    assert_eq!(tokens.list("alice").await.unwrap().len(), 250);
+
+    let monitor = Monitor::start(server.port);
+    monitor.ready(&server);
+    assert_eq!(web[0].post("/revoke_others").await.body, "249");
+    assert_eq!(web[0].post("/everywhere").await.body, "1");
+    let monitored = monitor.finish();
+    // Each step reads (HMGET) at most 100 index entries and, for log out everywhere
+    // once the sessions are done, at most 100 token families.
+    let calls = per_script_call(&monitored, "HMGET");
+    assert!(calls.len() >= 3 + 3, "steps: {calls:?}");
+    for (commands, reads) in &calls {
+        assert!(
+            *reads <= 2 * 100,
+            "one call read {reads} entries: {calls:?}"
+        );
+        assert!(
+            *commands <= 1300,
+            "one call ran {commands} commands: {calls:?}"
+        );
+    }
+    let families = per_script_call(&monitored, "HGET");
+    assert!(
+        families.iter().all(|(_, n)| *n <= 2 * 100 + 1),
+        "{families:?}"
+    );
+
+    for c in &mut web {
+        assert_eq!(c.get("/read").await.status, 401);
+    }
+    for p in &api {
+        assert!(tokens.authenticate(p.access_token()).await.is_err());
+    }
+    let mut conn = common::stores::redis_conn(&server.url()).await;
+    let left: Vec<String> = conn.keys("bounded:{*}:[ust]*").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -31,6 +31,7 @@ macro_rules! all_cases {
             bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
             list_families, long_chain_stays_bounded_and_detects_old_reuse,
             invalid_user_ids_get_no_tokens, session_bound_tokens_follow_id_rotation,
+            family_limit_ends_the_family_closest_to_expiry,
         );
     };
 }
@@ -431,6 +432,42 @@ mod cases {
         let (access, _) = bound_pair(&mut shared).await;
         assert_eq!(shared.post("/login?user=bob").await.status, 200);
         assert!(!live(&t, &access).await, "the session is no longer alice's");
+    }
+
+    pub async fn family_limit_ends_the_family_closest_to_expiry<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(
+            s.clone(),
+            TokenConfig::default().with_max_families_per_user(3),
+        );
+        let stale = t.issue("alice").await.unwrap();
+        sleep_ms(3).await;
+        let mut fresh = Vec::new();
+        for _ in 0..2 {
+            fresh.push(t.issue("alice").await.unwrap());
+            sleep_ms(3).await; // expiry times are in ms: no ties
+        }
+        // Refreshing the first family moves it to the back of the line.
+        let stale = refresh_ok(&t, &stale).await;
+        sleep_ms(3).await;
+        let newest = t.issue("alice").await.unwrap();
+        assert!(
+            !live(&t, fresh[0].access_token()).await,
+            "closest to expiry: ended"
+        );
+        for p in [&stale, &fresh[1], &newest] {
+            assert!(live(&t, p.access_token()).await);
+        }
+        assert_eq!(t.list("alice").await.unwrap().len(), 3);
+        assert!(t.issue("bob").await.is_ok(), "per user");
+        // The default is 100.
+        let t = tokens(s, TokenConfig::default());
+        let first = t.issue("carol").await.unwrap();
+        sleep_ms(3).await;
+        for _ in 0..100 {
+            t.issue("carol").await.unwrap();
+        }
+        assert_eq!(t.list("carol").await.unwrap().len(), 100);
+        assert!(!live(&t, first.access_token()).await);
     }
 
     pub async fn invalid_user_ids_get_no_tokens<S: TestStore + TokenStore>(s: S) {

@@ -28,7 +28,7 @@ use crate::config::{Expiry, SessionConfig, StoreDownPolicy, millis};
 use crate::cookie::Incoming;
 use crate::events::{EventKind, RevokeReason, SessionEvent};
 use crate::store::{DynStore, Revoke};
-use crate::users::{SessionInfo, Users};
+use crate::users::{ListCursor, SessionInfo, SessionPage, Users};
 use crate::{InvalidUserId, SessionError, StoreError};
 
 /// Longest user agent recorded with a session, in bytes.
@@ -609,32 +609,52 @@ impl Session {
         })
     }
 
-    /// The live sessions of the logged-in user, oldest first, with the current one
-    /// marked; empty when not logged in.
+    /// The first page of the logged-in user's live sessions (at most
+    /// [`PAGE_SIZE`](crate::users::PAGE_SIZE)), oldest first, with the current one
+    /// marked; empty when not logged in. [`user_sessions_page`](Self::user_sessions_page)
+    /// goes on.
     ///
     /// # Errors
     /// [`SessionError::Store`] if the store failed.
     pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        Ok(self
+            .user_sessions_page(ListCursor::START)
+            .await?
+            .into_sessions())
+    }
+
+    /// One page of the logged-in user's live sessions from `cursor`
+    /// ([`ListCursor::START`] or a previous page's [`next`](SessionPage::next)), with
+    /// the current one marked; empty when not logged in.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn user_sessions_page(
+        &self,
+        cursor: ListCursor,
+    ) -> Result<SessionPage, SessionError> {
         let mut st = self.loaded().await?;
         let Some((user, id)) = st.user() else {
-            return Ok(Vec::new());
+            return Ok(SessionPage::default());
         };
         let listed = self
             .inner
             .ctx
             .store
-            .list_user(id.tag(), &user, now_ms())
+            .list_user(id.tag(), &user, cursor, now_ms())
             .await;
-        let mut list = match listed {
-            Ok(list) => list,
+        let page = match listed {
+            Ok(page) => page,
             Err(e) => return Err(st.fail(e, "list")),
         };
         let key = id.key();
+        let next = page.next();
+        let mut list = page.into_sessions();
         for s in &mut list {
             s.mark_current(&key);
         }
         crate::users::oldest_first(&mut list);
-        Ok(list)
+        Ok(SessionPage::new(list, next))
     }
 
     /// Revokes one session of the logged-in user by its handle (e.g. "sign out that

@@ -20,7 +20,7 @@ pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 pub use user_key::UserKey;
 
 pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
-pub use crate::users::{Revoke, SessionInfo};
+pub use crate::users::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
 use crate::{SessionHandle, SessionKey, StoreError};
 
 /// A place to keep sessions.
@@ -68,15 +68,19 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     /// that reveals nothing about it.
     fn user_tag(&self, user_id: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
 
-    /// The live sessions of `user_id` in slot `tag`, pruning expired index entries.
+    /// One page (at most [`PAGE_SIZE`]) of the live sessions of `user_id` in slot `tag`
+    /// from `cursor`, pruning expired index entries. Each call does bounded work.
     fn list_user(
         &self,
         tag: &str,
         user_id: &str,
+        cursor: ListCursor,
         now_ms: i64,
-    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<SessionPage, StoreError>> + Send;
 
-    /// Destroys sessions of `user_id` in slot `tag`; returns their handles.
+    /// Destroys sessions of `user_id` in slot `tag`; returns their handles. Every
+    /// session it finds is revoked when it returns; a store may get there in several
+    /// bounded steps.
     fn revoke_user(
         &self,
         tag: &str,
@@ -112,8 +116,9 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         &'a self,
         tag: &'a str,
         user_id: &'a str,
+        cursor: ListCursor,
         now_ms: i64,
-    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>>;
+    ) -> BoxFuture<'a, Result<SessionPage, StoreError>>;
     fn revoke_user<'a>(
         &'a self,
         tag: &'a str,
@@ -167,9 +172,10 @@ impl<T: SessionStore> DynStore for T {
         &'a self,
         tag: &'a str,
         user_id: &'a str,
+        cursor: ListCursor,
         now_ms: i64,
-    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        Box::pin(SessionStore::list_user(self, tag, user_id, now_ms))
+    ) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
+        Box::pin(SessionStore::list_user(self, tag, user_id, cursor, now_ms))
     }
 
     fn revoke_user<'a>(

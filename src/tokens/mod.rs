@@ -94,6 +94,7 @@ pub struct TokenConfig {
     refresh_ttl: Duration,
     family_lifetime: Duration,
     reuse_grace: Duration,
+    max_families: Option<usize>,
 }
 
 impl Default for TokenConfig {
@@ -103,6 +104,7 @@ impl Default for TokenConfig {
             refresh_ttl: Duration::from_secs(30 * 86_400),
             family_lifetime: Duration::from_secs(90 * 86_400),
             reuse_grace: Duration::from_secs(10),
+            max_families: Some(100),
         }
     }
 }
@@ -133,6 +135,27 @@ impl TokenConfig {
     /// 10 s; zero makes every replay a reuse.
     pub fn with_reuse_grace(mut self, d: Duration) -> Self {
         self.reuse_grace = d;
+        self
+    }
+
+    /// At most `max` (at least 1) live token families (signed-in apps) per user: issuing
+    /// one more ends the family closest to expiry (the least recently refreshed),
+    /// reported as a revocation. Default: 100. Every token operation costs the same
+    /// however many families a user has; this bounds what listing and revoking all of
+    /// a user's tokens go through.
+    pub fn with_max_families_per_user(mut self, max: usize) -> Self {
+        self.max_families = Some(max.max(1));
+        self
+    }
+
+    /// No limit on token families per user.
+    ///
+    /// # Warning
+    /// A client that logs in in a loop then grows its user's family index without
+    /// bound; listing and revoking all of that user's tokens still go in bounded steps,
+    /// but take as many steps as there are families.
+    pub fn without_family_limit(mut self) -> Self {
+        self.max_families = None;
         self
     }
 
@@ -571,12 +594,18 @@ impl Tokens {
                 ttl: self.config.ttls(),
                 session,
                 scope: options.scope.as_deref(),
+                max_families: self.config.max_families.unwrap_or(0),
             };
             match self.backend.issue(&req).await? {
                 IssueOutcome::Issued {
                     access_exp,
                     refresh_exp,
+                    evicted,
                 } => {
+                    for gone in &evicted {
+                        let kind = crate::events::EventKind::TokenRevoked;
+                        self.emit(kind, Some(user), FamilyId::parse(gone));
+                    }
                     self.emit(
                         crate::events::EventKind::TokenIssued,
                         Some(user),

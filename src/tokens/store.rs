@@ -22,6 +22,8 @@ pub(crate) struct Issue<'a> {
     /// A session the family lives and dies with: its key hash and handle.
     pub(crate) session: Option<(&'a str, SessionHandle)>,
     pub(crate) scope: Option<&'a str>,
+    /// Most families of the user (0: no limit); at it, the one closest to expiry ends.
+    pub(crate) max_families: usize,
 }
 
 /// Lifetimes in ms.
@@ -39,6 +41,8 @@ pub(crate) enum IssueOutcome {
     Issued {
         access_exp: i64,
         refresh_exp: i64,
+        /// Families ended to stay within the limit.
+        evicted: Vec<String>,
     },
     /// The bound session no longer exists.
     SessionGone,

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{
-    Clock, Patch, Record, Revoke, SessionInfo, SessionStore, UserKey, WriteMode, WriteOutcome,
-    stamp_ttl,
+    Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionInfo, SessionPage, SessionStore,
+    UserKey, WriteMode, WriteOutcome, stamp_ttl,
 };
 use crate::session::id::user_tag;
 use crate::session::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT};
@@ -405,12 +405,23 @@ impl SessionStore for MemoryStore {
         &self,
         tag: &str,
         user_id: &str,
+        cursor: ListCursor,
         _now_ms: i64,
-    ) -> Result<Vec<SessionInfo>, StoreError> {
+    ) -> Result<SessionPage, StoreError> {
         let map = self.lock();
-        Ok(map
+        // In the order of a Redis user index: by expiry, then key.
+        let mut all: Vec<_> = map
             .slot(&self.namespace, tag, Instant::now())
             .filter(|(_, e)| e.fields.get(USER).is_some_and(|u| u == user_id))
+            .collect();
+        all.sort_by(|((_, a), ea), ((_, b), eb)| {
+            (ea.expires, a.hash()).cmp(&(eb.expires, b.hash()))
+        });
+        let start = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+        let sessions = all
+            .iter()
+            .skip(start)
+            .take(PAGE_SIZE)
             .filter_map(|((_, k), e)| {
                 Some(SessionInfo::from_parts(
                     k.hash().to_owned(),
@@ -421,7 +432,10 @@ impl SessionStore for MemoryStore {
                     e.fields.get(USER_AGENT).cloned(),
                 ))
             })
-            .collect())
+            .collect();
+        let end = start.saturating_add(PAGE_SIZE);
+        let next = (all.len() > end).then(|| ListCursor::from_position(end as u64));
+        Ok(SessionPage::new(sessions, next))
     }
 
     async fn revoke_user(

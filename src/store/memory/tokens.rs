@@ -87,6 +87,31 @@ impl Slot {
         true
     }
 
+    /// Ends the families closest to expiry until fewer than `max` live ones are left in
+    /// the slot (0: no limit), like a Redis family index ordered by expiry.
+    fn make_room(&mut self, max: usize, now: i64) -> Vec<String> {
+        let mut evicted = Vec::new();
+        if max == 0 {
+            return evicted;
+        }
+        let mut live: Vec<(i64, String)> = self
+            .families
+            .iter()
+            .filter(|(_, f)| f.expires > now)
+            .map(|(id, f)| (f.expires, id.clone()))
+            .collect();
+        if live.len() < max {
+            return evicted;
+        }
+        live.sort();
+        let over = live.len() + 1 - max;
+        for (_, id) in live.into_iter().take(over) {
+            self.kill(&id);
+            evicted.push(id);
+        }
+        evicted
+    }
+
     fn taken(&self, access: &str, refresh: &str) -> bool {
         self.access.contains_key(access) || self.refresh.contains_key(refresh)
     }
@@ -177,6 +202,7 @@ impl MemoryStore {
         if slot.families.contains_key(req.family) || slot.taken(req.access, req.refresh) {
             return IssueOutcome::Collision;
         }
+        let evicted = slot.make_room(req.max_families, req.now_ms);
         slot.families.insert(
             req.family.to_owned(),
             Family {
@@ -196,6 +222,7 @@ impl MemoryStore {
         IssueOutcome::Issued {
             access_exp,
             refresh_exp,
+            evicted,
         }
     }
 

@@ -29,7 +29,8 @@ mod watch;
 use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool, Shared};
 pub use self::sink::StreamSink;
 use super::{
-    Clock, Patch, Record, Revoke, SessionInfo, SessionStore, UserKey, WriteMode, WriteOutcome,
+    Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionInfo, SessionPage, SessionStore,
+    UserKey, WriteMode, WriteOutcome,
 };
 use crate::events::EventKind;
 use crate::session::id::user_tag;
@@ -46,13 +47,18 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| {
 const WRITE_LIB: &str = include_str!("scripts/write_lib.lua");
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/take.lua")));
 /// Shared by the scripts that record lifecycle events.
-const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");
+pub(super) const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");
+
+/// Most user-index entries or token families one script call reads (pruning, a listing
+/// page, a revocation step). `events_lib.lua` repeats it; a unit test keeps the two
+/// equal.
+pub(crate) const USER_BATCH: usize = 100;
 static DELETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/delete.lua")].concat()));
 static LIST: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/list.lua")].concat()));
 static REVOKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&[tokens::LIB, EVENTS_LIB, include_str!("scripts/revoke.lua")].concat())
+    Script::new(&[EVENTS_LIB, tokens::LIB, include_str!("scripts/revoke.lua")].concat())
 });
 static EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/expired.lua")].concat()));
@@ -647,18 +653,31 @@ impl SessionStore for RedisStore {
         &self,
         tag: &str,
         user_id: &str,
+        cursor: ListCursor,
         now_ms: i64,
-    ) -> Result<Vec<SessionInfo>, StoreError> {
+    ) -> Result<SessionPage, StoreError> {
         let mut inv = LIST.prepare_invoke();
         inv.key(keys::user_index(&self.namespace, tag))
             .arg(keys::session_prefix(&self.namespace, tag))
             .arg(now_ms)
             .arg(user_id);
         let (stream, max_len) = self.stream_args();
-        inv.arg(stream).arg(max_len);
+        inv.arg(stream)
+            .arg(max_len)
+            .arg(cursor.position())
+            .arg(PAGE_SIZE.min(USER_BATCH));
         let flat: Vec<String> = self.invoke(&inv).await?;
+        let Some((next, flat)) = flat.split_first() else {
+            return Err(StoreError::Protocol("unexpected list script reply"));
+        };
+        let next = match next.as_str() {
+            "" => None,
+            n => Some(ListCursor::from_position(n.parse().map_err(|_| {
+                StoreError::Protocol("list script returned a non-number")
+            })?)),
+        };
         let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
-        Ok(flat
+        let sessions = flat
             .chunks_exact(6)
             .filter_map(|r| {
                 Some(SessionInfo::from_parts(
@@ -670,7 +689,8 @@ impl SessionStore for RedisStore {
                     opt(&r[5]),
                 ))
             })
-            .collect())
+            .collect();
+        Ok(SessionPage::new(sessions, next))
     }
 
     async fn revoke_user(
@@ -685,23 +705,45 @@ impl SessionStore for RedisStore {
             Revoke::All => ("a", String::new()),
             Revoke::AllExcept(keep) => ("x", keep.hash().to_owned()),
         };
-        let mut inv = REVOKE.prepare_invoke();
-        inv.key(keys::user_index(&self.namespace, tag))
-            .arg(keys::session_prefix(&self.namespace, tag))
-            .arg(now_ms)
-            .arg(user_id)
-            .arg(mode)
-            .arg(arg);
         let (stream, max_len) = self.stream_args();
         let reason = EventKind::Revoked(which.reason())
             .reason()
             .unwrap_or_default();
-        inv.arg(stream).arg(max_len).arg(reason);
-        let handles: Vec<String> = self.invoke(&inv).await?;
-        Ok(handles
-            .iter()
-            .filter_map(|h| SessionHandle::parse(h))
-            .collect())
+        // Bounded steps: each reads at most USER_BATCH index entries (then, for log out
+        // everywhere, token families); every step's revocations are final when it
+        // returns, so a session revoked by an early step can never come back.
+        let (mut sessions, mut families) = (Some(0u64), Some(0u64));
+        let mut revoked = Vec::new();
+        while sessions.is_some() || families.is_some() {
+            let mut inv = REVOKE.prepare_invoke();
+            inv.key(keys::user_index(&self.namespace, tag))
+                .arg(keys::session_prefix(&self.namespace, tag))
+                .arg(now_ms)
+                .arg(user_id)
+                .arg(mode)
+                .arg(&arg)
+                .arg(&stream)
+                .arg(max_len)
+                .arg(reason)
+                .arg(sessions.unwrap_or(0))
+                .arg(families.unwrap_or(0));
+            let reply: Vec<String> = self.invoke(&inv).await?;
+            let [next_session, next_family, handles @ ..] = &reply[..] else {
+                return Err(StoreError::Protocol("unexpected revoke script reply"));
+            };
+            let rank = |s: &str| -> Result<Option<u64>, StoreError> {
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| StoreError::Protocol("revoke script returned a non-number"))
+            };
+            sessions = rank(next_session)?;
+            families = rank(next_family)?;
+            revoked.extend(handles.iter().filter_map(|h| SessionHandle::parse(h)));
+        }
+        Ok(revoked)
     }
 }
 
@@ -713,6 +755,16 @@ mod tests {
     /// a per-request cost: a pool checkout awaited inline made `load` ~14 KB, a large
     /// allocation plus a 14 KB copy per read. Below 1 KB, glibc serves it from its small
     /// bins without consolidating its free lists.
+    #[test]
+    fn scripts_read_as_many_index_entries_as_the_store_says() {
+        let line = format!("local USER_BATCH = {USER_BATCH}\n");
+        assert!(
+            EVENTS_LIB.contains(&line),
+            "events_lib.lua must say {line:?}"
+        );
+        const { assert!(PAGE_SIZE <= USER_BATCH, "a listing page is one script call") };
+    }
+
     #[test]
     fn debug_never_shows_credentials() {
         for builder in [

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use redis::{Script, ScriptInvocation};
 
-use super::{RedisStore, keys};
+use super::{EVENTS_LIB, RedisStore, keys};
 use crate::tokens::store::{
     AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
 };
@@ -14,7 +14,17 @@ use crate::{SessionHandle, StoreError};
 pub(super) const LIB: &str = include_str!("scripts/token_lib.lua");
 
 static TOKENS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[LIB, include_str!("scripts/tokens.lua")].concat()));
+    LazyLock::new(|| Script::new(&[EVENTS_LIB, LIB, include_str!("scripts/tokens.lua")].concat()));
+
+/// The next step's first rank from a paged script reply ('' when done).
+fn next_rank(s: &str) -> Result<Option<u64>, StoreError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| StoreError::Protocol("token script returned a non-number"))
+}
 
 fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
@@ -52,12 +62,14 @@ impl RedisStore {
             .arg(req.ttl.family)
             .arg(sk)
             .arg(sh)
-            .arg(req.scope.unwrap_or(""));
+            .arg(req.scope.unwrap_or(""))
+            .arg(req.max_families);
         let reply: Vec<String> = self.invoke(&inv).await?;
         match reply.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["ok", a, r] => Ok(IssueOutcome::Issued {
+            ["ok", a, r, ref evicted @ ..] => Ok(IssueOutcome::Issued {
                 access_exp: int(a)?,
                 refresh_exp: int(r)?,
+                evicted: evicted.iter().map(|&f| f.to_owned()).collect(),
             }),
             ["gone"] => Ok(IssueOutcome::SessionGone),
             ["collision"] => Ok(IssueOutcome::Collision),
@@ -172,12 +184,19 @@ impl RedisStore {
         user: &str,
         now_ms: i64,
     ) -> Result<Vec<FamilyRecord>, StoreError> {
-        let mut inv = self.tokens(tag, "list", now_ms);
-        inv.arg(user);
-        let flat: Vec<String> = self.invoke(&inv).await?;
-        flat.chunks_exact(6)
-            .map(|r| {
-                Ok(FamilyRecord {
+        // Pages of the family index, one bounded script call each.
+        let mut out = Vec::new();
+        let mut rank = Some(0);
+        while let Some(from) = rank {
+            let mut inv = self.tokens(tag, "list", now_ms);
+            inv.arg(user).arg(from);
+            let flat: Vec<String> = self.invoke(&inv).await?;
+            let Some((next, flat)) = flat.split_first() else {
+                return Err(StoreError::Protocol("unexpected token script reply"));
+            };
+            rank = next_rank(next)?;
+            for r in flat.chunks_exact(6) {
+                out.push(FamilyRecord {
                     family: r[0].clone(),
                     created_ms: int(&r[1])?,
                     refreshed_ms: if r[2].is_empty() {
@@ -188,9 +207,10 @@ impl RedisStore {
                     expires_ms: int(&r[3])?,
                     session: SessionHandle::parse(&r[4]),
                     scope: opt(&r[5]),
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) async fn token_revoke(
@@ -215,13 +235,31 @@ impl RedisStore {
                 inv.arg(id).arg(user);
                 inv
             }
-            Target::User(user) => {
-                let mut inv = self.tokens(tag, "revoke_user", now_ms);
-                inv.arg(user);
-                inv
-            }
+            Target::User(user) => return self.token_revoke_user(tag, user, now_ms).await,
         };
         self.invoke(&inv).await
+    }
+
+    /// Revokes every family of `user` in bounded steps of the family index.
+    async fn token_revoke_user(
+        &self,
+        tag: &str,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut revoked = Vec::new();
+        let mut rank = Some(0);
+        while let Some(from) = rank {
+            let mut inv = self.tokens(tag, "revoke_user", now_ms);
+            inv.arg(user).arg(from);
+            let reply: Vec<String> = self.invoke(&inv).await?;
+            let Some((next, families)) = reply.split_first() else {
+                return Err(StoreError::Protocol("unexpected token script reply"));
+            };
+            rank = next_rank(next)?;
+            revoked.extend_from_slice(families);
+        }
+        Ok(revoked)
     }
 }
 

@@ -9,6 +9,10 @@
 -- after its id rotated (token_lib.lua, session_gone).
 local STREAM, MAXLEN = '', '0'
 
+-- Most index entries (or token families) one script call reads: pruning, listing and
+-- revoking go in steps of this size (store::redis::USER_BATCH).
+local USER_BATCH = 100
+
 -- Records that index member `member` is the session `handle` of `user`.
 local function map_handle(uh, member, handle, user)
   if handle and handle ~= '' then
@@ -45,11 +49,12 @@ local function expired(uh, member, now)
   return handle, user
 end
 
--- Drops index entries whose score passed (their sessions expired), reporting them.
+-- Drops up to USER_BATCH index entries whose score passed (their sessions expired),
+-- reporting them; the rest go on later calls.
 local function prune(index, now)
   local uh = index .. 'h'
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', now)) do
-    expired(uh, m, now)
-  end
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local gone = redis.call('ZRANGEBYSCORE', index, '-inf', now, 'LIMIT', 0, USER_BATCH)
+  if #gone == 0 then return end
+  for _, m in ipairs(gone) do expired(uh, m, now) end
+  redis.call('ZREM', index, unpack(gone))
 end

@@ -1,21 +1,31 @@
--- Lists a user's live sessions, pruning (and reporting) expired index entries on the
--- way (events_lib.lua is prepended).
+-- Lists one page of a user's live sessions, pruning (and reporting) expired index
+-- entries on the way (events_lib.lua is prepended).
 -- KEYS[1] the user index; ARGV[1] the session key prefix <ns>:{<tag>}:s:;
 -- ARGV[2] now, Unix ms; ARGV[3] the user id; ARGV[4] the event stream key ('' = none);
--- ARGV[5] its approximate MAXLEN.
--- Returns 6 strings per session: member, handle, created, last seen, ip, user agent
--- ('' when absent).
+-- ARGV[5] its approximate MAXLEN; ARGV[6] the page's first rank in the index;
+-- ARGV[7] the page size (at most USER_BATCH).
+-- Returns the next page's first rank ('' after the last page), then 6 strings per
+-- session: member, handle, created, last seen, ip, user agent ('' when absent).
 STREAM, MAXLEN = ARGV[4], ARGV[5]
 prune(KEYS[1], ARGV[2])
-local out = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+local offset = tonumber(ARGV[6])
+local count = math.min(tonumber(ARGV[7]), USER_BATCH)
+local members = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
+local out = {''}
+local kept = 0
+for _, m in ipairs(members) do
   local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:h', 'm:c', 'm:s', 'm:ip', 'm:ua')
   if not f[1] then
     redis.call('ZREM', KEYS[1], m)
     expired(KEYS[1] .. 'h', m, ARGV[2])
-  elseif f[1] == ARGV[3] then
-    out[#out + 1] = m
-    for i = 2, 6 do out[#out + 1] = f[i] or '' end
+  else
+    kept = kept + 1
+    if f[1] == ARGV[3] then
+      out[#out + 1] = m
+      for i = 2, 6 do out[#out + 1] = f[i] or '' end
+    end
   end
 end
+-- Entries dropped above shifted the ranks after them.
+if #members == count then out[1] = tostring(offset + kept) end
 return out

@@ -1,35 +1,62 @@
--- Revokes sessions of a user, pruning (and reporting) expired index entries on the way
--- (token_lib.lua and events_lib.lua are prepended).
+-- Revokes sessions of a user in bounded steps, pruning (and reporting) expired index
+-- entries on the way (token_lib.lua and events_lib.lua are prepended).
 -- KEYS[1] the user index; ARGV[1] the session key prefix <ns>:{<tag>}:s:;
 -- ARGV[2] now, Unix ms; ARGV[3] the user id;
 -- ARGV[4] 'h': the session whose handle is ARGV[5] | 'a': all | 'x': all but member ARGV[5]
 -- ARGV[6] the event stream key ('' = none); ARGV[7] its approximate MAXLEN;
--- ARGV[8] the reason recorded with each revocation (EventKind::reason).
--- Returns the handles of the revoked sessions. Deletes the index once it is empty.
--- 'a' (log out everywhere) also revokes every token family of the user in the same
--- step (kill_user_tokens).
+-- ARGV[8] the reason recorded with each revocation (EventKind::reason);
+-- ARGV[9] 'a'/'x': the first index rank of this step; ARGV[10] 'a': the first rank of
+-- this step in the slot's token-family index.
+-- Returns {next session rank, next family rank, revoked handles...}; a rank is '' once
+-- that part is done. One step reads at most USER_BATCH index entries and, once the
+-- sessions are done, ('a', log out everywhere) at most USER_BATCH token families. The
+-- caller repeats the step until both ranks are ''. Deletes the index once it is empty.
 STREAM, MAXLEN = ARGV[6], ARGV[7]
 local index, uh = KEYS[1], KEYS[1] .. 'h'
 prune(index, ARGV[2])
-local mode, arg = ARGV[4], ARGV[5]
-local reason = ARGV[8]
-local out = {}
-for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  local k = ARGV[1] .. m
-  local f = redis.call('HMGET', k, 'm:u', 'm:h', 'm:ip', 'm:ua')
-  if not f[1] then
-    redis.call('ZREM', index, m)
-    expired(uh, m, ARGV[2])
-  elseif f[1] == ARGV[3] then
-    if mode == 'a' or (mode == 'h' and f[2] == arg) or (mode == 'x' and m ~= arg) then
-      redis.call('DEL', k)
+local mode, arg, reason = ARGV[4], ARGV[5], ARGV[8]
+local out = {'', ''}
+
+local function revoke(m, f)
+  redis.call('DEL', ARGV[1] .. m)
+  redis.call('ZREM', index, m)
+  unmap_handle(uh, m, f[2])
+  xadd(ARGV[2], 'revoked', reason, f[2], f[1], f[3], f[4])
+  out[#out + 1] = f[2]
+end
+
+local function fields(m)
+  return redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:h', 'm:ip', 'm:ua')
+end
+
+if mode == 'h' then
+  -- The handle map names the session's current member: no scan.
+  local m = redis.call('HGET', uh, '#' .. arg)
+  if m then
+    local f = fields(m)
+    if f[1] == ARGV[3] and f[2] == arg then revoke(m, f) end
+  end
+else
+  local offset = tonumber(ARGV[9])
+  local members = redis.call('ZRANGE', index, offset, offset + USER_BATCH - 1)
+  local kept = 0
+  for _, m in ipairs(members) do
+    local f = fields(m)
+    if not f[1] then
       redis.call('ZREM', index, m)
-      unmap_handle(uh, m, f[2])
-      xadd(ARGV[2], 'revoked', reason, f[2], f[1], f[3], f[4])
-      out[#out + 1] = f[2]
+      expired(uh, m, ARGV[2])
+    elseif f[1] == ARGV[3] and (mode == 'a' or m ~= arg) then
+      revoke(m, f)
+    else
+      kept = kept + 1
     end
+  end
+  if #members == USER_BATCH then out[1] = tostring(offset + kept) end
+  if out[1] == '' and mode == 'a' then
+    local _, next = kill_user_tokens(string.sub(ARGV[1], 1, -3), ARGV[3], ARGV[2],
+      tonumber(ARGV[10]))
+    if next then out[2] = tostring(next) end
   end
 end
 if redis.call('ZCARD', index) == 0 then redis.call('DEL', index, uh) end
-if mode == 'a' then kill_user_tokens(string.sub(ARGV[1], 1, -3), ARGV[3], ARGV[2]) end
 return out

@@ -1,4 +1,5 @@
--- Shared by tokens.lua and revoke.lua (prepended to both when they are loaded).
+-- Shared by tokens.lua and revoke.lua (prepended to both when they are loaded, after
+-- events_lib.lua, whose USER_BATCH it uses).
 -- Keys are built from P, the slot prefix <ns>:{<tag>}: (one Cluster slot):
 --   P..'a:'..h  access token   (hash: u user, f family, c issued, e expires, sh, sk, sc;
 --                               sk is non-empty when the family is bound to a session)
@@ -40,20 +41,25 @@ local function kill_family(P, fid)
   redis.call('ZREM', P .. 'tf', fid)
 end
 
--- Revokes every token family of `user` in the slot; returns their ids.
-local function kill_user_tokens(P, user, now)
+-- Revokes the token families of `user` among USER_BATCH of the slot's family index,
+-- from rank `offset`. Returns the ids it revoked and the rank to go on from, or nil
+-- once the index is done.
+local function kill_user_tokens(P, user, now, offset)
   local idx = P .. 'tf'
-  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
-  local out = {}
-  for _, fid in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+  local fids = redis.call('ZRANGE', idx, offset, offset + USER_BATCH - 1)
+  local out, kept = {}, 0
+  for _, fid in ipairs(fids) do
     local u = redis.call('HGET', P .. 't:' .. fid, 'u')
     if not u then
       redis.call('ZREM', idx, fid)
     elseif u == user then
       kill_family(P, fid)
       out[#out + 1] = fid
+    else
+      kept = kept + 1
     end
   end
   if redis.call('ZCARD', idx) == 0 then redis.call('DEL', idx) end
-  return out
+  if #fids == USER_BATCH then return out, offset + kept end
+  return out, nil
 end

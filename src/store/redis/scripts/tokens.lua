@@ -1,10 +1,19 @@
 -- Token operations (src/tokens); mirrors MemoryStore's tokens, and the conformance
--- suite checks both. Key layout: token_lib.lua.
+-- suite checks both. Key layout: token_lib.lua (events_lib.lua and token_lib.lua are
+-- prepended). Every operation reads a bounded number of keys: at most USER_BATCH
+-- entries of the family index per call.
 -- KEYS[1] the slot's family index P..'tf' (declared so Cluster routes to the slot)
 -- ARGV[1] op; ARGV[2] P, the slot prefix; ARGV[3] now, Unix ms; the rest per op.
 local idx, op, P, now = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local function int(x) return string.format('%.0f', x) end
+
+-- Drops up to USER_BATCH expired entries of the family index (their families expired
+-- with their last token).
+local function prune_families()
+  local gone = redis.call('ZRANGEBYSCORE', idx, '-inf', now, 'LIMIT', 0, USER_BATCH)
+  if #gone > 0 then redis.call('ZREM', idx, unpack(gone)) end
+end
 
 
 -- Stores one token of family `fid`; its TTL never passes the family's deadline.
@@ -44,28 +53,42 @@ local function pair(fid, fam, ah, rh, att, rtt, deadline)
   redis.call('HSET', fk, 'r', rh, 'a', keep_access(fam[5], ah), 'e', e)
   redis.call('PEXPIREAT', fk, e)
   redis.call('ZADD', idx, e, fid)
-  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+  prune_families()
   local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
   if top[2] then redis.call('PEXPIREAT', idx, int(tonumber(top[2]))) end
   return ae, re
 end
 
 if op == 'issue' then
-  -- ARGV[4..13]: user, family id, access hash, refresh hash, access TTL, refresh idle
-  -- TTL, family lifetime (ms), bound session hash, its handle, scope ('' = none)
-  -- Returns {'ok', access expiry, refresh expiry} | {'gone'} (bound session ended)
+  -- ARGV[4..14]: user, family id, access hash, refresh hash, access TTL, refresh idle
+  -- TTL, family lifetime (ms), bound session hash, its handle, scope ('' = none), the
+  -- most families of the slot (0: no limit; at it, the family closest to expiry ends)
+  -- Returns {'ok', access expiry, refresh expiry, evicted families...}
+  -- | {'gone'} (bound session ended)
   -- | {'collision'}
   local user, fid, ah, rh = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
   local sk, sh, sc = ARGV[11], ARGV[12], ARGV[13]
   if sk ~= '' and session_gone(P, sh) then return {'gone'} end
   local fk = P .. 't:' .. fid
   if redis.call('EXISTS', fk) == 1 or taken(ah, rh) then return {'collision'} end
+  local evicted = {}
+  local max = tonumber(ARGV[14])
+  if max > 0 then
+    prune_families()
+    local n = redis.call('ZCARD', idx)
+    while n >= max and #evicted < USER_BATCH do
+      local oldest = redis.call('ZRANGE', idx, 0, 0)[1]
+      kill_family(P, oldest)
+      evicted[#evicted + 1] = oldest
+      n = n - 1
+    end
+  end
   local deadline = now + tonumber(ARGV[10])
   redis.call('HSET', fk, 'u', user, 'c', now, 'd', int(deadline), 'sk', sk, 'sh', sh,
     'sc', sc)
   local ae, re = pair(fid, {user, sh, sk, sc}, ah, rh, tonumber(ARGV[8]),
     tonumber(ARGV[9]), deadline)
-  return {'ok', int(ae), int(re)}
+  return {'ok', int(ae), int(re), unpack(evicted)}
 
 elseif op == 'auth' then
   -- ARGV[4] access hash. Returns {user, family, issued, expires, handle, scope} or {}.
@@ -151,11 +174,15 @@ elseif op == 'revoke_family' then
   return {fid}
 
 elseif op == 'list' then
-  -- ARGV[4] user. Returns 6 strings per live family: id, created, last refreshed
-  -- ('' if never), expires (its last token), session handle, scope.
-  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
-  local out = {}
-  local fams = redis.call('ZRANGE', idx, 0, -1, 'WITHSCORES')
+  -- ARGV[4] user, ARGV[5] the page's first rank in the family index. Returns the next
+  -- page's first rank ('' after the last), then 6 strings per live family: id,
+  -- created, last refreshed ('' if never), expires (its last token), session handle,
+  -- scope.
+  prune_families()
+  local out = {''}
+  local offset = tonumber(ARGV[5])
+  local fams = redis.call('ZRANGE', idx, offset, offset + USER_BATCH - 1, 'WITHSCORES')
+  if #fams == 2 * USER_BATCH then out[1] = tostring(offset + USER_BATCH) end
   for i = 1, #fams, 2 do
     local f = redis.call('HMGET', P .. 't:' .. fams[i], 'u', 'c', 'l', 'sh', 'sc')
     if f[1] == ARGV[4] then
@@ -170,7 +197,9 @@ elseif op == 'list' then
   return out
 
 elseif op == 'revoke_user' then
-  -- ARGV[4] user. Returns the revoked families.
-  return kill_user_tokens(P, ARGV[4], now)
+  -- ARGV[4] user, ARGV[5] the step's first rank in the family index. Returns the next
+  -- step's first rank ('' when done), then the revoked families.
+  local killed, next = kill_user_tokens(P, ARGV[4], now, tonumber(ARGV[5]))
+  return {next and tostring(next) or '', unpack(killed)}
 end
 return redis.error_reply('unknown token op')
