@@ -89,15 +89,65 @@ fn recycle<C>(conn: &Tracked<C>) -> RecycleResult<RedisError> {
     }
 }
 
+/// The oldest Redis this crate works with: 7.0 (`SET … NX GET` for the user-tag key;
+/// the audit writer reads the stream counters `XINFO` has since 7.0).
+pub(crate) const MIN_REDIS: (u32, u32) = (7, 0);
+
+/// Checks `INFO server` output against [`MIN_REDIS`] (Valkey reports a compatible
+/// `redis_version` too). Returns the version found if it is too old or unreadable.
+fn too_old(info: &str) -> Option<String> {
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) if (major, minor) >= MIN_REDIS => None,
+        _ => Some(version.to_owned()),
+    }
+}
+
+/// Every text in a reply, however nested (an `INFO` reply per cluster node).
+fn collect_text(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::VerbatimString { text, .. } => out.push(text.clone()),
+        Value::Array(items) | Value::Set(items) => {
+            items.iter().for_each(|i| collect_text(i, out));
+        }
+        Value::Map(pairs) => pairs.iter().for_each(|(_, i)| collect_text(i, out)),
+        _ => {}
+    }
+}
+
+/// Fails a new connection to a server older than [`MIN_REDIS`], with an error that
+/// says so, instead of failing every login later with a syntax error.
+async fn check_version<C: ConnectionLike>(conn: &mut C) -> Result<(), RedisError> {
+    // A cluster connection asks every node and answers a map of node -> info.
+    let reply: Value = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    let mut infos = Vec::new();
+    collect_text(&reply, &mut infos);
+    match infos.iter().find_map(|info| too_old(info)) {
+        None => Ok(()),
+        Some(found) => Err(RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "tower-redis-session needs Redis 7.0 or newer (or a compatible Valkey)",
+            format!("the server reports redis_version {found}"),
+        ))),
+    }
+}
+
 impl managed::Manager for Manager {
     type Type = Tracked<MultiplexedConnection>;
     type Error = RedisError;
 
     async fn create(&self) -> Result<Self::Type, RedisError> {
-        let conn = self
+        let mut conn = self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
+        check_version(&mut conn).await?;
         Ok(Tracked::new(conn))
     }
 
@@ -111,7 +161,9 @@ impl managed::Manager for ClusterManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Self::Type, RedisError> {
-        Ok(Tracked::new(self.client.get_async_connection().await?))
+        let mut conn = self.client.get_async_connection().await?;
+        check_version(&mut conn).await?;
+        Ok(Tracked::new(conn))
     }
 
     async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> RecycleResult<RedisError> {
@@ -299,5 +351,26 @@ impl ConnectionLike for Conn {
             Conn::Deadpool(c) => c.get_db(),
             Conn::DeadpoolCluster(c) => c.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_old;
+
+    #[test]
+    fn servers_older_than_7_0_are_refused() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        for ok in ["7.0.15", "7.2.4", "8.0.0", "10.1.2"] {
+            assert_eq!(too_old(&info(ok)), None, "{ok}");
+        }
+        for old in ["6.2.14", "5.0.7", "6.9.9", "garbage"] {
+            assert_eq!(too_old(&info(old)).as_deref(), Some(old), "{old}");
+        }
+        assert_eq!(
+            too_old("# Server\r\n"),
+            None,
+            "no version line: nothing to say"
+        );
     }
 }
