@@ -244,6 +244,11 @@ impl SessionConfig {
     /// Largest session (sum of key and JSON value lengths) an insert may produce;
     /// larger inserts fail with [`SessionError::TooLarge`](crate::SessionError::TooLarge)
     /// and change nothing. Default: 64 KiB.
+    ///
+    /// The limit also holds where concurrent requests' changes merge: the store checks
+    /// the size after merging in the same atomic write. A request whose changes fit
+    /// the session as it loaded it, but not as other requests have grown it since, has
+    /// nothing written and is answered `413 Payload Too Large`.
     pub fn with_max_session_size(mut self, bytes: usize) -> Self {
         self.max_session_size = bytes;
         self

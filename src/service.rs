@@ -80,6 +80,10 @@ where
                     let (parts, ()) = (layer.on_store_error)(&e).into_parts();
                     res = Response::from_parts(parts, ResBody::default());
                 }
+                Commit::TooLarge => {
+                    res = Response::new(ResBody::default());
+                    *res.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+                }
             }
             Ok(res)
         })

@@ -36,6 +36,7 @@ macro_rules! all_cases {
             user_tag_hides_the_user_id, user_namespaces_are_independent,
             users_api_without_a_request, invalid_user_ids_are_refused_and_lose_nothing,
             default_limit_is_100_evicting_the_oldest, listing_goes_in_pages,
+            size_limit_holds_where_concurrent_writes_merge,
         );
     };
 }
@@ -847,6 +848,34 @@ mod cases {
             users_of(s.clone(), config).list("bob").await.unwrap().len(),
             5
         );
+    }
+
+    pub async fn size_limit_holds_where_concurrent_writes_merge<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), config().with_max_session_size(1000));
+        let mut c = Client::new(app.clone());
+        c.post("/set?key=seed&value=x").await;
+        let big = "v".repeat(600);
+        // The slow request loads the session (seed only), then waits; the fast one
+        // adds 600 bytes meanwhile. Each fits the session as it loaded it.
+        let mut slow = c.clone();
+        let slow_path = format!("/slow_set?key=late&value={big}&ms=300");
+        let slow = tokio::spawn(async move { slow.post(&slow_path).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fast = c.post(&format!("/set?key=early&value={big}")).await;
+        assert_eq!(fast.status, 200);
+        let late = slow.await.unwrap();
+        assert_eq!(late.status, 413, "the merged session would pass the limit");
+        assert!(late.set_cookie.is_none(), "the cookie is left alone");
+        assert_eq!(c.get("/get?key=late").await.status, 404, "nothing written");
+        assert_eq!(
+            c.get("/get?key=early").await.body.len(),
+            600,
+            "the other write stands"
+        );
+        assert_eq!(c.get("/get?key=seed").await.body, "x");
+        // Within the limit the merge goes through as before.
+        assert_eq!(c.post("/set?key=small&value=y").await.status, 200);
+        assert_eq!(c.get("/get?key=small").await.body, "y");
     }
 
     pub async fn default_limit_is_100_evicting_the_oldest<S: TestStore>(s: S) {

@@ -619,3 +619,52 @@ async fn per_user_work_goes_in_bounded_steps() {
     let left: Vec<String> = conn.keys("bounded:{*}:[ust]*").await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Every write keeps the data size in `m:z`; a record without it (written before it
+/// existed) is counted once from the hash and gets it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_size_is_kept_with_the_record() {
+    let server = RedisServer::shared();
+    let store = RedisStore::from_url(&server.url())
+        .unwrap()
+        .with_namespace("sized")
+        .unwrap();
+    let app = routes::routes().layer(
+        SessionLayer::new(store, SessionConfig::default().with_max_session_size(100)).unwrap(),
+    );
+    let mut c = Client::new(app);
+    c.post("/set?key=a&value=12345").await; // "a" + "\"12345\"" = 8
+    let mut conn = common::stores::redis_conn(&server.url()).await;
+    let keys: Vec<String> = conn.keys("sized:*:s:*").await.unwrap();
+    let size = |conn: &mut redis::aio::MultiplexedConnection| {
+        let key = keys[0].clone();
+        let mut conn = conn.clone();
+        async move {
+            let z: Option<String> = conn.hget(&key, "m:z").await.unwrap();
+            z
+        }
+    };
+    assert_eq!(size(&mut conn).await.as_deref(), Some("8"));
+    let _: () = conn.hdel(&keys[0], "m:z").await.unwrap();
+    c.post("/set?key=b&value=1").await; // + "b" + "\"1\"" = 4
+    assert_eq!(
+        size(&mut conn).await.as_deref(),
+        Some("12"),
+        "counted from the hash"
+    );
+    c.post(&format!("/set?key=a&value={}", "9".repeat(80)))
+        .await; // a: 8 -> 83
+    assert_eq!(size(&mut conn).await.as_deref(), Some("87"));
+    let r = c
+        .post(&format!("/set?key=c&value={}", "9".repeat(20)))
+        .await;
+    assert_eq!(
+        r.status, 413,
+        "87 + 23 > 100: refused by the request's own check"
+    );
+    assert_eq!(
+        size(&mut conn).await.as_deref(),
+        Some("87"),
+        "nothing written"
+    );
+}

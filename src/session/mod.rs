@@ -446,6 +446,12 @@ impl Session {
                 let limit = ctx.config.limit.map_or(0, |l| l.max);
                 return Err(SessionError::TooManySessions { limit });
             }
+            Ok((_, WriteOutcome::TooLarge { size })) => {
+                // Concurrent writes grew the session it takes along past the limit.
+                self.restore(current.as_ref(), taken, clock).await;
+                let limit = ctx.config.max_session_size;
+                return Err(SessionError::TooLarge { size, limit });
+            }
             Ok(_) => {
                 self.restore(current.as_ref(), taken, clock).await;
                 let e = StoreError::Protocol("login could not be written");
@@ -529,7 +535,10 @@ impl Session {
                 None => data.remove(k.as_str()),
             };
         }
-        let mut patch = Patch::default();
+        let mut patch = Patch {
+            max_size: config.max_session_size,
+            ..Patch::default()
+        };
         patch
             .set
             .extend(data.into_iter().map(|(k, v)| (data_field(k), v.to_owned())));
@@ -785,7 +794,12 @@ impl Session {
         };
         match result {
             Ok(action) => Commit::Cookie(action),
-            Err(e) => {
+            Err(WriteFailure::TooLarge(size)) => {
+                let limit = self.inner.ctx.config.max_session_size;
+                tracing::info!(size, limit, "session write refused: over the size limit");
+                Commit::TooLarge
+            }
+            Err(WriteFailure::Store(e)) => {
                 log_store_error(&e, "write");
                 self.emit(EventKind::StoreUnavailable, None, None);
                 Commit::Failed(Arc::new(e))
@@ -793,10 +807,10 @@ impl Session {
         }
     }
 
-    async fn create(&self, st: &State, clock: Clock) -> Result<CookieAction, StoreError> {
+    async fn create(&self, st: &State, clock: Clock) -> Result<CookieAction, WriteFailure> {
         let config = &self.inner.ctx.config;
         let handle = st.new_handle.unwrap_or_else(SessionHandle::generate);
-        let mut patch = data_patch(st);
+        let mut patch = data_patch(st, config.max_session_size);
         patch.events = "created";
         patch
             .set
@@ -827,6 +841,7 @@ impl Session {
                 self.emit(EventKind::Created, Some(handle), None);
                 set_cookie(id, ttl, persistent)
             }
+            (_, WriteOutcome::TooLarge { size }) => return Err(WriteFailure::TooLarge(size)),
             _ => CookieAction::Remove,
         })
     }
@@ -836,12 +851,12 @@ impl Session {
         st: &State,
         loaded: &Loaded,
         clock: Clock,
-    ) -> Result<CookieAction, StoreError> {
+    ) -> Result<CookieAction, WriteFailure> {
         let Some(id) = &st.id else {
             return Ok(CookieAction::Keep);
         };
         let store = &self.inner.ctx.store;
-        let mut patch = data_patch(st);
+        let mut patch = data_patch(st, self.inner.ctx.config.max_session_size);
         if let Some(e) = st.expiry {
             expiry_fields(&mut patch, e, Some(loaded.created_ms), clock.now_ms);
         }
@@ -856,6 +871,9 @@ impl Session {
                     let user = loaded.user.as_deref();
                     self.emit(EventKind::IdRotated, Some(loaded.handle), user);
                     set_cookie(new, ttl, persistent)
+                }
+                (_, WriteOutcome::TooLarge { size }) => {
+                    return Err(WriteFailure::TooLarge(size));
                 }
                 _ => CookieAction::Remove,
             });
@@ -884,6 +902,7 @@ impl Session {
                 Ok(set_cookie(id.clone(), ttl, persistent))
             }
             WriteOutcome::Written { .. } => Ok(CookieAction::Keep),
+            WriteOutcome::TooLarge { size } => Err(WriteFailure::TooLarge(size)),
             WriteOutcome::Gone | WriteOutcome::Collision | WriteOutcome::Rejected => {
                 Ok(CookieAction::Remove)
             }
@@ -987,9 +1006,24 @@ fn parse_live(record: Option<Record>, now: i64) -> Option<Loaded> {
         .filter(|l| l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now))
 }
 
-fn data_patch(st: &State) -> Patch {
+/// Why a commit's write did not happen.
+#[derive(Debug)]
+pub(crate) enum WriteFailure {
+    Store(StoreError),
+    /// The merged data would have been this many bytes, over the limit.
+    TooLarge(usize),
+}
+
+impl From<StoreError> for WriteFailure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn data_patch(st: &State, max_size: usize) -> Patch {
     let mut patch = Patch {
         clear_data: st.cleared,
+        max_size,
         ..Patch::default()
     };
     for (k, v) in &st.changes {
@@ -1059,4 +1093,7 @@ pub(crate) enum CookieAction {
 pub(crate) enum Commit {
     Cookie(CookieAction),
     Failed(Arc<StoreError>),
+    /// Concurrent writes grew the session: this request's changes would take it past
+    /// the size limit. Nothing was written; the response becomes 413.
+    TooLarge,
 }

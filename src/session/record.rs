@@ -14,6 +14,7 @@
 //! | `m:ip` | client IP at creation or login |
 //! | `m:ua` | user agent at creation or login (at most 256 bytes) |
 //! | `m:x` | Redis only: the score last written to the user index (expiry + slack) |
+//! | `m:z` | Redis only: the data size (see [`data_size`]), kept by every write so the size limit holds after concurrent writes merge |
 //!
 //! `m:e` lets a read know the remaining TTL from the one `HGETALL` it already makes,
 //! instead of a second `PTTL` command.
@@ -57,6 +58,15 @@ impl Record {
     }
 }
 
+/// The size [`SessionConfig::with_max_session_size`](crate::SessionConfig::with_max_session_size)
+/// bounds: over the data fields, the key name (without `d:`) plus the serialized value.
+pub fn data_size(fields: &HashMap<String, String>) -> usize {
+    fields
+        .iter()
+        .filter_map(|(k, v)| Some(k.strip_prefix(DATA_PREFIX)?.len() + v.len()))
+        .sum()
+}
+
 /// A change to one session: fields to set and to delete, applied atomically.
 ///
 /// Only the fields a request changed are written, so concurrent requests that change
@@ -69,6 +79,8 @@ pub struct Patch {
     /// Lifecycle events this write records once it happens (space-separated names),
     /// for stores with a durable event log.
     pub(crate) events: &'static str,
+    /// Most data bytes ([`data_size`]) the session may hold after the patch; 0: none.
+    pub(crate) max_size: usize,
 }
 
 impl Patch {
@@ -90,6 +102,13 @@ impl Patch {
     /// Whether every `d:` field is deleted before `set` is applied.
     pub fn clear_data(&self) -> bool {
         self.clear_data
+    }
+
+    /// The most data bytes ([`data_size`]) the session may hold once this patch is
+    /// merged with what is stored; 0 for no limit. A store refuses a write that would
+    /// pass it with [`WriteOutcome::TooLarge`], writing nothing.
+    pub fn max_size(&self) -> usize {
+        self.max_size
     }
 
     /// Fields to set.
@@ -173,6 +192,12 @@ pub enum WriteOutcome {
     Gone,
     /// The target key already exists; nothing was written.
     Collision,
+    /// The session's data would be `size` bytes once merged with what is stored, more
+    /// than [`Patch::max_size`]. Nothing was written.
+    TooLarge {
+        /// The size it would have had.
+        size: usize,
+    },
 }
 
 /// The TTL rule every store applies after a write: `min(idle, deadline - now)`, where

@@ -14,7 +14,7 @@ use super::{
     UserKey, WriteMode, WriteOutcome, stamp_ttl,
 };
 use crate::session::id::user_tag;
-use crate::session::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT};
+use crate::session::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 mod tokens;
@@ -314,6 +314,25 @@ impl SessionStore for MemoryStore {
         let mk = self.map_key(key);
         let mut map = self.lock();
         map.sweep(now);
+        // The size limit holds for the data as merged with what is stored now (which
+        // concurrent requests may have grown); nothing is written past it.
+        if patch.max_size > 0 {
+            let stored = match mode {
+                WriteMode::Update => map.live(&mk, now).map(|e| e.fields.clone()),
+                WriteMode::Rotate { from } => {
+                    let from = self.map_key(from);
+                    map.live(&from, now).map(|e| e.fields.clone())
+                }
+                _ => Some(HashMap::new()),
+            };
+            if let Some(mut merged) = stored {
+                patch.apply_to(&mut merged);
+                let size = data_size(&merged);
+                if size > patch.max_size {
+                    return Ok(WriteOutcome::TooLarge { size });
+                }
+            }
+        }
         let mut evicted = Vec::new();
         let mut fields = match mode {
             WriteMode::Create => {

@@ -520,16 +520,20 @@ impl RedisStore {
             .arg(patch.set.len())
             .arg(stream)
             .arg(max_len)
-            .arg(patch.events);
+            .arg(patch.events)
+            .arg(patch.max_size);
         patch_args(&mut inv, patch);
         let ttl: i64 = self.invoke(&inv).await?;
-        Ok(if ttl > 0 {
-            WriteOutcome::Written {
-                ttl: Duration::from_millis(ttl.unsigned_abs()),
+        Ok(match ttl {
+            0 => WriteOutcome::Gone,
+            ms if ms > 0 => WriteOutcome::Written {
+                ttl: Duration::from_millis(ms.unsigned_abs()),
                 evicted: Vec::new(),
-            }
-        } else {
-            WriteOutcome::Gone
+            },
+            // The merged data's size, negated.
+            size => WriteOutcome::TooLarge {
+                size: usize::try_from(size.unsigned_abs()).unwrap_or(usize::MAX),
+            },
         })
     }
 
@@ -597,11 +601,20 @@ impl SessionStore for RedisStore {
             .arg(from_member)
             .arg(patch.set.len());
         let (stream, max_len) = self.stream_args();
-        inv.arg(stream).arg(max_len).arg(patch.events);
+        inv.arg(stream)
+            .arg(max_len)
+            .arg(patch.events)
+            .arg(patch.max_size);
         patch_args(&mut inv, patch);
         let reply: Vec<String> = self.invoke(&inv).await?;
         let code = reply.first().and_then(|c| c.parse::<i64>().ok());
         Ok(match code {
+            Some(-3) => WriteOutcome::TooLarge {
+                size: reply
+                    .get(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(StoreError::Protocol("unexpected write script reply"))?,
+            },
             Some(-2) => WriteOutcome::Rejected,
             Some(-1) => WriteOutcome::Collision,
             Some(0) => WriteOutcome::Gone,

@@ -22,13 +22,15 @@
 -- ARGV[10] the event stream key ('' = none); ARGV[11] its approximate MAXLEN
 -- ARGV[12] events to record once written, space-separated ('created', 'login',
 --          'id_rotated', 'refreshed'), or ''
--- ARGV[13 .. 12+2n] field/value pairs; every later ARGV is a field to delete
+-- ARGV[13] the most data bytes the session may hold after the write (0: no limit)
+-- ARGV[14 .. 13+2n] field/value pairs; every later ARGV is a field to delete
 -- (events_lib.lua and write_lib.lua are prepended: evictions and expiries found on the
 -- way are recorded too, and the slot's handle map <index>h is kept in step with the
 -- index.)
 -- Returns strings: {ttl, evicted handles...} when written (ttl > 0, ms); {'0'} if the
 -- session is gone (or passed its deadline and was deleted); {'-1'} if the target key
--- exists; {'-2'} if the login was rejected by the limit.
+-- exists; {'-2'} if the login was rejected by the limit; {'-3', size} if the data
+-- would be `size` bytes, more than ARGV[13] (nothing written).
 local key, index = KEYS[1], KEYS[2]
 local uh = index .. 'h'
 STREAM, MAXLEN = ARGV[10], ARGV[11]
@@ -36,11 +38,28 @@ local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 local member = ARGV[7]
 local evicted = {}
+local first = 14
+local last = first - 1 + 2 * tonumber(ARGV[9])
+local max = tonumber(ARGV[13])
 
+-- The stored TTL inputs and data size: none for a new key; a rotation reads them (and
+-- the touched data fields) from the key it moves, before moving it.
+local idle, deadline, user, handle = false, false, false, false
+local size
 if mode == 'c' or mode == 'l' then
   if redis.call('EXISTS', key) == 1 then return {'-1'} end
+  size = size_after(key, 0, '1', first, last, {}, {})
 else
-  if redis.call('EXISTS', KEYS[3]) == 0 then return {'0'} end
+  local names = touched(first, last)
+  local meta = redis.call('HMGET', KEYS[3], 'm:e', 'm:i', 'm:d', 'm:u', 'm:h', 'm:z',
+    unpack(names))
+  if not meta[1] then return {'0'} end
+  idle, deadline, user, handle = meta[2], meta[3], meta[4], meta[5]
+  size = size_after(KEYS[3], meta[6], ARGV[4], first, last, names, {unpack(meta, 7)})
+end
+if max > 0 and size > max then return {'-3', tostring(size)} end
+
+if mode == 'r' then
   if redis.call('RENAMENX', KEYS[3], key) == 0 then return {'-1'} end
   -- The handle's entry moves to the new member below.
   if redis.call('ZREM', index, ARGV[8]) == 1 then redis.call('HDEL', uh, ARGV[8]) end
@@ -79,14 +98,7 @@ if mode == 'l' then
   end
 end
 
--- TTL inputs as stored, then as this write leaves them (deletes first, then sets).
-local idle, deadline, user, handle = false, false, false, false
-if mode == 'r' then
-  local meta = redis.call('HMGET', key, 'm:i', 'm:d', 'm:u', 'm:h')
-  idle, deadline, user, handle = meta[1], meta[2], meta[3], meta[4]
-end
-local first = 13
-local last = first - 1 + 2 * tonumber(ARGV[9])
+-- The TTL inputs as this write leaves them (deletes first, then sets).
 idle, deadline, user, handle = patched(first, last, idle, deadline, user, handle)
 local ttl = ttl_of(idle, deadline, ARGV[3], now)
 if ttl <= 0 then
@@ -96,7 +108,7 @@ end
 
 delete_fields(key, ARGV[4], last)
 local expires = now + ttl
-local fields = {'m:s', ARGV[2], 'm:e', tostring(expires)}
+local fields = {'m:s', ARGV[2], 'm:e', tostring(expires), 'm:z', tostring(size)}
 for i = first, last do fields[#fields + 1] = ARGV[i] end
 if user then
   -- (Re)index with slack; the index outlives its longest session.

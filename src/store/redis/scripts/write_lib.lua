@@ -18,6 +18,49 @@ local function patched(first, last, idle, deadline, user, handle)
   return idle, deadline, user, handle
 end
 
+-- Session data size, what SessionConfig::with_max_session_size bounds: over the d:
+-- fields, the key name (without 'd:') plus the value. Kept in m:z, so a write knows
+-- the size after it merges its patch with what concurrent requests wrote.
+local function d_len(f, v) return #f - 2 + #v end
+
+-- The d: fields a patch touches (sets or deletes), each once.
+local function touched(first, last)
+  local names, seen = {}, {}
+  local function add(f)
+    if string.sub(f, 1, 2) == 'd:' and not seen[f] then
+      seen[f] = true
+      names[#names + 1] = f
+    end
+  end
+  for i = first, last, 2 do add(ARGV[i]) end
+  for i = last + 1, #ARGV do add(ARGV[i]) end
+  return names
+end
+
+-- The data size after the patch: `size` is the stored m:z (false when a record
+-- predates it: counted from the hash once), `olds` the current values of the touched
+-- fields `names` (false when absent); `clear` '1' drops every d: field first.
+local function size_after(key, size, clear, first, last, names, olds)
+  local new = 0
+  if clear ~= '1' then
+    new = tonumber(size)
+    if not new then
+      new = 0
+      local all = redis.call('HGETALL', key)
+      for i = 1, #all, 2 do
+        if string.sub(all[i], 1, 2) == 'd:' then new = new + d_len(all[i], all[i + 1]) end
+      end
+    end
+    for i, f in ipairs(names) do
+      if olds[i] then new = new - d_len(f, olds[i]) end
+    end
+  end
+  for i = first, last, 2 do
+    if string.sub(ARGV[i], 1, 2) == 'd:' then new = new + d_len(ARGV[i], ARGV[i + 1]) end
+  end
+  return new
+end
+
 -- The TTL rule: min(idle override or the default, deadline - now); <= 0 once the
 -- deadline has passed.
 local function ttl_of(idle, deadline, default_idle, now)
