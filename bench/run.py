@@ -59,6 +59,24 @@ def commandstats(port):
     return stats
 
 
+def run_example_on_own_redis(example):
+    """Builds `example` in release mode and runs it with REDIS_URL pointing at a
+    redis-server of its own, removed afterwards."""
+    need("redis-server", "redis-server")
+    subprocess.run(["cargo", "build", "--release", "-q", "--example", example], cwd=ROOT, check=True)
+    port = free_port()
+    rdir = tempfile.mkdtemp()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                              "--dir", rdir], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        binary = os.path.join(ROOT, "target", "release", "examples", example)
+        subprocess.run([binary], env={**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}"}, check=True)
+    finally:
+        redis.kill()
+        shutil.rmtree(rdir, ignore_errors=True)
+
+
 def start(cmd, env, cwd):
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()

@@ -248,6 +248,26 @@ async fn wait_for_expired(events: &Mutex<Vec<SessionEvent>>, n: usize) -> Vec<Se
     panic!("no expired event within 10 s");
 }
 
+/// Logs `n` users in (spread over the slots, so over every master of a cluster) and
+/// waits until the expiry of each is reported, once.
+async fn logins_expire_and_are_reported_once(
+    app: &Router,
+    events: &Mutex<Vec<SessionEvent>>,
+    n: usize,
+) {
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let mut c = Client::new(app.clone());
+        c.post(&format!("/login?user=user-{i}")).await;
+        handles.push(c.get("/handle").await.body);
+    }
+    let got = wait_for_expired(events, n).await;
+    let mut reported: Vec<_> = got.iter().map(|e| e.handle.unwrap().to_string()).collect();
+    reported.sort();
+    handles.sort();
+    assert_eq!(reported, handles, "each expiry once, from every master");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_notifications_report_expiry() {
     let server = RedisServer::start();
@@ -311,17 +331,7 @@ async fn keyspace_notifications_on_a_cluster() {
     let layer = layer.with_events(hook);
     let watcher = s.watch_expired(&layer).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut handles = Vec::new();
-    for i in 0..6 {
-        let mut c = Client::new(app.clone());
-        c.post(&format!("/login?user=user-{i}")).await;
-        handles.push(c.get("/handle").await.body);
-    }
-    let got = wait_for_expired(&events, 6).await;
-    let mut reported: Vec<_> = got.iter().map(|e| e.handle.unwrap().to_string()).collect();
-    reported.sort();
-    handles.sort();
-    assert_eq!(reported, handles, "each expiry once, from every master");
+    logins_expire_and_are_reported_once(&app, &events, 6).await;
     watcher.abort();
 }
 
@@ -351,20 +361,8 @@ async fn keyspace_notifications_on_a_password_cluster() {
     let layer = layer.with_events(hook);
     let watcher = s.watch_expired(&layer).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut handles = Vec::new();
-    for i in 0..4 {
-        let mut c = Client::new(app.clone());
-        c.post(&format!("/login?user=user-{i}")).await;
-        handles.push(c.get("/handle").await.body);
-    }
-    let got = wait_for_expired(&events, 4).await;
-    let mut reported: Vec<_> = got.iter().map(|e| e.handle.unwrap().to_string()).collect();
-    reported.sort();
-    handles.sort();
-    assert_eq!(
-        reported, handles,
-        "every master reached with the credentials"
-    );
+    // Every master reached with the credentials.
+    logins_expire_and_are_reported_once(&app, &events, 4).await;
     watcher.abort();
 
     // A watcher that can never subscribe says so through the hook, once.

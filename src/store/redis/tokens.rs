@@ -184,19 +184,10 @@ impl RedisStore {
         user: &str,
         now_ms: i64,
     ) -> Result<Vec<FamilyRecord>, StoreError> {
-        // Pages of the family index, one bounded script call each.
-        let mut out = Vec::new();
-        let mut rank = Some(0);
-        while let Some(from) = rank {
-            let mut inv = self.tokens(tag, "list", now_ms);
-            inv.arg(user).arg(from);
-            let flat: Vec<String> = self.invoke(&inv).await?;
-            let Some((next, flat)) = flat.split_first() else {
-                return Err(StoreError::Protocol("unexpected token script reply"));
-            };
-            rank = next_rank(next)?;
-            for r in flat.chunks_exact(6) {
-                out.push(FamilyRecord {
+        let flat = self.token_pages(tag, "list", user, now_ms).await?;
+        flat.chunks_exact(6)
+            .map(|r| {
+                Ok(FamilyRecord {
                     family: r[0].clone(),
                     created_ms: int(&r[1])?,
                     refreshed_ms: if r[2].is_empty() {
@@ -207,10 +198,34 @@ impl RedisStore {
                     expires_ms: int(&r[3])?,
                     session: SessionHandle::parse(&r[4]),
                     scope: opt(&r[5]),
-                });
-            }
+                })
+            })
+            .collect()
+    }
+
+    /// Runs a paged token op (`list`, `revoke_user`) over the slot's family index, one
+    /// bounded script call per step, and joins the steps' replies (each step answers
+    /// the next step's first rank, '' when done, then its items).
+    async fn token_pages(
+        &self,
+        tag: &str,
+        op: &str,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut items = Vec::new();
+        let mut rank = Some(0);
+        while let Some(from) = rank {
+            let mut inv = self.tokens(tag, op, now_ms);
+            inv.arg(user).arg(from);
+            let reply: Vec<String> = self.invoke(&inv).await?;
+            let Some((next, step)) = reply.split_first() else {
+                return Err(StoreError::Protocol("unexpected token script reply"));
+            };
+            rank = next_rank(next)?;
+            items.extend_from_slice(step);
         }
-        Ok(out)
+        Ok(items)
     }
 
     pub(crate) async fn token_revoke(
@@ -235,31 +250,9 @@ impl RedisStore {
                 inv.arg(id).arg(user);
                 inv
             }
-            Target::User(user) => return self.token_revoke_user(tag, user, now_ms).await,
+            Target::User(user) => return self.token_pages(tag, "revoke_user", user, now_ms).await,
         };
         self.invoke(&inv).await
-    }
-
-    /// Revokes every family of `user` in bounded steps of the family index.
-    async fn token_revoke_user(
-        &self,
-        tag: &str,
-        user: &str,
-        now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut revoked = Vec::new();
-        let mut rank = Some(0);
-        while let Some(from) = rank {
-            let mut inv = self.tokens(tag, "revoke_user", now_ms);
-            inv.arg(user).arg(from);
-            let reply: Vec<String> = self.invoke(&inv).await?;
-            let Some((next, families)) = reply.split_first() else {
-                return Err(StoreError::Protocol("unexpected token script reply"));
-            };
-            rank = next_rank(next)?;
-            revoked.extend_from_slice(families);
-        }
-        Ok(revoked)
     }
 }
 
