@@ -248,6 +248,24 @@ async fn wait_for_expired(events: &Mutex<Vec<SessionEvent>>, n: usize) -> Vec<Se
     panic!("no expired event within 10 s");
 }
 
+/// An app on `s` (1 s idle timeout) whose expiries a watcher reports to a recorder.
+async fn watched(
+    s: &RedisStore,
+) -> (
+    Router,
+    Arc<Mutex<Vec<SessionEvent>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (events, hook) = recorder();
+    let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
+    let (app, layer) = app(s.clone(), config);
+    let layer = layer.with_events(hook);
+    let watcher = s.watch_expired(&layer).unwrap();
+    // Subscriptions are made in the background.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (app, events, watcher)
+}
+
 /// Logs `n` users in (spread over the slots, so over every master of a cluster) and
 /// waits until the expiry of each is reported, once.
 async fn logins_expire_and_are_reported_once(
@@ -325,12 +343,7 @@ async fn keyspace_notifications_on_a_cluster() {
         s.clone().with_event_stream(10),
         Err(tower_redis_session::ConfigError::EventStreamOnCluster)
     ));
-    let (events, hook) = recorder();
-    let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
-    let (app, layer) = app(s.clone(), config);
-    let layer = layer.with_events(hook);
-    let watcher = s.watch_expired(&layer).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (app, events, watcher) = watched(&s).await;
     logins_expire_and_are_reported_once(&app, &events, 6).await;
     watcher.abort();
 }
@@ -355,12 +368,7 @@ async fn keyspace_notifications_on_a_password_cluster() {
         .unwrap()
         .with_namespace("watched-auth")
         .unwrap();
-    let (events, hook) = recorder();
-    let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
-    let (app, layer) = app(s.clone(), config);
-    let layer = layer.with_events(hook);
-    let watcher = s.watch_expired(&layer).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (app, events, watcher) = watched(&s).await;
     // Every master reached with the credentials.
     logins_expire_and_are_reported_once(&app, &events, 4).await;
     watcher.abort();
