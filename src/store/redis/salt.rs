@@ -11,6 +11,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio::sync::OnceCell;
 
 use super::{RedisStore, keys};
+use crate::session::record::USER;
 use crate::{StoreError, UserKey};
 
 /// Keys one `SCAN` step looks at.
@@ -34,10 +35,8 @@ pub(super) fn cell(key: Option<&UserKey>, namespace: &str) -> Arc<SaltCell> {
     })
 }
 
-/// `SCAN` pattern matching the keys of `namespace` made with its user-tag key: user
-/// indexes (`u`, `uh`; every logged-in session has one) and token families (`t:…`,
-/// `tf`). Anonymous sessions are left out: they live in random slots. Glob characters
-/// of the namespace are escaped.
+/// `SCAN` pattern matching every slot key of `namespace` (`<ns>:{<tag>}:…`), glob
+/// characters of the namespace escaped.
 fn slot_pattern(namespace: &str) -> String {
     let mut p = String::with_capacity(namespace.len() + 4);
     for c in namespace.chars() {
@@ -46,8 +45,27 @@ fn slot_pattern(namespace: &str) -> String {
         }
         p.push(c);
     }
-    p.push_str(":{*}:[ut]*");
+    p.push_str(":{*}:*");
     p
+}
+
+/// What a slot key says about the user-tag key: made with it (a user index or handle
+/// map, a token family or its index, an access or refresh token), maybe (a session:
+/// made with it only if logged in, i.e. it has `m:u`), or not (anything else).
+#[derive(Debug, PartialEq, Eq)]
+enum Needs {
+    Yes,
+    IfLoggedIn,
+    No,
+}
+
+fn needs_key(key: &str) -> Needs {
+    let kind = key.rsplit_once("}:").map_or("", |(_, kind)| kind);
+    match kind.split(':').next() {
+        Some("u" | "uh" | "t" | "tf" | "a" | "r") => Needs::Yes,
+        Some("s") => Needs::IfLoggedIn,
+        _ => Needs::No,
+    }
 }
 
 fn scan_step(cursor: u64, pattern: &str) -> redis::Cmd {
@@ -114,9 +132,31 @@ impl RedisStore {
         Ok(salt)
     }
 
-    /// Whether any key made with the user-tag key exists (see [`slot_pattern`]): `SCAN`
-    /// in bounded steps on the server, or on every master of a cluster. Stops at the
-    /// first key found.
+    /// Whether any of `keys` (found by a `SCAN` step) was made with the user-tag key.
+    /// A session counts only if logged in: one `HEXISTS … m:u` per session key, sent
+    /// together on the multiplexed connection.
+    async fn any_needs_key(&self, keys: &[String]) -> Result<bool, StoreError> {
+        let mut sessions = Vec::new();
+        for k in keys {
+            match needs_key(k) {
+                Needs::Yes => return Ok(true),
+                Needs::IfLoggedIn => sessions.push(k),
+                Needs::No => {}
+            }
+        }
+        let checks = sessions.iter().map(|k| async move {
+            let mut cmd = redis::cmd("HEXISTS");
+            cmd.arg(*k).arg(USER);
+            self.command::<bool>(&cmd).await
+        });
+        let logged_in = futures_util::future::try_join_all(checks).await?;
+        Ok(logged_in.into_iter().any(|b| b))
+    }
+
+    /// Whether any key made with the user-tag key exists: `SCAN` of the namespace's slot
+    /// keys in bounded steps on the server, or on every master of a cluster; user
+    /// indexes, token families and tokens count, sessions if logged in. Stops at the
+    /// first one found. (It runs only when the key is missing.)
     async fn namespace_in_use(&self) -> Result<bool, StoreError> {
         let pattern = slot_pattern(&self.namespace);
         if !self.cluster {
@@ -124,7 +164,7 @@ impl RedisStore {
             loop {
                 let (next, found): (u64, Vec<String>) =
                     self.command(&scan_step(cursor, &pattern)).await?;
-                if !found.is_empty() {
+                if self.any_needs_key(&found).await? {
                     return Ok(true);
                 }
                 if next == 0 {
@@ -169,7 +209,7 @@ impl RedisStore {
                     .await?;
                 let (next, found): (u64, Vec<String>) = redis::from_redis_value(reply)
                     .map_err(|_| StoreError::Protocol("unexpected SCAN reply"))?;
-                if !found.is_empty() {
+                if self.any_needs_key(&found).await? {
                     return Ok(true);
                 }
                 if next == 0 {
@@ -184,11 +224,27 @@ impl RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::slot_pattern;
+    use super::{Needs, needs_key, slot_pattern};
 
     #[test]
     fn scan_pattern_escapes_glob_characters() {
-        assert_eq!(slot_pattern("session"), "session:{*}:[ut]*");
-        assert_eq!(slot_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\:{*}:[ut]*");
+        assert_eq!(slot_pattern("session"), "session:{*}:*");
+        assert_eq!(slot_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\:{*}:*");
+    }
+
+    #[test]
+    fn keys_made_with_the_user_key() {
+        for k in [
+            "ns:{T}:u",
+            "ns:{T}:uh",
+            "ns:{T}:tf",
+            "ns:{T}:t:f",
+            "ns:{T}:a:h",
+            "ns:{T}:r:h",
+        ] {
+            assert_eq!(needs_key(k), Needs::Yes, "{k}");
+        }
+        assert_eq!(needs_key("ns:{T}:s:h"), Needs::IfLoggedIn);
+        assert_eq!(needs_key("ns:{T}:other"), Needs::No);
     }
 }
