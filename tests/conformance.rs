@@ -454,6 +454,11 @@ mod cases {
         let sc = r.set_cookie.expect("removal cookie");
         assert!(sc.is_removal());
         assert!(sc.raw.contains("Path=/") && sc.raw.contains("Secure"));
+        assert_eq!(
+            r.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "a response that removes the cookie is not cached"
+        );
         assert_eq!(s.count().await, 0);
         // Replaying the old cookie: no session, and the cookie is removed again.
         c.cookie = old;

@@ -668,3 +668,26 @@ async fn the_data_size_is_kept_with_the_record() {
         "nothing written"
     );
 }
+
+/// A session whose TTL is capped by its absolute deadline gains nothing from a
+/// refresh: reads below the threshold send no write (only the `HGETALL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_refresh_when_it_gains_nothing() {
+    let server = RedisServer::start();
+    // Idle 10 s, refresh below 5 s; but the deadline leaves 3 s at most.
+    let config = SessionConfig::default()
+        .with_idle_timeout(Duration::from_secs(10))
+        .with_absolute_lifetime(Some(Duration::from_secs(3)));
+    let mut c = Client::new(app(&server.url(), config));
+    c.post("/set?key=k&value=v").await;
+    for _ in 0..3 {
+        let before = server.command_calls();
+        assert_eq!(c.get("/get?key=k").await.body, "v");
+        let got = RedisServer::delta(&before, &server.command_calls());
+        assert_eq!(
+            got,
+            calls(&[("hgetall", 1)]),
+            "below the threshold, nothing to gain"
+        );
+    }
+}

@@ -274,6 +274,32 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn the_length_limit_is_exactly_max_value_len() {
+        // Refused as oversized one byte past the limit, before any codec runs; at the
+        // limit the value reaches the codec (and fails there as malformed).
+        let reason = |len: usize| {
+            let v = format!("id={}", "A".repeat(len));
+            match extract(&headers(&[v.as_bytes()]), "id", "ns", &PlainCookie) {
+                Incoming::Invalid(reason) => reason,
+                _ => "accepted",
+            }
+        };
+        // 256 bytes, the documented limit (a literal, so raising the constant fails).
+        assert_eq!(reason(257), "oversized session cookie");
+        assert_eq!(reason(256), "malformed session cookie");
+        // The limit leaves room for the longest genuine value (a private cookie).
+        let longest_namespace = "n".repeat(64);
+        let sealed = PrivateCookie::new(Key::generate())
+            .seal(
+                "id",
+                &longest_namespace,
+                SessionId::generate().unwrap().encode(),
+            )
+            .unwrap();
+        assert!(sealed.len() <= MAX_VALUE_LEN, "{}", sealed.len());
+    }
+
     fn roundtrip_and_reject_tampering<C: CookieCodec>(codec: C) {
         let check = |v: &str| {
             extract(

@@ -206,6 +206,34 @@ mod tests {
         assert_eq!(SessionId::parse(&v), Some(id));
     }
 
+    /// The secret carries 256 bits from the OS CSPRNG: over 2,000 draws every one of
+    /// its 32 bytes takes (nearly) every value, and no two secrets are equal. A secret
+    /// filled only partly at random (e.g. 1 or 16 of its bytes) fails this.
+    #[test]
+    fn secrets_carry_256_random_bits() {
+        let draws: Vec<SessionId> = (0..2000).map(|_| SessionId::generate().unwrap()).collect();
+        for pos in 0..SECRET_BYTES {
+            let values: std::collections::HashSet<u8> =
+                draws.iter().map(|id| id.secret()[pos]).collect();
+            // Expected ~256; fewer than 200 is astronomically unlikely for random bytes.
+            assert!(
+                values.len() >= 200,
+                "byte {pos} took {} values",
+                values.len()
+            );
+        }
+        let distinct: std::collections::HashSet<_> = draws.iter().map(SessionId::encode).collect();
+        assert_eq!(distinct.len(), draws.len());
+        // The cookie's secret part decodes to exactly 32 bytes.
+        let v = draws[0].encode();
+        let decoded = URL_SAFE_NO_PAD.decode(&v[TAG_LEN + 1..]).unwrap();
+        assert_eq!(decoded.len(), 32);
+        // Anonymous tags are random too.
+        let tags: std::collections::HashSet<_> =
+            draws.iter().map(|id| id.tag().to_owned()).collect();
+        assert_eq!(tags.len(), draws.len());
+    }
+
     #[test]
     fn rejects_malformed() {
         let v = SessionId::generate().unwrap().encode();
