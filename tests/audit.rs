@@ -180,22 +180,7 @@ async fn a_batch_committed_but_not_acknowledged_is_not_inserted_twice() {
 }
 
 fn spawn_writer(redis: &str, postgres: &Postgres, ns: &str) -> Child {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("audit_writer");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "--all-features", "--example", "audit_writer"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
+    let bin = common::example_binary("audit_writer");
     Command::new(bin)
         .env("REDIS_URL", redis)
         .env("SESSION_NAMESPACE", ns)

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -24,21 +23,6 @@ impl Drop for Server {
     }
 }
 
-/// `target/<profile>/examples/<name>`, built on demand.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join(name);
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--all-features", "--example", name])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
-}
-
 /// Starts an example on a free port and returns it with the lines it printed up to
 /// and including the `listening on` line.
 fn start(name: &str, redis_url: Option<&str>) -> (Server, Vec<String>) {
@@ -47,7 +31,7 @@ fn start(name: &str, redis_url: Option<&str>) -> (Server, Vec<String>) {
         .local_addr()
         .unwrap()
         .port();
-    let mut cmd = Command::new(binary(name));
+    let mut cmd = Command::new(common::example_binary(name));
     cmd.env("PORT", port.to_string()).env_remove("REDIS_URL");
     if let Some(url) = redis_url {
         cmd.env("REDIS_URL", url);

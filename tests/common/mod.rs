@@ -22,6 +22,7 @@ macro_rules! store_cases {
 
 pub mod client;
 pub mod cluster;
+pub mod example_bin;
 pub mod postgres;
 pub mod redis_server;
 pub mod session_routes;
@@ -29,6 +30,7 @@ pub mod stores;
 
 pub use client::Client;
 pub use cluster::RedisCluster;
+pub use example_bin::example_binary;
 pub use postgres::Postgres;
 pub use redis_server::RedisServer;
 pub use stores::TestStore;
