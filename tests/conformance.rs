@@ -444,6 +444,21 @@ mod cases {
             assert_eq!(c.get(&format!("/get?key=k{i}")).await.body, format!("v{i}"));
         }
         assert_eq!(c.get("/read").await.body, "alice");
+        // An interleaving every store must survive, not only one with real
+        // concurrency: the slow request loads the session before the fast one writes,
+        // and writes after it. A whole-record write would drop `early`.
+        let mut slow = c.clone();
+        let late =
+            tokio::spawn(async move { slow.post("/slow_set?key=late&value=l&ms=300").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(c.post("/set?key=early&value=e").await.status, 200);
+        assert_eq!(late.await.unwrap().status, 200);
+        assert_eq!(
+            c.get("/get?key=early").await.body,
+            "e",
+            "the earlier write survives"
+        );
+        assert_eq!(c.get("/get?key=late").await.body, "l");
     }
 
     pub async fn destroy_ends_both_sides<S: TestStore>(s: S) {
