@@ -126,7 +126,8 @@ async fn master_failover_keeps_sessions_and_the_layer_recovers() {
     let port = cluster.master_of(&redis_key).port;
     let idx = cluster.nodes.iter().position(|n| n.port == port).unwrap();
     wait_replicated(&cluster.nodes[idx]);
-    cluster.nodes[idx].stop();
+    // SIGKILL: a crash, not a shutdown.
+    cluster.nodes[idx].kill();
 
     // During the failover: the configured store-unavailable response or success, never
     // a panic or a hang; afterwards the session written before the failover loads.
