@@ -55,14 +55,20 @@ async fn stream_ids(url: &str, stream: &str) -> Vec<String> {
         .collect()
 }
 
+/// The event ids in the audit table; none while the writer has not created it yet.
+/// Any other SQL error fails the test.
 async fn row_ids(db: &tokio_postgres::Client, ns: &str) -> Vec<String> {
-    db.query(
-        "SELECT event_id FROM session_audit WHERE namespace = $1",
-        &[&ns],
-    )
-    .await
-    .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-    .unwrap_or_default()
+    match db
+        .query(
+            "SELECT event_id FROM session_audit WHERE namespace = $1",
+            &[&ns],
+        )
+        .await
+    {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Vec::new(),
+        Err(e) => panic!("audit table query failed: {e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +191,8 @@ fn spawn_writer(redis: &str, postgres: &Postgres, ns: &str) -> Child {
         .env("REDIS_URL", redis)
         .env("SESSION_NAMESPACE", ns)
         .env("DATABASE_URL", postgres.conn_str())
-        .env("AUDIT_BATCH", "7")
+        // Small batches: 300 events take ~100 transactions, so a kill lands mid-stream.
+        .env("AUDIT_BATCH", "3")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -213,6 +220,12 @@ async fn a_writer_process_killed_mid_stream_resumes_exactly_once() {
     writer.kill().unwrap();
     writer.wait().unwrap();
     assert!(seen > 0, "the writer never started copying");
+    // It really was killed mid-stream: some batches committed, not all.
+    let at_kill = row_ids(&db, ns).await.len();
+    assert!(
+        (1..300).contains(&at_kill),
+        "{at_kill} of 300 events copied when the writer was killed"
+    );
     traffic(&app, 20).await; // 60 more while it is down
     let mut writer = spawn_writer(&redis.url(), &postgres, ns);
     let ids = stream_ids(&redis.url(), &format!("{ns}:events")).await;
