@@ -294,24 +294,100 @@ mod cases {
         watcher.abort();
     }
 
+    /// The cookie secret and the key hash (the SHA-256 of the secret, the Redis key)
+    /// of a cookie value.
+    fn secrets_of(cookie: &str) -> [String; 2] {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let secret = cookie.split_once('.').unwrap().1.to_owned();
+        let hash = b64.encode(sha2::Sha256::digest(b64.decode(&secret).unwrap()));
+        [secret, hash]
+    }
+
     pub async fn no_secret_in_any_event<S: TestStore>(s: S) {
         let rec = Recorder::default();
-        let (app, _) = app(s, config(), &rec);
-        let mut c = client(&app, "192.0.2.1");
+        let config = config().with_max_sessions_per_user(2, LimitPolicy::EvictOldest);
+        // Reads through `refresher` always refresh (threshold = idle timeout).
+        let (refresher, _) = app(
+            s.clone(),
+            config
+                .clone()
+                .with_refresh_threshold(Duration::from_secs(30 * 60)),
+            &rec,
+        );
+        let (app, _) = app(s, config, &rec);
         let mut cookies = Vec::new();
-        c.post("/incr").await;
+        let mut events = Vec::new();
+        let mut c = client(&app, "192.0.2.1");
+        c.post("/incr").await; // created
         cookies.push(c.cookie.clone().unwrap());
-        c.post("/login?user=dave").await;
+        c.post("/login?user=dave").await; // login
         cookies.push(c.cookie.clone().unwrap());
-        c.post("/cycle").await;
+        c.post("/cycle").await; // id_rotated
         cookies.push(c.cookie.clone().unwrap());
-        c.post("/logout").await;
-        let events = rec.take(4).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut via_refresher = Client {
+            app: refresher,
+            ..c.clone()
+        };
+        via_refresher.get("/read").await; // refreshed
+        events.extend(rec.take(4).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut d = client(&app, "192.0.2.2");
+        d.post("/login?user=dave").await; // created, login
+        cookies.push(d.cookie.clone().unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut e = client(&app, "192.0.2.3");
+        e.post("/login?user=dave").await; // created, login, revoked (evicted_by_cap: c)
+        cookies.push(e.cookie.clone().unwrap());
+        events.extend(rec.take(5).await);
+        let handle_d = d.get("/handle").await.body;
+        e.post(&format!("/revoke?handle={handle_d}")).await; // revoked (revoke)
+        let mut f = client(&app, "192.0.2.4");
+        f.post("/login?user=dave").await; // created, login
+        cookies.push(f.cookie.clone().unwrap());
+        f.post("/revoke_others").await; // revoked (revoke_others: e)
+        f.post("/everywhere").await; // revoked (logout_everywhere: f)
+        events.extend(rec.take(5).await);
+        let mut g = client(&app, "192.0.2.5");
+        g.cookie = Some("forged.not-a-real-secret-but-echo-me".into());
+        g.get("/read").await; // invalid_cookie
+        let mut h = client(&app, "192.0.2.6");
+        h.post("/incr").await; // created
+        cookies.push(h.cookie.clone().unwrap());
+        h.post("/logout").await; // logout
+        events.extend(rec.take(3).await);
+
         let json = serde_json::to_string(&events).unwrap();
+        let kinds: std::collections::BTreeSet<String> = events
+            .iter()
+            .map(|e| match e.kind.reason() {
+                Some(r) => format!("{}:{r}", e.kind.name()),
+                None => e.kind.name().to_owned(),
+            })
+            .collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            [
+                "created",
+                "id_rotated",
+                "invalid_cookie",
+                "login",
+                "logout",
+                "refreshed",
+                "revoked:evicted_by_cap",
+                "revoked:logout_everywhere",
+                "revoked:revoke",
+                "revoked:revoke_others",
+            ]
+        );
         for cookie in &cookies {
-            let secret = cookie.split_once('.').unwrap().1;
-            assert!(!json.contains(secret), "a cookie secret is in an event");
+            let [secret, hash] = secrets_of(cookie);
+            assert!(!json.contains(&secret), "a cookie secret is in an event");
+            assert!(!json.contains(&hash), "a session key hash is in an event");
         }
+        assert!(!json.contains("echo-me"), "a rejected cookie is echoed");
         let first: serde_json::Value = serde_json::to_value(&events[0]).unwrap();
         assert_eq!(first["kind"], "created");
         assert!(first["at"].as_u64().unwrap() > 1_600_000_000_000);
