@@ -78,6 +78,24 @@ enum Topology {
     Cluster(Vec<String>),
 }
 
+/// The live masters in a `CLUSTER NODES` reply, as (host, port): the nodes flagged
+/// `master` and neither `fail` nor `fail?`.
+pub(super) fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            let addr = parts.nth(1)?;
+            let flags = parts.next()?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failed = flags.split(',').any(|f| f == "fail" || f == "fail?");
+            let (host, port) = addr.split('@').next()?.rsplit_once(':')?;
+            let port = port.parse().ok()?;
+            (is_master && !failed).then(|| (host.to_owned(), port))
+        })
+        .collect()
+}
+
 /// A Redis URL without its credentials: user and password, and the query (which can
 /// carry a password for `redis+unix://`).
 fn redact_url(url: &str) -> String {
@@ -776,6 +794,24 @@ mod tests {
             "events_lib.lua must say {line:?}"
         );
         const { assert!(PAGE_SIZE <= USER_BATCH, "a listing page is one script call") };
+    }
+
+    #[test]
+    fn cluster_masters_skips_replicas_and_failed_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected 10923-16383
+a4 127.0.0.1:7003@17003 master,fail? - 0 0 4 connected
+a5 127.0.0.1:7004@17004 slave a1 0 0 5 connected
+";
+        assert_eq!(
+            cluster_masters(nodes),
+            [
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001)
+            ]
+        );
     }
 
     #[test]

@@ -80,7 +80,8 @@ fn scan_step(cursor: u64, pattern: &str) -> redis::Cmd {
 
 impl RedisStore {
     /// The namespace's salt: derived from the [`UserKey`], or read once from Redis; made
-    /// (`SET NX GET`, so concurrent processes agree) only while the namespace is empty.
+    /// (`SET NX GET`, so concurrent processes agree) only while no key made with an
+    /// earlier one exists ([`namespace_in_use`](Self::namespace_in_use)).
     ///
     /// # Errors
     /// [`StoreError::UserKeyLost`] when the key is missing but the namespace holds
@@ -185,23 +186,8 @@ impl RedisStore {
             .await?;
         let nodes: String = redis::from_redis_value(reply)
             .map_err(|_| StoreError::Protocol("unexpected CLUSTER NODES reply"))?;
-        for line in nodes.lines() {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
-                continue;
-            };
-            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
-                continue;
-            }
-            let addr = addr.split('@').next().unwrap_or_default();
-            let Some((host, port)) = addr.rsplit_once(':') else {
-                continue;
-            };
-            let Ok(port) = port.parse() else { continue };
-            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                host: host.to_owned(),
-                port,
-            });
+        for (host, port) in super::cluster_masters(&nodes) {
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
             let mut cursor = 0;
             loop {
                 let reply = cluster

@@ -214,18 +214,9 @@ async fn masters(
                 .arg("NODES")
                 .query_async(&mut conn)
                 .await?;
-            Ok(nodes
-                .lines()
-                .filter_map(|line| {
-                    let mut parts = line.split(' ');
-                    let addr = parts.nth(1)?;
-                    let flags = parts.next()?;
-                    let is_master = flags.split(',').any(|f| f == "master");
-                    let failed = flags.split(',').any(|f| f == "fail" || f == "fail?");
-                    let (host, port) = addr.split('@').next()?.rsplit_once(':')?;
-                    let port = port.parse().ok()?;
-                    (is_master && !failed).then(|| at(&info, host, port))
-                })
+            Ok(super::cluster_masters(&nodes)
+                .iter()
+                .map(|(host, port)| at(&info, host, *port))
                 .collect())
         }
         .await;

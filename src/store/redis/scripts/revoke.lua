@@ -53,7 +53,7 @@ else
   end
   if #members == USER_BATCH then out[1] = tostring(offset + kept) end
   if out[1] == '' and mode == 'a' then
-    local _, next = kill_user_tokens(string.sub(ARGV[1], 1, -3), ARGV[3], ARGV[2],
+    local _, next = kill_user_tokens(string.sub(ARGV[1], 1, -3), ARGV[3],
       tonumber(ARGV[10]))
     if next then out[2] = tostring(next) end
   end

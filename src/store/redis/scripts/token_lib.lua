@@ -30,13 +30,19 @@ end
 -- (tokens::store::ACCESS_KEPT).
 local ACCESS_KEPT = 8
 
+-- A family's kept access tokens (its 'a' field: hashes separated by spaces, oldest
+-- first) as a list.
+local function access_list(kept)
+  local list = {}
+  for h in string.gmatch(kept or '', '%S+') do list[#list + 1] = h end
+  return list
+end
+
 local function kill_family(P, fid)
   local fk = P .. 't:' .. fid
   local f = redis.call('HMGET', fk, 'r', 'a')
   if f[1] then redis.call('DEL', P .. 'r:' .. f[1]) end
-  if f[2] then
-    for h in string.gmatch(f[2], '%S+') do redis.call('DEL', P .. 'a:' .. h) end
-  end
+  for _, h in ipairs(access_list(f[2])) do redis.call('DEL', P .. 'a:' .. h) end
   redis.call('DEL', fk)
   redis.call('ZREM', P .. 'tf', fid)
 end
@@ -44,7 +50,7 @@ end
 -- Revokes the token families of `user` among USER_BATCH of the slot's family index,
 -- from rank `offset`. Returns the ids it revoked and the rank to go on from, or nil
 -- once the index is done.
-local function kill_user_tokens(P, user, now, offset)
+local function kill_user_tokens(P, user, offset)
   local idx = P .. 'tf'
   local fids = redis.call('ZRANGE', idx, offset, offset + USER_BATCH - 1)
   local out, kept = {}, 0

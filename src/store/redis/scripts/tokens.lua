@@ -15,7 +15,6 @@ local function prune_families()
   if #gone > 0 then redis.call('ZREM', idx, unpack(gone)) end
 end
 
-
 -- Stores one token of family `fid`; its TTL never passes the family's deadline.
 local function put(kind, h, fid, ttl, deadline, fields)
   local e = math.min(now + ttl, deadline)
@@ -32,8 +31,7 @@ end
 -- The family's kept access tokens with `ah` appended; the oldest beyond ACCESS_KEPT
 -- are deleted (at most one per call, as the list never holds more than ACCESS_KEPT).
 local function keep_access(kept, ah)
-  local list = {}
-  for h in string.gmatch(kept or '', '%S+') do list[#list + 1] = h end
+  local list = access_list(kept)
   list[#list + 1] = ah
   while #list > ACCESS_KEPT do
     redis.call('DEL', P .. 'a:' .. table.remove(list, 1))
@@ -149,7 +147,7 @@ elseif op == 'revoke_access' then
   local kept = redis.call('HGET', fk, 'a')
   if kept then
     local list = {}
-    for h in string.gmatch(kept, '%S+') do
+    for _, h in ipairs(access_list(kept)) do
       if h ~= ARGV[4] then list[#list + 1] = h end
     end
     redis.call('HSET', fk, 'a', table.concat(list, ' '))
@@ -199,7 +197,7 @@ elseif op == 'list' then
 elseif op == 'revoke_user' then
   -- ARGV[4] user, ARGV[5] the step's first rank in the family index. Returns the next
   -- step's first rank ('' when done), then the revoked families.
-  local killed, next = kill_user_tokens(P, ARGV[4], now, tonumber(ARGV[5]))
+  local killed, next = kill_user_tokens(P, ARGV[4], tonumber(ARGV[5]))
   return {next and tostring(next) or '', unpack(killed)}
 end
 return redis.error_reply('unknown token op')

@@ -48,7 +48,7 @@ local idle, deadline, user, handle = false, false, false, false
 local size
 if mode == 'c' or mode == 'l' then
   if redis.call('EXISTS', key) == 1 then return {'-1'} end
-  size = size_after(key, 0, '1', first, last, {}, {})
+  size = size_after(key, 0, '0', first, last, {}, {}) -- nothing stored yet
 else
   local names = touched(first, last)
   local meta = redis.call('HMGET', KEYS[3], 'm:e', 'm:i', 'm:d', 'm:u', 'm:h', 'm:z',
