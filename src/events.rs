@@ -23,6 +23,8 @@
 //! (default 4096) to a dedicated thread that runs the hook; when the queue is full the
 //! event is dropped and counted ([`SessionLayer::dropped_events`](crate::SessionLayer::dropped_events)).
 //! A panicking hook is caught and the next event is delivered.
+//! [`SessionLayer::flush_events`](crate::SessionLayer::flush_events) waits until the
+//! hook has seen every event queued so far (on shutdown, or in a test).
 //!
 //! **Durable.** [`RedisStore::with_event_stream`](crate::RedisStore::with_event_stream)
 //! records the state changes in a Redis Stream, in the same atomic script as each
@@ -216,6 +218,10 @@ impl<A: SessionEvents, B: SessionEvents> SessionEvents for (A, B) {
 pub(crate) struct Dispatcher {
     tx: RwLock<Option<SyncSender<SessionEvent>>>,
     dropped: AtomicU64,
+    /// Events accepted into a queue, since the layer was built.
+    queued: AtomicU64,
+    /// Events the hook has returned (or panicked) on, counted by the event thread.
+    handled: Arc<tokio::sync::watch::Sender<u64>>,
     /// Keys [`SessionEvent::fingerprint`].
     fingerprint_key: [u8; 32],
 }
@@ -240,6 +246,8 @@ impl Default for Dispatcher {
         Self {
             tx: RwLock::new(None),
             dropped: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            handled: Arc::new(tokio::sync::watch::Sender::new(0)),
             fingerprint_key: key,
         }
     }
@@ -250,6 +258,7 @@ impl Dispatcher {
     /// (whose thread ends once its queue drains).
     pub(crate) fn install(&self, hook: Arc<dyn SessionEvents>, capacity: usize) {
         let (tx, rx) = sync_channel::<SessionEvent>(capacity.max(1));
+        let handled = self.handled.clone();
         let spawned = std::thread::Builder::new()
             .name("session-events".into())
             .spawn(move || {
@@ -257,6 +266,7 @@ impl Dispatcher {
                     if catch_unwind(AssertUnwindSafe(|| hook.on_event(&event))).is_err() {
                         tracing::error!("session event hook panicked");
                     }
+                    handled.send_modify(|n| *n += 1);
                 }
             });
         let tx = match spawned {
@@ -284,7 +294,9 @@ impl Dispatcher {
             return;
         };
         match tx.try_send(event) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::AcqRel);
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -293,6 +305,14 @@ impl Dispatcher {
 
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the hook has seen every event queued before the call.
+    pub(crate) async fn flush(&self) {
+        let target = self.queued.load(Ordering::Acquire);
+        let mut handled = self.handled.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = handled.wait_for(|n| *n >= target).await;
     }
 
     /// A keyed hash of a refused cookie value.

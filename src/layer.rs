@@ -140,6 +140,14 @@ impl<C> SessionLayer<C> {
         self.ctx.events.dropped()
     }
 
+    /// Waits until the event hook has returned on every event queued before this call
+    /// (e.g. on shutdown, before the process exits; or in a test, before looking at
+    /// what a hook recorded). Returns at once without a hook. A hook that never returns
+    /// makes this wait forever: bound it with a timeout where that matters.
+    pub async fn flush_events(&self) {
+        self.ctx.events.flush().await;
+    }
+
     fn with_codec<D: CookieCodec>(self, codec: D) -> SessionLayer<D> {
         SessionLayer {
             ctx: self.ctx,

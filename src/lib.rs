@@ -182,5 +182,7 @@ pub use service::SessionService;
 pub use session::Session;
 pub use session::extractor::MissingSessionLayer;
 pub use session::id::{SessionHandle, SessionKey};
-pub use store::{MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey};
+pub use store::{
+    ExpiryWatcher, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey,
+};
 pub use users::{ListCursor, SessionInfo, SessionPage, Users};

@@ -6,6 +6,7 @@ mod common;
 #[path = "../examples/shared/routes.rs"]
 mod routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -290,23 +291,62 @@ mod cases {
         SessionConfig::default()
     }
 
-    #[derive(serde::Deserialize)]
-    struct Slow {
-        key: String,
-        value: String,
-        ms: u64,
+    /// Holds `/gated_set` requests between their load and their write, so that a
+    /// test can act while they are in flight.
+    #[derive(Clone)]
+    struct Gate {
+        loaded: Arc<tokio::sync::Semaphore>,
+        release: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Gate {
+        fn new() -> Self {
+            Self {
+                loaded: Arc::new(tokio::sync::Semaphore::new(0)),
+                release: Arc::new(tokio::sync::Semaphore::new(0)),
+            }
+        }
+
+        /// Waits until `n` requests have loaded their session and are held.
+        async fn loaded(&self, n: u32) {
+            tokio::time::timeout(Duration::from_secs(10), self.loaded.acquire_many(n))
+                .await
+                .expect("the gated requests arrive")
+                .unwrap()
+                .forget();
+        }
+
+        /// Lets `n` held requests write.
+        fn release(&self, n: usize) {
+            self.release.add_permits(n);
+        }
+
+        /// Called by the handler between its load and its write.
+        async fn hold(&self) {
+            self.loaded.add_permits(1);
+            self.release.acquire().await.unwrap().forget();
+        }
     }
 
     fn app_with<S: TestStore>(s: S, config: SessionConfig) -> Router {
+        gated_app(s, config).0
+    }
+
+    /// The test app and the gate of its `/gated_set` route.
+    fn gated_app<S: TestStore>(s: S, config: SessionConfig) -> (Router, Gate) {
+        let gate = Gate::new();
+        let held = gate.clone();
         let extra = Router::new()
             .route(
-                "/slow_set",
-                post(|session: Session, Query(q): Query<Slow>| async move {
-                    session.get::<String>(&q.key).await?;
-                    tokio::time::sleep(Duration::from_millis(q.ms)).await;
-                    session.insert(&q.key, q.value).await?;
-                    Ok::<_, SessionError>("ok")
-                }),
+                "/gated_set",
+                post(
+                    move |session: Session, Query(q): Query<routes::KeyValue>| async move {
+                        session.get::<String>(&q.key).await?;
+                        held.hold().await;
+                        session.insert(&q.key, q.value).await?;
+                        Ok::<_, SessionError>("ok")
+                    },
+                ),
             )
             .route(
                 "/remember",
@@ -359,11 +399,12 @@ mod cases {
                 )
             }),
         );
-        routes::routes()
+        let app = routes::routes()
             .merge(extra)
             .merge(per_user)
             .merge(common::session_routes::per_user())
-            .layer(SessionLayer::new(s, config).unwrap())
+            .layer(SessionLayer::new(s, config).unwrap());
+        (app, gate)
     }
 
     /// Lines of `/sessions`: (handle, ip, user agent, current).
@@ -426,7 +467,8 @@ mod cases {
     }
 
     pub async fn concurrent_writes_to_different_keys_all_persist<S: TestStore>(s: S) {
-        let mut c = Client::new(app(s.clone()));
+        let (app, gate) = gated_app(s.clone(), config());
+        let mut c = Client::new(app);
         c.post("/login?user=alice").await;
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -448,10 +490,10 @@ mod cases {
         // concurrency: the slow request loads the session before the fast one writes,
         // and writes after it. A whole-record write would drop `early`.
         let mut slow = c.clone();
-        let late =
-            tokio::spawn(async move { slow.post("/slow_set?key=late&value=l&ms=300").await });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let late = tokio::spawn(async move { slow.post("/gated_set?key=late&value=l").await });
+        gate.loaded(1).await;
         assert_eq!(c.post("/set?key=early&value=e").await.status, 200);
+        gate.release(1);
         assert_eq!(late.await.unwrap().status, 200);
         assert_eq!(
             c.get("/get?key=early").await.body,
@@ -483,14 +525,15 @@ mod cases {
     }
 
     pub async fn destroyed_while_in_flight_stays_destroyed<S: TestStore>(s: S) {
-        let mut c = Client::new(app(s.clone()));
+        let (app, gate) = gated_app(s.clone(), config());
+        let mut c = Client::new(app);
         c.post("/login?user=alice").await;
         let old = c.cookie.clone();
         let mut slow = c.clone();
-        let in_flight =
-            tokio::spawn(async move { slow.post("/slow_set?key=cart&value=x&ms=300").await });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let in_flight = tokio::spawn(async move { slow.post("/gated_set?key=cart&value=x").await });
+        gate.loaded(1).await;
         c.post("/logout").await;
+        gate.release(1);
         let r = in_flight.await.unwrap();
         assert!(
             r.set_cookie.as_ref().is_some_and(|c| c.is_removal()),
@@ -768,7 +811,7 @@ mod cases {
     }
 
     pub async fn logout_everywhere_with_requests_in_flight<S: TestStore>(s: S) {
-        let app = app_with(s.clone(), ip_config());
+        let (app, gate) = gated_app(s.clone(), ip_config());
         let mut devices = Vec::new();
         for i in 0..4 {
             devices.push(login_as(&app, "alice", "d", &format!("10.0.0.{i}")).await);
@@ -778,11 +821,12 @@ mod cases {
             .iter()
             .map(|d| {
                 let mut d = d.clone();
-                tokio::spawn(async move { d.post("/slow_set?key=cart&value=x&ms=300").await })
+                tokio::spawn(async move { d.post("/gated_set?key=cart&value=x").await })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        gate.loaded(3).await;
         assert_eq!(devices[3].post("/everywhere").await.body, "4");
+        gate.release(3);
         for t in in_flight {
             let r = t.await.unwrap();
             assert!(
@@ -871,18 +915,19 @@ mod cases {
     }
 
     pub async fn size_limit_holds_where_concurrent_writes_merge<S: TestStore>(s: S) {
-        let app = app_with(s.clone(), config().with_max_session_size(1000));
+        let (app, gate) = gated_app(s.clone(), config().with_max_session_size(1000));
         let mut c = Client::new(app.clone());
         c.post("/set?key=seed&value=x").await;
         let big = "v".repeat(600);
         // The slow request loads the session (seed only), then waits; the fast one
         // adds 600 bytes meanwhile. Each fits the session as it loaded it.
         let mut slow = c.clone();
-        let slow_path = format!("/slow_set?key=late&value={big}&ms=300");
+        let slow_path = format!("/gated_set?key=late&value={big}");
         let slow = tokio::spawn(async move { slow.post(&slow_path).await });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        gate.loaded(1).await;
         let fast = c.post(&format!("/set?key=early&value={big}")).await;
         assert_eq!(fast.status, 200);
+        gate.release(1);
         let late = slow.await.unwrap();
         assert_eq!(late.status, 413, "the merged session would pass the limit");
         assert!(late.set_cookie.is_none(), "the cookie is left alone");

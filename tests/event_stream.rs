@@ -248,21 +248,27 @@ async fn wait_for_expired(events: &Mutex<Vec<SessionEvent>>, n: usize) -> Vec<Se
     panic!("no expired event within 10 s");
 }
 
+/// Waits until `watcher` listens on every master.
+async fn subscribed(watcher: &tower_redis_session::ExpiryWatcher) {
+    tokio::time::timeout(Duration::from_secs(10), watcher.subscribed())
+        .await
+        .expect("the watcher subscribes");
+}
+
 /// An app on `s` (1 s idle timeout) whose expiries a watcher reports to a recorder.
 async fn watched(
     s: &RedisStore,
 ) -> (
     Router,
     Arc<Mutex<Vec<SessionEvent>>>,
-    tokio::task::JoinHandle<()>,
+    tower_redis_session::ExpiryWatcher,
 ) {
     let (events, hook) = recorder();
     let config = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
     let (app, layer) = app(s.clone(), config);
     let layer = layer.with_events(hook);
     let watcher = s.watch_expired(&layer).unwrap();
-    // Subscriptions are made in the background.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    subscribed(&watcher).await;
     (app, events, watcher)
 }
 
@@ -310,7 +316,7 @@ async fn keyspace_notifications_report_expiry() {
         RedisStore::from_pool(pool).watch_expired(&layer),
         Err(tower_redis_session::ConfigError::UnknownNodes)
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
+    subscribed(&watcher).await;
     let mut a = Client::new(app.clone());
     a.post("/login?user=frank").await;
     let handle = a.get("/handle").await.body;

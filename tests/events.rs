@@ -27,9 +27,9 @@ macro_rules! all_cases {
 all_cases!(memory_store, super::common::stores::memory_store);
 all_cases!(redis_store, super::common::stores::redis_store);
 
-/// Collects events delivered to the hook.
+/// Collects events delivered to the hook of the layers it is attached to.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<SessionEvent>>>);
+struct Recorder(Arc<Mutex<Vec<SessionEvent>>>, Arc<Mutex<Vec<SessionLayer>>>);
 
 impl Recorder {
     fn hook(&self) -> impl Fn(&SessionEvent) + Send + Sync + 'static {
@@ -37,16 +37,22 @@ impl Recorder {
         move |e: &SessionEvent| events.lock().unwrap().push(e.clone())
     }
 
-    /// Waits until `n` events arrived (they are delivered on another thread), then
-    /// returns them all, checking that no more arrive.
+    /// Installs the hook on `layer`, whose queue [`take`](Self::take) drains.
+    fn attach(&self, layer: SessionLayer) -> SessionLayer {
+        let layer = layer.with_events(self.hook());
+        self.1.lock().unwrap().push(layer.clone());
+        layer
+    }
+
+    /// Waits until the hooks have seen every event queued so far (they run on another
+    /// thread), then returns them all, checking that there are exactly `n`.
     async fn take(&self, n: usize) -> Vec<SessionEvent> {
-        for _ in 0..200 {
-            if self.0.lock().unwrap().len() >= n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let layers = self.1.lock().unwrap().clone();
+        for layer in layers {
+            tokio::time::timeout(Duration::from_secs(10), layer.flush_events())
+                .await
+                .expect("the hook drains its queue");
         }
-        tokio::time::sleep(Duration::from_millis(30)).await;
         let events = std::mem::take(&mut *self.0.lock().unwrap());
         assert_eq!(events.len(), n, "{events:#?}");
         events
@@ -61,9 +67,7 @@ mod cases {
     }
 
     fn app<S: TestStore>(s: S, config: SessionConfig, rec: &Recorder) -> (Router, SessionLayer) {
-        let layer = SessionLayer::new(s, config)
-            .unwrap()
-            .with_events(rec.hook());
+        let layer = rec.attach(SessionLayer::new(s, config).unwrap());
         let app = routes::routes()
             .merge(common::session_routes::per_user())
             .layer(layer.clone());
@@ -266,7 +270,9 @@ mod cases {
         let config = config().with_idle_timeout(Duration::from_secs(1));
         let (app, layer) = app(s.clone(), config, &rec);
         let watcher = s.watch_expired(&layer);
-        tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
+        tokio::time::timeout(Duration::from_secs(10), watcher.subscribed())
+            .await
+            .expect("the watcher subscribes");
         let mut c = client(&app, "192.0.2.5");
         c.post("/login?user=henry").await;
         let handle = c.get("/handle").await.body;
@@ -289,8 +295,7 @@ mod cases {
         // Later accesses and listings do not report it again.
         assert_eq!(c.get("/read").await.status, 401);
         assert!(layer.users().list("henry").await.unwrap().is_empty());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(rec.0.lock().unwrap().len(), 1);
+        assert_eq!(rec.take(1).await[0].kind, EventKind::Expired);
         watcher.abort();
     }
 
@@ -406,9 +411,7 @@ async fn store_unavailable_event() {
         .build()
         .unwrap();
     let rec = Recorder::default();
-    let layer = SessionLayer::new(store, SessionConfig::default())
-        .unwrap()
-        .with_events(rec.hook());
+    let layer = rec.attach(SessionLayer::new(store, SessionConfig::default()).unwrap());
     let app = routes::routes().layer(layer);
     let mut c = Client::new(app);
     assert_eq!(c.post("/incr").await.status, 503);
@@ -459,12 +462,9 @@ async fn a_blocked_or_panicking_hook_never_blocks_requests() {
         "queue of 4, one in the hook"
     );
     release_tx.send(()).unwrap();
-    for _ in 0..200 {
-        if *seen.lock().unwrap() == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(10), layer.flush_events())
+        .await
+        .expect("the queue drains");
     assert_eq!(
         *seen.lock().unwrap(),
         5,

@@ -208,7 +208,11 @@ async fn exhausted_pool_waits_then_answers_unavailable() {
             .starts_with("+OK")
     );
     let held = tokio::spawn(async move { holder.post("/incr").await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    while st.pool_status().in_flight == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never in flight");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     // ...so the next request waits the pool's wait timeout, then gets the response.
     let mut waiting = Client::new(app.clone());
     waiting.cookie = None;

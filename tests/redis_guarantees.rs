@@ -264,7 +264,18 @@ impl Monitor {
         }
     }
 
-    fn finish(self) -> String {
+    /// Everything the stream showed up to a marker command sent now, so every command
+    /// sent before the call is in it.
+    fn finish(self, server: &RedisServer) -> String {
+        server.raw("ECHO monitor-finished");
+        let start = Instant::now();
+        while !String::from_utf8_lossy(&self.buf.lock().unwrap()).contains("monitor-finished") {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "MONITOR never showed the marker"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.stop.store(true, Ordering::SeqCst);
         self.reader.join().unwrap();
         let bytes = self.buf.lock().unwrap();
@@ -286,8 +297,7 @@ async fn dump_and_monitor_reveal_no_cookie_secret() {
         c.get("/read").await;
         cookies.push(c.cookie.clone().unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let monitored = monitor.finish();
+    let monitored = monitor.finish(&server);
     assert!(monitored.contains("HGETALL"), "MONITOR saw nothing");
 
     let mut conn = common::stores::redis_conn(&server.url()).await;
@@ -635,7 +645,7 @@ async fn per_user_work_goes_in_bounded_steps() {
     monitor.ready(&server);
     assert_eq!(web[0].post("/revoke_others").await.body, "249");
     assert_eq!(web[0].post("/everywhere").await.body, "1");
-    let monitored = monitor.finish();
+    let monitored = monitor.finish(&server);
     // Each step reads (HMGET) at most 100 index entries and, for log out everywhere
     // once the sessions are done, at most 100 token families.
     let calls = per_script_call(&monitored, "HMGET");

@@ -581,14 +581,10 @@ mod cases {
             EventKind::TokenIssued,
             EventKind::TokenRevoked,
         ];
-        let mut events = Vec::new();
-        for _ in 0..100 {
-            events = seen.lock().unwrap().clone();
-            if events.len() >= expected.len() {
-                break;
-            }
-            sleep_ms(10).await;
-        }
+        tokio::time::timeout(Duration::from_secs(10), t.flush_events())
+            .await
+            .expect("the hook drains its queue");
+        let events = seen.lock().unwrap().clone();
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, expected);
         assert!(

@@ -14,10 +14,12 @@ use std::pin::Pin;
 pub mod memory;
 pub mod redis;
 mod user_key;
+mod watcher;
 
 pub use memory::MemoryStore;
 pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 pub use user_key::UserKey;
+pub use watcher::ExpiryWatcher;
 
 pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 pub use crate::users::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};

@@ -499,6 +499,12 @@ impl Tokens {
         self
     }
 
+    /// Waits until the event hook has returned on every event queued before this call
+    /// (as [`SessionLayer::flush_events`](crate::SessionLayer::flush_events)).
+    pub async fn flush_events(&self) {
+        self.events.flush().await;
+    }
+
     /// The key that checks token secrets (read and derived on first use, then cached).
     async fn check_key(&self) -> Result<[u8; 32], StoreError> {
         self.check_key

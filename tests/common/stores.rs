@@ -16,7 +16,7 @@ pub trait TestStore: SessionStore {
     fn watch_expired(
         &self,
         layer: &tower_redis_session::SessionLayer,
-    ) -> tokio::task::JoinHandle<()>;
+    ) -> tower_redis_session::ExpiryWatcher;
 }
 
 impl TestStore for MemoryStore {
@@ -35,7 +35,7 @@ impl TestStore for MemoryStore {
     fn watch_expired(
         &self,
         layer: &tower_redis_session::SessionLayer,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> tower_redis_session::ExpiryWatcher {
         MemoryStore::watch_expired(self, layer).unwrap()
     }
 }
@@ -87,7 +87,7 @@ impl TestStore for RedisStore {
     fn watch_expired(
         &self,
         layer: &tower_redis_session::SessionLayer,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> tower_redis_session::ExpiryWatcher {
         RedisStore::watch_expired(self, layer).unwrap()
     }
 }

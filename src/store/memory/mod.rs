@@ -159,15 +159,15 @@ impl MemoryStore {
     /// Reports expired logged-in sessions of this namespace as
     /// [`EventKind::Expired`](crate::events::EventKind::Expired) events to `layer`'s
     /// hook, once each, within about 200 ms of their expiry (the in-memory counterpart
-    /// of [`RedisStore::watch_expired`](crate::RedisStore::watch_expired)). Abort the
-    /// returned task to stop.
+    /// of [`RedisStore::watch_expired`](crate::RedisStore::watch_expired)); it is
+    /// [subscribed](crate::ExpiryWatcher::subscribed) from the start.
     ///
     /// # Errors
     /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
     pub fn watch_expired<C: Send + Sync + 'static>(
         &self,
         layer: &crate::SessionLayer<C>,
-    ) -> Result<tokio::task::JoinHandle<()>, ConfigError> {
+    ) -> Result<crate::ExpiryWatcher, ConfigError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         self.lock()
             .expired
@@ -175,7 +175,9 @@ impl MemoryStore {
             .or_default();
         let store = self.clone();
         let ctx = layer.ctx.clone();
-        Ok(runtime.spawn(async move {
+        let (subscribed, subscribed_rx) = tokio::sync::watch::channel(true);
+        let task = runtime.spawn(async move {
+            let _subscribed = subscribed;
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tick.tick().await;
@@ -196,7 +198,8 @@ impl MemoryStore {
                     );
                 }
             }
-        }))
+        });
+        Ok(crate::ExpiryWatcher::new(task, subscribed_rx))
     }
 
     /// The store's secret salt (keys user tags and token checks).

@@ -157,6 +157,7 @@ pub struct RedisStore {
 #[derive(Clone)]
 struct InFlight {
     permits: Arc<Semaphore>,
+    max: usize,
     wait: Duration,
 }
 
@@ -181,6 +182,10 @@ pub struct PoolStatus {
     pub available: usize,
     /// Requests waiting for a connection.
     pub waiting: usize,
+    /// Store operations running now, bounded by
+    /// [`max_in_flight`](RedisStoreBuilder::max_in_flight) (always 0 on a user's pool,
+    /// which bounds itself by its checkouts).
+    pub in_flight: usize,
 }
 
 /// Builds a [`RedisStore`] with its own pool. Every timeout is explicit.
@@ -280,6 +285,7 @@ impl RedisStoreBuilder {
         }));
         store.in_flight = Some(InFlight {
             permits: Arc::new(Semaphore::new(self.max_in_flight)),
+            max: self.max_in_flight,
             wait: self.wait_timeout,
         });
         Ok(store)
@@ -456,6 +462,10 @@ impl RedisStore {
             size: s.size,
             available: s.available,
             waiting: s.waiting,
+            in_flight: self
+                .in_flight
+                .as_ref()
+                .map_or(0, |f| f.max.saturating_sub(f.permits.available_permits())),
         }
     }
 

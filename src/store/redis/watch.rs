@@ -13,17 +13,19 @@
 //! store was built from. A watcher that cannot subscribe [`FAILURES_REPORTED`] times in a
 //! row logs an error and emits [`EventKind::StoreUnavailable`], once per failing streak.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
 
 use futures_util::StreamExt as _;
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use super::{EXPIRED, RedisStore, keys};
 use crate::events::EventKind;
 use crate::session::Context;
-use crate::{ConfigError, SessionHandle, SessionLayer};
+use crate::{ConfigError, ExpiryWatcher, SessionHandle, SessionLayer};
 
 /// Consecutive failed subscriptions after which the watcher reports itself broken.
 const FAILURES_REPORTED: u32 = 3;
@@ -33,7 +35,8 @@ impl RedisStore {
     /// [`EventKind::Expired`] event to `layer`'s hook (and to the event stream, if
     /// [enabled](Self::with_event_stream)). Enables `notify-keyspace-events Ex` on
     /// every master if the server allows `CONFIG SET` (otherwise enable it yourself).
-    /// Reconnects by itself; abort the returned task to stop.
+    /// Reconnects by itself. [`ExpiryWatcher::subscribed`] waits until it listens on
+    /// every master; [`ExpiryWatcher::abort`] stops it.
     ///
     /// # Errors
     /// [`ConfigError::UnknownNodes`] for a store made with `from_pool` (build it with
@@ -42,19 +45,36 @@ impl RedisStore {
     pub fn watch_expired<C: Send + Sync + 'static>(
         &self,
         layer: &SessionLayer<C>,
-    ) -> Result<JoinHandle<()>, ConfigError> {
+    ) -> Result<ExpiryWatcher, ConfigError> {
         let seeds = self.nodes.clone().ok_or(ConfigError::UnknownNodes)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let store = self.clone();
         let ctx = layer.ctx.clone();
-        Ok(runtime.spawn(async move {
+        let (subscribed, subscribed_rx) = watch::channel(false);
+        let subscribed = Arc::new(subscribed);
+        let task = runtime.spawn(async move {
             let mut failures = 0u32;
             loop {
+                subscribed.send_replace(false);
                 let result = match masters(&seeds, store.cluster).await {
                     Ok(masters) => {
+                        let pending = Arc::new(AtomicUsize::new(masters.len()));
                         let tasks: Vec<_> = masters
                             .into_iter()
-                            .map(|node| tokio::spawn(watch_node(store.clone(), ctx.clone(), node)))
+                            .map(|node| {
+                                let (pending, subscribed) = (pending.clone(), subscribed.clone());
+                                let on_subscribed = move || {
+                                    if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                                        subscribed.send_replace(true);
+                                    }
+                                };
+                                tokio::spawn(watch_node(
+                                    store.clone(),
+                                    ctx.clone(),
+                                    node,
+                                    on_subscribed,
+                                ))
+                            })
                             .collect();
                         // When one node's subscription ends, start over: the topology
                         // may have changed.
@@ -88,7 +108,8 @@ impl RedisStore {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        }))
+        });
+        Ok(ExpiryWatcher::new(task, subscribed_rx))
     }
 
     /// Handles one expired key: returns the handle and user if this call reported it.
@@ -120,11 +141,13 @@ async fn watch_node(
     store: RedisStore,
     ctx: std::sync::Arc<Context>,
     node: ConnectionInfo,
+    on_subscribed: impl FnOnce(),
 ) -> Result<(), redis::RedisError> {
     let client = redis::Client::open(node)?;
     enable_notifications(&client).await;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe("__keyevent@*__:expired").await?;
+    on_subscribed();
     let mut messages = pubsub.into_on_message();
     while let Some(msg) = messages.next().await {
         let Ok(key) = msg.get_payload::<String>() else {
