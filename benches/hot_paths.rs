@@ -10,6 +10,9 @@
 #[allow(dead_code)] // the bench uses only `start`
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;
+#[allow(dead_code)]
+#[path = "../tests/common/tls.rs"]
+mod tls;
 
 use axum::Router;
 use axum::body::Body;

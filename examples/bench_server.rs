@@ -5,14 +5,19 @@
 //! REDIS_URL=redis://127.0.0.1:6379 PORT=3000 cargo run --release --example bench_server
 //! ```
 //!
+//! `REDIS_URL` may be `rediss://` (TLS); `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE` and
+//! `REDIS_CLIENT_KEY_FILE` name PEM files for a private CA and a client certificate.
+//!
 //! Routes: `GET /plain` (never touches the session), `POST /login?user=ID`, `GET /read`
 //! (user id or 401), `POST /incr`, `POST /set?key=K&value=V`, `GET /get?key=K` (value or
 //! 404), `POST /logout`. Default (secure) cookie settings.
 
+#[path = "shared/redis_env.rs"]
+mod redis_env;
 #[path = "shared/routes.rs"]
 mod routes;
 
-use tower_redis_session::{RedisStore, SessionConfig, SessionLayer};
+use tower_redis_session::{SessionConfig, SessionLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     // REDIS_CONNECTIONS: pool size (multiplexed connections shared by all requests);
     // the store's default (1) when unset.
-    let mut store = RedisStore::builder(url);
+    let mut store = redis_env::store_builder(&url);
     if let Some(n) = std::env::var("REDIS_CONNECTIONS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -36,6 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store = store.max_connections(n);
     }
     let store = store.build()?;
+    // Fail at start-up, with the reason, if Redis cannot be reached or used.
+    store.check().await?;
     let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default())?);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on 127.0.0.1:{port}");

@@ -13,9 +13,15 @@
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example demo # Redis
 //! ```
 //!
+//! `REDIS_URL` may be `rediss://` (TLS); `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE` and
+//! `REDIS_CLIENT_KEY_FILE` name PEM files for a private CA and a client certificate.
+//!
 //! Open <http://localhost:3000>. The session cookie keeps the secure defaults
 //! (`Secure`, `HttpOnly`, `SameSite=Lax`); Chrome and Firefox accept `Secure` cookies
 //! on `http://localhost`.
+
+#[path = "shared/redis_env.rs"]
+mod redis_env;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -29,8 +35,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_redis_session::events::SessionEvent;
 use tower_redis_session::{
-    Expiry, LimitPolicy, MemoryStore, RedisStore, Session, SessionConfig, SessionError,
-    SessionHandle, SessionLayer,
+    Expiry, LimitPolicy, MemoryStore, Session, SessionConfig, SessionError, SessionHandle,
+    SessionLayer,
 };
 
 #[derive(Deserialize)]
@@ -302,11 +308,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => {
             println!("session store: Redis (REDIS_URL)");
-            let store = RedisStore::from_url(&url)?.with_event_stream(100_000)?;
+            let store = redis_env::store_builder(&url)
+                .build()?
+                .with_event_stream(100_000)?;
+            // Fail at start-up, with the reason, if Redis cannot be reached or used.
+            store.check().await?;
             let layer = SessionLayer::new(store.clone(), config)?;
             // Expired sessions produce events too (keyspace notifications).
             store.watch_expired(&layer)?;
-            let conn = redis::Client::open(url.as_str())?
+            let conn = redis_env::client(&url)?
                 .get_multiplexed_async_connection()
                 .await?;
             let key = store.event_stream_key();

@@ -75,6 +75,18 @@ pub enum ConfigError {
     /// The Redis URL could not be parsed.
     #[error("invalid Redis URL")]
     RedisUrl(#[source] redis::RedisError),
+    /// A TLS certificate or key that does not parse.
+    #[error("invalid TLS settings: {0}")]
+    Tls(String),
+    /// A TLS file that cannot be read.
+    #[error("cannot read TLS file {path}")]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The connection pool could not be built.
     #[error("could not build the connection pool")]
     Pool(#[from] deadpool::managed::BuildError),
@@ -90,6 +102,10 @@ pub enum StoreError {
     /// A Redis command failed.
     #[error("redis command failed")]
     Redis(#[from] redis::RedisError),
+    /// A connection to Redis could not be opened: refused, a TLS or authentication
+    /// failure, or a server too old.
+    #[error("cannot connect to Redis: {0}")]
+    Connect(#[source] redis::RedisError),
     /// No connection could be taken from the pool in time.
     #[error("no redis connection available")]
     Pool(#[from] deadpool::managed::PoolError<redis::RedisError>),

@@ -26,15 +26,33 @@ impl Drop for Server {
 /// Starts an example on a free port and returns it with the lines it printed up to
 /// and including the `listening on` line.
 fn start(name: &str, redis_url: Option<&str>) -> (Server, Vec<String>) {
+    let env: Vec<(&str, String)> = redis_url
+        .map(|u| ("REDIS_URL", u.to_owned()))
+        .into_iter()
+        .collect();
+    start_with_env(name, &env)
+}
+
+/// Starts example `name` with environment variables `env` (and no inherited Redis
+/// settings) and waits until it listens.
+fn start_with_env(name: &str, env: &[(&str, String)]) -> (Server, Vec<String>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let mut cmd = Command::new(common::example_binary(name));
-    cmd.env("PORT", port.to_string()).env_remove("REDIS_URL");
-    if let Some(url) = redis_url {
-        cmd.env("REDIS_URL", url);
+    cmd.env("PORT", port.to_string());
+    for var in [
+        "REDIS_URL",
+        "REDIS_CA_FILE",
+        "REDIS_CLIENT_CERT_FILE",
+        "REDIS_CLIENT_KEY_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -286,6 +304,58 @@ async fn demo_activity_page_reads_the_redis_event_stream() {
         .await
         .unwrap();
     assert_eq!(len, 5, "created + login twice, and a logout");
+}
+
+/// The demo and the load server on a Redis that accepts only mutual TLS, configured
+/// from the environment; a wrong CA stops them at start-up with the reason.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_reach_redis_over_mutual_tls() {
+    let dir = std::env::temp_dir().join(format!("trs-example-certs-{}", std::process::id()));
+    let certs = common::tls::Certs::generate(&dir);
+    let redis = RedisServer::start_tls(&certs, "yes", &[]);
+    let env = |ca: &str| {
+        vec![
+            ("REDIS_URL", redis.tls_url()),
+            ("REDIS_CA_FILE", certs.path(ca)),
+            ("REDIS_CLIENT_CERT_FILE", certs.path("client.crt")),
+            ("REDIS_CLIENT_KEY_FILE", certs.path("client.key")),
+        ]
+    };
+    let (server, lines) = start_with_env("demo", &env("ca.crt"));
+    assert!(lines.iter().any(|l| l.contains("Redis")), "{lines:?}");
+    let mut b = Browser::new(&server);
+    b.send_form(reqwest::Method::POST, "/login", Some("user=tess"))
+        .await;
+    let (status, page) = b.get("/activity").await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("<td>login</td>").count(), 1, "{page}");
+    drop(server);
+
+    let (server, _) = start_with_env("bench_server", &env("ca.crt"));
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/login?user=tess", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(server);
+
+    for name in ["demo", "bench_server"] {
+        let out = Command::new(common::example_binary(name))
+            .env_remove("REDIS_URL")
+            .envs(env("other-ca.crt"))
+            .env("PORT", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name} started with a wrong CA");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("Connect(") && stderr.contains("UnknownIssuer"),
+            "{name}: {stderr}"
+        );
+    }
 }
 
 /// `examples/api_tokens.rs` over HTTP against real Redis: login, protected route,

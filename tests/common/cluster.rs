@@ -21,7 +21,21 @@ impl RedisCluster {
 
     /// `masters` masters, each with `replicas` replicas.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
-        let args = [
+        Self::start_on(masters, replicas, None)
+    }
+
+    /// A cluster whose clients, bus and replication use TLS with `certs` (the plain
+    /// ports stay open for the harness; a client sees the ports of its own kind).
+    pub fn start_tls(masters: usize, certs: &super::tls::Certs) -> RedisCluster {
+        Self::start_on(masters, 0, Some(certs))
+    }
+
+    fn start_on(
+        masters: usize,
+        replicas: usize,
+        certs: Option<&super::tls::Certs>,
+    ) -> RedisCluster {
+        let mut args = vec![
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -32,14 +46,29 @@ impl RedisCluster {
             "--repl-diskless-sync-delay",
             "0",
         ];
+        if certs.is_some() {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
         let nodes: Vec<_> = (0..masters * (1 + replicas))
-            .map(|_| RedisServer::start_with(&args))
+            .map(|_| match certs {
+                Some(certs) => RedisServer::start_tls(certs, "optional", &args),
+                None => RedisServer::start_with(&args),
+            })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.tls_port.unwrap_or(n.port)))
             .collect();
+        let tls_args = match certs {
+            Some(certs) => vec![
+                "--tls".to_owned(),
+                "--cacert".to_owned(),
+                certs.path("ca.crt"),
+            ],
+            None => Vec::new(),
+        };
         let out = Command::new("redis-cli")
+            .args(&tls_args)
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -95,6 +124,11 @@ impl RedisCluster {
 
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `rediss://` URLs of a TLS cluster.
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::tls_url).collect()
     }
 
     /// Nodes that are masters right now.

@@ -27,6 +27,7 @@ pub mod postgres;
 pub mod redis_server;
 pub mod session_routes;
 pub mod stores;
+pub mod tls;
 
 pub use client::Client;
 pub use cluster::RedisCluster;

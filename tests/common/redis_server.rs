@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
+    /// The TLS port of a server started with `start_tls` (the plain port stays open
+    /// for the harness).
+    pub tls_port: Option<u16>,
     dir: PathBuf,
     watchdog: Option<Child>,
     extra: Vec<String>,
@@ -63,12 +66,34 @@ impl RedisServer {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut server = RedisServer {
             port,
+            tls_port: None,
             dir,
             watchdog: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.spawn();
         server
+    }
+
+    /// A dedicated server that also listens with TLS on `tls_port`, with the
+    /// certificates of `certs`; `clients` is `tls-auth-clients` (`no`, `optional`,
+    /// `yes`).
+    pub fn start_tls(certs: &super::tls::Certs, clients: &str, extra: &[&str]) -> RedisServer {
+        let tls_port = free_port();
+        let mut args = certs.server_args(tls_port, clients);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut server = Self::start_with(&args);
+        server.tls_port = Some(tls_port);
+        server
+    }
+
+    /// `rediss://` on the TLS port.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}",
+            self.tls_port.expect("a TLS server")
+        )
     }
 
     fn spawn(&mut self) {

@@ -141,6 +141,61 @@ pub fn cluster_store(namespace: &str) -> RedisStore {
         .unwrap()
 }
 
+/// Certificates and a mutual-TLS server (`tls-auth-clients yes`) shared by the tests of
+/// this binary.
+pub static TLS: std::sync::LazyLock<(super::tls::Certs, super::RedisServer)> =
+    std::sync::LazyLock::new(|| {
+        let dir = std::env::temp_dir().join(format!("trs-certs-{}", std::process::id()));
+        let certs = super::tls::Certs::generate(&dir);
+        let server = super::RedisServer::start_tls(&certs, "yes", &[]);
+        (certs, server)
+    });
+
+/// Certificates and a 3-master cluster over TLS shared by the tests of this binary.
+pub static TLS_CLUSTER: std::sync::LazyLock<(super::tls::Certs, super::RedisCluster)> =
+    std::sync::LazyLock::new(|| {
+        let dir = std::env::temp_dir().join(format!("trs-cluster-certs-{}", std::process::id()));
+        let certs = super::tls::Certs::generate(&dir);
+        let cluster = super::RedisCluster::start_tls(3, &certs);
+        (certs, cluster)
+    });
+
+/// The CA and client certificate of `certs`, as a store takes them.
+#[cfg(feature = "tls")]
+pub fn client_tls(certs: &super::tls::Certs) -> tower_redis_session::store::RedisTls {
+    tower_redis_session::store::RedisTls::new()
+        .ca_pem(certs.ca_pem.clone())
+        .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone())
+}
+
+/// A Redis store over mutual TLS (the client certificate required) on the shared TLS
+/// server of this test binary.
+#[cfg(feature = "tls")]
+pub fn tls_store(namespace: &str) -> RedisStore {
+    let (certs, server) = &*TLS;
+    register(namespace, vec![server.url()]);
+    RedisStore::builder(server.tls_url())
+        .tls(client_tls(certs))
+        .build()
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+}
+
+/// A Redis store on the shared TLS cluster of this test binary (CA file, no client
+/// certificate).
+#[cfg(feature = "tls")]
+pub fn tls_cluster_store(namespace: &str) -> RedisStore {
+    let (certs, cluster) = &*TLS_CLUSTER;
+    register(namespace, cluster.urls());
+    RedisStore::cluster_builder(cluster.tls_urls())
+        .tls(tower_redis_session::store::RedisTls::new().ca_file(certs.path("ca.crt")))
+        .build()
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+}
+
 /// Pool settings for tests of a user's own `deadpool_redis` pool: explicit timeouts.
 pub fn user_pool_config() -> deadpool_redis::PoolConfig {
     let second = Some(std::time::Duration::from_secs(1));

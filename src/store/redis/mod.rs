@@ -16,15 +16,20 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client, Script, ScriptInvocation};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo as _, Script, ScriptInvocation};
 use tokio::sync::Semaphore;
 
 mod keys;
 mod pool;
 mod salt;
 mod sink;
+#[cfg(feature = "tls")]
+mod tls;
 mod tokens;
 mod watch;
+
+#[cfg(feature = "tls")]
+pub use self::tls::RedisTls;
 
 use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool, Shared};
 pub use self::sink::StreamSink;
@@ -60,6 +65,9 @@ static LIST: LazyLock<Script> =
 static REVOKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&[EVENTS_LIB, tokens::LIB, include_str!("scripts/revoke.lua")].concat())
 });
+/// [`RedisStore::check`]: runs a script that reads a key of the namespace.
+static CHECK: LazyLock<Script> =
+    LazyLock::new(|| Script::new("return redis.call('EXISTS', KEYS[1])"));
 static EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/expired.lua")].concat()));
 
@@ -76,6 +84,43 @@ enum Pool {
 enum Topology {
     Standalone(String),
     Cluster(Vec<String>),
+}
+
+/// The servers a store was built for and how to reach them: for the clients it makes
+/// besides its pool (expiry watcher, stream sink).
+pub(crate) struct Nodes {
+    pub(crate) urls: Vec<String>,
+    #[cfg(feature = "tls")]
+    tls: Option<redis::TlsCertificates>,
+}
+
+impl Nodes {
+    /// A client for one node, with the store's TLS certificates when it uses TLS.
+    pub(crate) fn client(&self, info: redis::ConnectionInfo) -> redis::RedisResult<Client> {
+        #[cfg(feature = "tls")]
+        if let (Some(certs), redis::ConnectionAddr::TcpTls { .. }) = (&self.tls, info.addr()) {
+            return Client::build_with_tls(info, certs.clone());
+        }
+        Client::open(info)
+    }
+
+    /// A cluster client on the seed nodes, with the store's TLS certificates.
+    pub(crate) fn cluster_client(
+        &self,
+        connect: Duration,
+        response: Duration,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let builder =
+            redis::cluster::ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
+                .connection_timeout(connect)
+                .response_timeout(response);
+        #[cfg(feature = "tls")]
+        let builder = match &self.tls {
+            Some(certs) => builder.certs(certs.clone()),
+            None => builder,
+        };
+        builder.build()
+    }
 }
 
 /// The live masters in a `CLUSTER NODES` reply, as (host, port): the nodes flagged
@@ -150,8 +195,8 @@ pub struct RedisStore {
     /// The approximate MAXLEN of the namespace's event stream, when events are logged.
     event_stream: Option<usize>,
     cluster: bool,
-    /// The node URLs it was built from (for the expiry watcher's subscriptions).
-    nodes: Option<Arc<Vec<String>>>,
+    /// The nodes it was built for (for the expiry watcher and the stream sink).
+    nodes: Option<Arc<Nodes>>,
 }
 
 #[derive(Clone)]
@@ -199,9 +244,20 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<RedisTls>,
 }
 
 impl RedisStoreBuilder {
+    /// TLS settings for `rediss://` URLs: a private CA, a client certificate. Without
+    /// it, `rediss://` verifies the server against the system trust store. Feature
+    /// `tls` (on by default).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: RedisTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Maximum number of connections in the pool. Default: 1. Each is multiplexed:
     /// concurrent operations share a connection and are pipelined, so Redis reads many
     /// commands per `read` and answers them in one `write`. Operations go to the
@@ -255,9 +311,29 @@ impl RedisStoreBuilder {
     /// [`ConfigError::RedisUrl`] if the URL does not parse, [`ConfigError::Pool`] if the
     /// pool cannot be built.
     pub fn build(self) -> Result<RedisStore, ConfigError> {
+        let urls = match &self.topology {
+            Topology::Standalone(url) => vec![url.clone()],
+            Topology::Cluster(nodes) => nodes.clone(),
+        };
+        let nodes = Nodes {
+            #[cfg(feature = "tls")]
+            tls: match &self.tls {
+                Some(tls) => Some(tls.certificates()?),
+                None => None,
+            },
+            urls,
+        };
+        #[cfg(feature = "tls")]
+        if nodes.urls.iter().any(|u| u.starts_with("rediss:")) {
+            tls::install_crypto_provider();
+        }
         let pool = match &self.topology {
             Topology::Standalone(url) => {
-                let client = Client::open(url.as_str()).map_err(ConfigError::RedisUrl)?;
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(ConfigError::RedisUrl)?;
+                let client = nodes.client(info).map_err(ConfigError::RedisUrl)?;
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_response_timeout(Some(self.response_timeout));
@@ -265,13 +341,10 @@ impl RedisStoreBuilder {
                     deadpool::managed::Pool::builder(Manager { client, config }),
                 )?)))
             }
-            Topology::Cluster(nodes) => {
-                let client =
-                    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                        .connection_timeout(self.connect_timeout)
-                        .response_timeout(self.response_timeout)
-                        .build()
-                        .map_err(ConfigError::RedisUrl)?;
+            Topology::Cluster(_) => {
+                let client = nodes
+                    .cluster_client(self.connect_timeout, self.response_timeout)
+                    .map_err(ConfigError::RedisUrl)?;
                 Pool::OwnCluster(Arc::new(Shared::new(
                     self.pool(deadpool::managed::Pool::builder(ClusterManager { client }))?,
                 )))
@@ -279,10 +352,7 @@ impl RedisStoreBuilder {
         };
         let mut store = RedisStore::with_pool(pool, self.timeout);
         store.cluster = matches!(self.topology, Topology::Cluster(_));
-        store.nodes = Some(Arc::new(match &self.topology {
-            Topology::Standalone(url) => vec![url.clone()],
-            Topology::Cluster(nodes) => nodes.clone(),
-        }));
+        store.nodes = Some(Arc::new(nodes));
         store.in_flight = Some(InFlight {
             permits: Arc::new(Semaphore::new(self.max_in_flight)),
             max: self.max_in_flight,
@@ -352,6 +422,8 @@ impl RedisStore {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(3),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -475,14 +547,37 @@ impl RedisStore {
     }
 
     async fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(match &self.pool {
-            Pool::Own(p) => Conn::Own(p.handle().await?),
-            Pool::OwnCluster(p) => Conn::OwnCluster(p.handle().await?),
+        let conn = match &self.pool {
+            Pool::Own(p) => p.handle().await.map(Conn::Own),
+            Pool::OwnCluster(p) => p.handle().await.map(Conn::OwnCluster),
             // A user's pool checks out per operation; boxed, so its large state machine
             // is not part of every store operation's future.
-            Pool::Deadpool(p) => Conn::Deadpool(Box::pin(p.get()).await?),
-            Pool::DeadpoolCluster(p) => Conn::DeadpoolCluster(Box::pin(p.get()).await?),
+            Pool::Deadpool(p) => Box::pin(p.get()).await.map(Conn::Deadpool),
+            Pool::DeadpoolCluster(p) => Box::pin(p.get()).await.map(Conn::DeadpoolCluster),
+        };
+        conn.map_err(|e| match e {
+            // Opening a connection failed: say why (refused, TLS, credentials, version).
+            deadpool::managed::PoolError::Backend(e) => StoreError::Connect(e),
+            e => StoreError::Pool(e),
         })
+    }
+
+    /// Connects now and checks the deployment: the server is reachable (TLS handshake,
+    /// credentials), runs Redis 7.0 or newer (or Valkey), and lets this user run the
+    /// store's scripts on its keys. Call it at start-up to fail fast on a
+    /// misconfiguration; without it the first requests answer 503 and log the reason.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] when no connection can be made (with the reason, e.g.
+    /// an unknown certificate authority or a server too old); [`StoreError::Redis`]
+    /// when the server refuses the check (e.g. `NOPERM` for an ACL user without
+    /// `EVALSHA`); [`StoreError::Timeout`] or [`StoreError::Pool`] when it takes too
+    /// long.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let mut inv = CHECK.prepare_invoke();
+        inv.key(format!("{}:{{check}}:probe", self.namespace));
+        let _: i64 = self.invoke(&inv).await?;
+        Ok(())
     }
 
     /// Runs one operation under the in-flight bound and the overall timeout.

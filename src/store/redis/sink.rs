@@ -29,7 +29,7 @@ pub struct StreamSink {
 }
 
 enum Target {
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     Cluster(Box<redis::cluster::ClusterClient>),
 }
 
@@ -41,6 +41,8 @@ impl fmt::Debug for StreamSink {
             .finish_non_exhaustive()
     }
 }
+
+use redis::IntoConnectionInfo as _;
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -56,15 +58,17 @@ impl RedisStore {
         let nodes = self.nodes.as_deref().ok_or(ConfigError::UnknownNodes)?;
         let target = if self.cluster {
             Target::Cluster(Box::new(
-                redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(TIMEOUT)
-                    .response_timeout(TIMEOUT)
-                    .build()
+                nodes
+                    .cluster_client(TIMEOUT, TIMEOUT)
                     .map_err(ConfigError::RedisUrl)?,
             ))
         } else {
-            let url = nodes.first().ok_or(ConfigError::UnknownNodes)?;
-            Target::Single(redis::Client::open(url.as_str()).map_err(ConfigError::RedisUrl)?)
+            let url = nodes.urls.first().ok_or(ConfigError::UnknownNodes)?;
+            let info = url
+                .as_str()
+                .into_connection_info()
+                .map_err(ConfigError::RedisUrl)?;
+            Target::Single(Box::new(nodes.client(info).map_err(ConfigError::RedisUrl)?))
         };
         Ok(StreamSink {
             target,

@@ -22,7 +22,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
-use super::{EXPIRED, RedisStore, keys};
+use super::{EXPIRED, Nodes, RedisStore, keys};
 use crate::events::EventKind;
 use crate::session::Context;
 use crate::{ConfigError, ExpiryWatcher, SessionHandle, SessionLayer};
@@ -71,7 +71,7 @@ impl RedisStore {
                                 tokio::spawn(watch_node(
                                     store.clone(),
                                     ctx.clone(),
-                                    node,
+                                    seeds.client(node),
                                     on_subscribed,
                                 ))
                             })
@@ -140,10 +140,10 @@ impl RedisStore {
 async fn watch_node(
     store: RedisStore,
     ctx: std::sync::Arc<Context>,
-    node: ConnectionInfo,
+    client: redis::RedisResult<redis::Client>,
     on_subscribed: impl FnOnce(),
 ) -> Result<(), redis::RedisError> {
-    let client = redis::Client::open(node)?;
+    let client = client?;
     enable_notifications(&client).await;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe("__keyevent@*__:expired").await?;
@@ -217,10 +217,8 @@ fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
 
 /// The masters to subscribe on: the node itself, or every master of the cluster, each
 /// with the seed's credentials.
-async fn masters(
-    seeds: &[String],
-    cluster: bool,
-) -> Result<Vec<ConnectionInfo>, redis::RedisError> {
+async fn masters(nodes: &Nodes, cluster: bool) -> Result<Vec<ConnectionInfo>, redis::RedisError> {
+    let seeds = &nodes.urls;
     if !cluster {
         return seeds
             .iter()
@@ -231,7 +229,7 @@ async fn masters(
     for seed in seeds {
         let attempt: Result<Vec<ConnectionInfo>, redis::RedisError> = async {
             let info = seed.as_str().into_connection_info()?;
-            let client = redis::Client::open(info.clone())?;
+            let client = nodes.client(info.clone())?;
             let mut conn = client.get_multiplexed_async_connection().await?;
             let nodes: String = redis::cmd("CLUSTER")
                 .arg("NODES")

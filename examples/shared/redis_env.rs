@@ -1,0 +1,61 @@
+//! Redis connection settings from the environment, shared by the examples:
+//! `REDIS_URL` (`redis://` or `rediss://`), and for TLS with a private CA or client
+//! certificates `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE` and `REDIS_CLIENT_KEY_FILE`
+//! (PEM files).
+
+#![allow(dead_code)] // each example uses a different part
+
+use tower_redis_session::RedisStoreBuilder;
+use tower_redis_session::store::RedisTls;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The TLS settings the environment asks for, if any.
+fn tls() -> Option<RedisTls> {
+    let ca = var("REDIS_CA_FILE");
+    let client = var("REDIS_CLIENT_CERT_FILE").zip(var("REDIS_CLIENT_KEY_FILE"));
+    if ca.is_none() && client.is_none() {
+        return None;
+    }
+    let mut tls = RedisTls::new();
+    if let Some(ca) = ca {
+        tls = tls.ca_file(ca);
+    }
+    if let Some((cert, key)) = client {
+        tls = tls.client_cert_files(cert, key);
+    }
+    Some(tls)
+}
+
+/// A store builder for `url` with the environment's TLS settings.
+pub fn store_builder(url: &str) -> RedisStoreBuilder {
+    let builder = tower_redis_session::RedisStore::builder(url);
+    match tls() {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    }
+}
+
+/// A plain `redis` client for `url` with the same TLS settings (for reading the event
+/// stream).
+pub fn client(url: &str) -> Result<redis::Client, Box<dyn std::error::Error>> {
+    let read = |name: &str| var(name).map(std::fs::read).transpose();
+    let ca = read("REDIS_CA_FILE")?;
+    let cert = read("REDIS_CLIENT_CERT_FILE")?;
+    let key = read("REDIS_CLIENT_KEY_FILE")?;
+    if ca.is_none() && cert.is_none() {
+        return Ok(redis::Client::open(url)?);
+    }
+    let certs = redis::TlsCertificates {
+        client_tls: cert
+            .zip(key)
+            .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+        root_cert: ca,
+    };
+    Ok(redis::Client::build_with_tls(url, certs)?)
+}

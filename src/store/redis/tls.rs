@@ -1,0 +1,136 @@
+//! TLS settings for connections to Redis (feature `tls`, on by default).
+//!
+//! A `rediss://` URL is enough for a server whose certificate chains to the system
+//! trust store. [`RedisTls`] adds a private CA and a client certificate (mutual TLS).
+//! Certificate verification is skipped only when the URL asks for it explicitly
+//! (`rediss://host:port/#insecure`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::ConfigError;
+
+/// A CA and client certificate for TLS connections to Redis, in PEM.
+///
+/// ```rust,no_run
+/// use tower_redis_session::{RedisStore, store::RedisTls};
+///
+/// let store = RedisStore::builder("rediss://redis.internal:6380")
+///     .tls(
+///         RedisTls::new()
+///             .ca_file("/etc/redis-tls/ca.crt")
+///             .client_cert_files("/etc/redis-tls/client.crt", "/etc/redis-tls/client.key"),
+///     )
+///     .build()?;
+/// # Ok::<(), tower_redis_session::ConfigError>(())
+/// ```
+#[derive(Clone, Default)]
+#[must_use]
+pub struct RedisTls {
+    ca: Option<Pem>,
+    client: Option<(Pem, Pem)>,
+}
+
+/// PEM given inline or as a file read when the store is built.
+#[derive(Clone)]
+enum Pem {
+    Inline(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Pem {
+    fn read(&self) -> Result<Vec<u8>, ConfigError> {
+        match self {
+            Self::Inline(pem) => Ok(pem.clone()),
+            Self::File(path) => std::fs::read(path).map_err(|source| ConfigError::TlsFile {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("<inline PEM>"),
+            Self::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // File names and whether each part is set; never the key material.
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client.as_ref().map(|(cert, _)| cert))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTls {
+    /// No CA (the system trust store) and no client certificate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the CA certificates in `pem` instead of the system trust store.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(Pem::Inline(pem.into()));
+        self
+    }
+
+    /// As [`ca_pem`](Self::ca_pem), read from `path` when the store is built.
+    pub fn ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.ca = Some(Pem::File(path.as_ref().to_owned()));
+        self
+    }
+
+    /// Presents a client certificate (chain) and its private key, for servers that
+    /// require one (`tls-auth-clients yes`).
+    pub fn client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.client = Some((Pem::Inline(cert.into()), Pem::Inline(key.into())));
+        self
+    }
+
+    /// As [`client_cert_pem`](Self::client_cert_pem), read from files when the store
+    /// is built.
+    pub fn client_cert_files(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.client = Some((
+            Pem::File(cert.as_ref().to_owned()),
+            Pem::File(key.as_ref().to_owned()),
+        ));
+        self
+    }
+
+    /// The certificates, read and parsed, as the `redis` crate takes them.
+    pub(super) fn certificates(&self) -> Result<redis::TlsCertificates, ConfigError> {
+        let certificates = redis::TlsCertificates {
+            client_tls: match &self.client {
+                Some((cert, key)) => Some(redis::ClientTlsConfig {
+                    client_cert: cert.read()?,
+                    client_key: key.read()?,
+                }),
+                None => None,
+            },
+            root_cert: self.ca.as_ref().map(Pem::read).transpose()?,
+        };
+        // Parse now, so a bad certificate fails the build rather than every connection.
+        let probe = redis::Client::build_with_tls("rediss://127.0.0.1:6379", certificates.clone());
+        match probe {
+            Ok(_) => Ok(certificates),
+            Err(e) => Err(ConfigError::Tls(e.to_string())),
+        }
+    }
+}
+
+/// Makes ring the process's rustls provider unless the application installed one, so
+/// that a TLS connection never fails (or panics) for want of a provider when another
+/// crate enables a second rustls backend.
+pub(super) fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: a provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
