@@ -8,6 +8,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 use crate::ConfigError;
 
 /// A CA and client certificate for TLS connections to Redis, in PEM.
@@ -117,12 +120,44 @@ impl RedisTls {
             root_cert: self.ca.as_ref().map(Pem::read).transpose()?,
         };
         // Parse now, so a bad certificate fails the build rather than every connection.
+        if let Some(ca) = &certificates.root_cert {
+            require_certificates(ca, "the CA PEM")?;
+        }
+        if let Some(client) = &certificates.client_tls {
+            require_certificates(&client.client_cert, "the client certificate PEM")?;
+            let key = PrivateKeyDer::from_pem_slice(&client.client_key)
+                .map_err(|_| ConfigError::Tls("the client key is not a PEM private key".into()))?;
+            rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
+                ConfigError::Tls("the client key is not a supported private key".into())
+            })?;
+        }
         let probe = redis::Client::build_with_tls("rediss://127.0.0.1:6379", certificates.clone());
         match probe {
             Ok(_) => Ok(certificates),
             Err(e) => Err(ConfigError::Tls(e.to_string())),
         }
     }
+}
+
+/// Fails unless `pem` holds at least one certificate, and every one parses.
+fn require_certificates(pem: &[u8], what: &str) -> Result<(), ConfigError> {
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|_| ConfigError::Tls(format!("{what} does not parse")))?;
+        webpki_parse(&cert)
+            .map_err(|_| ConfigError::Tls(format!("{what} holds an invalid certificate")))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(ConfigError::Tls(format!("no certificate in {what}")));
+    }
+    Ok(())
+}
+
+/// Parses a certificate the way the TLS handshake will.
+fn webpki_parse(cert: &CertificateDer<'_>) -> Result<(), ()> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).map_err(|_| ())
 }
 
 /// Makes ring the process's rustls provider unless the application installed one, so
