@@ -14,7 +14,7 @@ use common::stores::{TLS, TLS_CLUSTER, client_tls};
 use common::{Client, RedisServer};
 use tower_redis_session::events::{EventKind, SessionEvent};
 use tower_redis_session::store::RedisTls;
-use tower_redis_session::{ConfigError, RedisStore, SessionConfig, SessionLayer, StoreError};
+use tower_redis_session::{ConfigError, RedisStore, SessionConfig, SessionLayer};
 
 /// A builder with short timeouts, so a failure shows quickly.
 fn quick(url: String) -> tower_redis_session::RedisStoreBuilder {
