@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderValue, Response, StatusCode, header};
 use tower_layer::Layer;
 
-use crate::cookie::{CookieCodec, Key, PlainCookie, PrivateCookie, SignedCookie};
+use crate::cookie::{CookieCodec, KeyRing, PlainCookie, PrivateCookie, SignedCookie};
 use crate::events::SessionEvents;
 use crate::service::SessionService;
 use crate::session::Context;
@@ -96,14 +96,16 @@ impl SessionLayer {
 impl<C> SessionLayer<C> {
     /// Signs the cookie with HMAC-SHA256: forged or altered cookies are rejected before
     /// the store is asked. Keep the key secret and stable across restarts and instances
-    /// (`Key::from` 64 bytes of your secret).
-    pub fn with_signed(self, key: Key) -> SessionLayer<SignedCookie> {
-        self.with_codec(SignedCookie::new(key))
+    /// (`Key::from` 64 bytes of your secret). Pass a [`KeyRing`] to rotate keys
+    /// without logging anyone out.
+    pub fn with_signed(self, keys: impl Into<KeyRing>) -> SessionLayer<SignedCookie> {
+        self.with_codec(SignedCookie::new(keys))
     }
 
-    /// Encrypts and authenticates the cookie (AES-256-GCM).
-    pub fn with_private(self, key: Key) -> SessionLayer<PrivateCookie> {
-        self.with_codec(PrivateCookie::new(key))
+    /// Encrypts and authenticates the cookie (AES-256-GCM). Pass a [`KeyRing`] to
+    /// rotate keys without logging anyone out.
+    pub fn with_private(self, keys: impl Into<KeyRing>) -> SessionLayer<PrivateCookie> {
+        self.with_codec(PrivateCookie::new(keys))
     }
 
     /// How many requests carried a session cookie that was refused unread (malformed,

@@ -175,7 +175,7 @@ pub mod tokens;
 pub mod users;
 
 pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit, StoreDownPolicy};
-pub use cookie::Key;
+pub use cookie::{Key, KeyRing};
 pub use error::{ConfigError, InvalidUserId, SessionError, StoreError};
 pub use layer::SessionLayer;
 pub use service::SessionService;

@@ -34,9 +34,80 @@ pub trait CookieCodec: Clone + Send + Sync + 'static + sealed::Sealed {
     #[doc(hidden)]
     fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String>;
     /// Unwraps a cookie value; `None` if the signature, encryption or namespace does not
-    /// check out.
+    /// check out under any key. The flag says whether the newest key opened it.
     #[doc(hidden)]
-    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<String>;
+    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<(String, Newest)>;
+}
+
+/// Whether a cookie was opened with the newest key of its [`KeyRing`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Newest {
+    /// The newest key (or no key at all, for plain cookies).
+    Yes,
+    /// An older key still accepted: the cookie is re-issued under the newest one.
+    No,
+}
+
+/// The keys of signed or private cookies, for rotation without logging anyone out: new
+/// cookies are sealed with the newest key; cookies under the older keys are still
+/// accepted, and re-issued under the newest key on the next response for a live
+/// session (any request that reads the session). Remove an old key once the
+/// sessions it sealed have been re-issued or have expired (the idle timeout, or the
+/// absolute lifetime for "remember me" sessions); a cookie under a removed key is "no
+/// session", refused without asking the store.
+///
+/// ```rust
+/// use tower_redis_session::cookie::{Key, KeyRing};
+/// # let (new_key, old_key) = (Key::generate(), Key::generate());
+/// let keys = KeyRing::new(new_key).accept(old_key);
+/// # let _ = keys;
+/// ```
+///
+/// A single [`Key`] converts into a ring of one.
+#[derive(Clone)]
+pub struct KeyRing {
+    /// Newest first; never empty.
+    keys: Vec<Key>,
+}
+
+impl KeyRing {
+    /// A ring that seals with `newest`.
+    pub fn new(newest: Key) -> Self {
+        Self { keys: vec![newest] }
+    }
+
+    /// Also accepts cookies sealed with `older` (call it once per older key, newest
+    /// first; each is tried in that order).
+    #[must_use]
+    pub fn accept(mut self, older: Key) -> Self {
+        self.keys.push(older);
+        self
+    }
+
+    fn newest(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    /// The first key that opens the cookie, and whether it is the newest.
+    fn open_with(&self, open: impl Fn(&Key) -> Option<String>) -> Option<(String, Newest)> {
+        self.keys.iter().enumerate().find_map(|(i, key)| {
+            let newest = if i == 0 { Newest::Yes } else { Newest::No };
+            open(key).map(|value| (value, newest))
+        })
+    }
+}
+
+impl From<Key> for KeyRing {
+    fn from(key: Key) -> Self {
+        Self::new(key)
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyRing({} keys, redacted)", self.keys.len())
+    }
 }
 
 /// `<namespace>:<value>`: a namespace never contains `:`.
@@ -62,22 +133,22 @@ pub struct PlainCookie;
 /// The id signed with HMAC-SHA256 (the `cookie` crate's signed jar): forged cookies are
 /// rejected without asking the store.
 #[derive(Clone)]
-pub struct SignedCookie(Key);
+pub struct SignedCookie(KeyRing);
 
 /// The id encrypted and authenticated with AES-256-GCM (the `cookie` crate's private
 /// jar).
 #[derive(Clone)]
-pub struct PrivateCookie(Key);
+pub struct PrivateCookie(KeyRing);
 
 impl SignedCookie {
-    pub(crate) fn new(key: Key) -> Self {
-        Self(key)
+    pub(crate) fn new(keys: impl Into<KeyRing>) -> Self {
+        Self(keys.into())
     }
 }
 
 impl PrivateCookie {
-    pub(crate) fn new(key: Key) -> Self {
-        Self(key)
+    pub(crate) fn new(keys: impl Into<KeyRing>) -> Self {
+        Self(keys.into())
     }
 }
 
@@ -102,8 +173,8 @@ impl CookieCodec for PlainCookie {
         Some(value)
     }
 
-    fn open(&self, _: &str, _: &str, value: &str) -> Option<String> {
-        Some(value.to_owned())
+    fn open(&self, _: &str, _: &str, value: &str) -> Option<(String, Newest)> {
+        Some((value.to_owned(), Newest::Yes))
     }
 }
 
@@ -116,30 +187,34 @@ fn jar_with(name: &str, value: &str) -> CookieJar {
 impl CookieCodec for SignedCookie {
     fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String> {
         let mut jar = CookieJar::new();
-        jar.signed_mut(&self.0)
+        jar.signed_mut(self.0.newest())
             .add(Cookie::new(name.to_owned(), bind(namespace, value)));
         jar.get(name).map(|c| c.value().to_owned())
     }
 
-    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<String> {
+    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<(String, Newest)> {
         let jar = jar_with(name, value);
-        let payload = jar.signed(&self.0).get(name)?.value().to_owned();
-        unbind(namespace, payload)
+        self.0.open_with(|key| {
+            let payload = jar.signed(key).get(name)?.value().to_owned();
+            unbind(namespace, payload)
+        })
     }
 }
 
 impl CookieCodec for PrivateCookie {
     fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String> {
         let mut jar = CookieJar::new();
-        jar.private_mut(&self.0)
+        jar.private_mut(self.0.newest())
             .add(Cookie::new(name.to_owned(), bind(namespace, value)));
         jar.get(name).map(|c| c.value().to_owned())
     }
 
-    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<String> {
+    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<(String, Newest)> {
         let jar = jar_with(name, value);
-        let payload = jar.private(&self.0).get(name)?.value().to_owned();
-        unbind(namespace, payload)
+        self.0.open_with(|key| {
+            let payload = jar.private(key).get(name)?.value().to_owned();
+            unbind(namespace, payload)
+        })
     }
 }
 
@@ -152,6 +227,8 @@ pub(crate) enum Incoming {
     Invalid(&'static str),
     /// A well-formed, verified id (the session may still not exist).
     Valid(SessionId),
+    /// As `Valid`, sealed under an older key of the ring: re-issued under the newest.
+    OldKey(SessionId),
 }
 
 /// Reads the session cookie from every `Cookie` header. No I/O.
@@ -183,12 +260,13 @@ pub(crate) fn extract<C: CookieCodec>(
     if raw.len() > MAX_VALUE_LEN {
         return Incoming::Invalid("oversized session cookie");
     }
-    let Some(opened) = codec.open(name, namespace, &raw) else {
+    let Some((opened, newest)) = codec.open(name, namespace, &raw) else {
         return Incoming::Invalid("signature, decryption or namespace check failed");
     };
-    match SessionId::parse(&opened) {
-        Some(id) => Incoming::Valid(id),
-        None => Incoming::Invalid("malformed session cookie"),
+    match (SessionId::parse(&opened), newest) {
+        (Some(id), Newest::Yes) => Incoming::Valid(id),
+        (Some(id), Newest::No) => Incoming::OldKey(id),
+        (None, _) => Incoming::Invalid("malformed session cookie"),
     }
 }
 

@@ -203,7 +203,7 @@ pub(crate) fn now_ms() -> i64 {
 impl Session {
     pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, meta: RequestMeta) -> Self {
         let id = match &incoming {
-            Incoming::Valid(id) => Some(id.clone()),
+            Incoming::Valid(id) | Incoming::OldKey(id) => Some(id.clone()),
             Incoming::Absent | Incoming::Invalid(_) => None,
         };
         Self {
@@ -879,10 +879,16 @@ impl Session {
             });
         }
         let changed = !patch.set.is_empty() || !patch.delete.is_empty() || patch.clear_data;
+        // A cookie sealed under an older key of the ring is re-issued under the newest.
+        let reissue = matches!(self.inner.incoming, Incoming::OldKey(_));
         if !changed && !self.needs_refresh(loaded, clock.now_ms) {
             // A login in this request moved the session to a new id: send it.
             return Ok(match st.fresh {
                 Some(ttl) => set_cookie(id.clone(), ttl, persistent),
+                None if reissue => {
+                    let left = u64::try_from(loaded.expires_ms - clock.now_ms).unwrap_or(0);
+                    set_cookie(id.clone(), Duration::from_millis(left), persistent)
+                }
                 None => CookieAction::Keep,
             });
         }
@@ -897,7 +903,7 @@ impl Session {
         match outcome {
             // A browser-session cookie does not change when the TTL is reset.
             WriteOutcome::Written { ttl, .. }
-                if persistent || st.expiry.is_some() || st.fresh.is_some() =>
+                if persistent || st.expiry.is_some() || st.fresh.is_some() || reissue =>
             {
                 Ok(set_cookie(id.clone(), ttl, persistent))
             }
