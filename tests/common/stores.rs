@@ -196,6 +196,40 @@ pub fn tls_cluster_store(namespace: &str) -> RedisStore {
         .unwrap()
 }
 
+/// A server for least-privilege tests: each store gets its own ACL user with
+/// exactly the rules `RedisStore::acl_rules` documents (keyspace notifications are set
+/// in the configuration, as the rules tell operators to).
+pub static ACL_SERVER: std::sync::LazyLock<super::RedisServer> = std::sync::LazyLock::new(|| {
+    super::RedisServer::start_with(&["--notify-keyspace-events", "Ex"])
+});
+
+/// A store on [`ACL_SERVER`] as a user made with `acl_rules()` for `namespace`, plus
+/// the key patterns of the two namespaces derived from it that the conformance suite
+/// also uses (`<ns>-admin`, `<ns>-2`). The helpers above inspect it as the default user.
+pub fn acl_store(namespace: &str) -> RedisStore {
+    let server = &*ACL_SERVER;
+    let rules = RedisStore::from_url(&server.url())
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+        .acl_rules();
+    let reply = server
+        .raw(&format!(
+            "ACL SETUSER {namespace} on >pw-{namespace} {rules} ~{namespace}-admin:* ~{namespace}-2:*"
+        ))
+        .unwrap_or_default();
+    assert!(reply.starts_with("+OK"), "{reply}");
+    register(namespace, vec![server.url()]);
+    let url = format!(
+        "redis://{namespace}:pw-{namespace}@127.0.0.1:{}",
+        server.port
+    );
+    RedisStore::from_url(&url)
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+}
+
 /// Pool settings for tests of a user's own `deadpool_redis` pool: explicit timeouts.
 pub fn user_pool_config() -> deadpool_redis::PoolConfig {
     let second = Some(std::time::Duration::from_secs(1));

@@ -19,6 +19,7 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo as _, Script, ScriptInvocation};
 use tokio::sync::Semaphore;
 
+mod acl;
 mod keys;
 mod pool;
 mod salt;

@@ -1,0 +1,154 @@
+//! The least privilege a store needs: the commands it sends and the commands its
+//! scripts call (Redis checks both against the user's ACL), on its namespace's keys.
+
+use super::RedisStore;
+
+/// Commands the store sends itself.
+const DIRECT: &[&str] = &[
+    // Connection set-up: the version check.
+    "info",
+    // Scripts: run by SHA, loaded once per server.
+    "evalsha",
+    "script|load",
+    // Session reads, token checks, the user-tag salt and its safety scan.
+    "hgetall",
+    "hmget",
+    "get",
+    "set",
+    "scan",
+    "hexists",
+    // The event stream sink.
+    "xadd",
+    // The expiry watcher's subscription.
+    "psubscribe",
+];
+
+/// Commands the Lua scripts call (`scripts/*.lua`; a unit test keeps this complete).
+const IN_SCRIPTS: &[&str] = &[
+    "del",
+    "exists",
+    "hdel",
+    "hget",
+    "hgetall",
+    "hkeys",
+    "hmget",
+    "hset",
+    "pexpire",
+    "pexpireat",
+    "pttl",
+    "renamenx",
+    "xadd",
+    "zadd",
+    "zcard",
+    "zrange",
+    "zrangebyscore",
+    "zrem",
+];
+
+/// A cluster client also reads the slot map; the watcher and the salt check read the
+/// node list.
+const CLUSTER: &[&str] = &["cluster|slots", "cluster|nodes"];
+
+impl RedisStore {
+    /// The ACL rules a Redis user needs for this store (sessions, tokens, events and
+    /// the expiry watcher) and nothing more: its namespace's keys, the keyspace
+    /// notification channel, and the commands the store sends or its scripts call.
+    /// Use it as `ACL SETUSER <name> on ><password> <rules>`. On a Cluster, give it to
+    /// the user on every node.
+    ///
+    /// The watcher cannot then enable `notify-keyspace-events` itself (`CONFIG SET`):
+    /// set `notify-keyspace-events Ex` in the server's configuration.
+    pub fn acl_rules(&self) -> String {
+        let mut commands: Vec<&str> = DIRECT.iter().chain(IN_SCRIPTS).copied().collect();
+        if self.cluster {
+            commands.extend(CLUSTER);
+        }
+        commands.sort_unstable();
+        commands.dedup();
+        let mut rules = format!(
+            "resetkeys ~{}:* resetchannels &__keyevent@*__:expired -@all",
+            self.namespace
+        );
+        for c in commands {
+            rules.push_str(" +");
+            rules.push_str(c);
+        }
+        rules
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `redis.call`/`redis.pcall` in the scripts names a command in the list.
+    #[test]
+    fn the_list_covers_every_command_the_scripts_call() {
+        let scripts = [
+            include_str!("scripts/delete.lua"),
+            include_str!("scripts/events_lib.lua"),
+            include_str!("scripts/expired.lua"),
+            include_str!("scripts/list.lua"),
+            include_str!("scripts/revoke.lua"),
+            include_str!("scripts/take.lua"),
+            include_str!("scripts/token_lib.lua"),
+            include_str!("scripts/tokens.lua"),
+            include_str!("scripts/update.lua"),
+            include_str!("scripts/write.lua"),
+            include_str!("scripts/write_lib.lua"),
+        ];
+        let mut called = Vec::new();
+        for script in scripts {
+            for part in script.split("redis.").skip(1) {
+                let Some(rest) = part
+                    .strip_prefix("call(")
+                    .or_else(|| part.strip_prefix("pcall("))
+                else {
+                    continue;
+                };
+                let quoted = rest.trim_start();
+                let quote = quoted.chars().next();
+                assert!(
+                    matches!(quote, Some('\'' | '"')),
+                    "a script calls a command it computes: {}",
+                    &quoted[..quoted.len().min(40)]
+                );
+                let name: String = quoted[1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .collect();
+                called.push(name.to_ascii_lowercase());
+            }
+        }
+        assert!(called.len() > 50, "found {} calls", called.len());
+        for c in &called {
+            assert!(
+                IN_SCRIPTS.contains(&c.as_str()),
+                "{c} is missing from IN_SCRIPTS"
+            );
+        }
+        for c in IN_SCRIPTS {
+            assert!(
+                called.iter().any(|x| x == c),
+                "{c} is listed but never called"
+            );
+        }
+    }
+
+    #[test]
+    fn rules_name_the_namespace() {
+        let store = RedisStore::from_url("redis://127.0.0.1:1")
+            .unwrap()
+            .with_namespace("app")
+            .unwrap();
+        let rules = store.acl_rules();
+        assert!(
+            rules.starts_with("resetkeys ~app:* resetchannels"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains(" +evalsha") && !rules.contains("cluster"),
+            "{rules}"
+        );
+    }
+}
