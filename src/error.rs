@@ -75,6 +75,9 @@ pub enum ConfigError {
     /// The Redis URL could not be parsed.
     #[error("invalid Redis URL")]
     RedisUrl(#[source] redis::RedisError),
+    /// Sentinel settings that cannot work (no sentinel, no master name, a bad URL form).
+    #[error("invalid Sentinel settings: {0}")]
+    Sentinel(&'static str),
     /// A TLS certificate or key that does not parse.
     #[error("invalid TLS settings: {0}")]
     Tls(String),

@@ -59,6 +59,7 @@ all_cases!(memory_store, super::common::stores::memory_store);
 all_cases!(redis_store, super::common::stores::redis_store);
 all_cases!(redis_user_pool, super::redis_user_pool);
 all_cases!(redis_cluster, super::common::stores::cluster_store);
+all_cases!(sentinel, super::common::stores::sentinel_store);
 // As a Redis user with only the documented ACL rules.
 all_cases!(acl, super::common::stores::acl_store);
 #[cfg(feature = "tls")]

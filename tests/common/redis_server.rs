@@ -18,6 +18,8 @@ pub struct RedisServer {
     /// The TLS port of a server started with `start_tls` (the plain port stays open
     /// for the harness).
     pub tls_port: Option<u16>,
+    /// For a sentinel: its configuration lines (written to `sentinel.conf`).
+    sentinel: Option<Vec<String>>,
     dir: PathBuf,
     watchdog: Option<Child>,
     extra: Vec<String>,
@@ -67,6 +69,7 @@ impl RedisServer {
         let mut server = RedisServer {
             port,
             tls_port: None,
+            sentinel: None,
             dir,
             watchdog: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -85,6 +88,25 @@ impl RedisServer {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut server = Self::start_with(&args);
         server.tls_port = Some(tls_port);
+        server
+    }
+
+    /// A `redis-server --sentinel` with configuration `conf` (e.g. `sentinel monitor …`
+    /// lines), stopped on drop.
+    pub fn start_sentinel(conf: &[String]) -> RedisServer {
+        require_redis_server();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("trs-sentinel-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = RedisServer {
+            port,
+            tls_port: None,
+            sentinel: Some(conf.to_vec()),
+            dir,
+            watchdog: None,
+            extra: Vec::new(),
+        };
+        server.spawn();
         server
     }
 
@@ -112,27 +134,42 @@ impl RedisServer {
         let dir = self.dir.to_string_lossy().into_owned();
         let log = self.dir.join("redis.log").to_string_lossy().into_owned();
         let pidfile = self.dir.join("redis.pid").to_string_lossy().into_owned();
-        let mut args: Vec<String> = [
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            &dir,
-            "--logfile",
-            &log,
-            "--daemonize",
-            "no",
-            "--pidfile",
-            &pidfile,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = if let Some(conf) = &self.sentinel {
+            // Sentinel rewrites its configuration file, so it gets one of its own.
+            let path = self.dir.join("sentinel.conf");
+            let mut text = format!(
+                "port {}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\npidfile {pidfile}\n",
+                self.port
+            );
+            for line in conf {
+                text.push_str(line);
+                text.push('\n');
+            }
+            std::fs::write(&path, text).expect("sentinel.conf");
+            vec![path.to_string_lossy().into_owned(), "--sentinel".into()]
+        } else {
+            [
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &dir,
+                "--logfile",
+                &log,
+                "--daemonize",
+                "no",
+                "--pidfile",
+                &pidfile,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
         args.extend(self.extra.iter().cloned());
         let child = Command::new("sh")
             .arg("-c")

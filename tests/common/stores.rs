@@ -230,6 +230,21 @@ pub fn acl_store(namespace: &str) -> RedisStore {
         .unwrap()
 }
 
+/// A Sentinel deployment shared by the tests of this binary.
+pub static SENTINELS: std::sync::LazyLock<super::Sentinels> =
+    std::sync::LazyLock::new(|| super::Sentinels::start("shared"));
+
+/// A store on the master of the shared Sentinel deployment, found through the
+/// sentinels (the URL form).
+pub fn sentinel_store(namespace: &str) -> RedisStore {
+    let sentinels = &*SENTINELS;
+    register(namespace, sentinels.node_urls());
+    RedisStore::from_url(&sentinels.url())
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+}
+
 /// Pool settings for tests of a user's own `deadpool_redis` pool: explicit timeouts.
 pub fn user_pool_config() -> deadpool_redis::PoolConfig {
     let second = Some(std::time::Duration::from_secs(1));

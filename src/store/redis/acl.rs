@@ -54,7 +54,8 @@ impl RedisStore {
     /// the expiry watcher) and nothing more: its namespace's keys, the keyspace
     /// notification channel, and the commands the store sends or its scripts call.
     /// Use it as `ACL SETUSER <name> on ><password> <rules>`. On a Cluster, give it to
-    /// the user on every node.
+    /// the user on every node; behind Sentinel, on the master and every replica (any
+    /// of them may become the master).
     ///
     /// The watcher cannot then enable `notify-keyspace-events` itself (`CONFIG SET`):
     /// set `notify-keyspace-events Ex` in the server's configuration.
@@ -62,6 +63,10 @@ impl RedisStore {
         let mut commands: Vec<&str> = DIRECT.iter().chain(IN_SCRIPTS).copied().collect();
         if self.cluster {
             commands.extend(CLUSTER);
+        }
+        if self.sentinel {
+            // Each new connection checks that the node Sentinel named is a master.
+            commands.push("role");
         }
         commands.sort_unstable();
         commands.dedup();

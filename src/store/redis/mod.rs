@@ -23,6 +23,7 @@ mod acl;
 mod keys;
 mod pool;
 mod salt;
+mod sentinel;
 mod sink;
 #[cfg(feature = "tls")]
 mod tls;
@@ -32,7 +33,10 @@ mod watch;
 #[cfg(feature = "tls")]
 pub use self::tls::RedisTls;
 
-use self::pool::{ClusterManager, Conn, Manager, OwnClusterPool, OwnPool, Shared};
+use self::pool::{
+    ClusterManager, Conn, Manager, OwnClusterPool, OwnPool, OwnSentinelPool, SentinelManager,
+    Shared,
+};
 pub use self::sink::StreamSink;
 use super::{
     Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionInfo, SessionPage, SessionStore,
@@ -76,6 +80,7 @@ static EXPIRED: LazyLock<Script> =
 enum Pool {
     Own(OwnPool),
     OwnCluster(OwnClusterPool),
+    OwnSentinel(OwnSentinelPool),
     Deadpool(deadpool_redis::Pool),
     DeadpoolCluster(deadpool_redis::cluster::Pool),
 }
@@ -83,14 +88,30 @@ enum Pool {
 /// Where the builder connects.
 #[derive(Clone)]
 enum Topology {
+    /// A node URL, or a `redis+sentinel://` URL.
     Standalone(String),
     Cluster(Vec<String>),
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+        auth: Option<MasterAuth>,
+        db: i64,
+    },
+}
+
+/// The master's credentials behind Sentinel.
+#[derive(Clone)]
+struct MasterAuth {
+    username: Option<String>,
+    password: String,
 }
 
 /// The servers a store was built for and how to reach them: for the clients it makes
 /// besides its pool (expiry watcher, stream sink).
 pub(crate) struct Nodes {
     pub(crate) urls: Vec<String>,
+    /// Set for a store behind Sentinel (`urls` are then the sentinels).
+    pub(crate) sentinel: Option<sentinel::Sentinel>,
     #[cfg(feature = "tls")]
     tls: Option<redis::TlsCertificates>,
 }
@@ -122,6 +143,31 @@ impl Nodes {
         };
         builder.build()
     }
+}
+
+/// The master's connection settings behind Sentinel (TLS when the sentinels use it),
+/// at a placeholder address.
+fn master_template(
+    sentinels: &[String],
+    auth: Option<&MasterAuth>,
+    db: i64,
+) -> Result<redis::ConnectionInfo, ConfigError> {
+    let scheme = if sentinels.iter().any(|s| s.starts_with("rediss:")) {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let info = format!("{scheme}://127.0.0.1:6379")
+        .into_connection_info()
+        .map_err(ConfigError::RedisUrl)?;
+    let mut settings = info.redis_settings().clone().set_db(db);
+    if let Some(auth) = auth {
+        settings = settings.set_password(&auth.password);
+        if let Some(user) = &auth.username {
+            settings = settings.set_username(user);
+        }
+    }
+    Ok(info.set_redis_settings(settings))
 }
 
 /// The live masters in a `CLUSTER NODES` reply, as (host, port): the nodes flagged
@@ -162,6 +208,16 @@ impl fmt::Debug for Topology {
                 .debug_tuple("Cluster")
                 .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
                 .finish(),
+            Self::Sentinel {
+                sentinels, master, ..
+            } => f
+                .debug_struct("Sentinel")
+                .field(
+                    "sentinels",
+                    &sentinels.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                )
+                .field("master", master)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -196,6 +252,8 @@ pub struct RedisStore {
     /// The approximate MAXLEN of the namespace's event stream, when events are logged.
     event_stream: Option<usize>,
     cluster: bool,
+    /// Behind Sentinel (the ACL rules add `ROLE`).
+    sentinel: bool,
     /// The nodes it was built for (for the expiry watcher and the stream sink).
     nodes: Option<Arc<Nodes>>,
 }
@@ -250,6 +308,24 @@ pub struct RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
+    /// The master's credentials, for a store built with
+    /// [`RedisStore::sentinel_builder`] (ignored otherwise), and its database.
+    pub fn master_auth(mut self, username: Option<&str>, password: &str, db: i64) -> Self {
+        if let Topology::Sentinel {
+            auth,
+            db: master_db,
+            ..
+        } = &mut self.topology
+        {
+            *auth = Some(MasterAuth {
+                username: username.map(str::to_owned),
+                password: password.to_owned(),
+            });
+            *master_db = db;
+        }
+        self
+    }
+
     /// TLS settings for `rediss://` URLs: a private CA, a client certificate. Without
     /// it, `rediss://` verifies the server against the system trust store. Feature
     /// `tls` (on by default).
@@ -312,9 +388,26 @@ impl RedisStoreBuilder {
     /// [`ConfigError::RedisUrl`] if the URL does not parse, [`ConfigError::Pool`] if the
     /// pool cannot be built.
     pub fn build(self) -> Result<RedisStore, ConfigError> {
-        let urls = match &self.topology {
-            Topology::Standalone(url) => vec![url.clone()],
-            Topology::Cluster(nodes) => nodes.clone(),
+        let sentinel = match &self.topology {
+            Topology::Standalone(url) => sentinel::Sentinel::parse_url(url).transpose()?,
+            Topology::Sentinel {
+                sentinels,
+                master,
+                auth,
+                db,
+            } => Some(sentinel::Sentinel::new(
+                sentinels.clone(),
+                master.clone(),
+                master_template(sentinels, auth.as_ref(), *db)?,
+            )?),
+            Topology::Cluster(_) => None,
+        };
+        let urls = match (&self.topology, &sentinel) {
+            (_, Some(s)) => s.sentinels.clone(),
+            (Topology::Cluster(nodes), None) => nodes.clone(),
+            (Topology::Standalone(url), None) => vec![url.clone()],
+            // Always parsed into `sentinel` above.
+            (Topology::Sentinel { sentinels, .. }, None) => sentinels.clone(),
         };
         let nodes = Nodes {
             #[cfg(feature = "tls")]
@@ -323,37 +416,45 @@ impl RedisStoreBuilder {
                 None => None,
             },
             urls,
+            sentinel,
         };
         #[cfg(feature = "tls")]
-        if nodes.urls.iter().any(|u| u.starts_with("rediss:")) {
+        if nodes.urls.iter().any(|u| u.starts_with("rediss:"))
+            || nodes.sentinel.as_ref().is_some_and(|s| s.tls())
+        {
             tls::install_crypto_provider();
         }
-        let pool = match &self.topology {
-            Topology::Standalone(url) => {
-                let info = url
-                    .as_str()
-                    .into_connection_info()
-                    .map_err(ConfigError::RedisUrl)?;
-                let client = nodes.client(info).map_err(ConfigError::RedisUrl)?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(Some(self.response_timeout));
-                Pool::Own(Arc::new(Shared::new(self.pool(
-                    deadpool::managed::Pool::builder(Manager { client, config }),
-                )?)))
-            }
-            Topology::Cluster(_) => {
-                let client = nodes
-                    .cluster_client(self.connect_timeout, self.response_timeout)
-                    .map_err(ConfigError::RedisUrl)?;
-                Pool::OwnCluster(Arc::new(Shared::new(
-                    self.pool(deadpool::managed::Pool::builder(ClusterManager { client }))?,
-                )))
-            }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let nodes = Arc::new(nodes);
+        let pool = if nodes.sentinel.is_some() {
+            let manager = SentinelManager {
+                nodes: nodes.clone(),
+                config,
+            };
+            Pool::OwnSentinel(Arc::new(Shared::new(
+                self.pool(deadpool::managed::Pool::builder(manager))?,
+            )))
+        } else if matches!(self.topology, Topology::Cluster(_)) {
+            let client = nodes
+                .cluster_client(self.connect_timeout, self.response_timeout)
+                .map_err(ConfigError::RedisUrl)?;
+            Pool::OwnCluster(Arc::new(Shared::new(
+                self.pool(deadpool::managed::Pool::builder(ClusterManager { client }))?,
+            )))
+        } else {
+            let url = nodes.urls.first().map_or("", String::as_str);
+            let info = url.into_connection_info().map_err(ConfigError::RedisUrl)?;
+            let client = nodes.client(info).map_err(ConfigError::RedisUrl)?;
+            Pool::Own(Arc::new(Shared::new(self.pool(
+                deadpool::managed::Pool::builder(Manager { client, config }),
+            )?)))
         };
         let mut store = RedisStore::with_pool(pool, self.timeout);
         store.cluster = matches!(self.topology, Topology::Cluster(_));
-        store.nodes = Some(Arc::new(nodes));
+        store.sentinel = nodes.sentinel.is_some();
+        store.nodes = Some(nodes);
         store.in_flight = Some(InFlight {
             permits: Arc::new(Semaphore::new(self.max_in_flight)),
             max: self.max_in_flight,
@@ -401,6 +502,29 @@ impl RedisStore {
         S: Into<String>,
     {
         Self::cluster_builder(nodes).build()
+    }
+
+    /// A builder for a store on the master that Sentinel monitors under `master`,
+    /// given some sentinels (`redis://host:26379`, with the sentinel's credentials if
+    /// it needs any; `rediss://` for TLS to the sentinels and the master). Give the
+    /// master's credentials with [`master_auth`](RedisStoreBuilder::master_auth). The
+    /// URL form `redis+sentinel://[[user]:password@]host:port[,host:port…]/<master>[/<db>]`
+    /// works with [`RedisStore::builder`] and [`RedisStore::from_url`] too.
+    ///
+    /// Every new connection asks the sentinels where the master is and checks that it
+    /// is one; after a failover, operations fail (503) until the sentinels name the
+    /// new master, then reconnect to it by themselves.
+    pub fn sentinel_builder<I, S>(sentinels: I, master: &str) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_for(Topology::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            master: master.to_owned(),
+            auth: None,
+            db: 0,
+        })
     }
 
     /// A builder for a store on a Redis Cluster, given some of its nodes.
@@ -455,6 +579,7 @@ impl RedisStore {
             user_key: None,
             event_stream: None,
             cluster: false,
+            sentinel: false,
             nodes: None,
         }
     }
@@ -527,6 +652,7 @@ impl RedisStore {
         let s = match &self.pool {
             Pool::Own(p) => p.status(),
             Pool::OwnCluster(p) => p.status(),
+            Pool::OwnSentinel(p) => p.status(),
             Pool::Deadpool(p) => p.status(),
             Pool::DeadpoolCluster(p) => p.status(),
         };
@@ -551,6 +677,7 @@ impl RedisStore {
         let conn = match &self.pool {
             Pool::Own(p) => p.handle().await.map(Conn::Own),
             Pool::OwnCluster(p) => p.handle().await.map(Conn::OwnCluster),
+            Pool::OwnSentinel(p) => p.handle().await.map(Conn::Own),
             // A user's pool checks out per operation; boxed, so its large state machine
             // is not part of every store operation's future.
             Pool::Deadpool(p) => Box::pin(p.get()).await.map(Conn::Deadpool),

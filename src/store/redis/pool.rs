@@ -171,7 +171,41 @@ impl managed::Manager for ClusterManager {
     }
 }
 
+/// Connections to the master Sentinel names, checked to be a master.
+pub(crate) struct SentinelManager {
+    pub(crate) nodes: Arc<super::Nodes>,
+    pub(crate) config: AsyncConnectionConfig,
+}
+
+impl fmt::Debug for SentinelManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelManager").finish_non_exhaustive()
+    }
+}
+
+impl managed::Manager for SentinelManager {
+    type Type = Tracked<MultiplexedConnection>;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Self::Type, RedisError> {
+        let sentinel = self.nodes.sentinel.as_ref().ok_or_else(|| {
+            RedisError::from((
+                redis::ErrorKind::Client,
+                "a sentinel pool without sentinels",
+            ))
+        })?;
+        let mut conn = sentinel.connect(&self.nodes, &self.config).await?;
+        check_version(&mut conn).await?;
+        Ok(Tracked::new(conn))
+    }
+
+    async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> RecycleResult<RedisError> {
+        recycle(conn)
+    }
+}
+
 pub(crate) type OwnPool = Arc<Shared<Manager>>;
+pub(crate) type OwnSentinelPool = Arc<Shared<SentinelManager>>;
 pub(crate) type OwnClusterPool = Arc<Shared<ClusterManager>>;
 
 /// Our pools' connections, kept checked out in slots and shared by every operation.
@@ -300,8 +334,14 @@ impl Conn {
     }
 }
 
+/// Whether a failed command means the connection must be replaced: it broke, or the
+/// node was demoted to a replica (`READONLY`, after a failover behind Sentinel).
 fn breaks_connection(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
 }
 
 /// Runs one request on a tracked connection, noting connection-level failures.

@@ -31,6 +31,8 @@ pub struct StreamSink {
 enum Target {
     Single(Box<redis::Client>),
     Cluster(Box<redis::cluster::ClusterClient>),
+    /// The master Sentinel names, looked up on each (re)connect.
+    Sentinel(std::sync::Arc<super::Nodes>),
 }
 
 impl fmt::Debug for StreamSink {
@@ -56,7 +58,9 @@ impl RedisStore {
     /// the node addresses); [`ConfigError::RedisUrl`] if they do not parse.
     pub fn event_stream_sink(&self, max_len: usize) -> Result<StreamSink, ConfigError> {
         let nodes = self.nodes.as_deref().ok_or(ConfigError::UnknownNodes)?;
-        let target = if self.cluster {
+        let target = if nodes.sentinel.is_some() {
+            Target::Sentinel(self.nodes.clone().ok_or(ConfigError::UnknownNodes)?)
+        } else if self.cluster {
             Target::Cluster(Box::new(
                 nodes
                     .cluster_client(TIMEOUT, TIMEOUT)
@@ -89,6 +93,16 @@ impl StreamSink {
                 Box::new(conn)
             }
             Target::Cluster(c) => Box::new(c.get_connection()?),
+            Target::Sentinel(nodes) => {
+                let sentinel = nodes.sentinel.as_ref().ok_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Client, "no sentinel"))
+                })?;
+                let master = sentinel.master_info_blocking(nodes, TIMEOUT)?;
+                let conn = nodes.client(master)?.get_connection_with_timeout(TIMEOUT)?;
+                conn.set_read_timeout(Some(TIMEOUT))?;
+                conn.set_write_timeout(Some(TIMEOUT))?;
+                Box::new(conn)
+            }
         })
     }
 }

@@ -218,6 +218,13 @@ fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
 /// The masters to subscribe on: the node itself, or every master of the cluster, each
 /// with the seed's credentials.
 async fn masters(nodes: &Nodes, cluster: bool) -> Result<Vec<ConnectionInfo>, redis::RedisError> {
+    if let Some(sentinel) = &nodes.sentinel {
+        // The current master; after a failover the subscription ends and this asks again.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        return Ok(vec![sentinel.master_info(nodes, &config).await?]);
+    }
     let seeds = &nodes.urls;
     if !cluster {
         return seeds

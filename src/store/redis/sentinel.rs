@@ -1,0 +1,281 @@
+//! Redis behind Sentinel: the store asks the sentinels where the master is each time it
+//! opens a connection, and checks that the node it reached is a master. A connection
+//! that fails (the master died) or answers `READONLY` (it was demoted) is dropped, so
+//! the next operation asks again and finds the new master after a failover.
+//!
+//! URL form: `redis+sentinel://[[user]:password@]host:port[,host:port…]/<master>[/<db>]`
+//! (`rediss+sentinel://` for TLS to the sentinels and the master). The credentials are
+//! the master's; sentinels that need their own are given to
+//! [`RedisStore::sentinel_builder`](crate::RedisStore::sentinel_builder) as URLs.
+
+use std::fmt;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError};
+use redis::{IntoConnectionInfo as _, RedisResult, Value};
+
+use super::Nodes;
+use crate::ConfigError;
+
+/// Where the sentinels are and which master they watch.
+#[derive(Clone)]
+pub(crate) struct Sentinel {
+    /// Sentinel URLs (`redis://host:port`, with the sentinel's credentials if any).
+    pub(crate) sentinels: Vec<String>,
+    /// The master name the sentinels monitor.
+    pub(crate) master: String,
+    /// The master's connection settings (credentials, database, TLS) at a placeholder
+    /// address.
+    template: ConnectionInfo,
+}
+
+impl fmt::Debug for Sentinel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sentinel")
+            .field(
+                "sentinels",
+                &self
+                    .sentinels
+                    .iter()
+                    .map(|u| super::redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("master", &self.master)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sentinel {
+    /// Sentinels at `sentinels` watching `master`, whose connection settings are those
+    /// of `master_url` (its host and port are ignored).
+    fn from_master_url(
+        sentinels: Vec<String>,
+        master: String,
+        master_url: &str,
+    ) -> Result<Self, ConfigError> {
+        let template = master_url
+            .into_connection_info()
+            .map_err(ConfigError::RedisUrl)?;
+        Self::new(sentinels, master, template)
+    }
+
+    /// Sentinels at `sentinels` watching `master`, reached with the settings of
+    /// `template` (its address is ignored).
+    pub(crate) fn new(
+        sentinels: Vec<String>,
+        master: String,
+        template: ConnectionInfo,
+    ) -> Result<Self, ConfigError> {
+        if sentinels.is_empty() {
+            return Err(ConfigError::Sentinel("no sentinel address given"));
+        }
+        if master.is_empty() {
+            return Err(ConfigError::Sentinel("no master name given"));
+        }
+        for s in &sentinels {
+            s.as_str()
+                .into_connection_info()
+                .map_err(ConfigError::RedisUrl)?;
+        }
+        Ok(Self {
+            sentinels,
+            master,
+            template,
+        })
+    }
+
+    /// Parses `redis+sentinel://…` (or `rediss+sentinel://…`); `None` for other URLs.
+    pub(crate) fn parse_url(url: &str) -> Option<Result<Self, ConfigError>> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            (false, rest)
+        } else {
+            (true, url.strip_prefix("rediss+sentinel://")?)
+        };
+        Some(Self::from_parts(tls, rest))
+    }
+
+    fn from_parts(tls: bool, rest: &str) -> Result<Self, ConfigError> {
+        let scheme = if tls { "rediss" } else { "redis" };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((user, hosts)) => (Some(user), hosts),
+            None => (None, authority),
+        };
+        let mut path = path.split('/');
+        let master = path.next().unwrap_or("").to_owned();
+        let db = path.next().filter(|d| !d.is_empty()).unwrap_or("0");
+        if path.next().is_some_and(|p| !p.is_empty()) {
+            return Err(ConfigError::Sentinel(
+                "expected /<master>[/<db>] after the sentinel addresses",
+            ));
+        }
+        let sentinels: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{h}"))
+            .collect();
+        if sentinels.is_empty() {
+            return Err(ConfigError::Sentinel("no sentinel address given"));
+        }
+        let first = hosts.split(',').next().unwrap_or("");
+        let master_url = match userinfo {
+            Some(user) => format!("{scheme}://{user}@{first}/{db}"),
+            None => format!("{scheme}://{first}/{db}"),
+        };
+        Self::from_master_url(sentinels, master, &master_url)
+    }
+
+    /// Whether connections use TLS.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn tls(&self) -> bool {
+        matches!(self.template.addr(), ConnectionAddr::TcpTls { .. })
+            || self.sentinels.iter().any(|s| s.starts_with("rediss:"))
+    }
+
+    /// The master's connection settings at `host:port`.
+    fn master_at(&self, host: String, port: u16) -> ConnectionInfo {
+        let addr = match self.template.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        self.template.clone().set_addr(addr)
+    }
+
+    /// Asks the sentinels in turn where the master is.
+    pub(crate) async fn master_info(
+        &self,
+        nodes: &Nodes,
+        config: &AsyncConnectionConfig,
+    ) -> RedisResult<ConnectionInfo> {
+        let mut last = None;
+        for url in &self.sentinels {
+            let attempt = async {
+                let client = nodes.client(url.as_str().into_connection_info()?)?;
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?;
+                let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(&self.master)
+                    .query_async(&mut conn)
+                    .await?;
+                addr.ok_or_else(|| self.unknown_master())
+            }
+            .await;
+            match attempt {
+                Ok((host, port)) => return Ok(self.master_at(host, port)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| self.unknown_master()))
+    }
+
+    /// As [`master_info`](Self::master_info), blocking (for the stream sink's thread).
+    pub(crate) fn master_info_blocking(
+        &self,
+        nodes: &Nodes,
+        timeout: std::time::Duration,
+    ) -> RedisResult<ConnectionInfo> {
+        let mut last = None;
+        for url in &self.sentinels {
+            let attempt = (|| {
+                let client = nodes.client(url.as_str().into_connection_info()?)?;
+                let mut conn = client.get_connection_with_timeout(timeout)?;
+                conn.set_read_timeout(Some(timeout))?;
+                let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(&self.master)
+                    .query(&mut conn)?;
+                addr.ok_or_else(|| self.unknown_master())
+            })();
+            match attempt {
+                Ok((host, port)) => return Ok(self.master_at(host, port)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| self.unknown_master()))
+    }
+
+    fn unknown_master(&self) -> RedisError {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "no sentinel knows the master",
+            self.master.clone(),
+        ))
+    }
+
+    /// A connection to the current master: asks the sentinels, connects, and checks
+    /// that the node is a master (a sentinel may not have seen a failover yet).
+    pub(crate) async fn connect(
+        &self,
+        nodes: &Nodes,
+        config: &AsyncConnectionConfig,
+    ) -> RedisResult<MultiplexedConnection> {
+        let info = self.master_info(nodes, config).await?;
+        let client = nodes.client(info)?;
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(config)
+            .await?;
+        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
+        match role.first() {
+            Some(Value::BulkString(r)) if r == b"master" => Ok(conn),
+            _ => Err(RedisError::from((
+                ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                "the node the sentinels named is not a master (yet)",
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_form() {
+        let s =
+            Sentinel::parse_url("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            s.sentinels,
+            ["redis://10.0.0.1:26379", "redis://10.0.0.2:26380"]
+        );
+        assert_eq!(s.master, "mymaster");
+        assert_eq!(s.template.redis_settings().db(), 2);
+        assert_eq!(s.template.redis_settings().password(), Some("pw"));
+        assert!(!s.tls());
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("pw"), "{debug}");
+
+        let s = Sentinel::parse_url("rediss+sentinel://app:pw@s1:26379/cache")
+            .unwrap()
+            .unwrap();
+        assert!(s.tls());
+        assert_eq!(s.template.redis_settings().username(), Some("app"));
+        assert_eq!(s.template.redis_settings().db(), 0);
+
+        assert!(Sentinel::parse_url("redis://host:6379").is_none());
+        for bad in [
+            "redis+sentinel://s1:26379",
+            "redis+sentinel://s1:26379/",
+            "redis+sentinel:///m",
+            "redis+sentinel://s1:26379/m/0/x",
+            "redis+sentinel://s1:notaport/m",
+        ] {
+            assert!(
+                matches!(Sentinel::parse_url(bad), Some(Err(_))),
+                "{bad} was accepted"
+            );
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Redis behind Sentinel: one master, one replica and three sentinels on loopback.
+//! The conformance suite runs on such a deployment (`conformance.rs`, module
+//! `sentinel`); here the master is killed under load, and misconfigurations are typed
+//! errors.
+
+mod common;
+#[path = "../examples/shared/routes.rs"]
+mod routes;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Client, Sentinels};
+use tower_redis_session::events::{EventKind, SessionEvent};
+use tower_redis_session::{ConfigError, RedisStore, SessionConfig, SessionLayer, StoreError};
+
+/// Waits until the replica has every write the master has.
+fn replica_caught_up(set: &mut Sentinels) {
+    let offset = |info: String, key: &str| -> Option<u64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let start = Instant::now();
+    loop {
+        let master = set.nodes[0].raw("INFO replication").unwrap_or_default();
+        let replica = set.nodes[1].raw("INFO replication").unwrap_or_default();
+        let (m, r) = (
+            offset(master, "master_repl_offset:"),
+            offset(replica, "slave_repl_offset:"),
+        );
+        if m.is_some() && m == r {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "replica behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_killed_under_load_fails_over_without_a_restart() {
+    let mut set = Sentinels::start("failover");
+    let store = RedisStore::sentinel_builder(set.sentinel_urls(), "failover")
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .wait_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    store.check().await.unwrap();
+    let app =
+        routes::routes().layer(SessionLayer::new(store.clone(), SessionConfig::default()).unwrap());
+
+    // An expiry watcher on a second layer (1 s idle) follows the master too.
+    let events: Arc<Mutex<Vec<SessionEvent>>> = Arc::default();
+    let sink = events.clone();
+    let short = SessionLayer::new(
+        store.clone(),
+        SessionConfig::default().with_idle_timeout(Duration::from_secs(1)),
+    )
+    .unwrap()
+    .with_events(move |e: &SessionEvent| sink.lock().unwrap().push(e.clone()));
+    let watcher = store.watch_expired(&short).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), watcher.subscribed())
+        .await
+        .expect("subscribed on the master");
+
+    let mut c = Client::new(app.clone());
+    c.post("/login?user=alice").await;
+    assert_eq!(c.post("/set?key=color&value=blue").await.status, 200);
+    // Written more than 1 s before the kill, and replicated.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    replica_caught_up(&mut set);
+
+    // Load: four clients writing their own sessions without pause.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let load: Vec<_> = (0..4)
+        .map(|i| {
+            let (app, stop, seen) = (app.clone(), stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut c = Client::new(app);
+                c.post(&format!("/login?user=load{i}")).await;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = c.post("/incr").await;
+                    seen.lock().unwrap().push(r.status.as_u16());
+                    if r.status != 200 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    set.nodes[0].kill(); // SIGKILL
+    let killed = Instant::now();
+    let mut statuses = Vec::new();
+    let recovered = loop {
+        let r = c.get("/get?key=color").await;
+        statuses.push(r.status.as_u16());
+        if r.status == 200 {
+            assert_eq!(r.body, "blue", "the session written before the kill");
+            break killed.elapsed();
+        }
+        assert_eq!(r.status, 503, "only 503 while failing over: {r:?}");
+        assert!(r.set_cookie.is_none(), "the cookie survives the failover");
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no recovery: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Writes work on the new master.
+    let write = loop {
+        let r = c.post("/set?key=color&value=green").await;
+        if r.status == 200 {
+            break killed.elapsed();
+        }
+        assert_eq!(r.status, 503);
+        assert!(killed.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(c.get("/get?key=color").await.body, "green");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|s| *s == 200 || *s == 503),
+        "only 200 and 503 under load: {seen:?}"
+    );
+    let unavailable = seen.iter().filter(|s| **s == 503).count();
+    assert!(unavailable > 0, "the load saw the failover");
+    assert_eq!(*seen.last().unwrap(), 200, "the load recovered");
+    eprintln!(
+        "sentinel failover: reads back after {recovered:?}, writes after {write:?}; \
+         {unavailable} of {} load requests answered 503",
+        seen.len()
+    );
+
+    // The watcher re-subscribed on the new master: an expiry there is reported.
+    tokio::time::timeout(Duration::from_secs(10), watcher.subscribed())
+        .await
+        .expect("subscribed again");
+    let mut short_client = Client::new(routes::routes().layer(short.clone()));
+    short_client.post("/login?user=after").await;
+    let start = Instant::now();
+    loop {
+        let expired = events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == EventKind::Expired && e.user_id.as_deref() == Some("after"));
+        if expired {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no expiry reported after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watcher.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_misconfigurations_are_typed_errors() {
+    let set = &*common::stores::SENTINELS;
+    // A master name the sentinels do not monitor.
+    let store = RedisStore::sentinel_builder(set.sentinel_urls(), "nosuchmaster")
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    match store.check().await {
+        Err(StoreError::Connect(e)) => {
+            assert!(
+                e.to_string().contains("no sentinel knows the master"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(3));
+    // No sentinel reachable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = RedisStore::from_url(&format!("redis+sentinel://127.0.0.1:{port}/shared")).unwrap();
+    assert!(matches!(store.check().await, Err(StoreError::Connect(_))));
+    let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
+    assert_eq!(Client::new(app).post("/incr").await.status, 503);
+    // Malformed URL forms and empty settings.
+    for url in [
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+sentinel:///shared",
+    ] {
+        assert!(
+            matches!(RedisStore::from_url(url), Err(ConfigError::Sentinel(_))),
+            "{url}"
+        );
+    }
+    assert!(matches!(
+        RedisStore::sentinel_builder(Vec::<String>::new(), "m").build(),
+        Err(ConfigError::Sentinel(_))
+    ));
+    // The master's password is checked, and never shown.
+    let store = RedisStore::sentinel_builder(set.sentinel_urls(), "shared")
+        .master_auth(None, "hunter2", 0)
+        .build()
+        .unwrap();
+    let e = store.check().await.unwrap_err();
+    let debug = format!(
+        "{e} {e:?} {store:?} {:?}",
+        RedisStore::sentinel_builder(set.sentinel_urls(), "shared").master_auth(
+            Some("app"),
+            "hunter2",
+            0
+        )
+    );
+    assert!(matches!(e, StoreError::Connect(_)), "{debug}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_and_the_url_form_reach_the_same_master() {
+    let set = &*common::stores::SENTINELS;
+    let by_url = RedisStore::from_url(&set.url())
+        .unwrap()
+        .with_namespace("sentinel-forms")
+        .unwrap();
+    let by_builder = RedisStore::sentinel_builder(set.sentinel_urls(), "shared")
+        .build()
+        .unwrap()
+        .with_namespace("sentinel-forms")
+        .unwrap();
+    by_builder.check().await.unwrap();
+    let mut c = Client::new(
+        routes::routes().layer(SessionLayer::new(by_url, SessionConfig::default()).unwrap()),
+    );
+    c.post("/login?user=ivy").await;
+    c.app =
+        routes::routes().layer(SessionLayer::new(by_builder, SessionConfig::default()).unwrap());
+    assert_eq!(c.get("/read").await.body, "ivy");
+}
