@@ -21,3 +21,8 @@ fi
 redis-server --version
 
 cargo test --all-features "$@"
+
+# The same tests against Valkey 8 (skip with SKIP_VALKEY=1).
+if [ "${SKIP_VALKEY:-}" != 1 ] && [ $# -eq 0 ]; then
+  bash scripts/valkey.sh
+fi

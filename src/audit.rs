@@ -125,6 +125,22 @@ impl Conn {
     }
 }
 
+/// Valkey (8.1 checked) counts stream entries trimmed before a group read them as read
+/// (`entries-read`), so [`AuditWriter::missed`] cannot see them there: say so once.
+async fn warn_if_trims_are_unreported(redis: &mut Conn) {
+    let info: Result<Value, _> = redis.query(redis::cmd("INFO").arg("server")).await;
+    let mut texts = Vec::new();
+    if let Ok(info) = info {
+        crate::store::redis::collect_text(&info, &mut texts);
+    }
+    if texts.iter().any(|t| t.contains("server_name:valkey")) {
+        tracing::warn!(
+            "audit: on Valkey, events trimmed from the stream before they were read are \
+             not counted (missed() stays 0); size MAXLEN generously"
+        );
+    }
+}
+
 /// Copies a namespace's event stream into PostgreSQL. See the [module docs](self).
 pub struct AuditWriter {
     redis: Conn,
@@ -244,7 +260,8 @@ impl AuditWriter {
         Self::with(Conn::Cluster(redis), namespace, postgres).await
     }
 
-    async fn with(redis: Conn, namespace: &str, postgres: &str) -> Result<Self, AuditError> {
+    async fn with(mut redis: Conn, namespace: &str, postgres: &str) -> Result<Self, AuditError> {
+        warn_if_trims_are_unreported(&mut redis).await;
         let (pg, connection) = tokio_postgres::connect(postgres, tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -33,6 +33,8 @@ mod watch;
 #[cfg(feature = "tls")]
 pub use self::tls::RedisTls;
 
+#[cfg_attr(not(feature = "audit-postgres"), allow(unused_imports))]
+pub(crate) use self::pool::collect_text;
 use self::pool::{
     ClusterManager, Conn, Manager, OwnClusterPool, OwnPool, OwnSentinelPool, SentinelManager,
     Shared,
