@@ -10,7 +10,10 @@
 //! `AUDIT_CONSUMER` (default `audit-1`) names this instance in the consumer group:
 //! keep it stable across restarts so it resumes its unacknowledged entries.
 //! `AUDIT_BATCH` (default 100) is the most events per transaction.
+//! `DATABASE_CA_FILE` (a PEM file) turns on TLS to PostgreSQL, verified with that CA;
+//! add `sslmode=require` to `DATABASE_URL` so that a server without TLS is refused.
 
+use tower_redis_session::TlsConfig;
 use tower_redis_session::audit::AuditWriter;
 
 #[tokio::main]
@@ -25,14 +28,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|_| "set DATABASE_URL to a PostgreSQL connection string")?;
     let namespace = env("SESSION_NAMESPACE", "session");
     let batch: usize = env("AUDIT_BATCH", "100").parse()?;
-    let mut writer = AuditWriter::connect(
-        &env("REDIS_URL", "redis://127.0.0.1:6379"),
-        &namespace,
-        &database,
-    )
-    .await?
-    .consumer(env("AUDIT_CONSUMER", "audit-1"))
-    .batch(batch);
+    let redis = env("REDIS_URL", "redis://127.0.0.1:6379");
+    let writer = match std::env::var("DATABASE_CA_FILE") {
+        Ok(ca) => {
+            let tls = TlsConfig::new().ca_file(ca);
+            AuditWriter::connect_tls(&redis, &namespace, &database, &tls).await?
+        }
+        Err(_) => AuditWriter::connect(&redis, &namespace, &database).await?,
+    };
+    let mut writer = writer
+        .consumer(env("AUDIT_CONSUMER", "audit-1"))
+        .batch(batch);
     println!("audit writer: {namespace}:events -> session_audit");
     loop {
         let n = writer.step().await?;

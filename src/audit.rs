@@ -89,6 +89,9 @@ pub enum AuditError {
     /// PostgreSQL failed.
     #[error("postgres failed")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The TLS settings cannot be used.
+    #[error("invalid audit writer settings")]
+    Config(#[from] crate::ConfigError),
 }
 
 /// One stream entry.
@@ -122,6 +125,18 @@ impl Conn {
         };
         // A server error (e.g. BUSYGROUP) stays an error with its code.
         Ok(redis::from_redis_value(value.extract_error()?)?)
+    }
+}
+
+/// Runs a PostgreSQL connection until it ends, logging why.
+async fn log_end<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(
+    connection: F,
+) {
+    if let Err(e) = connection.await {
+        tracing::error!(
+            error = &e as &dyn std::error::Error,
+            "audit: postgres connection ended"
+        );
     }
 }
 
@@ -238,7 +253,27 @@ impl AuditWriter {
         let redis = redis::Client::open(redis_url)?
             .get_multiplexed_async_connection()
             .await?;
-        Self::with(Conn::Single(redis), namespace, postgres).await
+        Self::with(Conn::Single(redis), namespace, postgres, None).await
+    }
+
+    /// As [`connect`](Self::connect), over TLS to PostgreSQL, verified with `tls` (a
+    /// private CA, or the system trust store; and a client certificate if the server
+    /// asks for one). Put `sslmode=require` in the connection string so that a server
+    /// that does not offer TLS is refused.
+    ///
+    /// # Errors
+    /// [`AuditError::Config`] for unusable TLS files, else as [`connect`](Self::connect)
+    /// (a certificate the CA did not sign fails the PostgreSQL connection).
+    pub async fn connect_tls(
+        redis_url: &str,
+        namespace: &str,
+        postgres: &str,
+        tls: &crate::TlsConfig,
+    ) -> Result<Self, AuditError> {
+        let redis = redis::Client::open(redis_url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        Self::with(Conn::Single(redis), namespace, postgres, Some(tls)).await
     }
 
     /// As [`connect`](Self::connect), for a stream on a Redis Cluster (given some of
@@ -257,20 +292,31 @@ impl AuditWriter {
             .build()?
             .get_async_connection()
             .await?;
-        Self::with(Conn::Cluster(redis), namespace, postgres).await
+        Self::with(Conn::Cluster(redis), namespace, postgres, None).await
     }
 
-    async fn with(mut redis: Conn, namespace: &str, postgres: &str) -> Result<Self, AuditError> {
+    async fn with(
+        mut redis: Conn,
+        namespace: &str,
+        postgres: &str,
+        tls: Option<&crate::TlsConfig>,
+    ) -> Result<Self, AuditError> {
         warn_if_trims_are_unreported(&mut redis).await;
-        let (pg, connection) = tokio_postgres::connect(postgres, tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(
-                    error = &e as &dyn std::error::Error,
-                    "audit: postgres connection ended"
-                );
+        let pg = match tls {
+            Some(tls) => {
+                let connector =
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls.rustls_client_config()?);
+                let (pg, connection) = tokio_postgres::connect(postgres, connector).await?;
+                tokio::spawn(log_end(connection));
+                pg
             }
-        });
+            None => {
+                let (pg, connection) =
+                    tokio_postgres::connect(postgres, tokio_postgres::NoTls).await?;
+                tokio::spawn(log_end(connection));
+                pg
+            }
+        };
         Ok(Self {
             redis,
             pg,

@@ -171,6 +171,8 @@ mod layer;
 mod service;
 pub mod session;
 pub mod store;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod tokens;
 pub mod users;
 
@@ -185,4 +187,6 @@ pub use session::id::{SessionHandle, SessionKey};
 pub use store::{
     ExpiryWatcher, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey,
 };
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 pub use users::{ListCursor, SessionInfo, SessionPage, Users};

@@ -544,3 +544,72 @@ async fn events_trimmed_before_they_were_read_are_counted_once() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+/// TLS to PostgreSQL: a server that accepts only TLS, the writer verifying it with the
+/// CA that signed its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
+    use tower_redis_session::TlsConfig;
+    use tower_redis_session::audit::AuditError;
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("trs-pg-certs-{}", std::process::id()));
+    let certs = common::tls::Certs::generate(&dir);
+    let postgres = Postgres::start_tls(&certs);
+    let ns = "audit-tls";
+    let app = app(&redis.url(), ns);
+    traffic(&app, 5).await; // 15 events
+    let tls_conn = format!("{} sslmode=require", postgres.conn_str());
+
+    // Without TLS the server refuses the connection.
+    assert!(matches!(
+        AuditWriter::connect(&redis.url(), ns, &postgres.conn_str()).await,
+        Err(AuditError::Postgres(_))
+    ));
+    // A CA that did not sign the server's certificate: refused by the writer.
+    let wrong = TlsConfig::new().ca_pem(certs.other_ca_pem.clone());
+    match AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &wrong).await {
+        Err(AuditError::Postgres(e)) => {
+            let chain = format!("{e:?}");
+            assert!(chain.contains("UnknownIssuer"), "{chain}");
+        }
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("connected with a wrong CA"),
+    }
+    // No CA given: the system trust store does not know the test CA.
+    assert!(matches!(
+        AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &TlsConfig::new()).await,
+        Err(AuditError::Postgres(_))
+    ));
+    // A missing CA file is a configuration error.
+    let missing = TlsConfig::new().ca_file("/nonexistent/ca.crt");
+    assert!(matches!(
+        AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &missing).await,
+        Err(AuditError::Config(_))
+    ));
+
+    // The right CA: every event arrives, over TLS.
+    let right = TlsConfig::new().ca_file(certs.path("ca.crt"));
+    let mut writer = AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &right)
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    assert_eq!(drain(&mut writer).await, 15);
+    let (db, conn) = tokio_postgres::connect(&postgres.socket_conn_str(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(row_ids(&db, ns).await.len(), 15);
+    // The writer's own session is encrypted: PostgreSQL says so.
+    let ssl: Vec<bool> = db
+        .query(
+            "SELECT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE client_addr IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!ssl.is_empty() && ssl.iter().all(|s| *s), "{ssl:?}");
+}

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::stores::{TLS, TLS_CLUSTER, client_tls};
 use common::{Client, RedisServer};
+use tower_redis_session::TlsConfig;
 use tower_redis_session::events::{EventKind, SessionEvent};
-use tower_redis_session::store::RedisTls;
 use tower_redis_session::{ConfigError, RedisStore, SessionConfig, SessionLayer};
 
 /// A builder with short timeouts, so a failure shows quickly.
@@ -46,13 +46,13 @@ async fn mutual_tls_is_verified_both_ways() {
         "ok"
     );
     // The same from files.
-    let files = RedisTls::new()
+    let files = TlsConfig::new()
         .ca_file(certs.path("ca.crt"))
         .client_cert_files(certs.path("client.crt"), certs.path("client.key"));
     assert_eq!(check(quick(server.tls_url()).tls(files)).await, "ok");
 
     // A CA that did not sign the server's certificate.
-    let wrong_ca = RedisTls::new()
+    let wrong_ca = TlsConfig::new()
         .ca_pem(certs.other_ca_pem.clone())
         .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
     let e = check(quick(server.tls_url()).tls(wrong_ca)).await;
@@ -64,7 +64,7 @@ async fn mutual_tls_is_verified_both_ways() {
     let e = check(quick(server.tls_url())).await;
     assert!(e.contains("UnknownIssuer"), "{e}");
     // The server requires a client certificate.
-    let e = check(quick(server.tls_url()).tls(RedisTls::new().ca_pem(certs.ca_pem.clone()))).await;
+    let e = check(quick(server.tls_url()).tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))).await;
     assert!(e.starts_with("cannot connect to Redis"), "{e}");
     // A plaintext URL on the TLS port.
     let plain = server.tls_url().replace("rediss://", "redis://");
@@ -72,7 +72,7 @@ async fn mutual_tls_is_verified_both_ways() {
     assert!(e.starts_with("cannot connect to Redis"), "{e}");
     // Skipping verification only when the URL asks for it (the client certificate is
     // still presented).
-    let insecure = RedisTls::new()
+    let insecure = TlsConfig::new()
         .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
     let url = format!("{}/#insecure", server.tls_url());
     assert_eq!(check(quick(url).tls(insecure)).await, "ok");
@@ -92,7 +92,7 @@ async fn a_rediss_url_without_settings_needs_a_trusted_server() {
         "ok"
     );
     assert_eq!(
-        check(quick(server.tls_url()).tls(RedisTls::new().ca_pem(certs.ca_pem.clone()))).await,
+        check(quick(server.tls_url()).tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))).await,
         "ok"
     );
 }
@@ -100,7 +100,7 @@ async fn a_rediss_url_without_settings_needs_a_trusted_server() {
 #[test]
 fn bad_tls_settings_are_config_errors_at_build() {
     let missing = RedisStore::builder("rediss://127.0.0.1:1")
-        .tls(RedisTls::new().ca_file("/nonexistent/ca.crt"))
+        .tls(TlsConfig::new().ca_file("/nonexistent/ca.crt"))
         .build();
     match missing {
         Err(ConfigError::TlsFile { path, .. }) => {
@@ -111,7 +111,7 @@ fn bad_tls_settings_are_config_errors_at_build() {
     let key =
         "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n";
     let garbage = RedisStore::builder("rediss://127.0.0.1:1")
-        .tls(RedisTls::new().client_cert_pem("not a certificate", key))
+        .tls(TlsConfig::new().client_cert_pem("not a certificate", key))
         .build();
     match garbage {
         Err(e @ ConfigError::Tls(_)) => {
@@ -124,7 +124,7 @@ fn bad_tls_settings_are_config_errors_at_build() {
         other => panic!("{other:?}"),
     }
     // Debug names what is configured, never the key.
-    let tls = RedisTls::new()
+    let tls = TlsConfig::new()
         .ca_file("/etc/ca.crt")
         .client_cert_pem("cert", key);
     let debug = format!("{tls:?}");
@@ -143,7 +143,7 @@ fn bad_tls_settings_are_config_errors_at_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_store_that_cannot_connect_answers_503_and_never_panics() {
     let (certs, server) = &*TLS;
-    let wrong_ca = RedisTls::new()
+    let wrong_ca = TlsConfig::new()
         .ca_pem(certs.other_ca_pem.clone())
         .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
     let store = quick(server.tls_url()).tls(wrong_ca).build().unwrap();
@@ -163,7 +163,7 @@ async fn a_tls_store_that_cannot_connect_answers_503_and_never_panics() {
 async fn expiry_watcher_and_stream_sink_over_tls_on_a_cluster() {
     let (certs, cluster) = &*TLS_CLUSTER;
     let store = RedisStore::cluster_builder(cluster.tls_urls())
-        .tls(RedisTls::new().ca_pem(certs.ca_pem.clone()))
+        .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
         .build()
         .unwrap()
         .with_namespace("tls-watched")

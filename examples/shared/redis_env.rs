@@ -6,20 +6,20 @@
 #![allow(dead_code)] // each example uses a different part
 
 use tower_redis_session::RedisStoreBuilder;
-use tower_redis_session::store::RedisTls;
+use tower_redis_session::TlsConfig;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The TLS settings the environment asks for, if any.
-fn tls() -> Option<RedisTls> {
+fn tls() -> Option<TlsConfig> {
     let ca = var("REDIS_CA_FILE");
     let client = var("REDIS_CLIENT_CERT_FILE").zip(var("REDIS_CLIENT_KEY_FILE"));
     if ca.is_none() && client.is_none() {
         return None;
     }
-    let mut tls = RedisTls::new();
+    let mut tls = TlsConfig::new();
     if let Some(ca) = ca {
         tls = tls.ca_file(ca);
     }

@@ -17,8 +17,6 @@ mod user_key;
 mod watcher;
 
 pub use memory::MemoryStore;
-#[cfg(feature = "tls")]
-pub use redis::RedisTls;
 pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 pub use user_key::UserKey;
 pub use watcher::ExpiryWatcher;

@@ -13,6 +13,8 @@ pub struct Postgres {
     dir: PathBuf,
     bin: PathBuf,
     watchdog: Option<Child>,
+    /// Extra `postgres -c` settings.
+    settings: Vec<String>,
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb`, or whatever is on PATH.
@@ -68,6 +70,16 @@ fn as_postgres(program: &Path) -> Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// A server that accepts only TLS connections (`hostssl` in `pg_hba.conf`), with
+    /// the server certificate of `certs`.
+    pub fn start_tls(certs: &super::tls::Certs) -> Postgres {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&super::tls::Certs>) -> Postgres {
         let bin = bin_dir();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -96,11 +108,40 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut settings = Vec::new();
+        if let Some(certs) = certs {
+            for name in ["server.crt", "server.key", "ca.crt"] {
+                std::fs::copy(certs.path(name), data.join(name)).expect("copy certificate");
+            }
+            let owned = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "chmod 600 '{d}/server.key' && {{ [ \"$(id -u)\" != 0 ] || chown postgres:postgres '{d}/server.crt' '{d}/server.key' '{d}/ca.crt'; }}",
+                    d = data.display()
+                ))
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(owned, "could not hand the certificates to postgres");
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\nlocal all all trust\n",
+            )
+            .expect("pg_hba.conf");
+            for setting in [
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+                "ssl_ca_file=ca.crt",
+            ] {
+                settings.push(setting.to_owned());
+            }
+        }
         let mut pg = Postgres {
             port,
             dir,
             bin,
             watchdog: None,
+            settings,
         };
         pg.spawn();
         pg
@@ -138,6 +179,7 @@ impl Postgres {
             .arg("-k")
             .arg(&self.dir)
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -156,6 +198,16 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("postgres on port {} did not start", self.port);
+    }
+
+    /// A connection string over the local socket (allowed without TLS), for tests to
+    /// inspect a TLS-only server.
+    pub fn socket_conn_str(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// A `tokio_postgres` connection string.

@@ -162,8 +162,8 @@ pub static TLS_CLUSTER: std::sync::LazyLock<(super::tls::Certs, super::RedisClus
 
 /// The CA and client certificate of `certs`, as a store takes them.
 #[cfg(feature = "tls")]
-pub fn client_tls(certs: &super::tls::Certs) -> tower_redis_session::store::RedisTls {
-    tower_redis_session::store::RedisTls::new()
+pub fn client_tls(certs: &super::tls::Certs) -> tower_redis_session::TlsConfig {
+    tower_redis_session::TlsConfig::new()
         .ca_pem(certs.ca_pem.clone())
         .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone())
 }
@@ -189,7 +189,7 @@ pub fn tls_cluster_store(namespace: &str) -> RedisStore {
     let (certs, cluster) = &*TLS_CLUSTER;
     register(namespace, cluster.urls());
     RedisStore::cluster_builder(cluster.tls_urls())
-        .tls(tower_redis_session::store::RedisTls::new().ca_file(certs.path("ca.crt")))
+        .tls(tower_redis_session::TlsConfig::new().ca_file(certs.path("ca.crt")))
         .build()
         .unwrap()
         .with_namespace(namespace)

@@ -25,13 +25,11 @@ mod pool;
 mod salt;
 mod sentinel;
 mod sink;
-#[cfg(feature = "tls")]
-mod tls;
 mod tokens;
 mod watch;
 
 #[cfg(feature = "tls")]
-pub use self::tls::RedisTls;
+use crate::tls::{self, TlsConfig};
 
 #[cfg_attr(not(feature = "audit-postgres"), allow(unused_imports))]
 pub(crate) use self::pool::collect_text;
@@ -306,7 +304,7 @@ pub struct RedisStoreBuilder {
     response_timeout: Duration,
     timeout: Duration,
     #[cfg(feature = "tls")]
-    tls: Option<RedisTls>,
+    tls: Option<TlsConfig>,
 }
 
 impl RedisStoreBuilder {
@@ -332,7 +330,7 @@ impl RedisStoreBuilder {
     /// it, `rediss://` verifies the server against the system trust store. Feature
     /// `tls` (on by default).
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: RedisTls) -> Self {
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }

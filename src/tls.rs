@@ -1,9 +1,10 @@
-//! TLS settings for connections to Redis (feature `tls`, on by default).
+//! TLS settings for connections to Redis and to PostgreSQL (feature `tls`, on by
+//! default), on rustls with the ring provider.
 //!
-//! A `rediss://` URL is enough for a server whose certificate chains to the system
-//! trust store. [`RedisTls`] adds a private CA and a client certificate (mutual TLS).
-//! Certificate verification is skipped only when the URL asks for it explicitly
-//! (`rediss://host:port/#insecure`).
+//! A `rediss://` URL is enough for a Redis whose certificate chains to the system
+//! trust store. [`TlsConfig`] adds a private CA and a client certificate (mutual TLS).
+//! Certificate verification is skipped only when the Redis URL asks for it explicitly
+//! (`rediss://host:port/#insecure`); for PostgreSQL, never.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,14 +14,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::ConfigError;
 
-/// A CA and client certificate for TLS connections to Redis, in PEM.
+/// A CA and client certificate for TLS connections, in PEM: to Redis
+/// ([`RedisStoreBuilder::tls`](crate::RedisStoreBuilder::tls)) or to PostgreSQL (the
+/// audit writer).
 ///
 /// ```rust,no_run
-/// use tower_redis_session::{RedisStore, store::RedisTls};
+/// use tower_redis_session::{RedisStore, TlsConfig};
 ///
 /// let store = RedisStore::builder("rediss://redis.internal:6380")
 ///     .tls(
-///         RedisTls::new()
+///         TlsConfig::new()
 ///             .ca_file("/etc/redis-tls/ca.crt")
 ///             .client_cert_files("/etc/redis-tls/client.crt", "/etc/redis-tls/client.key"),
 ///     )
@@ -29,7 +32,7 @@ use crate::ConfigError;
 /// ```
 #[derive(Clone, Default)]
 #[must_use]
-pub struct RedisTls {
+pub struct TlsConfig {
     ca: Option<Pem>,
     client: Option<(Pem, Pem)>,
 }
@@ -62,17 +65,17 @@ impl fmt::Debug for Pem {
     }
 }
 
-impl fmt::Debug for RedisTls {
+impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // File names and whether each part is set; never the key material.
-        f.debug_struct("RedisTls")
+        f.debug_struct("TlsConfig")
             .field("ca", &self.ca)
             .field("client_cert", &self.client.as_ref().map(|(cert, _)| cert))
             .finish_non_exhaustive()
     }
 }
 
-impl RedisTls {
+impl TlsConfig {
     /// No CA (the system trust store) and no client certificate.
     pub fn new() -> Self {
         Self::default()
@@ -108,7 +111,7 @@ impl RedisTls {
     }
 
     /// The certificates, read and parsed, as the `redis` crate takes them.
-    pub(super) fn certificates(&self) -> Result<redis::TlsCertificates, ConfigError> {
+    pub(crate) fn certificates(&self) -> Result<redis::TlsCertificates, ConfigError> {
         let certificates = redis::TlsCertificates {
             client_tls: match &self.client {
                 Some((cert, key)) => Some(redis::ClientTlsConfig {
@@ -139,6 +142,48 @@ impl RedisTls {
     }
 }
 
+impl TlsConfig {
+    /// A rustls client configuration: the CA if given, else the system trust store;
+    /// the client certificate if given. Verification is always on.
+    #[cfg(feature = "audit-postgres")]
+    pub(crate) fn rustls_client_config(&self) -> Result<rustls::ClientConfig, ConfigError> {
+        install_crypto_provider();
+        let certs = self.certificates()?;
+        let mut roots = rustls::RootCertStore::empty();
+        match &certs.root_cert {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem).flatten() {
+                    roots.add(cert).map_err(|_| {
+                        ConfigError::Tls("the CA PEM holds an invalid certificate".into())
+                    })?;
+                }
+            }
+            None => {
+                // Unreadable system certificates are skipped; an empty store fails the
+                // handshake with a clear "unknown issuer".
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+        match certs.client_tls {
+            Some(client) => {
+                let chain: Vec<_> = CertificateDer::pem_slice_iter(&client.client_cert)
+                    .flatten()
+                    .collect();
+                let key = PrivateKeyDer::from_pem_slice(&client.client_key).map_err(|_| {
+                    ConfigError::Tls("the client key is not a PEM private key".into())
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| ConfigError::Tls(format!("client certificate: {e}")))
+            }
+            None => Ok(builder.with_no_client_auth()),
+        }
+    }
+}
+
 /// Fails unless `pem` holds at least one certificate, and every one parses.
 fn require_certificates(pem: &[u8], what: &str) -> Result<(), ConfigError> {
     let mut found = 0;
@@ -163,7 +208,7 @@ fn webpki_parse(cert: &CertificateDer<'_>) -> Result<(), ()> {
 /// Makes ring the process's rustls provider unless the application installed one, so
 /// that a TLS connection never fails (or panics) for want of a provider when another
 /// crate enables a second rustls backend.
-pub(super) fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race to another installer is fine: a provider is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
