@@ -100,7 +100,7 @@ async fn a_wrong_password_is_a_connect_error_without_the_password() {
 
 /// A request on a store with a wrong password: 503, and the log line says why without
 /// the password.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_logged_without_the_password() {
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -119,7 +119,9 @@ async fn a_wrong_password_is_logged_without_the_password() {
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global (the only test here that sets it): a thread-local subscriber can miss
+    // events whose callsites another test thread registered first.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     store_as("acl-logged", "right-password", &rules_for("acl-logged"));
     let store = RedisStore::from_url(&format!(
         "redis://acl-logged:hunter2-logged@127.0.0.1:{}",
