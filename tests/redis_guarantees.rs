@@ -439,7 +439,9 @@ async fn failures_are_logged_without_secrets() {
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global (the only test here that sets it): a thread-local subscriber can miss
+    // events whose callsites another test thread registered first.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let mut server = RedisServer::start();
     let app = app(&server.url(), SessionConfig::default());
