@@ -7,8 +7,6 @@ mod common;
 #[path = "../examples/shared/routes.rs"]
 mod routes;
 
-use std::sync::{Arc, Mutex};
-
 use common::Client;
 use common::stores::ACL_SERVER;
 use tower_redis_session::{RedisStore, SessionConfig, SessionLayer, StoreError};
@@ -102,26 +100,7 @@ async fn a_wrong_password_is_a_connect_error_without_the_password() {
 /// the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_logged_without_the_password() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    // Global (the only test here that sets it): a thread-local subscriber can miss
-    // events whose callsites another test thread registered first.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = common::logs::Logs::capture();
     store_as("acl-logged", "right-password", &rules_for("acl-logged"));
     let store = RedisStore::from_url(&format!(
         "redis://acl-logged:hunter2-logged@127.0.0.1:{}",
@@ -132,7 +111,7 @@ async fn a_wrong_password_is_logged_without_the_password() {
         routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap()),
     );
     assert_eq!(c.post("/incr").await.status, 503);
-    let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(logs.contains("session store unavailable"), "{logs}");
     assert!(logs.contains("cannot connect to Redis"), "{logs}");
     assert!(!logs.contains("hunter2"), "{logs}");

@@ -422,26 +422,7 @@ async fn store_error_response_is_configurable() {
 /// Logs capture: a store failure is logged, and no cookie value ever appears in logs.
 #[tokio::test(flavor = "current_thread")]
 async fn failures_are_logged_without_secrets() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    // Global (the only test here that sets it): a thread-local subscriber can miss
-    // events whose callsites another test thread registered first.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = common::logs::Logs::capture();
 
     let mut server = RedisServer::start();
     let app = app(&server.url(), SessionConfig::default());
@@ -454,7 +435,7 @@ async fn failures_are_logged_without_secrets() {
     server.stop();
     assert_eq!(c.get("/read").await.status, 503);
 
-    let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(logs.contains("session store unavailable"), "{logs}");
     assert!(logs.contains("rejected session cookie"), "{logs}");
     let secret = cookie.split_once('.').unwrap().1;

@@ -23,6 +23,7 @@ macro_rules! store_cases {
 pub mod client;
 pub mod cluster;
 pub mod example_bin;
+pub mod logs;
 pub mod postgres;
 pub mod redis_server;
 pub mod sentinel;
