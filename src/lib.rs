@@ -75,7 +75,16 @@
 //! - Redis Cluster: [`RedisStore::cluster`] / [`RedisStore::cluster_builder`] from some
 //!   node URLs, or [`RedisStore::from_cluster_pool`]. Every feature works unchanged; see
 //!   below.
+//! - Sentinel: [`RedisStore::sentinel_builder`], or a
+//!   `redis+sentinel://host:26379,host:26379/<master>` URL; each new connection asks the
+//!   sentinels for the master, so a failover needs no restart.
+//! - TLS (feature `tls`, on by default): `rediss://` URLs, and `TlsConfig` for a
+//!   private CA and client certificates (`RedisStoreBuilder::tls`).
 //! - [`MemoryStore`]: the same semantics in process, for development and tests.
+//!
+//! [`RedisStore::check`] connects at start-up and reports a misconfiguration (TLS,
+//! credentials, server version, ACL) as a typed error; [`RedisStore::acl_rules`] gives
+//! the least-privilege ACL for a store. Redis 7.0+ and Valkey 7.2+ are supported.
 //!
 //! ## Redis Cluster
 //!

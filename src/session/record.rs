@@ -104,7 +104,7 @@ impl Patch {
         self.clear_data
     }
 
-    /// The most data bytes ([`data_size`]) the session may hold once this patch is
+    /// The most data bytes (keys plus values) the session may hold once this patch is
     /// merged with what is stored; 0 for no limit. A store refuses a write that would
     /// pass it with [`WriteOutcome::TooLarge`], writing nothing.
     pub fn max_size(&self) -> usize {

@@ -28,7 +28,7 @@
 //!   follows it through id rotation (`cycle_id`, a new login of the same user).
 //! - **Bearer extractor** ([`Bearer`]): reads `Authorization: Bearer`, answers RFC 6750
 //!   errors, and gives handlers the [`TokenClaims`].
-//! - **JWT access tokens** (feature `jwt`, [`Tokens::with_jwt`]): signature and expiry
+//! - **JWT access tokens** (feature `jwt`, `Tokens::with_jwt`): signature and expiry
 //!   are checked first, so forged tokens cost no Redis command; then the token must still
 //!   be live in Redis.
 //!
