@@ -312,9 +312,7 @@ pub(crate) const MIN_DURATION: Duration = Duration::from_secs(1);
 /// integers that Lua's doubles and `PEXPIRE` represent exactly.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
 
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::time::millis;
 
 /// A per-session expiry override, e.g. "remember me". Stored with the session, so it
 /// applies to every later request.

@@ -263,3 +263,12 @@ impl IntoResponse for SessionError {
         }
     }
 }
+
+/// Logs a store failure (never a key or secret: the error carries neither).
+pub(crate) fn log_store_error(e: &StoreError, op: &'static str) {
+    tracing::error!(
+        error = e as &dyn std::error::Error,
+        op,
+        "session store unavailable"
+    );
+}

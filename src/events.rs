@@ -155,7 +155,7 @@ pub struct SessionEvent {
     /// characters, keyed per process), to correlate repeated attempts.
     pub fingerprint: Option<String>,
     /// For token events: the token family.
-    pub family: Option<crate::tokens::FamilyId>,
+    pub family: Option<crate::id::FamilyId>,
 }
 
 mod unix_ms {

@@ -176,10 +176,12 @@ pub mod cookie;
 pub mod error;
 pub mod events;
 pub mod future;
+mod id;
 mod layer;
 mod service;
 pub mod session;
 pub mod store;
+mod time;
 #[cfg(feature = "tls")]
 mod tls;
 pub mod tokens;
@@ -188,11 +190,11 @@ pub mod users;
 pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit, StoreDownPolicy};
 pub use cookie::{Key, KeyRing};
 pub use error::{ConfigError, InvalidUserId, SessionError, StoreError};
+pub use id::{SessionHandle, SessionKey};
 pub use layer::SessionLayer;
 pub use service::SessionService;
 pub use session::Session;
 pub use session::extractor::MissingSessionLayer;
-pub use session::id::{SessionHandle, SessionKey};
 pub use store::{
     ExpiryWatcher, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey,
 };

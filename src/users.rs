@@ -32,180 +32,12 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::events::{EventKind, RevokeReason};
-use crate::session::{Context, now_ms};
-use crate::{SessionError, SessionHandle, SessionKey};
-
-/// Most sessions one listing returns; [`SessionPage::next`] goes on from there.
-pub const PAGE_SIZE: usize = 100;
-
-/// Where a listing of a user's sessions goes on, from [`SessionPage::next`]. It prints
-/// (`Display`) and parses back, for a "more" link.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct ListCursor(u64);
-
-impl ListCursor {
-    /// The first page.
-    pub const START: Self = Self(0);
-
-    /// A cursor printed by `Display`, or `None` if `s` is not one.
-    pub fn parse(s: &str) -> Option<Self> {
-        s.parse().ok().map(Self)
-    }
-
-    /// For store implementations: a position in the user's index.
-    pub fn from_position(position: u64) -> Self {
-        Self(position)
-    }
-
-    /// For store implementations: the position this cursor stands for.
-    pub fn position(self) -> u64 {
-        self.0
-    }
-}
-
-impl std::fmt::Display for ListCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// One page of a user's sessions: at most [`PAGE_SIZE`], oldest first within the page.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SessionPage {
-    sessions: Vec<SessionInfo>,
-    next: Option<ListCursor>,
-}
-
-impl SessionPage {
-    /// A page (for store implementations): its sessions, and where the next one starts
-    /// (`None` after the last).
-    pub fn new(sessions: Vec<SessionInfo>, next: Option<ListCursor>) -> Self {
-        Self { sessions, next }
-    }
-
-    /// The sessions of this page.
-    pub fn sessions(&self) -> &[SessionInfo] {
-        &self.sessions
-    }
-
-    /// Takes the sessions of this page.
-    pub fn into_sessions(self) -> Vec<SessionInfo> {
-        self.sessions
-    }
-
-    /// Where the next page starts; `None` after the last page.
-    pub fn next(&self) -> Option<ListCursor> {
-        self.next
-    }
-}
-
-/// One live session of a user, as listed.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct SessionInfo {
-    #[serde(skip)]
-    hash: String,
-    handle: SessionHandle,
-    created_ms: i64,
-    last_active_ms: i64,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    current: bool,
-}
-
-fn time(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-impl SessionInfo {
-    /// Builds an entry (for store implementations). `key_hash` is
-    /// [`SessionKey::hash`] of the session.
-    pub fn from_parts(
-        key_hash: String,
-        handle: SessionHandle,
-        created_ms: i64,
-        last_active_ms: i64,
-        ip: Option<String>,
-        user_agent: Option<String>,
-    ) -> Self {
-        Self {
-            hash: key_hash,
-            handle,
-            created_ms,
-            last_active_ms,
-            ip,
-            user_agent,
-            current: false,
-        }
-    }
-
-    /// The public handle: pass it to [`Users::revoke`] or
-    /// [`Session::revoke`](crate::Session::revoke).
-    pub fn handle(&self) -> SessionHandle {
-        self.handle
-    }
-
-    /// When the session was created.
-    pub fn created(&self) -> SystemTime {
-        time(self.created_ms)
-    }
-
-    /// When the session was last written or refreshed (within the refresh threshold).
-    pub fn last_active(&self) -> SystemTime {
-        time(self.last_active_ms)
-    }
-
-    /// The client IP at creation or login, if known.
-    pub fn ip(&self) -> Option<&str> {
-        self.ip.as_deref()
-    }
-
-    /// The user agent at creation or login, if sent.
-    pub fn user_agent(&self) -> Option<&str> {
-        self.user_agent.as_deref()
-    }
-
-    /// Whether this is the session of the current request.
-    pub fn is_current(&self) -> bool {
-        self.current
-    }
-
-    pub(crate) fn mark_current(&mut self, key: &SessionKey) {
-        self.current = self.hash == key.hash();
-    }
-}
-
-/// The order of every listing: oldest first, ties by handle.
-/// Sorts one page's sessions, oldest first.
-pub(crate) fn oldest_first(list: &mut [SessionInfo]) {
-    list.sort_by_key(|s| (s.created_ms, s.handle));
-}
-
-/// Which sessions of a user to revoke.
-#[derive(Clone, Copy, Debug)]
-#[non_exhaustive]
-pub enum Revoke<'a> {
-    /// The session with this handle.
-    Handle(SessionHandle),
-    /// All of them (log out everywhere).
-    All,
-    /// All but this one (the current session).
-    AllExcept(&'a SessionKey),
-}
-
-impl Revoke<'_> {
-    /// The reason recorded for the sessions it ends.
-    pub(crate) fn reason(&self) -> RevokeReason {
-        match self {
-            Revoke::Handle(_) => RevokeReason::Revoke,
-            Revoke::All => RevokeReason::LogoutEverywhere,
-            Revoke::AllExcept(_) => RevokeReason::RevokeOthers,
-        }
-    }
-}
+use crate::events::EventKind;
+use crate::session::Context;
+pub use crate::store::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
+use crate::time::now_ms;
+use crate::{SessionError, SessionHandle};
 
 /// The sessions of any user, for admin code without a request.
 #[derive(Clone, Debug)]
@@ -240,7 +72,7 @@ impl Users {
         let store = &self.ctx.store;
         let tag = store.user_tag(user_id).await?;
         let mut page = store.list_user(&tag, user_id, cursor, now_ms()).await?;
-        oldest_first(&mut page.sessions);
+        page.sort_oldest_first();
         Ok(page)
     }
 

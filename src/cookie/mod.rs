@@ -12,7 +12,7 @@ use cookie::{Cookie, CookieJar};
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::config::CookieConfig;
-use crate::session::id::SessionId;
+use crate::id::SessionId;
 
 /// Longest session cookie value looked at; longer ones are rejected unread.
 pub const MAX_VALUE_LEN: usize = 256;

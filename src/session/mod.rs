@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,14 +19,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 pub(crate) mod extractor;
-pub(crate) mod id;
-pub(crate) mod record;
 
-use self::id::{SessionHandle, SessionId, SessionKey};
-use self::record::{Clock, Loaded, Patch, Record, WriteMode, WriteOutcome, data_field};
 use crate::config::{Expiry, SessionConfig, StoreDownPolicy, millis};
 use crate::cookie::Incoming;
 use crate::events::{EventKind, RevokeReason, SessionEvent};
+use crate::id::{SessionHandle, SessionId, SessionKey};
+use crate::store::record::{
+    self, Clock, Loaded, Patch, Record, WriteMode, WriteOutcome, data_field,
+};
 use crate::store::{DynStore, Revoke};
 use crate::users::{ListCursor, SessionInfo, SessionPage, Users};
 use crate::{InvalidUserId, SessionError, StoreError};
@@ -193,12 +193,7 @@ struct State {
     new_handle: Option<SessionHandle>,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or(0)
-}
+pub(crate) use crate::time::now_ms;
 
 impl Session {
     pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, meta: RequestMeta) -> Self {
@@ -662,7 +657,7 @@ impl Session {
         for s in &mut list {
             s.mark_current(&key);
         }
-        crate::users::oldest_first(&mut list);
+        crate::store::oldest_first(&mut list);
         Ok(SessionPage::new(list, next))
     }
 
@@ -1068,13 +1063,7 @@ fn set_cookie(id: SessionId, ttl: Duration, persistent: bool) -> CookieAction {
     }
 }
 
-pub(crate) fn log_store_error(e: &StoreError, op: &'static str) {
-    tracing::error!(
-        error = e as &dyn std::error::Error,
-        op,
-        "session store unavailable"
-    );
-}
+pub(crate) use crate::error::log_store_error;
 
 /// Which of the current user's sessions to revoke.
 #[derive(Clone, Copy, Debug)]

@@ -11,8 +11,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+mod listing;
 pub mod memory;
+pub(crate) mod record;
 pub mod redis;
+pub(crate) mod tokens;
 mod user_key;
 mod watcher;
 
@@ -21,9 +24,10 @@ pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 pub use user_key::UserKey;
 pub use watcher::ExpiryWatcher;
 
-pub use crate::session::record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
-pub use crate::users::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
 use crate::{SessionHandle, SessionKey, StoreError};
+pub(crate) use listing::oldest_first;
+pub use listing::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
+pub use record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 
 /// A place to keep sessions.
 ///

@@ -56,25 +56,25 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum_core::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use uuid::Uuid;
 
 mod bearer;
 #[cfg(feature = "jwt")]
 mod jwt;
-pub(crate) mod store;
 mod token;
 
 pub use self::bearer::{Bearer, BearerRejection};
 #[cfg(feature = "jwt")]
 pub use self::jwt::JwtKeys;
-use self::store::{Backend, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls};
 use self::token::{Kind, Opaque};
 use crate::config::{MAX_DURATION, MIN_DURATION, millis};
-use crate::session::now_ms;
+use crate::store::tokens::{
+    self as store, Backend, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
+};
+use crate::time::{now_ms, system_time as time};
 use crate::{
     ConfigError, InvalidUserId, MemoryStore, RedisStore, Session, SessionError, SessionHandle,
     StoreError,
@@ -82,6 +82,8 @@ use crate::{
 /// The JWT crate, for building [`JwtKeys`] with other algorithms.
 #[cfg(feature = "jwt")]
 pub use jsonwebtoken;
+
+pub use crate::id::FamilyId;
 
 /// How many times an operation with freshly generated secrets is retried on a collision.
 const COLLISION_RETRIES: usize = 3;
@@ -188,24 +190,6 @@ impl TokenConfig {
     }
 }
 
-/// The public id of a token family (one login of one client): for listings, revoke
-/// APIs and logs. It cannot be turned into a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct FamilyId(Uuid);
-
-impl FamilyId {
-    /// Parses a family id.
-    pub fn parse(s: &str) -> Option<Self> {
-        Uuid::try_parse(s).ok().map(Self)
-    }
-}
-
-impl fmt::Display for FamilyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// A new access and refresh token. Serializes as an OAuth 2.0 token response
 /// (RFC 6749 §5.1). `Debug` is redacted.
 #[derive(Clone, serde::Serialize)]
@@ -268,10 +252,6 @@ pub struct TokenClaims {
     scope: Option<String>,
     issued_ms: i64,
     expires_ms: i64,
-}
-
-fn time(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 impl TokenClaims {
@@ -584,7 +564,7 @@ impl Tokens {
         options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
         for _ in 0..COLLISION_RETRIES {
-            let family = FamilyId(Uuid::new_v4());
+            let family = FamilyId::generate();
             let fid = family.to_string();
             let key = self.check_key().await?;
             let access = Opaque::generate(Kind::Access, tag, &key)?;
@@ -830,7 +810,7 @@ impl Tokens {
                 })
             })
             .collect();
-        list.sort_by_key(|f| (f.created_ms, f.family.0));
+        list.sort_by_key(|f| (f.created_ms, f.family));
         Ok(list)
     }
 

@@ -9,23 +9,13 @@
 use std::fmt;
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::StoreError;
-use crate::session::id::SessionId;
+use crate::id::SessionId;
 
 /// Random bytes in a token secret (192 bits).
 const RANDOM: usize = 24;
-
-/// The key that checks token secrets: `SHA-256(salt ‖ namespace ‖ label)`. A hash rather
-/// than an HMAC under the salt, so no user tag (`HMAC(salt, user id)`) can reveal it.
-pub(crate) fn check_key(salt: &[u8], namespace: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(salt);
-    h.update(namespace.as_bytes());
-    h.update(b"\0tower-redis-session token check v1");
-    h.finalize().into()
-}
 
 fn check(key: &[u8; 32], kind: Kind, tag: &str, random: &[u8]) -> Result<Hmac<Sha256>, StoreError> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)

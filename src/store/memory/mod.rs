@@ -13,8 +13,8 @@ use super::{
     Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionInfo, SessionPage, SessionStore,
     UserKey, WriteMode, WriteOutcome, stamp_ttl,
 };
-use crate::session::id::user_tag;
-use crate::session::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
+use crate::id::user_tag;
+use crate::store::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 mod tokens;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::{Map, MemoryStore};
 use crate::SessionHandle;
-use crate::tokens::store::{
+use crate::store::tokens::{
     ACCESS_KEPT, AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target,
 };
 
@@ -123,7 +123,7 @@ impl Slot {
         access: &str,
         refresh: &str,
         now: i64,
-        ttl: crate::tokens::store::Ttls,
+        ttl: crate::store::tokens::Ttls,
     ) -> (i64, i64) {
         let Some(f) = self.families.get_mut(fid) else {
             return (0, 0);

@@ -43,8 +43,8 @@ use super::{
     UserKey, WriteMode, WriteOutcome,
 };
 use crate::events::EventKind;
-use crate::session::id::user_tag;
-use crate::session::record::{HANDLE, USER};
+use crate::id::user_tag;
+use crate::store::record::{HANDLE, USER};
 use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 static WRITE: LazyLock<Script> = LazyLock::new(|| {
@@ -884,7 +884,7 @@ impl SessionStore for RedisStore {
         let mut inv = self.on_session(&DELETE, key);
         let (stream, max_len) = self.stream_args();
         inv.arg(key.hash())
-            .arg(crate::session::now_ms())
+            .arg(crate::time::now_ms())
             .arg(stream)
             .arg(max_len);
         let reply: Vec<String> = self.invoke(&inv).await?;

@@ -11,7 +11,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio::sync::OnceCell;
 
 use super::{RedisStore, keys};
-use crate::session::record::USER;
+use crate::store::record::USER;
 use crate::{StoreError, UserKey};
 
 /// Keys one `SCAN` step looks at.

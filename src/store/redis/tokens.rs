@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use redis::{Script, ScriptInvocation};
 
 use super::{EVENTS_LIB, RedisStore, keys};
-use crate::tokens::store::{
+use crate::store::tokens::{
     AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
 };
 use crate::{SessionHandle, StoreError};
@@ -258,7 +258,7 @@ impl RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::tokens::store::ACCESS_KEPT;
+    use crate::store::tokens::ACCESS_KEPT;
 
     #[test]
     fn script_keeps_as_many_access_tokens_as_the_memory_store() {

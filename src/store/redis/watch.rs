@@ -119,7 +119,7 @@ impl RedisStore {
         let (stream, max_len) = self.stream_args();
         inv.key(keys::user_index(&self.namespace, tag))
             .arg(member)
-            .arg(crate::session::now_ms())
+            .arg(crate::time::now_ms())
             .arg(stream)
             .arg(max_len);
         match self.invoke::<Vec<String>>(&inv).await {
@@ -128,7 +128,7 @@ impl RedisStore {
                 _ => None,
             },
             Err(e) => {
-                crate::session::log_store_error(&e, "report expiry");
+                crate::error::log_store_error(&e, "report expiry");
                 None
             }
         }

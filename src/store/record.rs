@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::id::SessionHandle;
+use crate::id::SessionHandle;
 
 pub(crate) const DATA_PREFIX: &str = "d:";
 pub(crate) const HANDLE: &str = "m:h";

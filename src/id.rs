@@ -1,4 +1,5 @@
-//! Session identifiers: the cookie secret, its Redis key, and the public handle.
+//! Identifiers: a session's cookie secret, its store key and public handle; a token
+//! family's public id.
 
 use std::fmt;
 
@@ -191,6 +192,29 @@ impl SessionHandle {
 impl fmt::Display for SessionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The public id of a token family (one login of one client): for listings, revoke
+/// APIs and logs. It cannot be turned into a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct FamilyId(Uuid);
+
+impl FamilyId {
+    /// A new random family id.
+    pub(crate) fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Parses a family id.
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::try_parse(s).ok().map(Self)
+    }
+}
+
+impl fmt::Display for FamilyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 

@@ -1,6 +1,8 @@
-//! What [`Tokens`](super::Tokens) asks of a store, and the two stores that answer:
+//! What [`Tokens`](crate::tokens::Tokens) asks of a store, and the two stores that answer:
 //! [`RedisStore`] (one script per operation, `scripts/tokens.lua`) and [`MemoryStore`]
 //! (the same rules under one lock). The conformance suite runs the same cases on both.
+
+use sha2::{Digest, Sha256};
 
 use crate::{MemoryStore, RedisStore, SessionHandle, StoreError};
 
@@ -158,11 +160,11 @@ impl Backend {
         }
     }
 
-    /// The key that checks token secrets (see `token::check_key`).
+    /// The key that checks token secrets (see [`check_key`]).
     pub(crate) async fn check_key(&self) -> Result<[u8; 32], StoreError> {
         Ok(match self {
-            Self::Redis(s) => super::token::check_key(s.salt().await?, self.namespace()),
-            Self::Memory(s) => super::token::check_key(&s.salt(), self.namespace()),
+            Self::Redis(s) => check_key(s.salt().await?, self.namespace()),
+            Self::Memory(s) => check_key(&s.salt(), self.namespace()),
         })
     }
 
@@ -218,4 +220,14 @@ impl Backend {
             Self::Memory(s) => Ok(s.token_revoke(tag, target, now_ms)),
         }
     }
+}
+
+/// The key that checks token secrets: `SHA-256(salt ‖ namespace ‖ label)`. A hash rather
+/// than an HMAC under the salt, so no user tag (`HMAC(salt, user id)`) can reveal it.
+pub(crate) fn check_key(salt: &[u8], namespace: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(namespace.as_bytes());
+    h.update(b"\0tower-redis-session token check v1");
+    h.finalize().into()
 }
