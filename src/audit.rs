@@ -91,7 +91,7 @@ pub enum AuditError {
     Postgres(#[from] tokio_postgres::Error),
     /// The TLS settings cannot be used.
     #[error("invalid audit writer settings")]
-    Config(#[from] crate::ConfigError),
+    Config(#[from] crate::error::ConfigError),
 }
 
 /// One stream entry.
@@ -268,7 +268,7 @@ impl AuditWriter {
         redis_url: &str,
         namespace: &str,
         postgres: &str,
-        tls: &crate::TlsConfig,
+        tls: &crate::tls::TlsConfig,
     ) -> Result<Self, AuditError> {
         let redis = redis::Client::open(redis_url)?
             .get_multiplexed_async_connection()
@@ -299,7 +299,7 @@ impl AuditWriter {
         mut redis: Conn,
         namespace: &str,
         postgres: &str,
-        tls: Option<&crate::TlsConfig>,
+        tls: Option<&crate::tls::TlsConfig>,
     ) -> Result<Self, AuditError> {
         warn_if_trims_are_unreported(&mut redis).await;
         let pg = match tls {

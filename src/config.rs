@@ -4,7 +4,7 @@ use std::time::Duration;
 
 pub use cookie::SameSite;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Configuration of the session layer: timeouts and cookie attributes.
 ///

@@ -38,12 +38,12 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use crate::SessionHandle;
+use crate::id::SessionHandle;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -214,9 +214,41 @@ impl<A: SessionEvents, B: SessionEvents> SessionEvents for (A, B) {
     }
 }
 
+/// Where a store's background work (the expiry watchers) reports events: the event
+/// queue of a [`SessionLayer`](crate::SessionLayer), from `(&layer).into()`, so
+/// `store.watch_expired(&layer)` reads as before while the store never sees the layer.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl EventSink {
+    pub(crate) fn new(dispatcher: Arc<Dispatcher>) -> Self {
+        Self { dispatcher }
+    }
+
+    /// Queues a `kind` event about session `handle` of `user` in `namespace` (no client
+    /// details: there is no request).
+    pub(crate) fn emit(
+        &self,
+        kind: EventKind,
+        namespace: &str,
+        handle: Option<SessionHandle>,
+        user: Option<&str>,
+    ) {
+        if !self.dispatcher.enabled() {
+            return;
+        }
+        let mut event = SessionEvent::new(kind, namespace);
+        event.handle = handle;
+        event.user_id = user.map(str::to_owned);
+        self.dispatcher.emit(event);
+    }
+}
+
 /// The event queue of one layer: a bounded channel to a thread running the hook.
 pub(crate) struct Dispatcher {
-    tx: RwLock<Option<SyncSender<SessionEvent>>>,
+    tx: Option<SyncSender<SessionEvent>>,
     dropped: AtomicU64,
     /// Events accepted into a queue, since the layer was built.
     queued: AtomicU64,
@@ -244,7 +276,7 @@ impl Default for Dispatcher {
             tracing::error!("no OS randomness for the event fingerprint key");
         }
         Self {
-            tx: RwLock::new(None),
+            tx: None,
             dropped: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             handled: Arc::new(tokio::sync::watch::Sender::new(0)),
@@ -254,11 +286,13 @@ impl Default for Dispatcher {
 }
 
 impl Dispatcher {
-    /// Installs `hook` behind a queue of `capacity` events, replacing any previous one
-    /// (whose thread ends once its queue drains).
-    pub(crate) fn install(&self, hook: Arc<dyn SessionEvents>, capacity: usize) {
+    /// A queue of `capacity` events to a new thread that runs `hook` (the thread ends
+    /// once the dispatcher is dropped and the queue drained).
+    pub(crate) fn with_hook(hook: Arc<dyn SessionEvents>, capacity: usize) -> Self {
         let (tx, rx) = sync_channel::<SessionEvent>(capacity.max(1));
-        let handled = self.handled.clone();
+        let handled: Arc<tokio::sync::watch::Sender<u64>> =
+            Arc::new(tokio::sync::watch::Sender::new(0));
+        let thread_handled = handled.clone();
         let spawned = std::thread::Builder::new()
             .name("session-events".into())
             .spawn(move || {
@@ -266,7 +300,7 @@ impl Dispatcher {
                     if catch_unwind(AssertUnwindSafe(|| hook.on_event(&event))).is_err() {
                         tracing::error!("session event hook panicked");
                     }
-                    handled.send_modify(|n| *n += 1);
+                    thread_handled.send_modify(|n| *n += 1);
                 }
             });
         let tx = match spawned {
@@ -279,18 +313,21 @@ impl Dispatcher {
                 None
             }
         };
-        *self.tx.write().unwrap_or_else(|p| p.into_inner()) = tx;
+        Self {
+            tx,
+            handled,
+            ..Self::default()
+        }
     }
 
     /// Whether a hook is installed (so callers can skip building events).
     pub(crate) fn enabled(&self) -> bool {
-        self.tx.read().is_ok_and(|tx| tx.is_some())
+        self.tx.is_some()
     }
 
     /// Queues an event; never blocks.
     pub(crate) fn emit(&self, event: SessionEvent) {
-        let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
-        let Some(tx) = guard.as_ref() else {
+        let Some(tx) = self.tx.as_ref() else {
             return;
         };
         match tx.try_send(event) {

@@ -1,18 +1,24 @@
-//! [`SessionLayer`]: configuration holder that wraps services in [`SessionService`].
+//! [`SessionLayer`]: configuration holder that wraps services in
+//! [`SessionService`](crate::SessionService).
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, Response, StatusCode, header};
-use tower_layer::Layer;
 
+use crate::config::SessionConfig;
 use crate::cookie::{CookieCodec, KeyRing, PlainCookie, PrivateCookie, SignedCookie};
+use crate::error::{ConfigError, StoreError};
 use crate::events::SessionEvents;
-use crate::service::SessionService;
 use crate::session::Context;
 use crate::store::SessionStore;
-use crate::{ConfigError, SessionConfig, StoreError};
+
+impl<C> From<&SessionLayer<C>> for crate::events::EventSink {
+    fn from(layer: &SessionLayer<C>) -> Self {
+        crate::events::EventSink::new(layer.ctx.events.clone())
+    }
+}
 
 /// Builds the response sent when the store fails.
 pub(crate) type ErrorResponder = Arc<dyn Fn(&StoreError) -> Response<()> + Send + Sync>;
@@ -20,7 +26,7 @@ pub(crate) type ErrorResponder = Arc<dyn Fn(&StoreError) -> Response<()> + Send 
 /// Adds a [`Session`](crate::Session) to every request and writes it back after the
 /// handler.
 ///
-/// Cloning is cheap; [`Layer::layer`] only clones.
+/// Cloning is cheap; [`Layer::layer`](tower_layer::Layer::layer) only clones.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -82,10 +88,10 @@ impl SessionLayer {
         config.validate()?;
         Ok(Self {
             ctx: Arc::new(Context {
-                store: Box::new(store),
+                store: Arc::new(store),
                 config,
-                rejected: AtomicU64::new(0),
-                events: crate::events::Dispatcher::default(),
+                rejected: Arc::new(AtomicU64::new(0)),
+                events: Arc::new(crate::events::Dispatcher::default()),
             }),
             codec: PlainCookie,
             on_store_error: Arc::new(unavailable),
@@ -132,8 +138,14 @@ impl<C> SessionLayer<C> {
 
     /// As [`with_events`](Self::with_events), with a queue of `capacity` events; when it
     /// is full, events are dropped and counted.
-    pub fn with_events_queue(self, hook: impl SessionEvents, capacity: usize) -> Self {
-        self.ctx.events.install(Arc::new(hook), capacity);
+    pub fn with_events_queue(mut self, hook: impl SessionEvents, capacity: usize) -> Self {
+        // A new context: clones of this layer made before keep their own hook.
+        let mut ctx = (*self.ctx).clone();
+        ctx.events = Arc::new(crate::events::Dispatcher::with_hook(
+            Arc::new(hook),
+            capacity,
+        ));
+        self.ctx = Arc::new(ctx);
         self
     }
 
@@ -168,16 +180,5 @@ impl<C> SessionLayer<C> {
     {
         self.on_store_error = Arc::new(f);
         self
-    }
-}
-
-impl<S, C: Clone> Layer<S> for SessionLayer<C> {
-    type Service = SessionService<S, C>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SessionService {
-            inner,
-            layer: self.clone(),
-        }
     }
 }

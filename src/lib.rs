@@ -172,6 +172,7 @@
 #[cfg(feature = "audit-postgres")]
 pub mod audit;
 pub mod config;
+mod context;
 pub mod cookie;
 pub mod error;
 pub mod events;

@@ -5,18 +5,31 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response, header};
+use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::context::{Context as SessionContext, RequestMeta};
 use crate::cookie::{self, CookieCodec};
 use crate::events::EventKind;
 use crate::future::ResponseFuture;
 use crate::layer::SessionLayer;
-use crate::session::{Commit, Context as SessionContext, CookieAction, RequestMeta, Session};
+use crate::session::{Commit, CookieAction, Session};
 
 /// Wraps a service with sessions; made by [`SessionLayer`].
 pub struct SessionService<S, C = cookie::PlainCookie> {
     pub(crate) inner: S,
     pub(crate) layer: SessionLayer<C>,
+}
+
+impl<S, C: Clone> Layer<S> for SessionLayer<C> {
+    type Service = SessionService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
 }
 
 impl<S: Clone, C: Clone> Clone for SessionService<S, C> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// A CA and client certificate for TLS connections, in PEM: to Redis
 /// ([`RedisStoreBuilder::tls`](crate::RedisStoreBuilder::tls)) or to PostgreSQL (the

@@ -33,11 +33,12 @@
 
 use std::sync::Arc;
 
+use crate::context::Context;
+use crate::error::SessionError;
 use crate::events::EventKind;
-use crate::session::Context;
+use crate::id::SessionHandle;
 pub use crate::store::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
 use crate::time::now_ms;
-use crate::{SessionError, SessionHandle};
 
 /// The sessions of any user, for admin code without a request.
 #[derive(Clone, Debug)]

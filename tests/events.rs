@@ -471,3 +471,28 @@ async fn a_blocked_or_panicking_hook_never_blocks_requests() {
         "after a panic, the queued events still arrive"
     );
 }
+
+/// `with_events` returns a new layer: the layer it was called on (and its other clones)
+/// keep their own hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_added_to_a_clone_leaves_the_original_alone() {
+    let base = SessionLayer::new(MemoryStore::new(), SessionConfig::default()).unwrap();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    let with_a = a.attach(base.clone());
+    let with_b = b.attach(base.clone());
+    Client::new(routes::routes().layer(base.clone()))
+        .post("/incr")
+        .await;
+    Client::new(routes::routes().layer(with_a))
+        .post("/incr")
+        .await;
+    Client::new(routes::routes().layer(with_b.clone()))
+        .post("/incr")
+        .await;
+    Client::new(routes::routes().layer(with_b))
+        .post("/incr")
+        .await;
+    base.flush_events().await;
+    assert_eq!(a.take(1).await[0].kind, EventKind::Created);
+    assert_eq!(b.take(2).await.len(), 2);
+}

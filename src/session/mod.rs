@@ -11,119 +11,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
-use http::HeaderValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 pub(crate) mod extractor;
 
-use crate::config::{Expiry, SessionConfig, StoreDownPolicy, millis};
+use crate::config::{Expiry, StoreDownPolicy, millis};
+pub(crate) use crate::context::{Context, RequestMeta};
 use crate::cookie::Incoming;
-use crate::events::{EventKind, RevokeReason, SessionEvent};
+use crate::error::{InvalidUserId, SessionError, StoreError};
+use crate::events::{EventKind, RevokeReason};
 use crate::id::{SessionHandle, SessionId, SessionKey};
+use crate::store::Revoke;
 use crate::store::record::{
     self, Clock, Loaded, Patch, Record, WriteMode, WriteOutcome, data_field,
 };
-use crate::store::{DynStore, Revoke};
-use crate::users::{ListCursor, SessionInfo, SessionPage, Users};
-use crate::{InvalidUserId, SessionError, StoreError};
-
-/// Longest user agent recorded with a session, in bytes.
-const MAX_USER_AGENT: usize = 256;
-
-/// What the request says about the client, kept cheaply (no formatting) until a session
-/// is written.
-#[derive(Debug, Default)]
-pub(crate) struct RequestMeta {
-    pub(crate) ip: Option<IpAddr>,
-    pub(crate) user_agent: Option<HeaderValue>,
-}
-
-impl RequestMeta {
-    fn fields(&self, patch: &mut Patch) {
-        if let Some(ip) = self.ip {
-            patch.set.push((record::IP.to_owned(), ip.to_string()));
-        }
-        if let Some(ua) = self.user_agent() {
-            patch
-                .set
-                .push((record::USER_AGENT.to_owned(), ua.to_owned()));
-        }
-    }
-
-    /// The user agent, if it is text, cut to `MAX_USER_AGENT` bytes.
-    pub(crate) fn user_agent(&self) -> Option<&str> {
-        let ua = self.user_agent.as_ref()?.to_str().ok()?;
-        let mut end = ua.len().min(MAX_USER_AGENT);
-        while !ua.is_char_boundary(end) {
-            end -= 1;
-        }
-        Some(&ua[..end])
-    }
-}
+use crate::store::{ListCursor, SessionInfo, SessionPage};
 
 /// How many times a write with a freshly generated id is retried on a key collision
 /// (which takes 2^-256 luck, or a broken random number generator).
 const COLLISION_RETRIES: usize = 3;
-
-/// What the layer and every session of one layer share.
-#[derive(Debug)]
-pub(crate) struct Context {
-    pub(crate) store: Box<dyn DynStore>,
-    pub(crate) config: SessionConfig,
-    /// Session cookies refused unread.
-    pub(crate) rejected: std::sync::atomic::AtomicU64,
-    /// Lifecycle events.
-    pub(crate) events: crate::events::Dispatcher,
-}
-
-impl Context {
-    /// Queues an event about session `handle` of `user`, with the request's client
-    /// details when there is a request. Builds nothing when no hook is installed.
-    pub(crate) fn emit(
-        &self,
-        kind: EventKind,
-        handle: Option<SessionHandle>,
-        user: Option<&str>,
-        meta: Option<&RequestMeta>,
-    ) {
-        if let Some(event) = self.event(kind, handle, user, meta) {
-            self.events.emit(event);
-        }
-    }
-
-    /// The event to queue, or `None` when no hook is installed.
-    pub(crate) fn event(
-        &self,
-        kind: EventKind,
-        handle: Option<SessionHandle>,
-        user: Option<&str>,
-        meta: Option<&RequestMeta>,
-    ) -> Option<SessionEvent> {
-        if !self.events.enabled() {
-            return None;
-        }
-        let mut event = SessionEvent::new(kind, self.store.namespace());
-        event.handle = handle;
-        event.user_id = user.map(str::to_owned);
-        if let Some(meta) = meta {
-            event.ip = meta.ip;
-            event.user_agent = meta.user_agent().map(str::to_owned);
-        }
-        Some(event)
-    }
-
-    /// The TTL inputs of a write made at `now_ms`.
-    fn clock(&self, now_ms: i64) -> Clock {
-        Clock {
-            now_ms,
-            default_idle_ms: millis(self.config.idle_timeout),
-        }
-    }
-}
 
 /// The session of the current request.
 ///
@@ -579,7 +488,12 @@ impl Session {
 
     /// Puts back a session taken by a login that did not happen (best effort: the
     /// session was only ours to move).
-    async fn restore(&self, key: Option<&crate::SessionKey>, taken: Option<Record>, clock: Clock) {
+    async fn restore(
+        &self,
+        key: Option<&crate::id::SessionKey>,
+        taken: Option<Record>,
+        clock: Clock,
+    ) {
         let (Some(key), Some(record)) = (key, taken) else {
             return;
         };
@@ -734,13 +648,6 @@ impl Session {
         };
         let ns = self.inner.ctx.store.namespace().to_owned();
         Ok(Some((user, id.key(), l.handle, ns)))
-    }
-
-    /// The sessions of any user (admin views, support tools).
-    pub fn users(&self) -> Users {
-        Users {
-            ctx: self.inner.ctx.clone(),
-        }
     }
 
     /// Overrides this session's expiry, e.g. [`Expiry::remember_me`]. Stored with the

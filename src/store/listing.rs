@@ -4,8 +4,8 @@
 use std::time::SystemTime;
 
 use crate::events::RevokeReason;
+use crate::id::{SessionHandle, SessionKey};
 use crate::time::system_time as time;
-use crate::{SessionHandle, SessionKey};
 
 /// Most sessions one listing returns; [`SessionPage::next`] goes on from there.
 pub const PAGE_SIZE: usize = 100;

@@ -24,7 +24,8 @@ pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 pub use user_key::UserKey;
 pub use watcher::ExpiryWatcher;
 
-use crate::{SessionHandle, SessionKey, StoreError};
+use crate::error::StoreError;
+use crate::id::{SessionHandle, SessionKey};
 pub(crate) use listing::oldest_first;
 pub use listing::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
 pub use record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
@@ -202,7 +203,7 @@ impl fmt::Debug for dyn DynStore {
 }
 
 /// Checks a key namespace: non-empty printable ASCII without `{`, `}`, `:` or spaces.
-pub(crate) fn validate_namespace(ns: &str) -> Result<(), crate::ConfigError> {
+pub(crate) fn validate_namespace(ns: &str) -> Result<(), crate::error::ConfigError> {
     let ok = !ns.is_empty()
         && ns.len() <= 64
         && ns

@@ -154,13 +154,13 @@ pub enum WriteMode<'a> {
     /// `Gone` if `from` no longer exists, `Collision` if the new key exists.
     Rotate {
         /// The current key, which stops existing.
-        from: &'a crate::SessionKey,
+        from: &'a crate::id::SessionKey,
     },
     /// Create a logged-in session (the record has `m:u`) in its user's slot, add it to
     /// the user index, and enforce the user's session limit in the same atomic step.
     Login {
         /// The limit, if any.
-        limit: Option<crate::SessionLimit>,
+        limit: Option<crate::config::SessionLimit>,
     },
 }
 

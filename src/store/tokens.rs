@@ -4,7 +4,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{MemoryStore, RedisStore, SessionHandle, StoreError};
+use crate::error::StoreError;
+use crate::id::SessionHandle;
+use crate::store::{MemoryStore, RedisStore};
 
 /// Live access tokens one family keeps: issuing one more (by a refresh) ends the
 /// oldest, so ending a family touches a bounded number of tokens. `token_lib.lua`
@@ -145,7 +147,7 @@ pub enum Backend {
 
 impl Backend {
     pub(crate) fn namespace(&self) -> &str {
-        use crate::SessionStore as _;
+        use crate::store::SessionStore as _;
         match self {
             Self::Redis(s) => s.namespace(),
             Self::Memory(s) => s.namespace(),
@@ -153,7 +155,7 @@ impl Backend {
     }
 
     pub(crate) async fn user_tag(&self, user: &str) -> Result<String, StoreError> {
-        use crate::SessionStore as _;
+        use crate::store::SessionStore as _;
         match self {
             Self::Redis(s) => s.user_tag(user).await,
             Self::Memory(s) => s.user_tag(user).await,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Shortest key [`UserKey::from_bytes`] accepts.
 const MIN_LEN: usize = 32;

@@ -9,7 +9,7 @@ use std::fmt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
 use super::TokenClaims;
-use crate::{ConfigError, StoreError};
+use crate::error::{ConfigError, StoreError};
 
 /// Signing and verification keys for JWT access tokens.
 ///

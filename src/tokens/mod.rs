@@ -71,14 +71,14 @@ pub use self::bearer::{Bearer, BearerRejection};
 pub use self::jwt::JwtKeys;
 use self::token::{Kind, Opaque};
 use crate::config::{MAX_DURATION, MIN_DURATION, millis};
+use crate::error::{ConfigError, InvalidUserId, SessionError, StoreError};
+use crate::id::SessionHandle;
+use crate::session::Session;
 use crate::store::tokens::{
     self as store, Backend, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
 };
+use crate::store::{MemoryStore, RedisStore};
 use crate::time::{now_ms, system_time as time};
-use crate::{
-    ConfigError, InvalidUserId, MemoryStore, RedisStore, Session, SessionError, SessionHandle,
-    StoreError,
-};
 /// The JWT crate, for building [`JwtKeys`] with other algorithms.
 #[cfg(feature = "jwt")]
 pub use jsonwebtoken;
@@ -473,9 +473,12 @@ impl Tokens {
     /// [`SessionLayer::with_events`](crate::SessionLayer::with_events). Events carry the
     /// user and the [`FamilyId`], never a token.
     #[must_use]
-    pub fn with_events(self, hook: impl crate::events::SessionEvents) -> Self {
-        self.events
-            .install(Arc::new(hook), crate::events::DEFAULT_CAPACITY);
+    pub fn with_events(mut self, hook: impl crate::events::SessionEvents) -> Self {
+        // A new queue: clones made before keep theirs.
+        self.events = Arc::new(crate::events::Dispatcher::with_hook(
+            Arc::new(hook),
+            crate::events::DEFAULT_CAPACITY,
+        ));
         self
     }
 

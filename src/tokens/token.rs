@@ -11,7 +11,7 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::StoreError;
+use crate::error::StoreError;
 use crate::id::SessionId;
 
 /// Random bytes in a token secret (192 bits).

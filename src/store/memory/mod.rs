@@ -13,9 +13,11 @@ use super::{
     Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionInfo, SessionPage, SessionStore,
     UserKey, WriteMode, WriteOutcome, stamp_ttl,
 };
+use crate::config::LimitPolicy;
+use crate::error::{ConfigError, StoreError};
 use crate::id::user_tag;
+use crate::id::{SessionHandle, SessionKey};
 use crate::store::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
-use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 mod tokens;
 
@@ -157,24 +159,24 @@ impl MemoryStore {
     }
 
     /// Reports expired logged-in sessions of this namespace as
-    /// [`EventKind::Expired`](crate::events::EventKind::Expired) events to `layer`'s
-    /// hook, once each, within about 200 ms of their expiry (the in-memory counterpart
+    /// [`EventKind::Expired`](crate::events::EventKind::Expired) events to the hook of
+    /// `events` (pass `&layer`), once each, within about 200 ms of their expiry (the in-memory counterpart
     /// of [`RedisStore::watch_expired`](crate::RedisStore::watch_expired)); it is
     /// [subscribed](crate::ExpiryWatcher::subscribed) from the start.
     ///
     /// # Errors
     /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
-    pub fn watch_expired<C: Send + Sync + 'static>(
+    pub fn watch_expired(
         &self,
-        layer: &crate::SessionLayer<C>,
-    ) -> Result<crate::ExpiryWatcher, ConfigError> {
+        events: impl Into<crate::events::EventSink>,
+    ) -> Result<crate::store::ExpiryWatcher, ConfigError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         self.lock()
             .expired
             .entry(self.namespace.clone())
             .or_default();
         let store = self.clone();
-        let ctx = layer.ctx.clone();
+        let sink: crate::events::EventSink = events.into();
         let (subscribed, subscribed_rx) = tokio::sync::watch::channel(true);
         let task = runtime.spawn(async move {
             let _subscribed = subscribed;
@@ -190,11 +192,11 @@ impl MemoryStore {
                         .unwrap_or_default()
                 };
                 for (handle, user) in expired {
-                    ctx.emit(
+                    sink.emit(
                         crate::events::EventKind::Expired,
+                        &store.namespace,
                         Some(handle),
                         Some(&user),
-                        None,
                     );
                 }
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Map, MemoryStore};
-use crate::SessionHandle;
+use crate::id::SessionHandle;
 use crate::store::tokens::{
     ACCESS_KEPT, AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target,
 };

@@ -3,7 +3,7 @@
 //! All keys of one session, and once logged in all keys of its user, share a
 //! `{hash tag}`, so every script touches a single Redis Cluster slot.
 
-use crate::SessionKey;
+use crate::id::SessionKey;
 
 /// `<ns>:{<tag>}:s:<sha256(secret)>`: the hash holding one session.
 pub(crate) fn session(namespace: &str, key: &SessionKey) -> String {

@@ -42,10 +42,12 @@ use super::{
     Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionInfo, SessionPage, SessionStore,
     UserKey, WriteMode, WriteOutcome,
 };
+use crate::config::LimitPolicy;
+use crate::error::{ConfigError, StoreError};
 use crate::events::EventKind;
 use crate::id::user_tag;
+use crate::id::{SessionHandle, SessionKey};
 use crate::store::record::{HANDLE, USER};
-use crate::{ConfigError, LimitPolicy, SessionHandle, SessionKey, StoreError};
 
 static WRITE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/write.lua")].concat())

@@ -11,8 +11,9 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio::sync::OnceCell;
 
 use super::{RedisStore, keys};
+use crate::error::StoreError;
+use crate::store::UserKey;
 use crate::store::record::USER;
-use crate::{StoreError, UserKey};
 
 /// Keys one `SCAN` step looks at.
 const SCAN_COUNT: usize = 1000;

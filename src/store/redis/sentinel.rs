@@ -15,7 +15,7 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, Re
 use redis::{IntoConnectionInfo as _, RedisResult, Value};
 
 use super::Nodes;
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Where the sentinels are and which master they watch.
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{RedisStore, keys};
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::events::{EventKind, SessionEvent, SessionEvents};
 
 /// A [`SessionEvents`] hook that appends the state-change events (created, login, id

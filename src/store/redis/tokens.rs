@@ -6,10 +6,11 @@ use std::sync::LazyLock;
 use redis::{Script, ScriptInvocation};
 
 use super::{EVENTS_LIB, RedisStore, keys};
+use crate::error::StoreError;
+use crate::id::SessionHandle;
 use crate::store::tokens::{
     AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
 };
-use crate::{SessionHandle, StoreError};
 
 pub(super) const LIB: &str = include_str!("scripts/token_lib.lua");
 

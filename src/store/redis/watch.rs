@@ -23,16 +23,17 @@ use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use super::{EXPIRED, Nodes, RedisStore, keys};
-use crate::events::EventKind;
-use crate::session::Context;
-use crate::{ConfigError, ExpiryWatcher, SessionHandle, SessionLayer};
+use crate::error::ConfigError;
+use crate::events::{EventKind, EventSink};
+use crate::id::SessionHandle;
+use crate::store::ExpiryWatcher;
 
 /// Consecutive failed subscriptions after which the watcher reports itself broken.
 const FAILURES_REPORTED: u32 = 3;
 
 impl RedisStore {
     /// Watches for expired sessions of this store's namespace and reports each as an
-    /// [`EventKind::Expired`] event to `layer`'s hook (and to the event stream, if
+    /// [`EventKind::Expired`] event to the hook of `events` (pass `&layer`) (and to the event stream, if
     /// [enabled](Self::with_event_stream)). Enables `notify-keyspace-events Ex` on
     /// every master if the server allows `CONFIG SET` (otherwise enable it yourself).
     /// Reconnects by itself. [`ExpiryWatcher::subscribed`] waits until it listens on
@@ -42,14 +43,14 @@ impl RedisStore {
     /// [`ConfigError::UnknownNodes`] for a store made with `from_pool` (build it with
     /// [`RedisStore::builder`] or [`RedisStore::cluster_builder`], which know the node
     /// addresses); [`ConfigError::NoRuntime`] outside a Tokio runtime.
-    pub fn watch_expired<C: Send + Sync + 'static>(
+    pub fn watch_expired(
         &self,
-        layer: &SessionLayer<C>,
+        events: impl Into<EventSink>,
     ) -> Result<ExpiryWatcher, ConfigError> {
         let seeds = self.nodes.clone().ok_or(ConfigError::UnknownNodes)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let store = self.clone();
-        let ctx = layer.ctx.clone();
+        let sink: EventSink = events.into();
         let (subscribed, subscribed_rx) = watch::channel(false);
         let subscribed = Arc::new(subscribed);
         let task = runtime.spawn(async move {
@@ -70,7 +71,7 @@ impl RedisStore {
                                 };
                                 tokio::spawn(watch_node(
                                     store.clone(),
-                                    ctx.clone(),
+                                    sink.clone(),
                                     seeds.client(node),
                                     on_subscribed,
                                 ))
@@ -97,7 +98,7 @@ impl RedisStore {
                                 "expiry watcher: cannot subscribe; expiries are reported only \
                                  when a user's index is pruned until it can"
                             );
-                            ctx.emit(EventKind::StoreUnavailable, None, None, None);
+                            sink.emit(EventKind::StoreUnavailable, &store.namespace, None, None);
                         } else {
                             tracing::warn!(
                                 error = &e as &dyn std::error::Error,
@@ -139,7 +140,7 @@ impl RedisStore {
 /// if it could not subscribe; a subscription that ran and ended is `Ok`.
 async fn watch_node(
     store: RedisStore,
-    ctx: std::sync::Arc<Context>,
+    sink: EventSink,
     client: redis::RedisResult<redis::Client>,
     on_subscribed: impl FnOnce(),
 ) -> Result<(), redis::RedisError> {
@@ -154,7 +155,12 @@ async fn watch_node(
             continue;
         };
         if let Some((handle, user)) = store.on_expired_key(&key).await {
-            ctx.emit(EventKind::Expired, Some(handle), Some(&user), None);
+            sink.emit(
+                EventKind::Expired,
+                &store.namespace,
+                Some(handle),
+                Some(&user),
+            );
         }
     }
     tracing::warn!("expiry watcher: subscription ended");
