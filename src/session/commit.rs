@@ -1,0 +1,278 @@
+//! After the handler: what the session's changes become in the store (one write, or
+//! none) and what the response's cookie becomes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Session;
+use super::state::{Load, State};
+use crate::config::{Expiry, millis};
+use crate::cookie::Incoming;
+use crate::error::StoreError;
+use crate::error::log_store_error;
+use crate::events::EventKind;
+use crate::id::{SessionHandle, SessionId};
+use crate::store::record::{self, Clock, Loaded, Patch, WriteMode, WriteOutcome, data_field};
+use crate::time::now_ms;
+
+impl Session {
+    /// Runs after the handler: writes what changed and says what the cookie becomes.
+    pub(crate) async fn commit(&self) -> Commit {
+        let mut st = self.inner.state.lock().await;
+        let st = std::mem::take(&mut *st);
+        if let Some(e) = st.failed {
+            self.emit(EventKind::StoreUnavailable, None, None);
+            return Commit::Failed(e);
+        }
+        if st.degraded {
+            // Served as anonymous while the store was down: leave the session and the
+            // cookie as they are.
+            return Commit::Cookie(CookieAction::Keep);
+        }
+        let clock = self.inner.ctx.clock(now_ms());
+        let result = match st.load {
+            Load::Pending => Ok(if st.destroyed {
+                CookieAction::Remove
+            } else {
+                CookieAction::Keep
+            }),
+            Load::Done(None) => {
+                if st.changes.values().any(Option::is_some) {
+                    self.create(&st, clock).await
+                } else if st.accessed && !matches!(self.inner.incoming, Incoming::Absent)
+                    || st.destroyed
+                {
+                    Ok(CookieAction::Remove)
+                } else {
+                    Ok(CookieAction::Keep)
+                }
+            }
+            Load::Done(Some(ref loaded)) => self.update(&st, loaded, clock).await,
+        };
+        match result {
+            Ok(action) => Commit::Cookie(action),
+            Err(WriteFailure::TooLarge(size)) => {
+                let limit = self.inner.ctx.config.max_session_size;
+                tracing::info!(size, limit, "session write refused: over the size limit");
+                Commit::TooLarge
+            }
+            Err(WriteFailure::Store(e)) => {
+                log_store_error(&e, "write");
+                self.emit(EventKind::StoreUnavailable, None, None);
+                Commit::Failed(Arc::new(e))
+            }
+        }
+    }
+
+    pub(super) async fn create(
+        &self,
+        st: &State,
+        clock: Clock,
+    ) -> Result<CookieAction, WriteFailure> {
+        let config = &self.inner.ctx.config;
+        let handle = st.new_handle.unwrap_or_else(SessionHandle::generate);
+        let mut patch = data_patch(st, config.max_session_size);
+        patch.events = "created";
+        patch
+            .set
+            .push((record::HANDLE.to_owned(), handle.to_string()));
+        patch
+            .set
+            .push((record::CREATED.to_owned(), clock.now_ms.to_string()));
+        let absolute = st
+            .expiry
+            .and_then(|e| e.absolute)
+            .unwrap_or(config.absolute_lifetime);
+        if let Some(a) = absolute {
+            patch.set.push((
+                record::DEADLINE.to_owned(),
+                (clock.now_ms + millis(a)).to_string(),
+            ));
+        }
+        if let Some(e) = st.expiry {
+            expiry_fields(&mut patch, e, None, clock.now_ms);
+        }
+        self.inner.meta.fields(&mut patch);
+        let persistent = self.persistent(st, None);
+        let written = self
+            .write_new(SessionId::generate, WriteMode::Create, &patch, clock)
+            .await?;
+        Ok(match written {
+            (id, WriteOutcome::Written { ttl, .. }) => {
+                self.emit(EventKind::Created, Some(handle), None);
+                set_cookie(id, ttl, persistent)
+            }
+            (_, WriteOutcome::TooLarge { size }) => return Err(WriteFailure::TooLarge(size)),
+            _ => CookieAction::Remove,
+        })
+    }
+
+    pub(super) async fn update(
+        &self,
+        st: &State,
+        loaded: &Loaded,
+        clock: Clock,
+    ) -> Result<CookieAction, WriteFailure> {
+        let Some(id) = &st.id else {
+            return Ok(CookieAction::Keep);
+        };
+        let store = &self.inner.ctx.store;
+        let mut patch = data_patch(st, self.inner.ctx.config.max_session_size);
+        if let Some(e) = st.expiry {
+            expiry_fields(&mut patch, e, Some(loaded.created_ms), clock.now_ms);
+        }
+        let persistent = self.persistent(st, Some(loaded));
+        let key = id.key();
+        if st.cycle {
+            patch.events = "id_rotated";
+            let generate = || SessionId::generate_in(id.tag().to_owned());
+            let mode = WriteMode::Rotate { from: &key };
+            return Ok(match self.write_new(generate, mode, &patch, clock).await? {
+                (new, WriteOutcome::Written { ttl, .. }) => {
+                    let user = loaded.user.as_deref();
+                    self.emit(EventKind::IdRotated, Some(loaded.handle), user);
+                    set_cookie(new, ttl, persistent)
+                }
+                (_, WriteOutcome::TooLarge { size }) => {
+                    return Err(WriteFailure::TooLarge(size));
+                }
+                _ => CookieAction::Remove,
+            });
+        }
+        let changed = !patch.set.is_empty() || !patch.delete.is_empty() || patch.clear_data;
+        // A cookie sealed under an older key of the ring is re-issued under the newest.
+        let reissue = matches!(self.inner.incoming, Incoming::OldKey(_));
+        if !changed && !self.needs_refresh(loaded, clock.now_ms) {
+            // A login in this request moved the session to a new id: send it.
+            return Ok(match st.fresh {
+                Some(ttl) => set_cookie(id.clone(), ttl, persistent),
+                None if reissue => {
+                    let left = u64::try_from(loaded.expires_ms - clock.now_ms).unwrap_or(0);
+                    set_cookie(id.clone(), Duration::from_millis(left), persistent)
+                }
+                None => CookieAction::Keep,
+            });
+        }
+        if !changed {
+            patch.events = "refreshed";
+        }
+        let outcome = store.write(&key, WriteMode::Update, &patch, clock).await?;
+        if !changed && matches!(outcome, WriteOutcome::Written { .. }) {
+            let user = loaded.user.as_deref();
+            self.emit(EventKind::Refreshed, Some(loaded.handle), user);
+        }
+        match outcome {
+            // A browser-session cookie does not change when the TTL is reset.
+            WriteOutcome::Written { ttl, .. }
+                if persistent || st.expiry.is_some() || st.fresh.is_some() || reissue =>
+            {
+                Ok(set_cookie(id.clone(), ttl, persistent))
+            }
+            WriteOutcome::Written { .. } => Ok(CookieAction::Keep),
+            WriteOutcome::TooLarge { size } => Err(WriteFailure::TooLarge(size)),
+            WriteOutcome::Gone | WriteOutcome::Collision | WriteOutcome::Rejected => {
+                Ok(CookieAction::Remove)
+            }
+        }
+    }
+
+    pub(super) fn persistent(&self, st: &State, loaded: Option<&Loaded>) -> bool {
+        st.expiry
+            .and_then(|e| e.persistent)
+            .or(loaded.and_then(|l| l.persistent))
+            .unwrap_or(self.inner.ctx.config.persistent)
+    }
+
+    /// Refresh only below the threshold, and only if it gains something: near the
+    /// absolute deadline the TTL cannot grow, so reads stop refreshing.
+    pub(super) fn needs_refresh(&self, loaded: &Loaded, now: i64) -> bool {
+        let config = &self.inner.ctx.config;
+        let idle = loaded
+            .idle_ms
+            .unwrap_or_else(|| millis(config.idle_timeout));
+        let threshold = config.threshold_ms(idle);
+        let remaining = loaded.expires_ms - now;
+        if remaining >= threshold {
+            return false;
+        }
+        let new_ttl = loaded.deadline_ms.map_or(idle, |d| idle.min(d - now));
+        let gain = new_ttl - remaining;
+        gain > 0 && gain > (idle - threshold) / 2
+    }
+}
+
+/// Why a commit's write did not happen.
+#[derive(Debug)]
+pub(crate) enum WriteFailure {
+    Store(StoreError),
+    /// The merged data would have been this many bytes, over the limit.
+    TooLarge(usize),
+}
+
+impl From<StoreError> for WriteFailure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+pub(super) fn data_patch(st: &State, max_size: usize) -> Patch {
+    let mut patch = Patch {
+        clear_data: st.cleared,
+        max_size,
+        ..Patch::default()
+    };
+    for (k, v) in &st.changes {
+        match v {
+            Some(json) => patch.set.push((data_field(k), json.clone())),
+            None => patch.delete.push(data_field(k)),
+        }
+    }
+    patch
+}
+
+pub(super) fn expiry_fields(patch: &mut Patch, e: Expiry, created_ms: Option<i64>, now: i64) {
+    patch
+        .set
+        .push((record::IDLE.to_owned(), millis(e.idle).to_string()));
+    if let Some(p) = e.persistent {
+        let v = if p { "1" } else { "0" };
+        patch
+            .set
+            .push((record::PERSISTENT.to_owned(), v.to_owned()));
+    }
+    match e.absolute {
+        Some(Some(a)) => patch.set.push((
+            record::DEADLINE.to_owned(),
+            (created_ms.unwrap_or(now) + millis(a)).to_string(),
+        )),
+        Some(None) => patch.delete.push(record::DEADLINE.to_owned()),
+        None => {}
+    }
+}
+
+pub(super) fn set_cookie(id: SessionId, ttl: Duration, persistent: bool) -> CookieAction {
+    CookieAction::Set {
+        id,
+        max_age: persistent.then_some(ttl),
+    }
+}
+
+/// What the response's session cookie becomes.
+#[derive(Debug)]
+pub(crate) enum CookieAction {
+    Keep,
+    Set {
+        id: SessionId,
+        max_age: Option<Duration>,
+    },
+    Remove,
+}
+
+#[derive(Debug)]
+pub(crate) enum Commit {
+    Cookie(CookieAction),
+    Failed(Arc<StoreError>),
+    /// Concurrent writes grew the session: this request's changes would take it past
+    /// the size limit. Nothing was written; the response becomes 413.
+    TooLarge,
+}

@@ -1,0 +1,114 @@
+//! A request's view of its session: what was loaded, what changed, and how the
+//! request ended (written, destroyed, failed, degraded).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Expiry;
+use crate::error::log_store_error;
+use crate::error::{SessionError, StoreError};
+use crate::id::{SessionHandle, SessionId};
+use crate::store::record::{Loaded, Record};
+
+#[derive(Debug, Default)]
+pub(super) enum Load {
+    #[default]
+    Pending,
+    /// `None`: there is no stored session (none yet, ended, or destroyed).
+    Done(Option<Loaded>),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// The current id: the cookie's, or the one a login moved the session to.
+    pub(super) id: Option<SessionId>,
+    /// Set by a login: the new id's TTL, so the response sends the new cookie.
+    pub(super) fresh: Option<Duration>,
+    pub(super) load: Load,
+    /// Pending changes: `Some(json)` to set, `None` to remove.
+    pub(super) changes: BTreeMap<String, Option<String>>,
+    pub(super) cleared: bool,
+    pub(super) expiry: Option<Expiry>,
+    pub(super) cycle: bool,
+    pub(super) destroyed: bool,
+    /// A store failure during the handler; the layer answers with its error response.
+    pub(super) failed: Option<Arc<StoreError>>,
+    /// The load failed and the policy serves the request as anonymous.
+    pub(super) degraded: bool,
+    pub(super) accessed: bool,
+    /// The handle a new session will get.
+    pub(super) new_handle: Option<SessionHandle>,
+}
+
+impl State {
+    /// The session no longer exists: answer with a removal cookie unless a new one is
+    /// created later in the request.
+    pub(super) fn ended(&mut self) {
+        *self = State {
+            load: Load::Done(None),
+            destroyed: true,
+            accessed: true,
+            ..State::default()
+        };
+    }
+
+    /// The session's size (keys + JSON values) if `key` had a value of `len` bytes.
+    pub(super) fn size_with(&self, key: &str, len: usize) -> usize {
+        let mut size = key.len() + len;
+        if let Some(data) = self.stored_data() {
+            size += data
+                .iter()
+                .filter(|(k, _)| *k != key && !self.changes.contains_key(*k))
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        }
+        size += self
+            .changes
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .filter_map(|(k, v)| v.as_ref().map(|v| k.len() + v.len()))
+            .sum::<usize>();
+        size
+    }
+
+    /// The stored data as the handler sees it: none if there is no stored session or the
+    /// handler cleared it (pending changes are separate).
+    pub(super) fn stored_data(&self) -> Option<&HashMap<String, String>> {
+        match (&self.load, self.cleared) {
+            (Load::Done(Some(l)), false) => Some(&l.data),
+            _ => None,
+        }
+    }
+
+    /// The logged-in user and the current id.
+    pub(super) fn user(&self) -> Option<(String, SessionId)> {
+        match (&self.load, &self.id) {
+            (Load::Done(Some(l)), Some(id)) => Some((l.user.clone()?, id.clone())),
+            _ => None,
+        }
+    }
+
+    /// Records a store failure for the layer and returns it for the handler.
+    pub(super) fn fail(&mut self, e: StoreError, op: &'static str) -> SessionError {
+        log_store_error(&e, op);
+        let e = Arc::new(e);
+        self.failed = Some(e.clone());
+        SessionError::Store(e)
+    }
+
+    pub(super) fn raw(&self, key: &str) -> Option<&str> {
+        if let Some(change) = self.changes.get(key) {
+            return change.as_deref();
+        }
+        self.stored_data()?.get(key).map(String::as_str)
+    }
+}
+
+/// A stored record as a session, if it is well-formed and still within its TTL and
+/// deadline.
+pub(super) fn parse_live(record: Option<Record>, now: i64) -> Option<Loaded> {
+    record
+        .and_then(Loaded::parse)
+        .filter(|l| l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now))
+}
