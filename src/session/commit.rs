@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Session;
-use super::state::{Load, State};
+use super::state::{Health, Load, State};
 use crate::config::{Expiry, millis};
 use crate::cookie::Incoming;
 use crate::error::StoreError;
@@ -20,11 +20,11 @@ impl Session {
     pub(crate) async fn commit(&self) -> Commit {
         let mut st = self.inner.state.lock().await;
         let st = std::mem::take(&mut *st);
-        if let Some(e) = st.failed {
+        if let Health::Failed(e) = st.health {
             self.emit(EventKind::StoreUnavailable, None, None);
             return Commit::Failed(e);
         }
-        if st.degraded {
+        if matches!(st.health, Health::Degraded) {
             // Served as anonymous while the store was down: leave the session and the
             // cookie as they are.
             return Commit::Cookie(CookieAction::Keep);

@@ -108,7 +108,7 @@ impl Session {
         st.destroyed = false;
         // A request served as anonymous after a failed load (StoreDownPolicy::Anonymous)
         // that logs in has written a new session: its cookie must be sent.
-        st.degraded = false;
+        st.recovered();
         st.id = Some(new);
         st.fresh = Some(ttl);
         let handle = match &st.load {

@@ -17,6 +17,8 @@ pub(crate) mod extractor;
 mod login;
 mod per_user;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use self::commit::{Commit, CookieAction};
 use self::state::{Load, State, parse_live};
@@ -110,7 +112,7 @@ impl Session {
                     Err(e) if self.inner.ctx.config.store_down == StoreDownPolicy::Anonymous => {
                         log_store_error(&e, "load (serving as anonymous)");
                         self.emit(EventKind::StoreUnavailable, None, None);
-                        st.degraded = true;
+                        st.degrade();
                         None
                     }
                     Err(e) => return Err(st.fail(e, "load")),

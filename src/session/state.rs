@@ -19,6 +19,19 @@ pub(super) enum Load {
     Done(Option<Loaded>),
 }
 
+/// Whether the store has failed this request. A failure outranks a degraded load: once
+/// failed, the request ends with the store-error response whatever else happens.
+#[derive(Debug, Default)]
+pub(super) enum Health {
+    #[default]
+    Ok,
+    /// The load failed and the policy serves the request as anonymous: the session
+    /// and its cookie are left as they are (unless a login succeeds).
+    Degraded,
+    /// A store failure during the handler; the layer answers with its error response.
+    Failed(Arc<StoreError>),
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// The current id: the cookie's, or the one a login moved the session to.
@@ -32,10 +45,8 @@ pub(super) struct State {
     pub(super) expiry: Option<Expiry>,
     pub(super) cycle: bool,
     pub(super) destroyed: bool,
-    /// A store failure during the handler; the layer answers with its error response.
-    pub(super) failed: Option<Arc<StoreError>>,
-    /// The load failed and the policy serves the request as anonymous.
-    pub(super) degraded: bool,
+    /// Whether the store has failed this request.
+    pub(super) health: Health,
     pub(super) accessed: bool,
     /// The handle a new session will get.
     pub(super) new_handle: Option<SessionHandle>,
@@ -93,8 +104,22 @@ impl State {
     pub(super) fn fail(&mut self, e: StoreError, op: &'static str) -> SessionError {
         log_store_error(&e, op);
         let e = Arc::new(e);
-        self.failed = Some(e.clone());
+        self.health = Health::Failed(e.clone());
         SessionError::Store(e)
+    }
+
+    /// The load failed and the request goes on as anonymous (unless it already failed).
+    pub(super) fn degrade(&mut self) {
+        if matches!(self.health, Health::Ok) {
+            self.health = Health::Degraded;
+        }
+    }
+
+    /// A login wrote a new session: the request is no longer degraded.
+    pub(super) fn recovered(&mut self) {
+        if matches!(self.health, Health::Degraded) {
+            self.health = Health::Ok;
+        }
     }
 
     pub(super) fn raw(&self, key: &str) -> Option<&str> {
