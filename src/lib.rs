@@ -169,6 +169,21 @@
 //! [axum]: https://docs.rs/axum
 //! [tower]: https://docs.rs/tower
 
+/// A method that is public only with the `store-internals` feature (the store
+/// contract's constructors and test hooks) and crate-private otherwise.
+macro_rules! store_internal {
+    ($(#[$meta:meta])* fn $name:ident $($rest:tt)*) => {
+        #[cfg(feature = "store-internals")]
+        $(#[$meta])*
+        pub fn $name $($rest)*
+
+        #[cfg(not(feature = "store-internals"))]
+        $(#[$meta])*
+        #[allow(dead_code, reason = "used by stores and tests; public with store-internals")]
+        pub(crate) fn $name $($rest)*
+    };
+}
+
 #[cfg(feature = "audit-postgres")]
 pub mod audit;
 pub mod config;

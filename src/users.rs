@@ -37,7 +37,8 @@ use crate::context::Context;
 use crate::error::SessionError;
 use crate::events::EventKind;
 use crate::id::SessionHandle;
-pub use crate::store::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
+use crate::store::Revoke;
+pub use crate::store::{ListCursor, PAGE_SIZE, SessionInfo, SessionPage};
 use crate::time::now_ms;
 
 /// The sessions of any user, for admin code without a request.

@@ -25,14 +25,18 @@ impl ListCursor {
         s.parse().ok().map(Self)
     }
 
-    /// For store implementations: a position in the user's index.
-    pub fn from_position(position: u64) -> Self {
-        Self(position)
+    store_internal! {
+        /// For store implementations: a position in the user's index.
+        fn from_position(position: u64) -> Self {
+            Self(position)
+        }
     }
 
-    /// For store implementations: the position this cursor stands for.
-    pub fn position(self) -> u64 {
-        self.0
+    store_internal! {
+        /// For store implementations: the position this cursor stands for.
+        fn position(self) -> u64 {
+            self.0
+        }
     }
 }
 
@@ -50,10 +54,12 @@ pub struct SessionPage {
 }
 
 impl SessionPage {
-    /// A page (for store implementations): its sessions, and where the next one starts
-    /// (`None` after the last).
-    pub fn new(sessions: Vec<SessionInfo>, next: Option<ListCursor>) -> Self {
-        Self { sessions, next }
+    store_internal! {
+        /// A page (for store implementations): its sessions, and where the next one starts
+        /// (`None` after the last).
+        fn new(sessions: Vec<SessionInfo>, next: Option<ListCursor>) -> Self {
+            Self { sessions, next }
+        }
     }
 
     /// Sorts the page oldest first (creation time, then handle).
@@ -91,28 +97,30 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    /// Builds an entry (for store implementations). `key_hash` is
-    /// [`SessionKey::hash`] of the session.
-    pub fn from_parts(
-        key_hash: String,
-        handle: SessionHandle,
-        created_ms: i64,
-        last_active_ms: i64,
-        ip: Option<String>,
-        user_agent: Option<String>,
-    ) -> Self {
-        Self {
-            hash: key_hash,
-            handle,
-            created_ms,
-            last_active_ms,
-            ip,
-            user_agent,
-            current: false,
+    store_internal! {
+        /// Builds an entry (for store implementations). `key_hash` is
+        /// [`SessionKey::hash`] of the session.
+        fn from_parts(
+            key_hash: String,
+            handle: SessionHandle,
+            created_ms: i64,
+            last_active_ms: i64,
+            ip: Option<String>,
+            user_agent: Option<String>,
+        ) -> Self {
+            Self {
+                hash: key_hash,
+                handle,
+                created_ms,
+                last_active_ms,
+                ip,
+                user_agent,
+                current: false,
+            }
         }
     }
 
-    /// The public handle: pass it to [`Users::revoke`] or
+    /// The public handle: pass it to [`Users::revoke`](crate::users::Users::revoke) or
     /// [`Session::revoke`](crate::Session::revoke).
     pub fn handle(&self) -> SessionHandle {
         self.handle

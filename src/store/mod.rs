@@ -1,11 +1,16 @@
 //! Session stores: [`RedisStore`] (standalone Redis) and [`MemoryStore`] (development
 //! and tests), behind the [`SessionStore`] trait.
 //!
-//! A store sees [`SessionKey`]s (the SHA-256 of the cookie secret), never secrets, and
-//! implements three operations with exact semantics that the conformance suite checks
-//! for every store: [`load`](SessionStore::load), a conditional
-//! [`write`](SessionStore::write) (create NX, update XX, rotate), and
-//! [`delete`](SessionStore::delete).
+//! A store sees [`SessionKey`]s (the SHA-256 of the cookie secret), never secrets.
+//!
+//! [`SessionStore`] is sealed: the two stores here are the only implementations. The
+//! contract a store keeps is more than its method signatures: each write is atomic
+//! with its condition, its TTL rule, the user's index and cap, and the event it
+//! records; one conformance suite checks both stores against it, case by case. Until
+//! that suite can be offered to other stores as a supported API, a third-party store
+//! could not show it keeps the guarantees, so none can be plugged in. The contract's
+//! types (records, patches, write modes) are visible only with the `store-internals`
+//! feature, for this crate's own tests; they are not covered by semver.
 
 use std::fmt;
 use std::future::Future;
@@ -26,15 +31,29 @@ pub use watcher::ExpiryWatcher;
 
 use crate::error::StoreError;
 use crate::id::{SessionHandle, SessionKey};
+#[cfg(feature = "store-internals")]
+pub use listing::Revoke;
+#[cfg(not(feature = "store-internals"))]
+pub(crate) use listing::Revoke;
 pub(crate) use listing::oldest_first;
-pub use listing::{ListCursor, PAGE_SIZE, Revoke, SessionInfo, SessionPage};
+pub use listing::{ListCursor, PAGE_SIZE, SessionInfo, SessionPage};
+#[cfg(feature = "store-internals")]
 pub use record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
+#[cfg(not(feature = "store-internals"))]
+pub(crate) use record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
+
+mod sealed {
+    /// Only this crate's stores implement [`SessionStore`](super::SessionStore).
+    pub trait Sealed {}
+    impl Sealed for super::RedisStore {}
+    impl Sealed for super::MemoryStore {}
+}
 
 /// A place to keep sessions.
 ///
 /// Implementations must be atomic per call: a `write` applies its whole patch and TTL
 /// or nothing, and its condition (NX/XX) is checked in the same step.
-pub trait SessionStore: Clone + Send + Sync + 'static {
+pub trait SessionStore: sealed::Sealed + Clone + Send + Sync + 'static {
     /// The key namespace. Signed and private cookies are bound to it, so a cookie of
     /// another namespace is refused before the store is asked.
     fn namespace(&self) -> &str {
@@ -47,8 +66,8 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         key: &SessionKey,
     ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
 
-    /// Writes a patch under the mode's condition, then sets the TTL by
-    /// [`stamp_ttl`]'s rule (deleting the session if its deadline passed).
+    /// Writes a patch under the mode's condition, then sets the TTL by the TTL rule
+    /// (`stamp_ttl`: capped at the deadline, deleting a session whose deadline passed).
     fn write(
         &self,
         key: &SessionKey,

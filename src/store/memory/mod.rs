@@ -147,15 +147,17 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// The remaining TTL of a session, if it exists (for tests).
-    pub fn ttl(&self, key: &SessionKey) -> Option<Duration> {
-        let now = Instant::now();
-        let mk = self.map_key(key);
-        let map = self.lock();
-        map.entries
-            .get(&mk)
-            .filter(|e| e.expires > now)
-            .map(|e| e.expires - now)
+    store_internal! {
+        /// The remaining TTL of a session, if it exists (for tests).
+        fn ttl(&self, key: &SessionKey) -> Option<Duration> {
+            let now = Instant::now();
+            let mk = self.map_key(key);
+            let map = self.lock();
+            map.entries
+                .get(&mk)
+                .filter(|e| e.expires > now)
+                .map(|e| e.expires - now)
+        }
     }
 
     /// Reports expired logged-in sessions of this namespace as

@@ -670,9 +670,11 @@ impl RedisStore {
         }
     }
 
-    /// The Redis key of a session (for tests and operations tooling).
-    pub fn redis_key(&self, key: &SessionKey) -> String {
-        keys::session(&self.namespace, key)
+    store_internal! {
+        /// The Redis key of a session (for tests and operations tooling).
+        fn redis_key(&self, key: &SessionKey) -> String {
+            keys::session(&self.namespace, key)
+        }
     }
 
     async fn conn(&self) -> Result<Conn, StoreError> {
