@@ -97,6 +97,27 @@ pub enum RevokeReason {
 }
 
 impl EventKind {
+    /// Every kind (one revocation reason stands for all: they share the name).
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "checked against the scripts in tests")
+    )]
+    pub(crate) const ALL: &[EventKind] = &[
+        Self::Created,
+        Self::Login,
+        Self::IdRotated,
+        Self::Refreshed,
+        Self::Logout,
+        Self::Revoked(RevokeReason::Revoke),
+        Self::Expired,
+        Self::InvalidCookie,
+        Self::StoreUnavailable,
+        Self::TokenIssued,
+        Self::TokenRefreshed,
+        Self::TokenReused,
+        Self::TokenRevoked,
+    ];
+
     /// A short stable name: `created`, `login`, `id_rotated`, `refreshed`, `logout`,
     /// `revoked`, `expired`, `invalid_cookie`, `store_unavailable`, `token_issued`,
     /// `token_refreshed`, `token_reused`, `token_revoked`.

@@ -35,6 +35,29 @@ pub(crate) const PERSISTENT: &str = "m:p";
 pub(crate) const USER: &str = "m:u";
 pub(crate) const IP: &str = "m:ip";
 pub(crate) const USER_AGENT: &str = "m:ua";
+/// Redis only: the session's score in its user index (written with slack).
+pub(crate) const INDEX_SCORE: &str = "m:x";
+/// Redis only: the data's size in bytes, kept by the write scripts.
+pub(crate) const SIZE: &str = "m:z";
+/// Every metadata field: the scripts may spell no other (a unit test checks).
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "checked against the scripts in tests")
+)]
+pub(crate) const FIELDS: &[&str] = &[
+    HANDLE,
+    CREATED,
+    LAST_SEEN,
+    EXPIRES,
+    DEADLINE,
+    IDLE,
+    PERSISTENT,
+    USER,
+    IP,
+    USER_AGENT,
+    INDEX_SCORE,
+    SIZE,
+];
 
 /// The raw fields of a stored session, as a store keeps them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 mod acl;
 mod keys;
 mod pool;
+mod protocol;
 mod salt;
 mod sentinel;
 mod sink;
@@ -39,25 +40,23 @@ use self::pool::{
 };
 pub use self::sink::StreamSink;
 use super::{
-    Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionInfo, SessionPage, SessionStore,
-    UserKey, WriteMode, WriteOutcome,
+    Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionPage, SessionStore, UserKey,
+    WriteMode, WriteOutcome,
 };
-use crate::config::LimitPolicy;
 use crate::error::{ConfigError, StoreError};
-use crate::events::EventKind;
 use crate::id::user_tag;
 use crate::id::{SessionHandle, SessionKey};
 use crate::store::record::{HANDLE, USER};
 
-static WRITE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/write.lua")].concat())
-});
+static WRITE: LazyLock<Script> =
+    LazyLock::new(|| protocol::script(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/write.lua")]));
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/update.lua")].concat())
+    protocol::script(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/update.lua")])
 });
 /// Shared by the two session-writing scripts (TTL rule, deletions, events).
 const WRITE_LIB: &str = include_str!("scripts/write_lib.lua");
-static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/take.lua")));
+static TAKE: LazyLock<Script> =
+    LazyLock::new(|| protocol::script(&[include_str!("scripts/take.lua")]));
 /// Shared by the scripts that record lifecycle events.
 pub(super) const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");
 
@@ -66,17 +65,17 @@ pub(super) const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");
 /// equal.
 pub(crate) const USER_BATCH: usize = 100;
 static DELETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/delete.lua")].concat()));
+    LazyLock::new(|| protocol::script(&[EVENTS_LIB, include_str!("scripts/delete.lua")]));
 static LIST: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/list.lua")].concat()));
+    LazyLock::new(|| protocol::script(&[EVENTS_LIB, include_str!("scripts/list.lua")]));
 static REVOKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&[EVENTS_LIB, tokens::LIB, include_str!("scripts/revoke.lua")].concat())
+    protocol::script(&[EVENTS_LIB, tokens::LIB, include_str!("scripts/revoke.lua")])
 });
 /// [`RedisStore::check`]: runs a script that reads a key of the namespace.
 static CHECK: LazyLock<Script> =
     LazyLock::new(|| Script::new("return redis.call('EXISTS', KEYS[1])"));
 static EXPIRED: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[EVENTS_LIB, include_str!("scripts/expired.lua")].concat()));
+    LazyLock::new(|| protocol::script(&[EVENTS_LIB, include_str!("scripts/expired.lua")]));
 
 #[derive(Clone)]
 enum Pool {
@@ -622,6 +621,13 @@ impl RedisStore {
         }
     }
 
+    /// The event stream as the session scripts take it (`key` borrowed from `buf`).
+    fn stream<'a>(&self, buf: &'a mut String) -> protocol::Stream<'a> {
+        let (key, max_len) = self.stream_args();
+        *buf = key;
+        protocol::Stream { key: buf, max_len }
+    }
+
     /// Puts this store's keys under `namespace` (default `session`). Stores with
     /// different namespaces never see each other's sessions, even on one pool.
     ///
@@ -766,49 +772,16 @@ impl RedisStore {
         patch: &Patch,
         clock: Clock,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut inv = self.on_session(&UPDATE, key);
-        let (stream, max_len) = self.stream_args();
-        inv.arg(clock.now_ms)
-            .arg(clock.default_idle_ms)
-            .arg(if patch.clear_data { "1" } else { "0" })
-            .arg(key.hash())
-            .arg(patch.set.len())
-            .arg(stream)
-            .arg(max_len)
-            .arg(patch.events)
-            .arg(patch.max_size);
-        patch_args(&mut inv, patch);
-        let ttl: i64 = self.invoke(&inv).await?;
-        Ok(match ttl {
-            0 => WriteOutcome::Gone,
-            ms if ms > 0 => WriteOutcome::Written {
-                ttl: Duration::from_millis(ms.unsigned_abs()),
-                evicted: Vec::new(),
-            },
-            // The merged data's size, negated.
-            size => WriteOutcome::TooLarge {
-                size: usize::try_from(size.unsigned_abs()).unwrap_or(usize::MAX),
-            },
-        })
-    }
-
-    /// An invocation of `script` on a session's key and the user index of its slot.
-    fn on_session<'s>(&self, script: &'s Script, key: &SessionKey) -> ScriptInvocation<'s> {
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::session(&self.namespace, key))
-            .key(keys::user_index(&self.namespace, key.tag()));
-        inv
-    }
-}
-
-/// The patch's arguments, last in both write scripts: field/value pairs, then the
-/// fields to delete.
-fn patch_args(inv: &mut ScriptInvocation<'_>, patch: &Patch) {
-    for (f, v) in &patch.set {
-        inv.arg(f).arg(v);
-    }
-    for f in &patch.delete {
-        inv.arg(f);
+        let mut stream = String::new();
+        let call = protocol::Update {
+            namespace: &self.namespace,
+            key,
+            patch,
+            clock,
+            stream: self.stream(&mut stream),
+        };
+        let reply: i64 = self.invoke(&call.invocation(&UPDATE)).await?;
+        Ok(protocol::Update::decode(reply))
     }
 }
 
@@ -831,85 +804,50 @@ impl SessionStore for RedisStore {
         patch: &Patch,
         clock: Clock,
     ) -> Result<WriteOutcome, StoreError> {
-        let (mode_arg, limit, from) = match mode {
+        let kind = match mode {
             WriteMode::Update => return self.update(key, patch, clock).await,
-            WriteMode::Create => ("c", None, None),
-            WriteMode::Rotate { from } => ("r", None, Some(from)),
-            WriteMode::Login { limit } => ("l", limit, None),
+            WriteMode::Create => protocol::WriteKind::Create,
+            WriteMode::Rotate { from } => protocol::WriteKind::Rotate { from },
+            WriteMode::Login { limit } => protocol::WriteKind::Login { limit },
         };
-        let mut inv = self.on_session(&WRITE, key);
-        if let Some(from) = from {
-            inv.key(keys::session(&self.namespace, from));
-        }
-        let from_member = from.map_or("", |f| f.hash());
-        let policy = match limit.map(|l| l.policy) {
-            Some(LimitPolicy::EvictOldest) => "e",
-            _ => "r",
+        let mut stream = String::new();
+        let call = protocol::Write {
+            namespace: &self.namespace,
+            key,
+            kind,
+            patch,
+            clock,
+            stream: self.stream(&mut stream),
         };
-        inv.arg(mode_arg)
-            .arg(clock.now_ms)
-            .arg(clock.default_idle_ms)
-            .arg(if patch.clear_data { "1" } else { "0" })
-            .arg(limit.map_or(0, |l| l.max))
-            .arg(policy)
-            .arg(key.hash())
-            .arg(from_member)
-            .arg(patch.set.len());
-        let (stream, max_len) = self.stream_args();
-        inv.arg(stream)
-            .arg(max_len)
-            .arg(patch.events)
-            .arg(patch.max_size);
-        patch_args(&mut inv, patch);
-        let reply: Vec<String> = self.invoke(&inv).await?;
-        let code = reply.first().and_then(|c| c.parse::<i64>().ok());
-        Ok(match code {
-            Some(-3) => WriteOutcome::TooLarge {
-                size: reply
-                    .get(1)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(StoreError::Protocol("unexpected write script reply"))?,
-            },
-            Some(-2) => WriteOutcome::Rejected,
-            Some(-1) => WriteOutcome::Collision,
-            Some(0) => WriteOutcome::Gone,
-            Some(ms) if ms > 0 => WriteOutcome::Written {
-                ttl: Duration::from_millis(ms.unsigned_abs()),
-                evicted: reply[1..]
-                    .iter()
-                    .filter_map(|h| SessionHandle::parse(h))
-                    .collect(),
-            },
-            _ => return Err(StoreError::Protocol("unexpected write script reply")),
-        })
+        protocol::Write::decode(self.invoke(&call.invocation(&WRITE)).await?)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let mut inv = self.on_session(&DELETE, key);
-        let (stream, max_len) = self.stream_args();
-        inv.arg(key.hash())
-            .arg(crate::time::now_ms())
-            .arg(stream)
-            .arg(max_len);
-        let reply: Vec<String> = self.invoke(&inv).await?;
-        Ok(match &reply[..] {
-            [handle, user] => {
-                let fields = [(HANDLE, handle), (USER, user)]
-                    .into_iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k.to_owned(), v.clone()))
-                    .collect();
-                Some(Record::from_fields(fields))
-            }
-            _ => None,
-        })
+        let mut stream = String::new();
+        let call = protocol::Delete {
+            namespace: &self.namespace,
+            key,
+            now_ms: crate::time::now_ms(),
+            stream: self.stream(&mut stream),
+        };
+        let reply = self.invoke(&call.invocation(&DELETE)).await?;
+        Ok(protocol::Delete::decode(reply).map(|(handle, user)| {
+            let fields = [(HANDLE, handle), (USER, user)]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            Record::from_fields(fields)
+        }))
     }
 
     async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let mut inv = self.on_session(&TAKE, key);
-        inv.arg(key.hash());
+        let call = protocol::Take {
+            namespace: &self.namespace,
+            key,
+        };
         // A flat field/value list, decoded like HGETALL's reply.
-        let fields: HashMap<String, String> = self.invoke(&inv).await?;
+        let fields: HashMap<String, String> = self.invoke(&call.invocation(&TAKE)).await?;
         Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
     }
 
@@ -924,41 +862,17 @@ impl SessionStore for RedisStore {
         cursor: ListCursor,
         now_ms: i64,
     ) -> Result<SessionPage, StoreError> {
-        let mut inv = LIST.prepare_invoke();
-        inv.key(keys::user_index(&self.namespace, tag))
-            .arg(keys::session_prefix(&self.namespace, tag))
-            .arg(now_ms)
-            .arg(user_id);
-        let (stream, max_len) = self.stream_args();
-        inv.arg(stream)
-            .arg(max_len)
-            .arg(cursor.position())
-            .arg(PAGE_SIZE.min(USER_BATCH));
-        let flat: Vec<String> = self.invoke(&inv).await?;
-        let Some((next, flat)) = flat.split_first() else {
-            return Err(StoreError::Protocol("unexpected list script reply"));
+        let mut stream = String::new();
+        let call = protocol::List {
+            namespace: &self.namespace,
+            tag,
+            user_id,
+            cursor,
+            page_size: PAGE_SIZE.min(USER_BATCH),
+            now_ms,
+            stream: self.stream(&mut stream),
         };
-        let next = match next.as_str() {
-            "" => None,
-            n => Some(ListCursor::from_position(n.parse().map_err(|_| {
-                StoreError::Protocol("list script returned a non-number")
-            })?)),
-        };
-        let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
-        let sessions = flat
-            .chunks_exact(6)
-            .filter_map(|r| {
-                Some(SessionInfo::from_parts(
-                    r[0].clone(),
-                    SessionHandle::parse(&r[1])?,
-                    r[2].parse().unwrap_or(0),
-                    r[3].parse().unwrap_or(0),
-                    opt(&r[4]),
-                    opt(&r[5]),
-                ))
-            })
-            .collect();
-        Ok(SessionPage::new(sessions, next))
+        protocol::List::decode(self.invoke(&call.invocation(&LIST)).await?)
     }
 
     async fn revoke_user(
@@ -968,48 +882,27 @@ impl SessionStore for RedisStore {
         which: Revoke<'_>,
         now_ms: i64,
     ) -> Result<Vec<SessionHandle>, StoreError> {
-        let (mode, arg) = match which {
-            Revoke::Handle(h) => ("h", h.to_string()),
-            Revoke::All => ("a", String::new()),
-            Revoke::AllExcept(keep) => ("x", keep.hash().to_owned()),
-        };
-        let (stream, max_len) = self.stream_args();
-        let reason = EventKind::Revoked(which.reason())
-            .reason()
-            .unwrap_or_default();
         // Bounded steps: each reads at most USER_BATCH index entries (then, for log out
         // everywhere, token families); every step's revocations are final when it
         // returns, so a session revoked by an early step can never come back.
+        let mut stream = String::new();
+        let stream = self.stream(&mut stream);
         let (mut sessions, mut families) = (Some(0u64), Some(0u64));
         let mut revoked = Vec::new();
         while sessions.is_some() || families.is_some() {
-            let mut inv = REVOKE.prepare_invoke();
-            inv.key(keys::user_index(&self.namespace, tag))
-                .arg(keys::session_prefix(&self.namespace, tag))
-                .arg(now_ms)
-                .arg(user_id)
-                .arg(mode)
-                .arg(&arg)
-                .arg(&stream)
-                .arg(max_len)
-                .arg(reason)
-                .arg(sessions.unwrap_or(0))
-                .arg(families.unwrap_or(0));
-            let reply: Vec<String> = self.invoke(&inv).await?;
-            let [next_session, next_family, handles @ ..] = &reply[..] else {
-                return Err(StoreError::Protocol("unexpected revoke script reply"));
+            let call = protocol::RevokeStep {
+                namespace: &self.namespace,
+                tag,
+                user_id,
+                which,
+                now_ms,
+                stream,
+                from: (sessions.unwrap_or(0), families.unwrap_or(0)),
             };
-            let rank = |s: &str| -> Result<Option<u64>, StoreError> {
-                if s.is_empty() {
-                    return Ok(None);
-                }
-                s.parse()
-                    .map(Some)
-                    .map_err(|_| StoreError::Protocol("revoke script returned a non-number"))
-            };
-            sessions = rank(next_session)?;
-            families = rank(next_family)?;
-            revoked.extend(handles.iter().filter_map(|h| SessionHandle::parse(h)));
+            let step = protocol::RevokeStep::decode(self.invoke(&call.invocation(&REVOKE)).await?)?;
+            sessions = step.next_session;
+            families = step.next_family;
+            revoked.extend(step.revoked);
         }
         Ok(revoked)
     }

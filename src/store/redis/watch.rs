@@ -22,7 +22,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
-use super::{EXPIRED, Nodes, RedisStore, keys};
+use super::{EXPIRED, Nodes, RedisStore, keys, protocol};
 use crate::error::ConfigError;
 use crate::events::{EventKind, EventSink};
 use crate::id::SessionHandle;
@@ -116,18 +116,16 @@ impl RedisStore {
     /// Handles one expired key: returns the handle and user if this call reported it.
     async fn on_expired_key(&self, key: &str) -> Option<(SessionHandle, String)> {
         let (tag, member) = keys::parse_session(&self.namespace, key)?;
-        let mut inv = EXPIRED.prepare_invoke();
-        let (stream, max_len) = self.stream_args();
-        inv.key(keys::user_index(&self.namespace, tag))
-            .arg(member)
-            .arg(crate::time::now_ms())
-            .arg(stream)
-            .arg(max_len);
-        match self.invoke::<Vec<String>>(&inv).await {
-            Ok(reply) => match &reply[..] {
-                [handle, user] => Some((SessionHandle::parse(handle)?, user.clone())),
-                _ => None,
-            },
+        let mut stream = String::new();
+        let call = protocol::Expired {
+            namespace: &self.namespace,
+            tag,
+            member,
+            now_ms: crate::time::now_ms(),
+            stream: self.stream(&mut stream),
+        };
+        match self.invoke(&call.invocation(&EXPIRED)).await {
+            Ok(reply) => protocol::Expired::decode(reply),
             Err(e) => {
                 crate::error::log_store_error(&e, "report expiry");
                 None

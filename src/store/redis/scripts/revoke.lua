@@ -2,7 +2,8 @@
 -- entries on the way (token_lib.lua and events_lib.lua are prepended).
 -- KEYS[1] the user index; ARGV[1] the session key prefix <ns>:{<tag>}:s:;
 -- ARGV[2] now, Unix ms; ARGV[3] the user id;
--- ARGV[4] 'h': the session whose handle is ARGV[5] | 'a': all | 'x': all but member ARGV[5]
+-- ARGV[4] REVOKE_HANDLE: the session whose handle is ARGV[5] | REVOKE_ALL: all
+--         | REVOKE_OTHERS: all but member ARGV[5] (codes from protocol.rs, prepended)
 -- ARGV[6] the event stream key ('' = none); ARGV[7] its approximate MAXLEN;
 -- ARGV[8] the reason recorded with each revocation (EventKind::reason);
 -- ARGV[9] 'a'/'x': the first index rank of this step; ARGV[10] 'a': the first rank of
@@ -29,7 +30,7 @@ local function fields(m)
   return redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:h', 'm:ip', 'm:ua')
 end
 
-if mode == 'h' then
+if mode == REVOKE_HANDLE then
   -- The handle map names the session's current member: no scan.
   local m = redis.call('HGET', uh, '#' .. arg)
   if m then
@@ -37,6 +38,7 @@ if mode == 'h' then
     if f[1] == ARGV[3] and f[2] == arg then revoke(m, f) end
   end
 else
+  assert(mode == REVOKE_ALL or mode == REVOKE_OTHERS, 'unknown revoke mode')
   local offset = tonumber(ARGV[9])
   local members = redis.call('ZRANGE', index, offset, offset + USER_BATCH - 1)
   local kept = 0
@@ -45,14 +47,14 @@ else
     if not f[1] then
       redis.call('ZREM', index, m)
       expired(uh, m, ARGV[2])
-    elseif f[1] == ARGV[3] and (mode == 'a' or m ~= arg) then
+    elseif f[1] == ARGV[3] and (mode == REVOKE_ALL or m ~= arg) then
       revoke(m, f)
     else
       kept = kept + 1
     end
   end
   if #members == USER_BATCH then out[1] = tostring(offset + kept) end
-  if out[1] == '' and mode == 'a' then
+  if out[1] == '' and mode == REVOKE_ALL then
     local _, next = kill_user_tokens(string.sub(ARGV[1], 1, -3), ARGV[3],
       tonumber(ARGV[10]))
     if next then out[2] = tostring(next) end

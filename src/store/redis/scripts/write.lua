@@ -9,13 +9,13 @@
 -- KEYS[1]  the session key to write: <ns>:{<tag>}:s:<member>
 -- KEYS[2]  the user index of the same slot: <ns>:{<tag>}:u
 -- KEYS[3]  (rotate only) the current key, renamed to KEYS[1] first; same slot
--- ARGV[1]  mode: 'c' create (only if absent) | 'r' rotate
---          | 'l' login (create + user index + session limit)
+-- ARGV[1]  mode: MODE_CREATE (only if absent) | MODE_ROTATE
+--          | MODE_LOGIN (create + user index + session limit)
 -- ARGV[2]  now, Unix ms (application clock)
 -- ARGV[3]  default idle timeout, ms (used when the record has no m:i)
 -- ARGV[4]  '1': delete every d: field before the rest
 -- ARGV[5]  login: the user's session limit, 0 for none
--- ARGV[6]  login: 'r' reject at the limit | 'e' evict the least recently active
+-- ARGV[6]  login: POLICY_REJECT at the limit | POLICY_EVICT the least recently active
 -- ARGV[7]  the index member of KEYS[1] (its last key segment)
 -- ARGV[8]  rotate: the index member of KEYS[3]
 -- ARGV[9]  n, the number of fields to set
@@ -27,10 +27,11 @@
 -- (events_lib.lua and write_lib.lua are prepended: evictions and expiries found on the
 -- way are recorded too, and the slot's handle map <index>h is kept in step with the
 -- index.)
--- Returns strings: {ttl, evicted handles...} when written (ttl > 0, ms); {'0'} if the
--- session is gone (or passed its deadline and was deleted); {'-1'} if the target key
--- exists; {'-2'} if the login was rejected by the limit; {'-3', size} if the data
--- would be `size` bytes, more than ARGV[13] (nothing written).
+-- Returns strings: {ttl, evicted handles...} when written (ttl > 0, ms); {REPLY_GONE}
+-- if the session is gone (or passed its deadline and was deleted); {REPLY_EXISTS} if the
+-- target key exists; {REPLY_REJECTED} if the login was rejected by the limit;
+-- {REPLY_TOO_LARGE, size} if the data would be `size` bytes, more than ARGV[13]
+-- (nothing written). The codes come from protocol.rs (CODES, prepended).
 local key, index = KEYS[1], KEYS[2]
 local uh = index .. 'h'
 STREAM, MAXLEN = ARGV[10], ARGV[11]
@@ -46,26 +47,26 @@ local max = tonumber(ARGV[13])
 -- the touched data fields) from the key it moves, before moving it.
 local idle, deadline, user, handle = false, false, false, false
 local size
-if mode == 'c' or mode == 'l' then
-  if redis.call('EXISTS', key) == 1 then return {'-1'} end
+if mode == MODE_CREATE or mode == MODE_LOGIN then
+  if redis.call('EXISTS', key) == 1 then return {REPLY_EXISTS} end
   size = size_after(key, 0, '0', first, last, {}, {}) -- nothing stored yet
 else
   local names = touched(first, last)
   local meta = redis.call('HMGET', KEYS[3], 'm:e', 'm:i', 'm:d', 'm:u', 'm:h', 'm:z',
     unpack(names))
-  if not meta[1] then return {'0'} end
+  if not meta[1] then return {REPLY_GONE} end
   idle, deadline, user, handle = meta[2], meta[3], meta[4], meta[5]
   size = size_after(KEYS[3], meta[6], ARGV[4], first, last, names, {unpack(meta, 7)})
 end
-if max > 0 and size > max then return {'-3', tostring(size)} end
+if max > 0 and size > max then return {REPLY_TOO_LARGE, tostring(size)} end
 
-if mode == 'r' then
-  if redis.call('RENAMENX', KEYS[3], key) == 0 then return {'-1'} end
+if mode == MODE_ROTATE then
+  if redis.call('RENAMENX', KEYS[3], key) == 0 then return {REPLY_EXISTS} end
   -- The handle's entry moves to the new member below.
   if redis.call('ZREM', index, ARGV[8]) == 1 then redis.call('HDEL', uh, ARGV[8]) end
 end
 
-if mode == 'l' then
+if mode == MODE_LOGIN then
   prune(index, ARGV[2])
   local limit = tonumber(ARGV[5])
   if limit > 0 then
@@ -81,7 +82,8 @@ if mode == 'l' then
       end
     end
     if #live >= limit then
-      if ARGV[6] == 'r' then return {'-2'} end
+      if ARGV[6] == POLICY_REJECT then return {REPLY_REJECTED} end
+      assert(ARGV[6] == POLICY_EVICT, 'unknown limit policy')
       table.sort(live, function(a, b)
         return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1])
       end)
@@ -103,7 +105,7 @@ idle, deadline, user, handle = patched(first, last, idle, deadline, user, handle
 local ttl = ttl_of(idle, deadline, ARGV[3], now)
 if ttl <= 0 then
   drop_expired(key, index, member, ARGV[2])
-  return {'0'}
+  return {REPLY_GONE}
 end
 
 delete_fields(key, ARGV[4], last)
@@ -120,7 +122,7 @@ if user then
     redis.call('PEXPIRE', index, pttl)
   end
   -- The handle map lives as long as the index.
-  if mode == 'l' or mode == 'r' then
+  if mode == MODE_LOGIN or mode == MODE_ROTATE then
     map_handle(uh, member, handle, user)
     redis.call('PEXPIRE', uh, pttl)
   elseif extended then

@@ -1,0 +1,523 @@
+//! The protocol between [`RedisStore`](super::RedisStore) and its session scripts,
+//! typed on the Rust side: one type per script call, which lays out its keys and
+//! arguments in the order the script reads them (the script's header says the same),
+//! and one decoder per reply into an enum.
+//!
+//! The codes both sides share (write modes, limit policies, revoke modes, reply codes)
+//! are defined once, in [`CODES`], and reach the scripts as a generated Lua prelude; the
+//! scripts use the names, never the letters, and a unit test checks that they do. The
+//! record's field names are defined once in `store/record.rs`; a unit test checks every
+//! field name a script spells against them, and every event name against
+//! [`EventKind`](crate::events::EventKind).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{Script, ScriptInvocation};
+
+use super::keys;
+use crate::config::{LimitPolicy, SessionLimit};
+use crate::error::StoreError;
+use crate::id::{SessionHandle, SessionKey};
+use crate::store::record::{Clock, Patch, WriteOutcome};
+use crate::store::{ListCursor, Revoke, SessionInfo, SessionPage};
+
+/// Every code shared with the scripts: (Lua name, value).
+pub(super) const CODES: &[(&str, &str)] = &[
+    ("MODE_CREATE", MODE_CREATE),
+    ("MODE_ROTATE", MODE_ROTATE),
+    ("MODE_LOGIN", MODE_LOGIN),
+    ("POLICY_REJECT", POLICY_REJECT),
+    ("POLICY_EVICT", POLICY_EVICT),
+    ("REVOKE_HANDLE", REVOKE_HANDLE),
+    ("REVOKE_ALL", REVOKE_ALL),
+    ("REVOKE_OTHERS", REVOKE_OTHERS),
+    ("REPLY_GONE", REPLY_GONE),
+    ("REPLY_EXISTS", REPLY_EXISTS),
+    ("REPLY_REJECTED", REPLY_REJECTED),
+    ("REPLY_TOO_LARGE", REPLY_TOO_LARGE),
+];
+
+const MODE_CREATE: &str = "c";
+const MODE_ROTATE: &str = "r";
+const MODE_LOGIN: &str = "l";
+const POLICY_REJECT: &str = "r";
+const POLICY_EVICT: &str = "e";
+const REVOKE_HANDLE: &str = "h";
+const REVOKE_ALL: &str = "a";
+const REVOKE_OTHERS: &str = "x";
+const REPLY_GONE: &str = "0";
+const REPLY_EXISTS: &str = "-1";
+const REPLY_REJECTED: &str = "-2";
+const REPLY_TOO_LARGE: &str = "-3";
+
+/// `local NAME = 'value'` for every code, prepended to the session scripts.
+pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
+    CODES
+        .iter()
+        .map(|(name, value)| format!("local {name} = '{value}'\n"))
+        .collect()
+});
+
+/// A script made of the prelude and `parts`.
+pub(super) fn script(parts: &[&str]) -> Script {
+    let mut source = PRELUDE.clone();
+    for part in parts {
+        source.push_str(part);
+    }
+    Script::new(&source)
+}
+
+/// The event stream a script appends to: its key (`""` for none) and approximate
+/// `MAXLEN`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Stream<'a> {
+    pub(super) key: &'a str,
+    pub(super) max_len: usize,
+}
+
+fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
+}
+
+/// The patch's arguments, last in both write scripts: field/value pairs, then the
+/// fields to delete.
+fn patch_args(inv: &mut ScriptInvocation<'_>, patch: &Patch) {
+    for (f, v) in &patch.set {
+        inv.arg(f).arg(v);
+    }
+    for f in &patch.delete {
+        inv.arg(f);
+    }
+}
+
+/// `update.lua`: an existing session's changed fields and TTL.
+pub(super) struct Update<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) key: &'a SessionKey,
+    pub(super) patch: &'a Patch,
+    pub(super) clock: Clock,
+    pub(super) stream: Stream<'a>,
+}
+
+impl Update<'_> {
+    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::session(self.namespace, self.key))
+            .key(keys::user_index(self.namespace, self.key.tag()))
+            .arg(self.clock.now_ms)
+            .arg(self.clock.default_idle_ms)
+            .arg(flag(self.patch.clear_data))
+            .arg(self.key.hash())
+            .arg(self.patch.set.len())
+            .arg(self.stream.key)
+            .arg(self.stream.max_len)
+            .arg(self.patch.events)
+            .arg(self.patch.max_size);
+        patch_args(&mut inv, self.patch);
+        inv
+    }
+
+    /// The TTL set (> 0), 0 if the session is gone, or the merged data's size negated.
+    pub(super) fn decode(reply: i64) -> WriteOutcome {
+        match reply {
+            0 => WriteOutcome::Gone,
+            ms if ms > 0 => WriteOutcome::Written {
+                ttl: Duration::from_millis(ms.unsigned_abs()),
+                evicted: Vec::new(),
+            },
+            size => WriteOutcome::TooLarge {
+                size: usize::try_from(size.unsigned_abs()).unwrap_or(usize::MAX),
+            },
+        }
+    }
+}
+
+/// How `write.lua` writes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WriteKind<'a> {
+    /// Only if absent.
+    Create,
+    /// Rename `from` to the key, then update.
+    Rotate { from: &'a SessionKey },
+    /// Create, index in the user's slot, enforce the limit.
+    Login { limit: Option<SessionLimit> },
+}
+
+/// `write.lua`: a session created, moved to a new id, or logged in.
+pub(super) struct Write<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) key: &'a SessionKey,
+    pub(super) kind: WriteKind<'a>,
+    pub(super) patch: &'a Patch,
+    pub(super) clock: Clock,
+    pub(super) stream: Stream<'a>,
+}
+
+impl Write<'_> {
+    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::session(self.namespace, self.key))
+            .key(keys::user_index(self.namespace, self.key.tag()));
+        let (mode, limit, from) = match self.kind {
+            WriteKind::Create => (MODE_CREATE, None, None),
+            WriteKind::Rotate { from } => (MODE_ROTATE, None, Some(from)),
+            WriteKind::Login { limit } => (MODE_LOGIN, limit, None),
+        };
+        if let Some(from) = from {
+            inv.key(keys::session(self.namespace, from));
+        }
+        let policy = match limit.map(|l| l.policy) {
+            Some(LimitPolicy::EvictOldest) => POLICY_EVICT,
+            _ => POLICY_REJECT,
+        };
+        inv.arg(mode)
+            .arg(self.clock.now_ms)
+            .arg(self.clock.default_idle_ms)
+            .arg(flag(self.patch.clear_data))
+            .arg(limit.map_or(0, |l| l.max))
+            .arg(policy)
+            .arg(self.key.hash())
+            .arg(from.map_or("", |f| f.hash()))
+            .arg(self.patch.set.len())
+            .arg(self.stream.key)
+            .arg(self.stream.max_len)
+            .arg(self.patch.events)
+            .arg(self.patch.max_size);
+        patch_args(&mut inv, self.patch);
+        inv
+    }
+
+    /// `{ttl, evicted handles...}` when written; otherwise a reply code (with the size
+    /// for [`REPLY_TOO_LARGE`]).
+    pub(super) fn decode(reply: Vec<String>) -> Result<WriteOutcome, StoreError> {
+        let bad = || StoreError::Protocol("unexpected write script reply");
+        let (code, rest) = reply.split_first().ok_or_else(bad)?;
+        Ok(match code.as_str() {
+            REPLY_GONE => WriteOutcome::Gone,
+            REPLY_EXISTS => WriteOutcome::Collision,
+            REPLY_REJECTED => WriteOutcome::Rejected,
+            REPLY_TOO_LARGE => WriteOutcome::TooLarge {
+                size: rest.first().and_then(|s| s.parse().ok()).ok_or_else(bad)?,
+            },
+            ttl => match ttl.parse::<u64>() {
+                Ok(ms) if ms > 0 => WriteOutcome::Written {
+                    ttl: Duration::from_millis(ms),
+                    evicted: rest
+                        .iter()
+                        .filter_map(|h| SessionHandle::parse(h))
+                        .collect(),
+                },
+                _ => return Err(bad()),
+            },
+        })
+    }
+}
+
+/// `delete.lua`: a logout.
+pub(super) struct Delete<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) key: &'a SessionKey,
+    pub(super) now_ms: i64,
+    pub(super) stream: Stream<'a>,
+}
+
+impl Delete<'_> {
+    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::session(self.namespace, self.key))
+            .key(keys::user_index(self.namespace, self.key.tag()))
+            .arg(self.key.hash())
+            .arg(self.now_ms)
+            .arg(self.stream.key)
+            .arg(self.stream.max_len);
+        inv
+    }
+
+    /// The deleted session's handle and user (`""` when absent), or `None` if there
+    /// was no session.
+    pub(super) fn decode(reply: Vec<String>) -> Option<(String, String)> {
+        match <[String; 2]>::try_from(reply) {
+            Ok([handle, user]) => Some((handle, user)),
+            Err(_) => None,
+        }
+    }
+}
+
+/// `take.lua`: read and delete (the first half of a login).
+pub(super) struct Take<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) key: &'a SessionKey,
+}
+
+impl Take<'_> {
+    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::session(self.namespace, self.key))
+            .key(keys::user_index(self.namespace, self.key.tag()))
+            .arg(self.key.hash());
+        inv
+    }
+}
+
+/// `list.lua`: one page of a user's sessions.
+pub(super) struct List<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) tag: &'a str,
+    pub(super) user_id: &'a str,
+    pub(super) cursor: ListCursor,
+    pub(super) page_size: usize,
+    pub(super) now_ms: i64,
+    pub(super) stream: Stream<'a>,
+}
+
+impl List<'_> {
+    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::user_index(self.namespace, self.tag))
+            .arg(keys::session_prefix(self.namespace, self.tag))
+            .arg(self.now_ms)
+            .arg(self.user_id)
+            .arg(self.stream.key)
+            .arg(self.stream.max_len)
+            .arg(self.cursor.position())
+            .arg(self.page_size);
+        inv
+    }
+
+    /// `{next rank or "", then 6 strings per session: key hash, handle, created, last
+    /// seen, ip, user agent}`.
+    pub(super) fn decode(reply: Vec<String>) -> Result<SessionPage, StoreError> {
+        let Some((next, flat)) = reply.split_first() else {
+            return Err(StoreError::Protocol("unexpected list script reply"));
+        };
+        let next = match next.as_str() {
+            "" => None,
+            n => Some(ListCursor::from_position(n.parse().map_err(|_| {
+                StoreError::Protocol("list script returned a non-number")
+            })?)),
+        };
+        let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+        let sessions = flat
+            .chunks_exact(6)
+            .filter_map(|r| {
+                Some(SessionInfo::from_parts(
+                    r[0].clone(),
+                    SessionHandle::parse(&r[1])?,
+                    r[2].parse().unwrap_or(0),
+                    r[3].parse().unwrap_or(0),
+                    opt(&r[4]),
+                    opt(&r[5]),
+                ))
+            })
+            .collect();
+        Ok(SessionPage::new(sessions, next))
+    }
+}
+
+/// One bounded step of `revoke.lua`.
+pub(super) struct RevokeStep<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) tag: &'a str,
+    pub(super) user_id: &'a str,
+    pub(super) which: Revoke<'a>,
+    pub(super) now_ms: i64,
+    pub(super) stream: Stream<'a>,
+    /// Where this step starts in the session index and in the token-family index.
+    pub(super) from: (u64, u64),
+}
+
+/// What a revoke step did and where the next one starts (`None`: that part is done).
+#[derive(Debug)]
+pub(super) struct RevokeProgress {
+    pub(super) next_session: Option<u64>,
+    pub(super) next_family: Option<u64>,
+    pub(super) revoked: Vec<SessionHandle>,
+}
+
+impl RevokeStep<'_> {
+    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+        let (mode, arg) = match self.which {
+            Revoke::Handle(h) => (REVOKE_HANDLE, h.to_string()),
+            Revoke::All => (REVOKE_ALL, String::new()),
+            Revoke::AllExcept(keep) => (REVOKE_OTHERS, keep.hash().to_owned()),
+        };
+        let reason = crate::events::EventKind::Revoked(self.which.reason())
+            .reason()
+            .unwrap_or_default();
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::user_index(self.namespace, self.tag))
+            .arg(keys::session_prefix(self.namespace, self.tag))
+            .arg(self.now_ms)
+            .arg(self.user_id)
+            .arg(mode)
+            .arg(arg)
+            .arg(self.stream.key)
+            .arg(self.stream.max_len)
+            .arg(reason)
+            .arg(self.from.0)
+            .arg(self.from.1);
+        inv
+    }
+
+    /// `{next session rank, next family rank, revoked handles...}`, a rank `""` once
+    /// that part is done.
+    pub(super) fn decode(reply: Vec<String>) -> Result<RevokeProgress, StoreError> {
+        let [next_session, next_family, handles @ ..] = &reply[..] else {
+            return Err(StoreError::Protocol("unexpected revoke script reply"));
+        };
+        let rank = |s: &str| -> Result<Option<u64>, StoreError> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse()
+                .map(Some)
+                .map_err(|_| StoreError::Protocol("revoke script returned a non-number"))
+        };
+        Ok(RevokeProgress {
+            next_session: rank(next_session)?,
+            next_family: rank(next_family)?,
+            revoked: handles
+                .iter()
+                .filter_map(|h| SessionHandle::parse(h))
+                .collect(),
+        })
+    }
+}
+
+/// `expired.lua`: a session key expired; drop it from its user's index and report it
+/// once.
+pub(super) struct Expired<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) tag: &'a str,
+    pub(super) member: &'a str,
+    pub(super) now_ms: i64,
+    pub(super) stream: Stream<'a>,
+}
+
+impl Expired<'_> {
+    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::user_index(self.namespace, self.tag))
+            .arg(self.member)
+            .arg(self.now_ms)
+            .arg(self.stream.key)
+            .arg(self.stream.max_len);
+        inv
+    }
+
+    /// The expired session's handle and user if this call reported it.
+    pub(super) fn decode(reply: Vec<String>) -> Option<(SessionHandle, String)> {
+        match <[String; 2]>::try_from(reply) {
+            Ok([handle, user]) => Some((SessionHandle::parse(&handle)?, user)),
+            Err(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION_SCRIPTS: &[(&str, &str)] = &[
+        ("write.lua", include_str!("scripts/write.lua")),
+        ("write_lib.lua", include_str!("scripts/write_lib.lua")),
+        ("update.lua", include_str!("scripts/update.lua")),
+        ("delete.lua", include_str!("scripts/delete.lua")),
+        ("take.lua", include_str!("scripts/take.lua")),
+        ("list.lua", include_str!("scripts/list.lua")),
+        ("revoke.lua", include_str!("scripts/revoke.lua")),
+        ("expired.lua", include_str!("scripts/expired.lua")),
+        ("events_lib.lua", include_str!("scripts/events_lib.lua")),
+    ];
+
+    /// Code lines of a script (comments dropped).
+    fn code(source: &str) -> String {
+        source
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The single-quoted strings of `code`.
+    fn literals(code: &str) -> Vec<&str> {
+        code.split('\'').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn scripts_spell_no_code_and_use_every_name() {
+        let all: String = SESSION_SCRIPTS.iter().map(|(_, s)| code(s)).collect();
+        for (file, source) in SESSION_SCRIPTS {
+            let code = code(source);
+            // A mode, policy or reply code compared or returned as a literal.
+            for bad in ["== '", "~= '", "return {'"] {
+                for (i, _) in code.match_indices(bad) {
+                    let lit = &code[i + bad.len()..];
+                    let lit = &lit[..lit.find('\'').unwrap_or(lit.len())];
+                    assert!(
+                        !CODES.iter().any(|(_, v)| *v == lit),
+                        "{file} spells the code '{lit}': use its name from CODES"
+                    );
+                }
+            }
+        }
+        for (name, _) in CODES {
+            assert!(all.contains(name), "no script uses {name}");
+        }
+    }
+
+    #[test]
+    fn field_and_event_names_in_scripts_are_the_rust_ones() {
+        use crate::events::EventKind;
+        use crate::store::record::FIELDS;
+        let events: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        for (file, source) in SESSION_SCRIPTS {
+            for lit in literals(&code(source)) {
+                if lit.starts_with("m:") {
+                    assert!(FIELDS.contains(&lit), "{file}: unknown field '{lit}'");
+                }
+            }
+            // Events a script records by name: xadd(now, '<kind>', ...).
+            let code = code(source);
+            for (i, _) in code.match_indices("xadd(") {
+                let call = &code[i + "xadd(".len()..];
+                let call = &call[..call.find(')').unwrap_or(call.len())];
+                let kind = call.split(',').nth(1).map(str::trim).unwrap_or("");
+                if let Some(name) = kind.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')) {
+                    assert!(events.contains(&name), "{file}: unknown event '{name}'");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn write_replies_decode_into_outcomes() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(matches!(Write::decode(s(&["0"])), Ok(WriteOutcome::Gone)));
+        assert!(matches!(
+            Write::decode(s(&["-1"])),
+            Ok(WriteOutcome::Collision)
+        ));
+        assert!(matches!(
+            Write::decode(s(&["-2"])),
+            Ok(WriteOutcome::Rejected)
+        ));
+        assert!(matches!(
+            Write::decode(s(&["-3", "1200"])),
+            Ok(WriteOutcome::TooLarge { size: 1200 })
+        ));
+        assert!(matches!(
+            Write::decode(s(&["1500"])),
+            Ok(WriteOutcome::Written { .. })
+        ));
+        for bad in [&[][..], &["-3"], &["x"], &["-7"]] {
+            assert!(Write::decode(s(bad)).is_err(), "{bad:?}");
+        }
+        assert!(matches!(Update::decode(0), WriteOutcome::Gone));
+        assert!(matches!(
+            Update::decode(-40),
+            WriteOutcome::TooLarge { size: 40 }
+        ));
+    }
+}
