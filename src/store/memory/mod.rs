@@ -60,6 +60,13 @@ impl Entry {
     }
 }
 
+/// The user-tag key of `namespace` under the application's `key` (as `RedisStore`).
+fn derived_salt(key: &UserKey, namespace: &str) -> [u8; 32] {
+    let mut salt = [0u8; 32];
+    salt.copy_from_slice(&key.salt_for(namespace)[..32]);
+    salt
+}
+
 /// In-memory session store. Cloning shares the sessions.
 ///
 /// ```
@@ -73,8 +80,11 @@ impl Entry {
 pub struct MemoryStore {
     map: Arc<Mutex<Map>>,
     namespace: Arc<str>,
-    /// Key of the user-tag HMAC; the namespace is part of the hashed input.
+    /// Key of the user-tag HMAC: random (the namespace is then part of the hashed
+    /// input), or derived from `user_key` for this namespace.
     salt: [u8; 32],
+    /// The application's user key: tags are then the same as a `RedisStore`'s with it.
+    user_key: Option<UserKey>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -108,15 +118,18 @@ impl MemoryStore {
             })),
             namespace: Arc::from("session"),
             salt,
+            user_key: None,
         }
     }
 
     /// Derives user tags and token check keys from `key` instead of a random salt of
     /// this store's own, so tokens issued by one process are accepted by another
     /// holding the same key (see [`UserKey`]).
-    pub fn with_user_key(mut self, key: &UserKey) -> Self {
-        let derived = key.salt_for("");
-        self.salt.copy_from_slice(&derived[..32]);
+    /// User tags and token keys are then the ones a [`RedisStore`](crate::RedisStore)
+    /// with the same key and namespace computes.
+    pub fn with_user_key(mut self, key: UserKey) -> Self {
+        self.salt = derived_salt(&key, &self.namespace);
+        self.user_key = Some(key);
         self
     }
 
@@ -129,6 +142,9 @@ impl MemoryStore {
     pub fn with_namespace(mut self, namespace: &str) -> Result<Self, ConfigError> {
         super::validate_namespace(namespace)?;
         self.namespace = Arc::from(namespace);
+        if let Some(key) = &self.user_key {
+            self.salt = derived_salt(key, namespace);
+        }
         Ok(self)
     }
 
@@ -419,6 +435,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
+        if self.user_key.is_some() {
+            // As RedisStore derives it: the namespace is in the key.
+            return user_tag(&self.salt, user_id.as_bytes());
+        }
         let salt = self.salt;
         let mut input = Vec::with_capacity(self.namespace.len() + 1 + user_id.len());
         input.extend_from_slice(self.namespace.as_bytes());
@@ -499,7 +519,7 @@ mod tests {
 
     #[test]
     fn debug_shows_the_namespace_only() {
-        let store = MemoryStore::new().with_user_key(&UserKey::from_bytes(&[0xAB; 32]).unwrap());
+        let store = MemoryStore::new().with_user_key(UserKey::from_bytes(&[0xAB; 32]).unwrap());
         assert_eq!(
             format!("{store:?}"),
             r#"MemoryStore { namespace: "session", .. }"#
