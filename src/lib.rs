@@ -161,10 +161,13 @@
 //!
 //! # Testing your app
 //!
-//! Use [`MemoryStore`] and drive your router with `tower::ServiceExt::oneshot`; read
-//! `Set-Cookie` from the response and send it back as `Cookie`. Remember that the
-//! default cookie is `Secure`: a real browser on `http://localhost` needs
-//! [`SessionConfig::with_secure`]`(false)`.
+//! A handler that takes a [`Session`] can be called directly:
+//! [`testing::SessionTester`] hands out the session the next request would get and
+//! writes it back after the handler exactly as the layer does, keeping the cookie like a
+//! browser would. To test the whole router, use [`MemoryStore`] (or a real Redis) and
+//! drive it with `tower::ServiceExt::oneshot`; read `Set-Cookie` from each response and
+//! send it back as `Cookie`. Remember that the default cookie is `Secure`: a real
+//! browser on `http://localhost` needs [`SessionConfig::with_secure`]`(false)`.
 //!
 //! [axum]: https://docs.rs/axum
 //! [tower]: https://docs.rs/tower
@@ -197,6 +200,7 @@ mod layer;
 mod service;
 pub mod session;
 pub mod store;
+pub mod testing;
 mod time;
 #[cfg(feature = "tls")]
 mod tls;
