@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Cookie sessions for [axum] and [tower], stored in Redis.
 //!
 //! Add [`SessionLayer`] to a router and every handler can take a [`Session`]. Sessions
