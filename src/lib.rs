@@ -167,7 +167,9 @@
 //! writes it back after the handler exactly as the layer does, keeping the cookie like a
 //! browser would. To test the whole router, use [`MemoryStore`] (or a real Redis) and
 //! drive it with `tower::ServiceExt::oneshot`; read `Set-Cookie` from each response and
-//! send it back as `Cookie`. Remember that the default cookie is `Secure`: a real
+//! send it back as `Cookie`. With the `test-redis` feature, `testing::TestRedis` gives
+//! a test a real Redis: the one at `REDIS_URL` (a CI service or container), or a
+//! throwaway `redis-server`, in a namespace of its own that is deleted on drop. Remember that the default cookie is `Secure`: a real
 //! browser on `http://localhost` needs [`SessionConfig::with_secure`]`(false)`.
 //!
 //! [axum]: https://docs.rs/axum

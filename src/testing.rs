@@ -141,3 +141,192 @@ impl<C: CookieCodec> SessionTester<C> {
         &self.layer
     }
 }
+
+#[cfg(feature = "test-redis")]
+pub use self::server::{TestRedis, TestRedisError};
+
+/// A real Redis for your tests (feature `test-redis`).
+#[cfg(feature = "test-redis")]
+mod server {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use crate::error::ConfigError;
+    use crate::store::RedisStore;
+
+    /// A Redis for one test, in a namespace of its own: the server at `REDIS_URL` when
+    /// that is set (a CI service or a container), else a throwaway `redis-server` on a
+    /// free loopback port (it must be on `PATH`). Dropping it deletes the namespace's
+    /// keys, or stops the throwaway server and removes its directory.
+    ///
+    /// ```no_run
+    /// use tower_redis_session::testing::{SessionTester, TestRedis};
+    /// use tower_redis_session::{SessionConfig, SessionLayer};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = TestRedis::start()?;
+    /// let layer = SessionLayer::new(redis.store()?, SessionConfig::default())?;
+    /// let mut browser = SessionTester::new(layer);
+    /// let session = browser.session();
+    /// session.insert("k", 1).await?;
+    /// browser.finish(session).await;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Debug)]
+    pub struct TestRedis {
+        url: String,
+        namespace: String,
+        server: Option<(Child, PathBuf)>,
+    }
+
+    /// Why no Redis could be had for a test.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum TestRedisError {
+        /// `redis-server` could not be started (not installed, or it failed).
+        #[error("cannot start redis-server (install it, or set REDIS_URL): {0}")]
+        Start(#[source] std::io::Error),
+        /// The server did not answer `PING` in time.
+        #[error("redis-server did not answer within 10 s")]
+        NotReady,
+    }
+
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    /// `test-<pid>-<n>`: unique per `TestRedis` of the process.
+    fn next_namespace() -> String {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("test-{}-{n}", std::process::id())
+    }
+
+    impl TestRedis {
+        /// A Redis at `REDIS_URL`, or a throwaway `redis-server`.
+        ///
+        /// # Errors
+        /// [`TestRedisError`] if no server could be started.
+        pub fn start() -> Result<Self, TestRedisError> {
+            if let Ok(url) = std::env::var("REDIS_URL") {
+                return Ok(Self::on(url));
+            }
+            let namespace = next_namespace();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(TestRedisError::Start)?
+                .port();
+            let dir =
+                std::env::temp_dir().join(format!("test-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(TestRedisError::Start)?;
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(TestRedisError::Start)?;
+            let redis = Self {
+                url: format!("redis://127.0.0.1:{port}"),
+                namespace,
+                server: Some((child, dir)),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !ping(port) {
+                if Instant::now() > deadline {
+                    return Err(TestRedisError::NotReady);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(redis)
+        }
+
+        /// A namespace of its own on the server at `url` (e.g. a container your test
+        /// harness started); dropping it deletes the namespace's keys.
+        pub fn on(url: impl Into<String>) -> Self {
+            Self {
+                url: url.into(),
+                namespace: next_namespace(),
+                server: None,
+            }
+        }
+
+        /// The server's URL.
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+
+        /// This test's namespace (unique per `TestRedis` in the process).
+        pub fn namespace(&self) -> &str {
+            &self.namespace
+        }
+
+        /// A store on this Redis, in this test's namespace.
+        ///
+        /// # Errors
+        /// [`ConfigError`] if the URL does not parse.
+        pub fn store(&self) -> Result<RedisStore, ConfigError> {
+            RedisStore::from_url(&self.url)?.with_namespace(&self.namespace)
+        }
+
+        /// Deletes every key of the namespace (on a shared server).
+        fn clean(&self) -> redis::RedisResult<()> {
+            let client = redis::Client::open(self.url.as_str())?;
+            let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+            let pattern = format!("{}:*", self.namespace);
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(&mut conn)?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL").arg(&keys).query::<()>(&mut conn)?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        }
+    }
+
+    /// Whether a server answers `PING` on `port`.
+    fn ping(port: u16) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read(&mut buf)
+                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+    }
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            match self.server.take() {
+                Some((mut child, dir)) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                None => {
+                    if let Err(e) = self.clean() {
+                        tracing::warn!(
+                            error = &e as &dyn std::error::Error,
+                            "test namespace not cleaned up"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
