@@ -79,18 +79,12 @@ impl Session {
         patch
             .set
             .push((record::CREATED.to_owned(), clock.now_ms.to_string()));
-        let absolute = st
-            .expiry
-            .and_then(|e| e.absolute)
-            .unwrap_or(config.absolute_lifetime);
-        if let Some(a) = absolute {
-            patch.set.push((
-                record::DEADLINE.to_owned(),
-                (clock.now_ms + millis(a)).to_string(),
-            ));
+        let absolute = st.expiry.and_then(|e| e.absolute);
+        if let Some(d) = deadline_ms(absolute, clock.now_ms, None, config.absolute_lifetime) {
+            patch.set.push((record::DEADLINE.to_owned(), d.to_string()));
         }
         if let Some(e) = st.expiry {
-            expiry_fields(&mut patch, e, None, clock.now_ms);
+            expiry_fields(&mut patch, e);
         }
         self.inner.meta.fields(&mut patch);
         let persistent = self.persistent(st, None);
@@ -119,7 +113,16 @@ impl Session {
         let store = &self.inner.ctx.store;
         let mut patch = data_patch(st, self.inner.ctx.config.max_session_size);
         if let Some(e) = st.expiry {
-            expiry_fields(&mut patch, e, Some(loaded.created_ms), clock.now_ms);
+            expiry_fields(&mut patch, e);
+            if let Some(absolute) = e.absolute {
+                // An override counts from the session's creation, or removes the cap.
+                let current = Some(loaded.deadline_ms);
+                let lifetime = self.inner.ctx.config.absolute_lifetime;
+                match deadline_ms(Some(absolute), loaded.created_ms, current, lifetime) {
+                    Some(d) => patch.set.push((record::DEADLINE.to_owned(), d.to_string())),
+                    None => patch.delete.push(record::DEADLINE.to_owned()),
+                }
+            }
         }
         let persistent = self.persistent(st, Some(loaded));
         let key = id.key();
@@ -230,7 +233,8 @@ pub(super) fn data_patch(st: &State, max_size: usize) -> Patch {
     patch
 }
 
-pub(super) fn expiry_fields(patch: &mut Patch, e: Expiry, created_ms: Option<i64>, now: i64) {
+/// The fields of an expiry override other than the deadline (see [`deadline_ms`]).
+pub(super) fn expiry_fields(patch: &mut Patch, e: Expiry) {
     patch
         .set
         .push((record::IDLE.to_owned(), millis(e.idle).to_string()));
@@ -240,13 +244,22 @@ pub(super) fn expiry_fields(patch: &mut Patch, e: Expiry, created_ms: Option<i64
             .set
             .push((record::PERSISTENT.to_owned(), v.to_owned()));
     }
-    match e.absolute {
-        Some(Some(a)) => patch.set.push((
-            record::DEADLINE.to_owned(),
-            (created_ms.unwrap_or(now) + millis(a)).to_string(),
-        )),
-        Some(None) => patch.delete.push(record::DEADLINE.to_owned()),
-        None => {}
+}
+
+/// The one rule for a session's absolute deadline (Unix ms, `None` for none): an
+/// override's lifetime (`absolute`, `Some(None)` for no cap) counts from the session's
+/// creation; without one, an existing session (`current`) keeps its deadline and a new
+/// one gets the configured `lifetime` from its creation.
+pub(super) fn deadline_ms(
+    absolute: Option<Option<Duration>>,
+    created_ms: i64,
+    current: Option<Option<i64>>,
+    lifetime: Option<Duration>,
+) -> Option<i64> {
+    match (absolute, current) {
+        (Some(absolute), _) => absolute.map(|a| created_ms + millis(a)),
+        (None, Some(existing)) => existing,
+        (None, None) => lifetime.map(|a| created_ms + millis(a)),
     }
 }
 

@@ -180,13 +180,12 @@ impl Session {
             .or(st.new_handle)
             .unwrap_or_else(SessionHandle::generate);
         let created = base.map_or(now, |b| b.created_ms);
-        let deadline = match st.expiry.and_then(|e| e.absolute) {
-            Some(absolute) => absolute.map(|a| created + millis(a)),
-            None => base.map_or_else(
-                || config.absolute_lifetime.map(|a| now + millis(a)),
-                |b| b.deadline_ms,
-            ),
-        };
+        let deadline = super::commit::deadline_ms(
+            st.expiry.and_then(|e| e.absolute),
+            created,
+            base.map(|b| b.deadline_ms),
+            config.absolute_lifetime,
+        );
         let idle = st
             .expiry
             .map(|e| millis(e.idle))

@@ -231,3 +231,26 @@ fn a_failure_outranks_a_degraded_load_and_a_login_clears_only_degraded() {
         "a destroyed session starts clean"
     );
 }
+
+#[test]
+fn the_deadline_rule() {
+    use super::commit::deadline_ms;
+    use std::time::Duration;
+    let (created, hour) = (1_000_000, Some(Duration::from_secs(3600)));
+    // A new session: the configured lifetime from its creation, or none.
+    assert_eq!(
+        deadline_ms(None, created, None, hour),
+        Some(created + 3_600_000)
+    );
+    assert_eq!(deadline_ms(None, created, None, None), None);
+    // An existing session keeps its own, whatever the configuration says now.
+    assert_eq!(deadline_ms(None, created, Some(Some(42)), hour), Some(42));
+    assert_eq!(deadline_ms(None, created, Some(None), hour), None);
+    // An override counts from creation, or lifts the cap.
+    let day = Some(Some(Duration::from_secs(86_400)));
+    assert_eq!(
+        deadline_ms(day, created, Some(Some(42)), hour),
+        Some(created + 86_400_000)
+    );
+    assert_eq!(deadline_ms(Some(None), created, Some(Some(42)), hour), None);
+}
