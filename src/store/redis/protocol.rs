@@ -36,6 +36,22 @@ pub(super) const CODES: &[(&str, &str)] = &[
     ("REPLY_EXISTS", REPLY_EXISTS),
     ("REPLY_REJECTED", REPLY_REJECTED),
     ("REPLY_TOO_LARGE", REPLY_TOO_LARGE),
+    ("TOKEN_ISSUE", TOKEN_ISSUE),
+    ("TOKEN_AUTH", TOKEN_AUTH),
+    ("TOKEN_REFRESH", TOKEN_REFRESH),
+    ("TOKEN_REVOKE_ACCESS", TOKEN_REVOKE_ACCESS),
+    ("TOKEN_REVOKE_REFRESH", TOKEN_REVOKE_REFRESH),
+    ("TOKEN_REVOKE_FAMILY", TOKEN_REVOKE_FAMILY),
+    ("TOKEN_LIST", TOKEN_LIST),
+    ("TOKEN_REVOKE_USER", TOKEN_REVOKE_USER),
+    ("TOKEN_OK", TOKEN_OK),
+    ("TOKEN_GONE", TOKEN_GONE),
+    ("TOKEN_COLLISION", TOKEN_COLLISION),
+    ("TOKEN_INVALID", TOKEN_INVALID),
+    ("TOKEN_GRACE", TOKEN_GRACE),
+    ("TOKEN_REUSE", TOKEN_REUSE),
+    ("REFRESH_LIVE", REFRESH_LIVE),
+    ("REFRESH_CONSUMED", REFRESH_CONSUMED),
 ];
 
 const MODE_CREATE: &str = "c";
@@ -50,6 +66,24 @@ const REPLY_GONE: &str = "0";
 const REPLY_EXISTS: &str = "-1";
 const REPLY_REJECTED: &str = "-2";
 const REPLY_TOO_LARGE: &str = "-3";
+// The token script (`tokens.lua`): its operations and reply words.
+pub(super) const TOKEN_ISSUE: &str = "issue";
+pub(super) const TOKEN_AUTH: &str = "auth";
+pub(super) const TOKEN_REFRESH: &str = "refresh";
+pub(super) const TOKEN_REVOKE_ACCESS: &str = "revoke_access";
+pub(super) const TOKEN_REVOKE_REFRESH: &str = "revoke_refresh";
+pub(super) const TOKEN_REVOKE_FAMILY: &str = "revoke_family";
+pub(super) const TOKEN_LIST: &str = "list";
+pub(super) const TOKEN_REVOKE_USER: &str = "revoke_user";
+pub(super) const TOKEN_OK: &str = "ok";
+pub(super) const TOKEN_GONE: &str = "gone";
+pub(super) const TOKEN_COLLISION: &str = "collision";
+pub(super) const TOKEN_INVALID: &str = "invalid";
+pub(super) const TOKEN_GRACE: &str = "grace";
+pub(super) const TOKEN_REUSE: &str = "reuse";
+// A refresh token record's state (its `s` field).
+const REFRESH_LIVE: &str = "l";
+const REFRESH_CONSUMED: &str = "c";
 
 /// `local NAME = 'value'` for every code, prepended to the session scripts.
 pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
@@ -420,6 +454,8 @@ mod tests {
     use super::*;
 
     const SESSION_SCRIPTS: &[(&str, &str)] = &[
+        ("tokens.lua", include_str!("scripts/tokens.lua")),
+        ("token_lib.lua", include_str!("scripts/token_lib.lua")),
         ("write.lua", include_str!("scripts/write.lua")),
         ("write_lib.lua", include_str!("scripts/write_lib.lua")),
         ("update.lua", include_str!("scripts/update.lua")),

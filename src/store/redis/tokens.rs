@@ -5,6 +5,11 @@ use std::sync::LazyLock;
 
 use redis::{Script, ScriptInvocation};
 
+use super::protocol::{
+    self, TOKEN_AUTH, TOKEN_COLLISION, TOKEN_GONE, TOKEN_GRACE, TOKEN_INVALID, TOKEN_ISSUE,
+    TOKEN_LIST, TOKEN_OK, TOKEN_REFRESH, TOKEN_REUSE, TOKEN_REVOKE_ACCESS, TOKEN_REVOKE_FAMILY,
+    TOKEN_REVOKE_REFRESH, TOKEN_REVOKE_USER,
+};
 use super::{EVENTS_LIB, RedisStore, keys};
 use crate::error::StoreError;
 use crate::id::SessionHandle;
@@ -15,7 +20,7 @@ use crate::store::tokens::{
 pub(super) const LIB: &str = include_str!("scripts/token_lib.lua");
 
 static TOKENS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[EVENTS_LIB, LIB, include_str!("scripts/tokens.lua")].concat()));
+    LazyLock::new(|| protocol::script(&[EVENTS_LIB, LIB, include_str!("scripts/tokens.lua")]));
 
 /// The next step's first rank from a paged script reply ('' when done).
 fn next_rank(s: &str) -> Result<Option<u64>, StoreError> {
@@ -48,7 +53,7 @@ impl RedisStore {
     }
 
     pub(crate) async fn token_issue(&self, req: &Issue<'_>) -> Result<IssueOutcome, StoreError> {
-        let mut inv = self.tokens(req.tag, "issue", req.now_ms);
+        let mut inv = self.tokens(req.tag, TOKEN_ISSUE, req.now_ms);
         let (sk, sh) = req
             .session
             .map_or((String::new(), String::new()), |(k, h)| {
@@ -67,13 +72,13 @@ impl RedisStore {
             .arg(req.max_families);
         let reply: Vec<String> = self.invoke(&inv).await?;
         match reply.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["ok", a, r, ref evicted @ ..] => Ok(IssueOutcome::Issued {
+            [TOKEN_OK, a, r, ref evicted @ ..] => Ok(IssueOutcome::Issued {
                 access_exp: int(a)?,
                 refresh_exp: int(r)?,
                 evicted: evicted.iter().map(|&f| f.to_owned()).collect(),
             }),
-            ["gone"] => Ok(IssueOutcome::SessionGone),
-            ["collision"] => Ok(IssueOutcome::Collision),
+            [TOKEN_GONE] => Ok(IssueOutcome::SessionGone),
+            [TOKEN_COLLISION] => Ok(IssueOutcome::Collision),
             _ => Err(StoreError::Protocol("unexpected token script reply")),
         }
     }
@@ -117,7 +122,7 @@ impl RedisStore {
             }
             _ => return Ok(None),
         }
-        let mut inv = self.tokens(tag, "auth", now_ms);
+        let mut inv = self.tokens(tag, TOKEN_AUTH, now_ms);
         inv.arg(access);
         let reply: Vec<String> = self.invoke(&inv).await?;
         match &reply[..] {
@@ -138,7 +143,7 @@ impl RedisStore {
         &self,
         req: &Refresh<'_>,
     ) -> Result<RefreshOutcome, StoreError> {
-        let mut inv = self.tokens(req.tag, "refresh", req.now_ms);
+        let mut inv = self.tokens(req.tag, TOKEN_REFRESH, req.now_ms);
         let Ttls {
             access,
             refresh_idle,
@@ -154,27 +159,33 @@ impl RedisStore {
         let reply: Vec<String> = self.invoke(&inv).await?;
         let reply: Vec<&str> = reply.iter().map(String::as_str).collect();
         Ok(match reply[..] {
-            ["ok", user, family, access_exp, refresh_exp, handle, scope] => {
-                RefreshOutcome::Rotated {
-                    access: AccessRecord {
-                        user: user.to_owned(),
-                        family: family.to_owned(),
-                        issued_ms: req.now_ms,
-                        expires_ms: int(access_exp)?,
-                        session: SessionHandle::parse(handle),
-                        scope: opt(scope),
-                    },
-                    refresh_exp: int(refresh_exp)?,
-                }
-            }
-            ["invalid"] => RefreshOutcome::Invalid,
-            ["grace"] => RefreshOutcome::Grace,
-            ["reuse", family, user, handle] => RefreshOutcome::Reused {
+            [
+                TOKEN_OK,
+                user,
+                family,
+                access_exp,
+                refresh_exp,
+                handle,
+                scope,
+            ] => RefreshOutcome::Rotated {
+                access: AccessRecord {
+                    user: user.to_owned(),
+                    family: family.to_owned(),
+                    issued_ms: req.now_ms,
+                    expires_ms: int(access_exp)?,
+                    session: SessionHandle::parse(handle),
+                    scope: opt(scope),
+                },
+                refresh_exp: int(refresh_exp)?,
+            },
+            [TOKEN_INVALID] => RefreshOutcome::Invalid,
+            [TOKEN_GRACE] => RefreshOutcome::Grace,
+            [TOKEN_REUSE, family, user, handle] => RefreshOutcome::Reused {
                 family: family.to_owned(),
                 user: user.to_owned(),
                 session: SessionHandle::parse(handle),
             },
-            ["collision"] => RefreshOutcome::Collision,
+            [TOKEN_COLLISION] => RefreshOutcome::Collision,
             _ => return Err(StoreError::Protocol("unexpected token script reply")),
         })
     }
@@ -185,7 +196,7 @@ impl RedisStore {
         user: &str,
         now_ms: i64,
     ) -> Result<Vec<FamilyRecord>, StoreError> {
-        let flat = self.token_pages(tag, "list", user, now_ms).await?;
+        let flat = self.token_pages(tag, TOKEN_LIST, user, now_ms).await?;
         flat.chunks_exact(6)
             .map(|r| {
                 Ok(FamilyRecord {
@@ -237,21 +248,23 @@ impl RedisStore {
     ) -> Result<Vec<String>, StoreError> {
         let inv = match target {
             Target::Access(h) => {
-                let mut inv = self.tokens(tag, "revoke_access", now_ms);
+                let mut inv = self.tokens(tag, TOKEN_REVOKE_ACCESS, now_ms);
                 inv.arg(h);
                 inv
             }
             Target::Refresh(h) => {
-                let mut inv = self.tokens(tag, "revoke_refresh", now_ms);
+                let mut inv = self.tokens(tag, TOKEN_REVOKE_REFRESH, now_ms);
                 inv.arg(h);
                 inv
             }
             Target::Family { id, user } => {
-                let mut inv = self.tokens(tag, "revoke_family", now_ms);
+                let mut inv = self.tokens(tag, TOKEN_REVOKE_FAMILY, now_ms);
                 inv.arg(id).arg(user);
                 inv
             }
-            Target::User(user) => return self.token_pages(tag, "revoke_user", user, now_ms).await,
+            Target::User(user) => {
+                return self.token_pages(tag, TOKEN_REVOKE_USER, user, now_ms).await;
+            }
         };
         self.invoke(&inv).await
     }

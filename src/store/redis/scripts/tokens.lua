@@ -3,7 +3,7 @@
 -- prepended). Every operation reads a bounded number of keys: at most USER_BATCH
 -- entries of the family index per call.
 -- KEYS[1] the slot's family index P..'tf' (declared so Cluster routes to the slot)
--- ARGV[1] op; ARGV[2] P, the slot prefix; ARGV[3] now, Unix ms; the rest per op.
+-- ARGV[1] op (TOKEN_* in protocol.rs CODES, prepended); ARGV[2] P, the slot prefix; ARGV[3] now, Unix ms; the rest per op.
 local idx, op, P, now = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local function int(x) return string.format('%.0f', x) end
@@ -45,7 +45,7 @@ end
 local function pair(fid, fam, ah, rh, att, rtt, deadline)
   local ae = put('a', ah, fid, att, deadline,
     {'u', fam[1], 'sh', fam[2], 'sk', fam[3], 'sc', fam[4]})
-  local re = put('r', rh, fid, rtt, deadline, {'u', fam[1], 's', 'l'})
+  local re = put('r', rh, fid, rtt, deadline, {'u', fam[1], 's', REFRESH_LIVE})
   local e = int(math.max(ae, re, tonumber(fam[6] or '0')))
   local fk = P .. 't:' .. fid
   redis.call('HSET', fk, 'r', rh, 'a', keep_access(fam[5], ah), 'e', e)
@@ -57,7 +57,7 @@ local function pair(fid, fam, ah, rh, att, rtt, deadline)
   return ae, re
 end
 
-if op == 'issue' then
+if op == TOKEN_ISSUE then
   -- ARGV[4..14]: user, family id, access hash, refresh hash, access TTL, refresh idle
   -- TTL, family lifetime (ms), bound session hash, its handle, scope ('' = none), the
   -- most families of the slot (0: no limit; at it, the family closest to expiry ends)
@@ -66,9 +66,9 @@ if op == 'issue' then
   -- | {'collision'}
   local user, fid, ah, rh = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
   local sk, sh, sc = ARGV[11], ARGV[12], ARGV[13]
-  if sk ~= '' and session_gone(P, sh) then return {'gone'} end
+  if sk ~= '' and session_gone(P, sh) then return {TOKEN_GONE} end
   local fk = P .. 't:' .. fid
-  if redis.call('EXISTS', fk) == 1 or taken(ah, rh) then return {'collision'} end
+  if redis.call('EXISTS', fk) == 1 or taken(ah, rh) then return {TOKEN_COLLISION} end
   local evicted = {}
   local max = tonumber(ARGV[14])
   if max > 0 then
@@ -86,9 +86,9 @@ if op == 'issue' then
     'sc', sc)
   local ae, re = pair(fid, {user, sh, sk, sc}, ah, rh, tonumber(ARGV[8]),
     tonumber(ARGV[9]), deadline)
-  return {'ok', int(ae), int(re), unpack(evicted)}
+  return {TOKEN_OK, int(ae), int(re), unpack(evicted)}
 
-elseif op == 'auth' then
+elseif op == TOKEN_AUTH then
   -- ARGV[4] access hash. Returns {user, family, issued, expires, handle, scope} or {}.
   local k = P .. 'a:' .. ARGV[4]
   local a = redis.call('HMGET', k, 'u', 'f', 'c', 'e', 'sh', 'sc', 'sk')
@@ -99,7 +99,7 @@ elseif op == 'auth' then
   end
   return {a[1], a[2], a[3], a[4], a[5] or '', a[6] or ''}
 
-elseif op == 'refresh' then
+elseif op == TOKEN_REFRESH then
   -- ARGV[4..9]: presented refresh hash, new access hash, new refresh hash, access
   -- TTL, refresh idle TTL, grace window (ms)
   -- Returns {'ok', user, family, access expiry, refresh expiry, handle, scope}
@@ -108,36 +108,36 @@ elseif op == 'refresh' then
   -- | {'collision'}
   local rk = P .. 'r:' .. ARGV[4]
   local r = redis.call('HMGET', rk, 'f', 's', 'n', 't', 'e')
-  if not r[1] then return {'invalid'} end
+  if not r[1] then return {TOKEN_INVALID} end
   local fid = r[1]
   local fk = P .. 't:' .. fid
   local f = redis.call('HMGET', fk, 'u', 'd', 'r', 'sk', 'sh', 'sc', 'a', 'e')
   if not f[1] then
     redis.call('DEL', rk)
-    return {'invalid'}
+    return {TOKEN_INVALID}
   end
-  if r[2] == 'c' then
+  if r[2] == REFRESH_CONSUMED then
     local grace = tonumber(ARGV[9])
-    if grace > 0 and f[3] == r[3] and now - tonumber(r[4]) <= grace then return {'grace'} end
+    if grace > 0 and f[3] == r[3] and now - tonumber(r[4]) <= grace then return {TOKEN_GRACE} end
     kill_family(P, fid)
-    return {'reuse', fid, f[1], f[5] or ''}
+    return {TOKEN_REUSE, fid, f[1], f[5] or ''}
   end
-  if tonumber(r[5]) <= now then return {'invalid'} end
+  if tonumber(r[5]) <= now then return {TOKEN_INVALID} end
   local deadline = tonumber(f[2])
   if deadline <= now or (f[4] and f[4] ~= '' and session_gone(P, f[5])) then
     kill_family(P, fid)
-    return {'invalid'}
+    return {TOKEN_INVALID}
   end
-  if taken(ARGV[5], ARGV[6]) then return {'collision'} end
+  if taken(ARGV[5], ARGV[6]) then return {TOKEN_COLLISION} end
   -- The presented token becomes a tombstone; it keeps its own expiry.
-  redis.call('HSET', rk, 's', 'c', 'n', ARGV[6], 't', now)
+  redis.call('HSET', rk, 's', REFRESH_CONSUMED, 'n', ARGV[6], 't', now)
   redis.call('HSET', fk, 'l', now)
   local ae, re = pair(fid, {f[1], f[5] or '', f[4] or '', f[6] or '', f[7], f[8]},
     ARGV[5], ARGV[6],
     tonumber(ARGV[7]), tonumber(ARGV[8]), deadline)
-  return {'ok', f[1], fid, int(ae), int(re), f[5] or '', f[6] or ''}
+  return {TOKEN_OK, f[1], fid, int(ae), int(re), f[5] or '', f[6] or ''}
 
-elseif op == 'revoke_access' then
+elseif op == TOKEN_REVOKE_ACCESS then
   -- ARGV[4] access hash. Returns {} or {family}.
   local k = P .. 'a:' .. ARGV[4]
   local fid = redis.call('HGET', k, 'f')
@@ -154,7 +154,7 @@ elseif op == 'revoke_access' then
   end
   return {fid}
 
-elseif op == 'revoke_refresh' then
+elseif op == TOKEN_REVOKE_REFRESH then
   -- ARGV[4] refresh hash (live or consumed): revokes its family. Returns {} or {family}.
   local k = P .. 'r:' .. ARGV[4]
   local fid = redis.call('HGET', k, 'f')
@@ -164,14 +164,14 @@ elseif op == 'revoke_refresh' then
   kill_family(P, fid)
   return {fid}
 
-elseif op == 'revoke_family' then
+elseif op == TOKEN_REVOKE_FAMILY then
   -- ARGV[4] family id, ARGV[5] its user. Returns {} or {family}.
   local fid = ARGV[4]
   if redis.call('HGET', P .. 't:' .. fid, 'u') ~= ARGV[5] then return {} end
   kill_family(P, fid)
   return {fid}
 
-elseif op == 'list' then
+elseif op == TOKEN_LIST then
   -- ARGV[4] user, ARGV[5] the page's first rank in the family index. Returns the next
   -- page's first rank ('' after the last), then 6 strings per live family: id,
   -- created, last refreshed ('' if never), expires (its last token), session handle,
@@ -194,7 +194,7 @@ elseif op == 'list' then
   end
   return out
 
-elseif op == 'revoke_user' then
+elseif op == TOKEN_REVOKE_USER then
   -- ARGV[4] user, ARGV[5] the step's first rank in the family index. Returns the next
   -- step's first rank ('' when done), then the revoked families.
   local killed, next = kill_user_tokens(P, ARGV[4], tonumber(ARGV[5]))
