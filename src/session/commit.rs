@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Session;
-use super::state::{Health, Load, State};
+use super::state::{Fate, Health, Load, State};
 use crate::config::{Expiry, millis};
 use crate::cookie::Incoming;
 use crate::error::StoreError;
@@ -31,7 +31,7 @@ impl Session {
         }
         let clock = self.inner.ctx.clock(now_ms());
         let result = match st.load {
-            Load::Pending => Ok(if st.destroyed {
+            Load::Pending => Ok(if st.fate == Fate::Destroyed {
                 CookieAction::Remove
             } else {
                 CookieAction::Keep
@@ -40,7 +40,7 @@ impl Session {
                 if st.changes.values().any(Option::is_some) {
                     self.create(&st, clock).await
                 } else if st.accessed && !matches!(self.inner.incoming, Incoming::Absent)
-                    || st.destroyed
+                    || st.fate == Fate::Destroyed
                 {
                     Ok(CookieAction::Remove)
                 } else {
@@ -126,7 +126,7 @@ impl Session {
         }
         let persistent = self.persistent(st, Some(loaded));
         let key = id.key();
-        if st.cycle {
+        if st.fate == Fate::NewId {
             patch.events = "id_rotated";
             let generate = || SessionId::generate_in(id.tag().to_owned());
             let mode = WriteMode::Rotate { from: &key };

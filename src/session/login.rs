@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::state::{Load, State, parse_live};
+use super::state::{Fate, Load, State, parse_live};
 use super::{COLLISION_RETRIES, Session};
 use crate::config::millis;
 use crate::error::log_store_error;
@@ -104,8 +104,7 @@ impl Session {
         st.changes.clear();
         st.cleared = false;
         st.expiry = None;
-        st.cycle = false;
-        st.destroyed = false;
+        st.fate = Fate::Keep;
         // A request served as anonymous after a failed load (StoreDownPolicy::Anonymous)
         // that logs in has written a new session: its cookie must be sent.
         st.recovered();

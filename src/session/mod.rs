@@ -21,7 +21,7 @@ mod state;
 mod tests;
 
 pub(crate) use self::commit::{Commit, CookieAction};
-use self::state::{Load, State, parse_live};
+use self::state::{Fate, Load, State, parse_live};
 
 use crate::config::{Expiry, StoreDownPolicy};
 pub(crate) use crate::context::{Context, RequestMeta};
@@ -231,7 +231,10 @@ impl Session {
     /// [`SessionError::Store`] if the session could not be loaded.
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         let mut st = self.loaded().await?;
-        st.cycle = true;
+        // A destroyed session has no id left to rotate.
+        if st.fate != Fate::Destroyed {
+            st.fate = Fate::NewId;
+        }
         Ok(())
     }
 

@@ -32,6 +32,20 @@ pub(super) enum Health {
     Failed(Arc<StoreError>),
 }
 
+/// What becomes of the session's id by the end of the request: one of three, so a
+/// destroyed session cannot also be rotated.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// Kept (the usual case).
+    #[default]
+    Keep,
+    /// Moved to a new id after the handler ([`cycle_id`](super::Session::cycle_id)).
+    NewId,
+    /// Ended in this request ([`destroy`](super::Session::destroy)); keys inserted
+    /// afterwards go into a new session.
+    Destroyed,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// The current id: the cookie's, or the one a login moved the session to.
@@ -43,8 +57,8 @@ pub(super) struct State {
     pub(super) changes: BTreeMap<String, Option<String>>,
     pub(super) cleared: bool,
     pub(super) expiry: Option<Expiry>,
-    pub(super) cycle: bool,
-    pub(super) destroyed: bool,
+    /// What happens to the stored session's id.
+    pub(super) fate: Fate,
     /// Whether the store has failed this request.
     pub(super) health: Health,
     pub(super) accessed: bool,
@@ -58,7 +72,7 @@ impl State {
     pub(super) fn ended(&mut self) {
         *self = State {
             load: Load::Done(None),
-            destroyed: true,
+            fate: Fate::Destroyed,
             accessed: true,
             ..State::default()
         };

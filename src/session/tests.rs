@@ -254,3 +254,18 @@ fn the_deadline_rule() {
     );
     assert_eq!(deadline_ms(Some(None), created, Some(Some(42)), hour), None);
 }
+
+#[tokio::test]
+async fn a_destroyed_session_is_not_rotated_and_a_later_change_starts_anew() {
+    let store = MemoryStore::new();
+    let ctx = context(&store, SessionConfig::default());
+    let s = request(&ctx, None);
+    s.insert("k", 1).await.unwrap();
+    let id = set_id(s.commit().await);
+    // destroy, then cycle_id: still ended.
+    let s = request(&ctx, Some(&id));
+    s.destroy().await.unwrap();
+    s.cycle_id().await.unwrap();
+    assert!(is(&s.commit().await, "remove"));
+    assert_eq!(store.len(), 0);
+}
