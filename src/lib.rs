@@ -172,6 +172,16 @@
 //! throwaway `redis-server`, in a namespace of its own that is deleted on drop. Remember that the default cookie is `Secure`: a real
 //! browser on `http://localhost` needs [`SessionConfig::with_secure`]`(false)`.
 //!
+//! # How the crate is organised
+//!
+//! Modules depend only on modules below them: identifiers, time, errors,
+//! [`config`], [`events`] and [`cookie`] at the bottom; the store contract and the
+//! stores ([`store`]) above them; the request's [`Session`] ([`session`]), admin
+//! [`Users`] ([`users`]) and [`tokens`] above the stores; [`SessionLayer`] and
+//! [`SessionService`] on top. A store reports background events to an
+//! [`events::EventSink`], never to the layer. [`SessionStore`] is sealed (see
+//! [`store`] for why).
+//!
 //! [axum]: https://docs.rs/axum
 //! [tower]: https://docs.rs/tower
 
