@@ -16,10 +16,11 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo as _, Script, ScriptInvocation};
+use redis::{Script, ScriptInvocation};
 use tokio::sync::Semaphore;
 
 mod acl;
+mod builder;
 mod keys;
 mod pool;
 mod protocol;
@@ -29,15 +30,11 @@ mod sink;
 mod tokens;
 mod watch;
 
-#[cfg(feature = "tls")]
-use crate::tls::{self, TlsConfig};
-
+pub use self::builder::RedisStoreBuilder;
+use self::builder::{Nodes, redact_url};
 #[cfg_attr(not(feature = "audit-postgres"), allow(unused_imports))]
 pub(crate) use self::pool::collect_text;
-use self::pool::{
-    ClusterManager, Conn, Manager, OwnClusterPool, OwnPool, OwnSentinelPool, SentinelManager,
-    Shared,
-};
+use self::pool::{Conn, OwnClusterPool, OwnPool, OwnSentinelPool};
 pub use self::sink::StreamSink;
 use super::{
     Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionPage, SessionStore, UserKey,
@@ -86,91 +83,6 @@ enum Pool {
     DeadpoolCluster(deadpool_redis::cluster::Pool),
 }
 
-/// Where the builder connects.
-#[derive(Clone)]
-enum Topology {
-    /// A node URL, or a `redis+sentinel://` URL.
-    Standalone(String),
-    Cluster(Vec<String>),
-    Sentinel {
-        sentinels: Vec<String>,
-        master: String,
-        auth: Option<MasterAuth>,
-        db: i64,
-    },
-}
-
-/// The master's credentials behind Sentinel.
-#[derive(Clone)]
-struct MasterAuth {
-    username: Option<String>,
-    password: String,
-}
-
-/// The servers a store was built for and how to reach them: for the clients it makes
-/// besides its pool (expiry watcher, stream sink).
-pub(crate) struct Nodes {
-    pub(crate) urls: Vec<String>,
-    /// Set for a store behind Sentinel (`urls` are then the sentinels).
-    pub(crate) sentinel: Option<sentinel::Sentinel>,
-    #[cfg(feature = "tls")]
-    tls: Option<redis::TlsCertificates>,
-}
-
-impl Nodes {
-    /// A client for one node, with the store's TLS certificates when it uses TLS.
-    pub(crate) fn client(&self, info: redis::ConnectionInfo) -> redis::RedisResult<Client> {
-        #[cfg(feature = "tls")]
-        if let (Some(certs), redis::ConnectionAddr::TcpTls { .. }) = (&self.tls, info.addr()) {
-            return Client::build_with_tls(info, certs.clone());
-        }
-        Client::open(info)
-    }
-
-    /// A cluster client on the seed nodes, with the store's TLS certificates.
-    pub(crate) fn cluster_client(
-        &self,
-        connect: Duration,
-        response: Duration,
-    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
-        let builder =
-            redis::cluster::ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
-                .connection_timeout(connect)
-                .response_timeout(response);
-        #[cfg(feature = "tls")]
-        let builder = match &self.tls {
-            Some(certs) => builder.certs(certs.clone()),
-            None => builder,
-        };
-        builder.build()
-    }
-}
-
-/// The master's connection settings behind Sentinel (TLS when the sentinels use it),
-/// at a placeholder address.
-fn master_template(
-    sentinels: &[String],
-    auth: Option<&MasterAuth>,
-    db: i64,
-) -> Result<redis::ConnectionInfo, ConfigError> {
-    let scheme = if sentinels.iter().any(|s| s.starts_with("rediss:")) {
-        "rediss"
-    } else {
-        "redis"
-    };
-    let info = format!("{scheme}://127.0.0.1:6379")
-        .into_connection_info()
-        .map_err(ConfigError::RedisUrl)?;
-    let mut settings = info.redis_settings().clone().set_db(db);
-    if let Some(auth) = auth {
-        settings = settings.set_password(&auth.password);
-        if let Some(user) = &auth.username {
-            settings = settings.set_username(user);
-        }
-    }
-    Ok(info.set_redis_settings(settings))
-}
-
 /// The live masters in a `CLUSTER NODES` reply, as (host, port): the nodes flagged
 /// `master` and neither `fail` nor `fail?`.
 pub(super) fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
@@ -187,40 +99,6 @@ pub(super) fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
             (is_master && !failed).then(|| (host.to_owned(), port))
         })
         .collect()
-}
-
-/// A Redis URL without its credentials: user and password, and the query (which can
-/// carry a password for `redis+unix://`).
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let (rest, query) = rest
-        .split_once('?')
-        .map_or((rest, ""), |(r, _)| (r, "?<redacted>"));
-    let user = if url.contains('@') { "<redacted>@" } else { "" };
-    format!("{scheme}://{user}{rest}{query}")
-}
-
-impl fmt::Debug for Topology {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Standalone(url) => f.debug_tuple("Standalone").field(&redact_url(url)).finish(),
-            Self::Cluster(urls) => f
-                .debug_tuple("Cluster")
-                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
-                .finish(),
-            Self::Sentinel {
-                sentinels, master, ..
-            } => f
-                .debug_struct("Sentinel")
-                .field(
-                    "sentinels",
-                    &sentinels.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
-                )
-                .field("master", master)
-                .finish_non_exhaustive(),
-        }
-    }
 }
 
 /// Sessions in Redis. Cloning is cheap and shares the pool.
@@ -293,266 +171,7 @@ pub struct PoolStatus {
     pub in_flight: usize,
 }
 
-/// Builds a [`RedisStore`] with its own pool. Every timeout is explicit.
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct RedisStoreBuilder {
-    topology: Topology,
-    max_connections: usize,
-    max_in_flight: usize,
-    wait_timeout: Duration,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    timeout: Duration,
-    #[cfg(feature = "tls")]
-    tls: Option<TlsConfig>,
-}
-
-impl RedisStoreBuilder {
-    /// The master's credentials, for a store built with
-    /// [`RedisStore::sentinel_builder`] (ignored otherwise), and its database.
-    pub fn master_auth(mut self, username: Option<&str>, password: &str, db: i64) -> Self {
-        if let Topology::Sentinel {
-            auth,
-            db: master_db,
-            ..
-        } = &mut self.topology
-        {
-            *auth = Some(MasterAuth {
-                username: username.map(str::to_owned),
-                password: password.to_owned(),
-            });
-            *master_db = db;
-        }
-        self
-    }
-
-    /// TLS settings for `rediss://` URLs: a private CA, a client certificate. Without
-    /// it, `rediss://` verifies the server against the system trust store. Feature
-    /// `tls` (on by default).
-    #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Maximum number of connections in the pool. Default: 1. Each is multiplexed:
-    /// concurrent operations share a connection and are pipelined, so Redis reads many
-    /// commands per `read` and answers them in one `write`. Operations go to the
-    /// connections in turn, so more connections means fewer commands per system call on
-    /// both sides: on the load benchmark one connection serves reads at 8–9 µs of Redis
-    /// CPU each where 16 connections cost 15 µs, and the server gains ~25 % throughput.
-    /// Raise it only when one connection's I/O task saturates a core (large values,
-    /// many cores).
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.max(1);
-        self
-    }
-
-    /// Most store operations in flight at once; beyond it, operations wait up to
-    /// [`wait_timeout`](Self::wait_timeout) and then fail with
-    /// [`StoreError::Pool`] (the layer answers 503). Default:
-    /// 1024.
-    pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.max_in_flight = n.max(1);
-        self
-    }
-
-    /// How long an operation waits for capacity (an in-flight slot, or a connection
-    /// being opened) before the store reports unavailable. Default: 1 s.
-    pub fn wait_timeout(mut self, d: Duration) -> Self {
-        self.wait_timeout = d;
-        self
-    }
-
-    /// How long opening a connection may take. Default: 1 s.
-    pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
-        self
-    }
-
-    /// How long one Redis reply may take. Default: 1 s.
-    pub fn response_timeout(mut self, d: Duration) -> Self {
-        self.response_timeout = d;
-        self
-    }
-
-    /// Upper bound for one whole store operation (checkout + command). Default: 3 s.
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
-        self
-    }
-
-    /// Builds the store (namespace `session`). Connects lazily: no I/O happens here.
-    ///
-    /// # Errors
-    /// [`ConfigError::RedisUrl`] if the URL does not parse, [`ConfigError::Pool`] if the
-    /// pool cannot be built.
-    pub fn build(self) -> Result<RedisStore, ConfigError> {
-        let sentinel = match &self.topology {
-            Topology::Standalone(url) => sentinel::Sentinel::parse_url(url).transpose()?,
-            Topology::Sentinel {
-                sentinels,
-                master,
-                auth,
-                db,
-            } => Some(sentinel::Sentinel::new(
-                sentinels.clone(),
-                master.clone(),
-                master_template(sentinels, auth.as_ref(), *db)?,
-            )?),
-            Topology::Cluster(_) => None,
-        };
-        let urls = match (&self.topology, &sentinel) {
-            (_, Some(s)) => s.sentinels.clone(),
-            (Topology::Cluster(nodes), None) => nodes.clone(),
-            (Topology::Standalone(url), None) => vec![url.clone()],
-            // Always parsed into `sentinel` above.
-            (Topology::Sentinel { sentinels, .. }, None) => sentinels.clone(),
-        };
-        let nodes = Nodes {
-            #[cfg(feature = "tls")]
-            tls: match &self.tls {
-                Some(tls) => Some(tls.certificates()?),
-                None => None,
-            },
-            urls,
-            sentinel,
-        };
-        #[cfg(feature = "tls")]
-        if nodes.urls.iter().any(|u| u.starts_with("rediss:"))
-            || nodes.sentinel.as_ref().is_some_and(|s| s.tls())
-        {
-            tls::install_crypto_provider();
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout));
-        let nodes = Arc::new(nodes);
-        let pool = if nodes.sentinel.is_some() {
-            let manager = SentinelManager {
-                nodes: nodes.clone(),
-                config,
-            };
-            Pool::OwnSentinel(Arc::new(Shared::new(
-                self.pool(deadpool::managed::Pool::builder(manager))?,
-            )))
-        } else if matches!(self.topology, Topology::Cluster(_)) {
-            let client = nodes
-                .cluster_client(self.connect_timeout, self.response_timeout)
-                .map_err(ConfigError::RedisUrl)?;
-            Pool::OwnCluster(Arc::new(Shared::new(
-                self.pool(deadpool::managed::Pool::builder(ClusterManager { client }))?,
-            )))
-        } else {
-            let url = nodes.urls.first().map_or("", String::as_str);
-            let info = url.into_connection_info().map_err(ConfigError::RedisUrl)?;
-            let client = nodes.client(info).map_err(ConfigError::RedisUrl)?;
-            Pool::Own(Arc::new(Shared::new(self.pool(
-                deadpool::managed::Pool::builder(Manager { client, config }),
-            )?)))
-        };
-        let mut store = RedisStore::with_pool(pool, self.timeout);
-        store.cluster = matches!(self.topology, Topology::Cluster(_));
-        store.sentinel = nodes.sentinel.is_some();
-        store.nodes = Some(nodes);
-        store.in_flight = Some(InFlight {
-            permits: Arc::new(Semaphore::new(self.max_in_flight)),
-            max: self.max_in_flight,
-            wait: self.wait_timeout,
-        });
-        Ok(store)
-    }
-
-    fn pool<M: deadpool::managed::Manager>(
-        &self,
-        builder: deadpool::managed::PoolBuilder<M>,
-    ) -> Result<deadpool::managed::Pool<M>, ConfigError> {
-        Ok(builder
-            .max_size(self.max_connections)
-            .wait_timeout(Some(self.wait_timeout))
-            .create_timeout(Some(self.connect_timeout))
-            .recycle_timeout(Some(self.response_timeout))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()?)
-    }
-}
-
 impl RedisStore {
-    /// A store on `url` with default pool settings.
-    ///
-    /// # Errors
-    /// As [`RedisStoreBuilder::build`].
-    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        Self::builder(url).build()
-    }
-
-    /// A builder for a store on `url` (e.g. `redis://127.0.0.1:6379/0`).
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        Self::builder_for(Topology::Standalone(url.into()))
-    }
-
-    /// A store on a Redis Cluster with default pool settings, given some of its nodes
-    /// (`redis://host:port`); the rest are discovered.
-    ///
-    /// # Errors
-    /// As [`RedisStoreBuilder::build`].
-    pub fn cluster<I, S>(nodes: I) -> Result<Self, ConfigError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::cluster_builder(nodes).build()
-    }
-
-    /// A builder for a store on the master that Sentinel monitors under `master`,
-    /// given some sentinels (`redis://host:26379`, with the sentinel's credentials if
-    /// it needs any; `rediss://` for TLS to the sentinels and the master). Give the
-    /// master's credentials with [`master_auth`](RedisStoreBuilder::master_auth). The
-    /// URL form `redis+sentinel://[[user]:password@]host:port[,host:port…]/<master>[/<db>]`
-    /// works with [`RedisStore::builder`] and [`RedisStore::from_url`] too.
-    ///
-    /// Every new connection asks the sentinels where the master is and checks that it
-    /// is one; after a failover, operations fail (503) until the sentinels name the
-    /// new master, then reconnect to it by themselves.
-    pub fn sentinel_builder<I, S>(sentinels: I, master: &str) -> RedisStoreBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_for(Topology::Sentinel {
-            sentinels: sentinels.into_iter().map(Into::into).collect(),
-            master: master.to_owned(),
-            auth: None,
-            db: 0,
-        })
-    }
-
-    /// A builder for a store on a Redis Cluster, given some of its nodes.
-    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_for(Topology::Cluster(
-            nodes.into_iter().map(Into::into).collect(),
-        ))
-    }
-
-    fn builder_for(topology: Topology) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            topology,
-            max_connections: 1,
-            max_in_flight: 1024,
-            wait_timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(3),
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
-
     /// A store on your own `deadpool_redis::Pool`.
     ///
     /// Note: `deadpool_redis`'s manager sends `PING` on every checkout, one extra round
