@@ -190,7 +190,7 @@ impl RedisStoreBuilder {
 
     /// Most store operations in flight at once; beyond it, operations wait up to
     /// [`wait_timeout`](Self::wait_timeout) and then fail with
-    /// [`StoreError::Pool`] (the layer answers 503). Default:
+    /// [`StoreError::Pool`](crate::StoreError::Pool) (the layer answers 503). Default:
     /// 1024.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
