@@ -20,6 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 redis-server --version
 
+# A real browser for the demo's browser test (tests/examples.rs). Best effort: where
+# none can be installed, that test says so and is skipped.
+if ! command -v chromedriver >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+    || echo "could not install chromium: the browser test will be skipped" >&2
+fi
+
 cargo test --all-features "$@"
 
 # The same tests against Valkey 8 (skip with SKIP_VALKEY=1).

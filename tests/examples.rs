@@ -489,3 +489,116 @@ async fn api_tokens_over_http_against_real_redis() {
         assert!(keys.iter().all(|k| !k.contains(secret)));
     }
 }
+
+/// The demo in a real headless Chromium (two profiles: two devices): anonymous counter,
+/// login with "remember me" (the cookie is persistent, HttpOnly and Secure), the
+/// sessions page listing both devices, "sign out other devices", the other device
+/// signed out on its next page, the activity page, logout. Screenshots go to
+/// `target/browser-artifacts/`. Skipped, saying why, only where no browser is installed
+/// (`scripts/test.sh` installs Debian's `chromium` and `chromium-driver`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_in_a_real_browser() {
+    let driver = match common::webdriver::Driver::start().await {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("SKIPPED demo_in_a_real_browser: {why}");
+            return;
+        }
+    };
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("browser-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = |name: &str| artifacts.join(format!("{name}.png"));
+    let (server, _) = start("demo", None);
+    // Chromium treats http://localhost as a secure context: the Secure cookie works.
+    let base = server.base.replace("127.0.0.1", "localhost");
+    let profiles = tempdir("browser-profiles");
+
+    let laptop = driver.browser(&profiles.join("laptop")).await;
+    laptop.goto(&format!("{base}/")).await;
+    assert!(laptop.text().await.contains("Not signed in. Counter: 0"));
+    laptop.click_button("Count anonymously").await;
+    laptop.click_button("Count anonymously").await;
+    assert!(
+        laptop.text().await.contains("Counter: 2"),
+        "{}",
+        laptop.text().await
+    );
+    laptop.screenshot(&shot("1-anonymous-counter")).await;
+
+    // Login with "remember me": the counter moves with the session.
+    let user = laptop.find("input[name=user]").await;
+    laptop.type_into(&user, "grace").await;
+    let remember = laptop.find("input[name=remember]").await;
+    laptop.click(&remember).await;
+    laptop.click_button("Log in").await;
+    let text = laptop.text().await;
+    assert!(
+        text.contains("Signed in as grace") && text.contains("Counter: 2"),
+        "{text}"
+    );
+    let cookies = laptop.cookies().await;
+    let id = cookies
+        .iter()
+        .find(|c| c["name"] == "id")
+        .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
+    assert_eq!(id["httpOnly"], true, "{id}");
+    assert_eq!(id["secure"], true, "{id}");
+    assert!(
+        id["expiry"].as_u64().is_some(),
+        "remember me: persistent: {id}"
+    );
+    laptop.screenshot(&shot("2-signed-in")).await;
+
+    // A second device.
+    let phone = driver.browser(&profiles.join("phone")).await;
+    phone.goto(&format!("{base}/")).await;
+    let user = phone.find("input[name=user]").await;
+    phone.type_into(&user, "grace").await;
+    phone.click_button("Log in").await;
+    assert!(phone.text().await.contains("Signed in as grace"));
+
+    laptop.goto(&format!("{base}/sessions")).await;
+    let page = laptop.source().await;
+    assert_eq!(page.matches("<tr><td><code>").count(), 2, "{page}");
+    assert_eq!(page.matches("this device").count(), 1, "{page}");
+    laptop.screenshot(&shot("3-two-devices")).await;
+
+    laptop.click_button("Sign out all other devices").await;
+    laptop.goto(&format!("{base}/sessions")).await;
+    assert_eq!(laptop.source().await.matches("<tr><td><code>").count(), 1);
+    phone.goto(&format!("{base}/")).await;
+    assert!(
+        phone.text().await.contains("Not signed in"),
+        "the phone was signed out"
+    );
+    phone.screenshot(&shot("4-other-device-signed-out")).await;
+
+    laptop.goto(&format!("{base}/activity")).await;
+    let activity = laptop.source().await;
+    assert_eq!(activity.matches("<td>login</td>").count(), 2, "{activity}");
+    assert!(activity.contains("revoke_others"), "{activity}");
+    laptop.screenshot(&shot("5-activity")).await;
+
+    laptop.goto(&format!("{base}/")).await;
+    laptop.click_button("Log out").await;
+    assert!(laptop.text().await.contains("Not signed in"));
+    assert!(
+        laptop.cookies().await.iter().all(|c| c["name"] != "id"),
+        "the cookie is gone"
+    );
+    laptop.screenshot(&shot("6-logged-out")).await;
+    laptop.quit().await;
+    phone.quit().await;
+    drop(server);
+}
+
+/// A fresh directory under the system temp dir.
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("trs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

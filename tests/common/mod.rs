@@ -30,6 +30,7 @@ pub mod sentinel;
 pub mod session_routes;
 pub mod stores;
 pub mod tls;
+pub mod webdriver;
 
 pub use client::Client;
 pub use cluster::RedisCluster;
