@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Extension, Form};
+use axum::extract::{Extension, Form, Query};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -58,7 +58,7 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-async fn home(session: Session) -> Result<Html<String>, SessionError> {
+async fn home(session: Session, Query(done): Query<Done>) -> Result<Html<String>, SessionError> {
     let user = session.user_id().await?;
     let count: u64 = session.get("count").await?.unwrap_or(0);
     let body = match user {
@@ -73,12 +73,13 @@ async fn home(session: Session) -> Result<Html<String>, SessionError> {
             session.handle().await?,
         ),
         None => format!(
-            "<p>Not signed in. Counter: {count}</p>\
+            "{}<p>Not signed in. Counter: {count}</p>\
              <form method=post action=/count><button>Count anonymously</button></form>\
              <form method=post action=/login>\
              <input name=user placeholder=name required maxlength=64> \
              <label><input type=checkbox name=remember> remember me (30 days)</label> \
-             <button>Log in</button></form>"
+             <button>Log in</button></form>",
+            notice(&done, "session")
         ),
     };
     Ok(page(&body))
@@ -86,50 +87,134 @@ async fn home(session: Session) -> Result<Html<String>, SessionError> {
 
 fn page(body: &str) -> Html<String> {
     Html(format!(
-        "<!doctype html><title>tower-redis-session demo</title>\
-         <h1>tower-redis-session demo</h1>{body}"
+        "<!doctype html><html lang=en><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width, initial-scale=1\">\
+         <title>tower-redis-session demo</title><link rel=stylesheet href=/style.css>\
+         <header><a href=/>tower-redis-session demo</a></header><main>{body}</main>"
     ))
 }
 
+/// The demo's stylesheet, served by the demo itself (no external assets).
+const STYLE: &str = "\
+body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1d2430;background:#f5f6f8}\
+header{background:#1d2430;padding:.8rem 1.5rem}header a{color:#fff;font-weight:600;text-decoration:none}\
+main{max-width:56rem;margin:1.5rem auto;padding:0 1.5rem}\
+table{border-collapse:collapse;width:100%;background:#fff;border-radius:6px;overflow:hidden}\
+th,td{padding:.5rem .7rem;text-align:left;border-bottom:1px solid #e3e6ea;vertical-align:middle}\
+th{background:#eef0f3;font-weight:600;font-size:.9rem}\
+code{font-size:.8rem;color:#5a6472}\
+button{white-space:nowrap;background:#2f6fde;color:#fff;border:0;border-radius:4px;padding:.4rem .9rem;cursor:pointer;margin:.2rem 0}\
+button.quiet{background:#e3e6ea;color:#1d2430}\
+input[name=user]{padding:.35rem;border:1px solid #c5cad3;border-radius:4px}\
+.badge{display:inline-block;white-space:nowrap;background:#1f9d55;color:#fff;border-radius:10px;padding:0 .5rem;font-size:.8rem}\
+.notice{background:#e6f4ea;border:1px solid #b7dfc3;padding:.6rem .9rem;border-radius:4px}\
+form{display:inline-block;margin-right:.5rem}";
+
+async fn style() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/css")], STYLE)
+}
+
+/// "just now", "5 minutes ago", "3 days ago".
 fn ago(t: SystemTime) -> String {
     let secs = SystemTime::now()
         .duration_since(t)
         .unwrap_or_default()
         .as_secs();
-    format!("{secs} s ago")
+    let (n, unit) = match secs {
+        0..10 => return "just now".to_owned(),
+        10..60 => (secs, "second"),
+        60..3600 => (secs / 60, "minute"),
+        3600..86_400 => (secs / 3600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
-async fn sessions(session: Session) -> Result<Response, SessionError> {
+/// A readable device from a user agent: "Chrome on Linux", "Safari on iPhone".
+fn device(ua: &str) -> String {
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("HeadlessChrome") {
+        "Chrome (headless)"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else if ua.starts_with("curl/") {
+        "curl"
+    } else {
+        "A browser"
+    };
+    let os = if ua.contains("iPhone") {
+        "iPhone"
+    } else if ua.contains("iPad") {
+        "iPad"
+    } else if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("Linux") || ua.contains("X11") {
+        "Linux"
+    } else {
+        return browser.to_owned();
+    };
+    format!("{browser} on {os}")
+}
+
+/// `?signed_out=N`: how many sessions the last action signed out.
+#[derive(Deserialize)]
+struct Done {
+    signed_out: Option<usize>,
+}
+
+fn notice(done: &Done, what: &str) -> String {
+    match done.signed_out {
+        Some(n) => format!(
+            "<p class=notice>Signed out {n} {what}{}.</p>",
+            if n == 1 { "" } else { "s" }
+        ),
+        None => String::new(),
+    }
+}
+
+async fn sessions(session: Session, Query(done): Query<Done>) -> Result<Response, SessionError> {
     if session.user_id().await?.is_none() {
         return Ok(Redirect::to("/").into_response());
     }
     let mut rows = String::new();
     for s in session.user_sessions().await? {
         let action = if s.is_current() {
-            "this device".to_owned()
+            "<span class=badge>this device</span>".to_owned()
         } else {
             format!(
                 "<form method=post action=/sessions/revoke>\
-                 <input type=hidden name=handle value={}><button>Sign out</button></form>",
+                 <input type=hidden name=handle value={}><button class=quiet>Sign out</button></form>",
                 s.handle()
             )
         };
+        let ua = s.user_agent().unwrap_or("unknown");
         rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            "<tr><td><code>{}</code></td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
             s.handle(),
+            escape(ua),
+            escape(&device(ua)),
+            escape(s.ip().unwrap_or("?")),
             ago(s.created()),
             ago(s.last_active()),
-            escape(s.ip().unwrap_or("?")),
-            escape(s.user_agent().unwrap_or("?")),
         ));
     }
     Ok(page(&format!(
-        "<h2>Your sessions</h2><table border=1 cellpadding=4>\
-         <tr><th>handle</th><th>created</th><th>last active</th><th>IP</th><th>device</th><th></th></tr>\
+        "<h2>Your sessions</h2>{}<table>\
+         <tr><th>session</th><th>device</th><th>IP</th><th>signed in</th><th>last active</th><th></th></tr>\
          {rows}</table>\
-         <form method=post action=/sessions/others><button>Sign out all other devices</button></form>\
-         <form method=post action=/sessions/everywhere><button>Sign out everywhere</button></form>\
-         <p><a href=/>Back</a></p>"
+         <p><form method=post action=/sessions/others><button>Sign out all other devices</button></form>\
+         <form method=post action=/sessions/everywhere><button class=quiet>Sign out everywhere</button></form></p>\
+         <p><a href=/>Back</a></p>",
+        notice(&done, "other device")
     ))
     .into_response())
 }
@@ -235,7 +320,7 @@ async fn activity(
         ));
     }
     Ok(page(&format!(
-        "<h2>Activity of {}</h2><table border=1 cellpadding=4>\
+        "<h2>Activity of {}</h2><table>\
          <tr><th>when</th><th>event</th><th>reason</th><th>session</th><th>IP</th></tr>\
          {rows}</table><p><a href=/>Back</a></p>",
         escape(&user)
@@ -244,20 +329,21 @@ async fn activity(
 }
 
 async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, SessionError> {
+    let mut n = 0;
     if let Some(handle) = SessionHandle::parse(&form.handle) {
-        session.revoke(handle).await?;
+        n = usize::from(session.revoke(handle).await?);
     }
-    Ok(Redirect::to("/sessions"))
+    Ok(Redirect::to(&format!("/sessions?signed_out={n}")))
 }
 
 async fn revoke_others(session: Session) -> Result<Redirect, SessionError> {
-    session.revoke_other_sessions().await?;
-    Ok(Redirect::to("/sessions"))
+    let n = session.revoke_other_sessions().await?;
+    Ok(Redirect::to(&format!("/sessions?signed_out={n}")))
 }
 
 async fn everywhere(session: Session) -> Result<Redirect, SessionError> {
-    session.logout_everywhere().await?;
-    Ok(Redirect::to("/"))
+    let n = session.logout_everywhere().await?;
+    Ok(Redirect::to(&format!("/?signed_out={n}")))
 }
 
 async fn login(session: Session, Form(form): Form<Login>) -> Result<Response, SessionError> {
@@ -304,7 +390,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/sessions/revoke", post(revoke))
         .route("/sessions/others", post(revoke_others))
         .route("/sessions/everywhere", post(everywhere))
-        .route("/activity", get(activity));
+        .route("/activity", get(activity))
+        .route("/style.css", get(style));
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => {
             println!("session store: Redis (REDIS_URL)");

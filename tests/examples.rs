@@ -518,14 +518,11 @@ async fn demo_in_a_real_browser() {
 
     let laptop = driver.browser(&profiles.join("laptop")).await;
     laptop.goto(&format!("{base}/")).await;
-    assert!(laptop.text().await.contains("Not signed in. Counter: 0"));
+    laptop.wait_text("Not signed in. Counter: 0").await;
     laptop.click_button("Count anonymously").await;
+    laptop.wait_text("Counter: 1").await;
     laptop.click_button("Count anonymously").await;
-    assert!(
-        laptop.text().await.contains("Counter: 2"),
-        "{}",
-        laptop.text().await
-    );
+    laptop.wait_text("Counter: 2").await;
     laptop.screenshot(&shot("1-anonymous-counter")).await;
 
     // Login with "remember me": the counter moves with the session.
@@ -558,16 +555,26 @@ async fn demo_in_a_real_browser() {
     let user = phone.find("input[name=user]").await;
     phone.type_into(&user, "grace").await;
     phone.click_button("Log in").await;
-    assert!(phone.text().await.contains("Signed in as grace"));
+    phone.wait_text("Signed in as grace").await;
 
     laptop.goto(&format!("{base}/sessions")).await;
+    laptop.wait_text("Your sessions").await;
     let page = laptop.source().await;
     assert_eq!(page.matches("<tr><td><code>").count(), 2, "{page}");
     assert_eq!(page.matches("this device").count(), 1, "{page}");
+    // Readable devices (the raw user agent in a tooltip) and relative times.
+    let text = laptop.text().await;
+    assert_eq!(
+        text.matches("Chrome (headless) on Linux").count(),
+        2,
+        "{text}"
+    );
+    assert!(page.contains("title=\"Mozilla/5.0"), "{page}");
+    assert!(text.contains("just now"), "{text}");
     laptop.screenshot(&shot("3-two-devices")).await;
 
     laptop.click_button("Sign out all other devices").await;
-    laptop.goto(&format!("{base}/sessions")).await;
+    laptop.wait_text("Signed out 1 other device.").await;
     assert_eq!(laptop.source().await.matches("<tr><td><code>").count(), 1);
     phone.goto(&format!("{base}/")).await;
     assert!(
@@ -577,14 +584,16 @@ async fn demo_in_a_real_browser() {
     phone.screenshot(&shot("4-other-device-signed-out")).await;
 
     laptop.goto(&format!("{base}/activity")).await;
+    laptop.wait_text("Activity of grace").await;
     let activity = laptop.source().await;
     assert_eq!(activity.matches("<td>login</td>").count(), 2, "{activity}");
     assert!(activity.contains("revoke_others"), "{activity}");
     laptop.screenshot(&shot("5-activity")).await;
 
     laptop.goto(&format!("{base}/")).await;
+    laptop.wait_text("Signed in as grace").await;
     laptop.click_button("Log out").await;
-    assert!(laptop.text().await.contains("Not signed in"));
+    laptop.wait_text("Not signed in").await;
     assert!(
         laptop.cookies().await.iter().all(|c| c["name"] != "id"),
         "the cookie is gone"

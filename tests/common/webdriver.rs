@@ -187,6 +187,23 @@ impl Browser {
             .to_owned()
     }
 
+    /// The page's text once it contains `needle` (a click's navigation may still be
+    /// under way when the click returns); panics with the text after 10 s.
+    pub async fn wait_text(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "page never showed {needle:?}: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None)
             .await
