@@ -110,16 +110,34 @@ pub struct Browser {
 }
 
 impl Browser {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let reply: Value = req.send().await.unwrap().json().await.unwrap();
-        if let Some(error) = reply["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {error}: {}", reply["value"]["message"]);
+        let reply: Value = req
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        match reply["value"]["error"].as_str() {
+            Some(error) => Err(format!("{error}: {}", reply["value"]["message"])),
+            None => Ok(reply["value"].clone()),
         }
-        reply["value"].clone()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err(e) => panic!("WebDriver {path}: {e}"),
+        }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -177,14 +195,24 @@ impl Browser {
         .await;
     }
 
+    /// The page's visible text, read in one step (no element reference that a
+    /// navigation could make stale).
+    async fn try_text(&self) -> Result<String, String> {
+        let script = json!({
+            "script": "return document.body ? document.body.innerText : '';",
+            "args": [],
+        });
+        let v = self
+            .try_call(reqwest::Method::POST, "/execute/sync", Some(script))
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
     /// The page's visible text.
     pub async fn text(&self) -> String {
-        let body = self.find("body").await;
-        self.call(reqwest::Method::GET, &format!("/element/{body}/text"), None)
+        self.try_text()
             .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+            .unwrap_or_else(|e| panic!("page text: {e}"))
     }
 
     /// The page's text once it contains `needle` (a click's navigation may still be
@@ -192,7 +220,8 @@ impl Browser {
     pub async fn wait_text(&self, needle: &str) -> String {
         let start = Instant::now();
         loop {
-            let text = self.text().await;
+            // While a navigation is under way the page may not answer: try again.
+            let text = self.try_text().await.unwrap_or_default();
             if text.contains(needle) {
                 return text;
             }
