@@ -16,6 +16,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use tracing::Instrument as _;
+
 mod listing;
 pub mod memory;
 pub(crate) mod record;
@@ -54,6 +56,18 @@ mod sealed {
 /// Implementations must be atomic per call: a `write` applies its whole patch and TTL
 /// or nothing, and its condition (NX/XX) is checked in the same step.
 pub trait SessionStore: sealed::Sealed + Clone + Send + Sync + 'static {
+    /// `db.system.name` of this store's spans.
+    #[doc(hidden)]
+    fn db_system(&self) -> &'static str {
+        "redis"
+    }
+
+    /// The span of one of this store's operations.
+    #[doc(hidden)]
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        op_span(self.db_system(), self.namespace(), operation)
+    }
+
     /// The key namespace. Signed and private cookies are bound to it, so a cookie of
     /// another namespace is refused before the store is asked.
     fn namespace(&self) -> &str {
@@ -154,6 +168,23 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<SessionHandle>, StoreError>>;
 }
 
+/// The span of one store operation, after the OpenTelemetry database conventions:
+/// `db.system.name` (`redis` or `memory`), `db.operation.name`, and the namespace
+/// (`db.namespace`). Never a key, id, token or user id. Its duration is the operation's
+/// (subscribers record it when the span closes).
+pub(crate) fn op_span(
+    system: &'static str,
+    namespace: &str,
+    operation: &'static str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "session_store",
+        db.system.name = system,
+        db.namespace = namespace,
+        db.operation.name = operation,
+    )
+}
+
 impl<T: SessionStore> DynStore for T {
     fn namespace(&self) -> &str {
         SessionStore::namespace(self)
@@ -163,7 +194,7 @@ impl<T: SessionStore> DynStore for T {
         &'a self,
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::load(self, key))
+        Box::pin(SessionStore::load(self, key).instrument(self.span("load")))
     }
 
     fn write<'a>(
@@ -173,21 +204,27 @@ impl<T: SessionStore> DynStore for T {
         patch: &'a Patch,
         clock: Clock,
     ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>> {
-        Box::pin(SessionStore::write(self, key, mode, patch, clock))
+        let op = match mode {
+            WriteMode::Create => "create",
+            WriteMode::Update => "update",
+            WriteMode::Rotate { .. } => "rotate",
+            WriteMode::Login { .. } => "login",
+        };
+        Box::pin(SessionStore::write(self, key, mode, patch, clock).instrument(self.span(op)))
     }
 
     fn delete<'a>(
         &'a self,
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::delete(self, key))
+        Box::pin(SessionStore::delete(self, key).instrument(self.span("delete")))
     }
 
     fn take<'a>(
         &'a self,
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::take(self, key))
+        Box::pin(SessionStore::take(self, key).instrument(self.span("take")))
     }
 
     fn user_tag<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
@@ -201,7 +238,10 @@ impl<T: SessionStore> DynStore for T {
         cursor: ListCursor,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
-        Box::pin(SessionStore::list_user(self, tag, user_id, cursor, now_ms))
+        Box::pin(
+            SessionStore::list_user(self, tag, user_id, cursor, now_ms)
+                .instrument(self.span("list_user")),
+        )
     }
 
     fn revoke_user<'a>(
@@ -211,7 +251,10 @@ impl<T: SessionStore> DynStore for T {
         which: Revoke<'a>,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionHandle>, StoreError>> {
-        Box::pin(SessionStore::revoke_user(self, tag, user_id, which, now_ms))
+        Box::pin(
+            SessionStore::revoke_user(self, tag, user_id, which, now_ms)
+                .instrument(self.span("revoke_user")),
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 //! (the same rules under one lock). The conformance suite runs the same cases on both.
 
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use crate::error::StoreError;
 use crate::id::SessionHandle;
@@ -170,11 +171,24 @@ impl Backend {
         })
     }
 
+    /// The span of one token operation (see [`op_span`](crate::store::op_span)).
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        let system = match self {
+            Self::Redis(_) => "redis",
+            Self::Memory(_) => "memory",
+        };
+        crate::store::op_span(system, self.namespace(), operation)
+    }
+
     pub(crate) async fn issue(&self, req: &Issue<'_>) -> Result<IssueOutcome, StoreError> {
-        match self {
-            Self::Redis(s) => s.token_issue(req).await,
-            Self::Memory(s) => Ok(s.token_issue(req)),
+        async {
+            match self {
+                Self::Redis(s) => s.token_issue(req).await,
+                Self::Memory(s) => Ok(s.token_issue(req)),
+            }
         }
+        .instrument(self.span("token_issue"))
+        .await
     }
 
     pub(crate) async fn authenticate(
@@ -183,17 +197,25 @@ impl Backend {
         access: &str,
         now_ms: i64,
     ) -> Result<Option<AccessRecord>, StoreError> {
-        match self {
-            Self::Redis(s) => s.token_auth(tag, access, now_ms).await,
-            Self::Memory(s) => Ok(s.token_auth(tag, access, now_ms)),
+        async {
+            match self {
+                Self::Redis(s) => s.token_auth(tag, access, now_ms).await,
+                Self::Memory(s) => Ok(s.token_auth(tag, access, now_ms)),
+            }
         }
+        .instrument(self.span("token_authenticate"))
+        .await
     }
 
     pub(crate) async fn refresh(&self, req: &Refresh<'_>) -> Result<RefreshOutcome, StoreError> {
-        match self {
-            Self::Redis(s) => s.token_refresh(req).await,
-            Self::Memory(s) => Ok(s.token_refresh(req)),
+        async {
+            match self {
+                Self::Redis(s) => s.token_refresh(req).await,
+                Self::Memory(s) => Ok(s.token_refresh(req)),
+            }
         }
+        .instrument(self.span("token_refresh"))
+        .await
     }
 
     /// The live token families of `user` in slot `tag`.
@@ -203,10 +225,14 @@ impl Backend {
         user: &str,
         now_ms: i64,
     ) -> Result<Vec<FamilyRecord>, StoreError> {
-        match self {
-            Self::Redis(s) => s.token_list(tag, user, now_ms).await,
-            Self::Memory(s) => Ok(s.token_list(tag, user, now_ms)),
+        async {
+            match self {
+                Self::Redis(s) => s.token_list(tag, user, now_ms).await,
+                Self::Memory(s) => Ok(s.token_list(tag, user, now_ms)),
+            }
         }
+        .instrument(self.span("token_list"))
+        .await
     }
 
     /// Returns the ids of the revoked families (for an access token: its family, though
@@ -217,10 +243,14 @@ impl Backend {
         target: Target<'_>,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
-        match self {
-            Self::Redis(s) => s.token_revoke(tag, target, now_ms).await,
-            Self::Memory(s) => Ok(s.token_revoke(tag, target, now_ms)),
+        async {
+            match self {
+                Self::Redis(s) => s.token_revoke(tag, target, now_ms).await,
+                Self::Memory(s) => Ok(s.token_revoke(tag, target, now_ms)),
+            }
         }
+        .instrument(self.span("token_revoke"))
+        .await
     }
 }
 

@@ -314,6 +314,10 @@ fn ttl_duration(ms: i64) -> Duration {
 }
 
 impl SessionStore for MemoryStore {
+    fn db_system(&self) -> &'static str {
+        "memory"
+    }
+
     fn namespace(&self) -> &str {
         &self.namespace
     }
