@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo as _};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _,
+};
 use tokio::sync::Semaphore;
 
 use super::pool::{ClusterManager, Manager, SentinelManager, Shared};
@@ -391,4 +393,22 @@ impl RedisStore {
             tls: None,
         }
     }
+}
+
+/// `seed`'s connection settings (credentials, TLS, database) for another node.
+pub(super) fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
+    let addr = match seed.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    seed.clone().set_addr(addr)
 }

@@ -133,21 +133,8 @@ impl Sentinel {
     }
 
     /// The master's connection settings at `host:port`.
-    fn master_at(&self, host: String, port: u16) -> ConnectionInfo {
-        let addr = match self.template.addr() {
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(host, port),
-        };
-        self.template.clone().set_addr(addr)
+    fn master_at(&self, host: &str, port: u16) -> ConnectionInfo {
+        super::builder::at(&self.template, host, port)
     }
 
     /// Asks the sentinels in turn where the master is.
@@ -172,7 +159,7 @@ impl Sentinel {
             }
             .await;
             match attempt {
-                Ok((host, port)) => return Ok(self.master_at(host, port)),
+                Ok((host, port)) => return Ok(self.master_at(&host, port)),
                 Err(e) => last = Some(e),
             }
         }
@@ -198,7 +185,7 @@ impl Sentinel {
                 addr.ok_or_else(|| self.unknown_master())
             })();
             match attempt {
-                Ok((host, port)) => return Ok(self.master_at(host, port)),
+                Ok((host, port)) => return Ok(self.master_at(&host, port)),
                 Err(e) => last = Some(e),
             }
         }

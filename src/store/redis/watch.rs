@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
+use redis::{ConnectionInfo, IntoConnectionInfo as _};
 
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
@@ -201,24 +201,6 @@ async fn enable_notifications(client: &redis::Client) {
     }
 }
 
-/// `seed`'s connection settings (credentials, TLS, database) for another node.
-fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
-    let addr = match seed.addr() {
-        ConnectionAddr::TcpTls {
-            insecure,
-            tls_params,
-            ..
-        } => ConnectionAddr::TcpTls {
-            host: host.to_owned(),
-            port,
-            insecure: *insecure,
-            tls_params: tls_params.clone(),
-        },
-        _ => ConnectionAddr::Tcp(host.to_owned(), port),
-    };
-    seed.clone().set_addr(addr)
-}
-
 /// The masters to subscribe on: the node itself, or every master of the cluster, each
 /// with the seed's credentials.
 async fn masters(nodes: &Nodes, cluster: bool) -> Result<Vec<ConnectionInfo>, redis::RedisError> {
@@ -248,7 +230,7 @@ async fn masters(nodes: &Nodes, cluster: bool) -> Result<Vec<ConnectionInfo>, re
                 .await?;
             Ok(super::cluster_masters(&nodes)
                 .iter()
-                .map(|(host, port)| at(&info, host, *port))
+                .map(|(host, port)| super::builder::at(&info, host, *port))
                 .collect())
         }
         .await;
