@@ -233,17 +233,15 @@ impl RedisStore {
     }
 
     /// The stream key and MAXLEN arguments of the event-recording scripts.
-    fn stream_args(&self) -> (String, usize) {
-        match self.event_stream {
-            Some(n) => (keys::events(&self.namespace), n),
-            None => (String::new(), 0),
-        }
-    }
-
     /// The event stream as the session scripts take it (`key` borrowed from `buf`).
     fn stream<'a>(&self, buf: &'a mut String) -> protocol::Stream<'a> {
-        let (key, max_len) = self.stream_args();
-        *buf = key;
+        let max_len = match self.event_stream {
+            Some(n) => {
+                *buf = keys::events(&self.namespace);
+                n
+            }
+            None => 0,
+        };
         protocol::Stream { key: buf, max_len }
     }
 
