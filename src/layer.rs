@@ -162,6 +162,17 @@ impl<C> SessionLayer<C> {
         self.ctx.events.flush().await;
     }
 
+    /// The session cookie's value for `id`: sealed by the codec for this layer's
+    /// cookie name and namespace.
+    pub(crate) fn cookie_value(&self, id: &crate::id::SessionId) -> Option<String>
+    where
+        C: CookieCodec,
+    {
+        let name = &self.ctx.config.cookie.name;
+        self.codec
+            .seal(name, self.ctx.store.namespace(), id.encode())
+    }
+
     fn with_codec<D: CookieCodec>(self, codec: D) -> SessionLayer<D> {
         SessionLayer {
             ctx: self.ctx,

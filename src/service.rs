@@ -146,8 +146,7 @@ fn apply<C: CookieCodec, B>(layer: &SessionLayer<C>, action: CookieAction, res: 
     let value = match action {
         CookieAction::Keep => return,
         CookieAction::Set { id, max_age } => layer
-            .codec
-            .seal(&config.name, layer.ctx.store.namespace(), id.encode())
+            .cookie_value(&id)
             .and_then(|v| cookie::session_cookie(config, v, max_age)),
         CookieAction::Remove => cookie::removal_cookie(config),
     };

@@ -113,12 +113,7 @@ impl<C: CookieCodec> SessionTester<C> {
                 Finished::CookieRemoved
             }
             Commit::Cookie(CookieAction::Set { id, max_age }) => {
-                let ctx = &self.layer.ctx;
-                self.cookie = self.layer.codec.seal(
-                    &ctx.config.cookie.name,
-                    ctx.store.namespace(),
-                    id.encode(),
-                );
+                self.cookie = self.layer.cookie_value(&id);
                 Finished::CookieSet { max_age }
             }
             Commit::Failed(e) => Finished::StoreFailed(e),
