@@ -7,40 +7,13 @@ mod common;
 #[path = "../examples/shared/routes.rs"]
 mod routes;
 
-use std::sync::{Arc, Mutex};
-
 use common::{Client, RedisServer};
 use tower_redis_session::tokens::{TokenConfig, Tokens};
 use tower_redis_session::{RedisStore, SessionConfig, SessionLayer};
-use tracing_subscriber::fmt::format::FmtSpan;
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_operations_have_spans_without_secrets() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    // Global (the only test of this binary): spans close on worker threads too.
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_span_events(FmtSpan::CLOSE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let logs = common::logs::Logs::capture();
     let server = RedisServer::start();
     let store = RedisStore::from_url(&server.url())
         .unwrap()
@@ -57,7 +30,7 @@ async fn store_operations_have_spans_without_secrets() {
     let pair = tokens.issue("user-secret-id").await.unwrap();
     tokens.authenticate(pair.access_token()).await.unwrap();
 
-    let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     for op in [
         "login",
         "update",

@@ -16,7 +16,8 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
-    /// Installs a global subscriber at `TRACE` writing into the returned buffer. Call
+    /// Installs a global subscriber at `TRACE` writing into the returned buffer, span
+    /// closes (with their durations) included. Call
     /// it from one test per binary: a thread-local subscriber would miss events whose
     /// callsites another test thread registered first.
     pub fn capture() -> Logs {
@@ -24,6 +25,8 @@ impl Logs {
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber).expect("one capture per binary");

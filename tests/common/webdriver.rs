@@ -145,28 +145,23 @@ impl Browser {
             .await;
     }
 
-    /// The element matching a CSS selector.
-    pub async fn find(&self, css: &str) -> String {
+    /// The element found by a locator strategy (`css selector`, `xpath`).
+    async fn find_by(&self, using: &str, value: &str) -> String {
+        let query = json!({"using": using, "value": value});
         let v = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
+            .call(reqwest::Method::POST, "/element", Some(query))
             .await;
         v[ELEMENT].as_str().unwrap().to_owned()
     }
 
+    /// The element matching a CSS selector.
+    pub async fn find(&self, css: &str) -> String {
+        self.find_by("css selector", css).await
+    }
+
     /// The element found by XPath (e.g. a button by its text).
     pub async fn find_xpath(&self, xpath: &str) -> String {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "xpath", "value": xpath})),
-            )
-            .await;
-        v[ELEMENT].as_str().unwrap().to_owned()
+        self.find_by("xpath", xpath).await
     }
 
     pub async fn click(&self, element: &str) {
