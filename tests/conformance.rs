@@ -109,7 +109,7 @@ mod cases {
     }
 
     async fn field<S: TestStore>(s: &S, k: &SessionKey, f: &str) -> Option<String> {
-        s.load(k).await.unwrap()?.fields().get(f).cloned()
+        s.load(k).await.unwrap()?.get(f).map(str::to_owned)
     }
 
     // ---- store semantics -------------------------------------------------------
@@ -214,15 +214,15 @@ mod cases {
         p.delete_fields(["d:a".to_owned()]);
         s.write(&k, WriteMode::Update, &p, clock()).await.unwrap();
         assert_eq!(field(&s, &k, "d:a").await, None);
-        let mut p = set(&[("d:z", "9"), ("m:x", "keep")]);
+        let mut p = set(&[("d:z", "9"), ("m:app", "keep")]);
         s.write(&k, WriteMode::Update, &p, clock()).await.unwrap();
         p = set(&[("d:new", "1")]);
         p.clear_all_data();
         s.write(&k, WriteMode::Update, &p, clock()).await.unwrap();
-        let fields = s.load(&k).await.unwrap().unwrap().fields().clone();
+        let fields = s.load(&k).await.unwrap().unwrap().unpacked();
         assert_eq!(fields.get("d:new").map(String::as_str), Some("1"));
         assert!(!fields.contains_key("d:b") && !fields.contains_key("d:z"));
-        assert_eq!(fields.get("m:x").map(String::as_str), Some("keep"));
+        assert_eq!(fields.get("m:app").map(String::as_str), Some("keep"));
         assert!(fields.contains_key("m:e") && fields.contains_key("m:s"));
     }
 

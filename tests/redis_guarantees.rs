@@ -660,8 +660,8 @@ async fn per_user_work_goes_in_bounded_steps() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// Every write keeps the data size in `m:z`; a record without it (written before it
-/// existed) is counted once from the hash and gets it back.
+/// Every write keeps the data size in the record (third value of `m:t`), so the size
+/// limit holds after concurrent writes merge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_size_is_kept_with_the_record() {
     let server = RedisServer::shared();
@@ -680,21 +680,16 @@ async fn the_data_size_is_kept_with_the_record() {
         let key = keys[0].clone();
         let mut conn = conn.clone();
         async move {
-            let z: Option<String> = conn.hget(&key, "m:z").await.unwrap();
-            z
+            let times: String = conn.hget(&key, "m:t").await.unwrap();
+            times.split(',').nth(2).unwrap().to_owned()
         }
     };
-    assert_eq!(size(&mut conn).await.as_deref(), Some("8"));
-    let _: () = conn.hdel(&keys[0], "m:z").await.unwrap();
+    assert_eq!(size(&mut conn).await, "8");
     c.post("/set?key=b&value=1").await; // + "b" + "\"1\"" = 4
-    assert_eq!(
-        size(&mut conn).await.as_deref(),
-        Some("12"),
-        "counted from the hash"
-    );
+    assert_eq!(size(&mut conn).await, "12");
     c.post(&format!("/set?key=a&value={}", "9".repeat(80)))
         .await; // a: 8 -> 83
-    assert_eq!(size(&mut conn).await.as_deref(), Some("87"));
+    assert_eq!(size(&mut conn).await, "87");
     let r = c
         .post(&format!("/set?key=c&value={}", "9".repeat(20)))
         .await;
@@ -702,11 +697,63 @@ async fn the_data_size_is_kept_with_the_record() {
         r.status, 413,
         "87 + 23 > 100: refused by the request's own check"
     );
+    assert_eq!(size(&mut conn).await, "87", "nothing written");
+}
+
+/// The record layout changed in 0.2 (packed metadata; see CHANGELOG): a record in the
+/// 0.1 layout is no session. The request gets a fresh one and nothing fails; the old
+/// record is left to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_in_the_old_layout_is_no_session() {
+    let server = RedisServer::shared();
+    let store = RedisStore::from_url(&server.url())
+        .unwrap()
+        .with_namespace("layout01")
+        .unwrap();
+    let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
+    let mut c = Client::new(app);
+    assert_eq!(c.post("/set?key=a&value=1").await.status, 200);
+    let mut conn = common::stores::redis_conn(&server.url()).await;
+    let keys: Vec<String> = conn.keys("layout01:*:s:*").await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let old = &keys[0];
+    // The same session as 0.1 stored it: one field per metadata value.
+    let times: String = conn.hget(old, "m:t").await.unwrap();
+    let identity: String = conn.hget(old, "m:n").await.unwrap();
+    let t: Vec<&str> = times.split(',').collect();
+    let (created, handle) = identity.split_once(',').unwrap();
+    let _: () = conn.hdel(old, &["m:t", "m:n"]).await.unwrap();
+    let _: () = conn
+        .hset_multiple(
+            old,
+            &[
+                ("m:e", t[0]),
+                ("m:s", t[1]),
+                ("m:z", t[2]),
+                ("m:c", created),
+                ("m:h", handle),
+            ],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(c.get("/get?key=a").await.status, 404, "not read");
+    assert_eq!(c.post("/set?key=b&value=2").await.status, 200);
     assert_eq!(
-        size(&mut conn).await.as_deref(),
-        Some("87"),
-        "nothing written"
+        c.get("/get?key=b").await.status,
+        200,
+        "a fresh session works"
     );
+    let mut now: Vec<String> = conn.keys("layout01:*:s:*").await.unwrap();
+    now.sort();
+    assert_eq!(
+        now.len(),
+        2,
+        "a new key; the old record is untouched: {now:?}"
+    );
+    let left: HashMap<String, String> = conn.hgetall(old).await.unwrap();
+    assert_eq!(left.get("d:a").map(String::as_str), Some("\"1\""));
+    assert!(!left.contains_key("m:t"));
 }
 
 /// A session whose TTL is capped by its absolute deadline gains nothing from a

@@ -225,8 +225,8 @@ impl<S: SessionStore> World<S> {
                 format!(
                     "{:?}",
                     r.map(|r| (
-                        r.fields().get("m:h").cloned(),
-                        r.fields().get("m:u").cloned()
+                        r.get("m:h").map(str::to_owned),
+                        r.get("m:u").map(str::to_owned)
                     ))
                 )
             }
@@ -294,11 +294,7 @@ fn record(r: Option<tower_redis_session::store::Record>) -> String {
     match r {
         None => "none".into(),
         Some(r) => {
-            let fields: BTreeMap<_, _> = r
-                .fields()
-                .iter()
-                .filter(|(k, _)| *k != "m:x" && *k != "m:z")
-                .collect();
+            let fields: BTreeMap<_, _> = r.unpacked().into_iter().collect();
             format!("{fields:?}")
         }
     }

@@ -253,10 +253,9 @@ impl Session {
             match store.delete(&id.key()).await {
                 Ok(Some(ended)) => {
                     let fields = ended.fields();
-                    let handle = fields
-                        .get(record::HANDLE)
-                        .and_then(|h| SessionHandle::parse(h));
-                    let user = fields.get(record::USER).map(String::as_str);
+                    let handle =
+                        record::meta(fields, record::HANDLE).and_then(SessionHandle::parse);
+                    let user = record::meta(fields, record::USER);
                     self.emit(EventKind::Logout, handle, user);
                 }
                 Ok(None) => {}

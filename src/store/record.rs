@@ -1,5 +1,8 @@
 //! The stored record: one hash per session, so a change writes only its fields.
 //!
+//! The fields of the record as the session layer and [`MemoryStore`](crate::MemoryStore)
+//! see it:
+//!
 //! | field | meaning |
 //! |---|---|
 //! | `d:<name>` | the JSON value of session key `<name>` |
@@ -13,11 +16,28 @@
 //! | `m:u` | user id, once logged in (never in the cookie) |
 //! | `m:ip` | client IP at creation or login |
 //! | `m:ua` | user agent at creation or login (at most 256 bytes) |
-//! | `m:x` | Redis only: the score last written to the user index (expiry + slack) |
-//! | `m:z` | Redis only: the data size (see [`data_size`]), kept by every write so the size limit holds after concurrent writes merge |
 //!
-//! `m:e` lets a read know the remaining TTL from the one `HGETALL` it already makes,
-//! instead of a second `PTTL` command.
+//! `m:e` lets a read know the remaining TTL from the one read it already makes, instead
+//! of a second `PTTL` command.
+//!
+//! ## The packed layout (Redis)
+//!
+//! [`RedisStore`](crate::RedisStore) packs the fixed-format metadata into two fields, so
+//! a read decodes a handful of reply elements instead of ~20 and the update script
+//! reads and rewrites one field instead of six:
+//!
+//! | field | values, comma-separated (`''` for none) |
+//! |---|---|
+//! | `m:t` | [`TIMES`]: expires, last seen, data size, index score, idle override, deadline, persistent |
+//! | `m:n` | [`IDENTITY`]: created, handle |
+//!
+//! The data size ([`data_size`]) is kept by every write so the size limit holds after
+//! concurrent writes merge; the index score is the score last written to the user
+//! index (expiry + slack). Both are the scripts' own and never leave Redis.
+//! `m:u`, `m:ip`, `m:ua` (free text) and the `d:` fields stay fields of their own.
+//! Every value stays short (at most 64 bytes for an anonymous session without a user
+//! agent longer than that), so Redis keeps the hash in its compact listpack encoding.
+//! [`meta`] reads a metadata field from either layout.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,11 +55,28 @@ pub(crate) const PERSISTENT: &str = "m:p";
 pub(crate) const USER: &str = "m:u";
 pub(crate) const IP: &str = "m:ip";
 pub(crate) const USER_AGENT: &str = "m:ua";
-/// Redis only: the session's score in its user index (written with slack).
-pub(crate) const INDEX_SCORE: &str = "m:x";
-/// Redis only: the data's size in bytes, kept by the write scripts.
-pub(crate) const SIZE: &str = "m:z";
-/// Every metadata field: the scripts may spell no other (a unit test checks).
+/// Redis: the packed times and TTL inputs (module docs).
+pub(crate) const TIMES_FIELD: &str = "m:t";
+/// Redis: the packed creation time and handle (module docs).
+pub(crate) const IDENTITY_FIELD: &str = "m:n";
+/// Redis only, packed in `m:t`: the data's size in bytes, kept by the write scripts.
+const SIZE: &str = "m:z";
+/// Redis only, packed in `m:t`: the session's score in its user index (with slack).
+const INDEX_SCORE: &str = "m:x";
+/// What `m:t` holds, in order. The scripts index it by the prelude's `T_*` numbers.
+pub(crate) const TIMES: [&str; 7] = [
+    EXPIRES,
+    LAST_SEEN,
+    SIZE,
+    INDEX_SCORE,
+    IDLE,
+    DEADLINE,
+    PERSISTENT,
+];
+/// What `m:n` holds, in order (`N_*` in the scripts). The handle, which never contains
+/// a comma, comes last.
+pub(crate) const IDENTITY: [&str; 2] = [CREATED, HANDLE];
+/// Every metadata field a script may spell (a unit test checks).
 #[cfg_attr(
     not(test),
     allow(dead_code, reason = "checked against the scripts in tests")
@@ -47,17 +84,52 @@ pub(crate) const SIZE: &str = "m:z";
 pub(crate) const FIELDS: &[&str] = &[
     HANDLE,
     CREATED,
-    LAST_SEEN,
-    EXPIRES,
     DEADLINE,
     IDLE,
     PERSISTENT,
     USER,
     IP,
     USER_AGENT,
-    INDEX_SCORE,
-    SIZE,
+    TIMES_FIELD,
+    IDENTITY_FIELD,
 ];
+
+/// Where a packed field lives: the field and its position there.
+fn packed_slot(name: &str) -> Option<(&'static str, usize)> {
+    if let Some(i) = TIMES.iter().position(|f| *f == name) {
+        return Some((TIMES_FIELD, i));
+    }
+    IDENTITY
+        .iter()
+        .position(|f| *f == name)
+        .map(|i| (IDENTITY_FIELD, i))
+}
+
+/// Metadata field `name` (e.g. [`HANDLE`]) of stored fields in either layout; `None`
+/// when absent or empty.
+pub(crate) fn meta<'a>(fields: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    if let Some((packed, i)) = packed_slot(name)
+        && let Some(values) = fields.get(packed)
+    {
+        return values.split(',').nth(i).filter(|v| !v.is_empty());
+    }
+    fields.get(name).map(String::as_str)
+}
+
+/// Turns the packed layout into the per-field one (the scripts' own values, size and
+/// index score, are dropped): for a record that is written back as a patch.
+pub(crate) fn unpack(fields: &mut HashMap<String, String>) {
+    for (packed, names) in [(TIMES_FIELD, &TIMES[..]), (IDENTITY_FIELD, &IDENTITY[..])] {
+        let Some(values) = fields.remove(packed) else {
+            continue;
+        };
+        for (name, value) in names.iter().zip(values.split(',')) {
+            if !value.is_empty() && *name != SIZE && *name != INDEX_SCORE {
+                fields.insert((*name).to_owned(), value.to_owned());
+            }
+        }
+    }
+}
 
 /// The raw fields of a stored session, as a store keeps them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,9 +143,23 @@ impl Record {
         Self { fields }
     }
 
-    /// The stored fields.
+    /// The stored fields, in the layout the store keeps (see the module docs: Redis
+    /// packs the metadata).
     pub fn fields(&self) -> &HashMap<String, String> {
         &self.fields
+    }
+
+    /// Field `name` (data or metadata, e.g. `m:e`) in either layout; `None` when absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        meta(&self.fields, name)
+    }
+
+    /// The fields in the per-field layout, whichever layout the store keeps (a packed
+    /// store's own bookkeeping, data size and index score, left out).
+    pub fn unpacked(&self) -> HashMap<String, String> {
+        let mut fields = self.fields.clone();
+        unpack(&mut fields);
+        fields
     }
 
     pub(crate) fn into_fields(self) -> HashMap<String, String> {
@@ -260,13 +346,14 @@ impl Loaded {
     /// Parses stored fields; `None` if the metadata this crate always writes is missing.
     pub(crate) fn parse(record: Record) -> Option<Self> {
         let mut fields = record.into_fields();
-        let int = |f: &HashMap<String, String>, k: &str| f.get(k).and_then(|v| v.parse().ok());
-        let handle = fields.get(HANDLE).and_then(|h| SessionHandle::parse(h))?;
-        let created_ms = int(&fields, CREATED)?;
-        let expires_ms = int(&fields, EXPIRES)?;
-        let deadline_ms = int(&fields, DEADLINE);
-        let idle_ms = int(&fields, IDLE);
-        let persistent = fields.get(PERSISTENT).map(|v| v == "1");
+        let f = &fields;
+        let int = |k: &str| meta(f, k).and_then(|v| v.parse().ok());
+        let handle = meta(f, HANDLE).and_then(SessionHandle::parse)?;
+        let created_ms = int(CREATED)?;
+        let expires_ms = int(EXPIRES)?;
+        let deadline_ms = int(DEADLINE);
+        let idle_ms = int(IDLE);
+        let persistent = meta(f, PERSISTENT).map(|v| v == "1");
         let user = fields.remove(USER);
         let data = fields
             .drain()
@@ -322,6 +409,46 @@ mod tests {
             default_idle_ms: 1000,
         };
         assert_eq!(stamp_ttl(&mut f, clock), Some(7000));
+    }
+
+    #[test]
+    fn packed_metadata_reads_like_separate_fields() {
+        let handle = SessionHandle::generate().to_string();
+        let packed: HashMap<String, String> = [
+            (TIMES_FIELD, "2000,1000,12,3000,,5000,1".to_owned()),
+            (IDENTITY_FIELD, format!("900,{handle}")),
+            (USER, "alice".to_owned()),
+            ("d:k", "1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(meta(&packed, EXPIRES), Some("2000"));
+        assert_eq!(meta(&packed, LAST_SEEN), Some("1000"));
+        assert_eq!(meta(&packed, IDLE), None);
+        assert_eq!(meta(&packed, DEADLINE), Some("5000"));
+        assert_eq!(meta(&packed, HANDLE), Some(handle.as_str()));
+        assert_eq!(meta(&packed, USER), Some("alice"));
+        let loaded = Loaded::parse(Record::from_fields(packed.clone())).expect("parses");
+        assert_eq!(
+            (loaded.created_ms, loaded.expires_ms, loaded.deadline_ms),
+            (900, 2000, Some(5000))
+        );
+        assert_eq!((loaded.idle_ms, loaded.persistent), (None, Some(true)));
+        assert_eq!(loaded.data["k"], "1");
+
+        let mut fields = packed;
+        unpack(&mut fields);
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        // The scripts' own size and index score stay behind.
+        assert_eq!(
+            names,
+            [
+                "d:k", CREATED, DEADLINE, EXPIRES, HANDLE, PERSISTENT, LAST_SEEN, USER
+            ]
+        );
+        assert_eq!(fields[HANDLE], handle);
     }
 
     #[test]

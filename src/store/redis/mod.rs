@@ -43,7 +43,7 @@ use super::{
 use crate::error::{ConfigError, StoreError};
 use crate::id::user_tag;
 use crate::id::{SessionHandle, SessionKey};
-use crate::store::record::{HANDLE, USER};
+use crate::store::record::{self, HANDLE, USER};
 
 static WRITE: LazyLock<Script> =
     LazyLock::new(|| protocol::script(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/write.lua")]));
@@ -411,7 +411,15 @@ impl SessionStore for RedisStore {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(keys::session(&self.namespace, key));
         let fields: HashMap<String, String> = self.command(&cmd).await?;
-        Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        if !fields.contains_key(record::TIMES_FIELD) {
+            // Written by tower-redis-session 0.1 (per-field layout): no session here.
+            tracing::warn!("a session record in the pre-0.2 layout was read as no session");
+            return Ok(None);
+        }
+        Ok(Some(Record::from_fields(fields)))
     }
 
     async fn write(
@@ -463,8 +471,10 @@ impl SessionStore for RedisStore {
             namespace: &self.namespace,
             key,
         };
-        // A flat field/value list, decoded like HGETALL's reply.
-        let fields: HashMap<String, String> = self.invoke(&call.invocation(&TAKE)).await?;
+        // A flat field/value list, decoded like HGETALL's reply; written back as a
+        // patch, so in the per-field layout.
+        let mut fields: HashMap<String, String> = self.invoke(&call.invocation(&TAKE)).await?;
+        record::unpack(&mut fields);
         Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
     }
 

@@ -19,7 +19,7 @@ use super::keys;
 use crate::config::{LimitPolicy, SessionLimit};
 use crate::error::StoreError;
 use crate::id::{SessionHandle, SessionKey};
-use crate::store::record::{Clock, Patch, WriteOutcome};
+use crate::store::record::{self, Clock, Patch, WriteOutcome};
 use crate::store::{ListCursor, Revoke, SessionInfo, SessionPage};
 
 /// Every code shared with the scripts: (Lua name, value).
@@ -85,12 +85,21 @@ pub(super) const TOKEN_REUSE: &str = "reuse";
 const REFRESH_LIVE: &str = "l";
 const REFRESH_CONSUMED: &str = "c";
 
-/// `local NAME = 'value'` for every code, prepended to the session scripts.
+/// `local NAME = 'value'` for every code, prepended to the session scripts, then the
+/// positions of the packed metadata (record.rs): `T_E` is the 1-based position of
+/// `m:e` in `m:t`, `N_H` that of `m:h` in `m:n`, and so on.
 pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
-    CODES
+    let mut prelude: String = CODES
         .iter()
         .map(|(name, value)| format!("local {name} = '{value}'\n"))
-        .collect()
+        .collect();
+    for (prefix, fields) in [("T", &record::TIMES[..]), ("N", &record::IDENTITY[..])] {
+        for (i, field) in fields.iter().enumerate() {
+            let suffix = field.trim_start_matches("m:").to_uppercase();
+            prelude.push_str(&format!("local {prefix}_{suffix} = {}\n", i + 1));
+        }
+    }
+    prelude
 });
 
 /// A script made of the prelude and `parts`.

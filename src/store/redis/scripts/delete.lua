@@ -5,7 +5,8 @@
 -- ms; ARGV[3] the event stream key ('' = none); ARGV[4] its approximate MAXLEN.
 -- Returns {handle, user} ('' when absent) if the session existed, else {}.
 STREAM, MAXLEN = ARGV[3], ARGV[4]
-local m = redis.call('HMGET', KEYS[1], 'm:h', 'm:u', 'm:ip', 'm:ua')
+local m = redis.call('HMGET', KEYS[1], 'm:n', 'm:u', 'm:ip', 'm:ua')
+m[1] = handle_of(m[1])
 if redis.call('DEL', KEYS[1]) == 0 then return {} end
 if m[2] then
   redis.call('ZREM', KEYS[2], ARGV[1])

@@ -9,6 +9,20 @@
 -- after its id rotated (token_lib.lua, session_gone).
 local STREAM, MAXLEN = '', '0'
 
+-- A session hash packs its metadata (store/record.rs): 'm:t' holds the times and TTL
+-- inputs, 'm:n' the creation time and handle, as comma-separated values ('' for none)
+-- at the positions T_* and N_* of the prelude.
+local function split(packed)
+  local out = {}
+  for v in string.gmatch(packed .. ',', '([^,]*),') do out[#out + 1] = v end
+  return out
+end
+
+-- The handle in a session's 'm:n' (false when the session is gone).
+local function handle_of(identity)
+  return identity and split(identity)[N_H]
+end
+
 -- Most index entries (or token families) one script call reads: pruning, listing and
 -- revoking go in steps of this size (store::redis::USER_BATCH).
 local USER_BATCH = 100

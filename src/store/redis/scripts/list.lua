@@ -14,15 +14,20 @@ local members = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
 local out = {''}
 local kept = 0
 for _, m in ipairs(members) do
-  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:h', 'm:c', 'm:s', 'm:ip', 'm:ua')
+  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:t', 'm:ip', 'm:ua')
   if not f[1] then
     redis.call('ZREM', KEYS[1], m)
     expired(KEYS[1] .. 'h', m, ARGV[2])
   else
     kept = kept + 1
     if f[1] == ARGV[3] then
+      local identity, times = split(f[2] or ','), split(f[3] or '')
       out[#out + 1] = m
-      for i = 2, 6 do out[#out + 1] = f[i] or '' end
+      out[#out + 1] = identity[N_H]
+      out[#out + 1] = identity[N_C]
+      out[#out + 1] = times[T_S] or ''
+      out[#out + 1] = f[4] or ''
+      out[#out + 1] = f[5] or ''
     end
   end
 end

@@ -27,7 +27,9 @@ local function revoke(m, f)
 end
 
 local function fields(m)
-  return redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:h', 'm:ip', 'm:ua')
+  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:ip', 'm:ua')
+  f[2] = handle_of(f[2])
+  return f
 end
 
 if mode == REVOKE_HANDLE then

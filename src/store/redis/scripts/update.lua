@@ -1,8 +1,8 @@
 -- The update of an existing session (only if present), the write of every
 -- read-modify-write and TTL refresh, kept to the fewest Redis calls: each redis.call
 -- costs 1.5-3 µs of Redis CPU inside a script (an HMGET of 6 fields alone ~3 µs), so
--- the common case is HMGET (existence via m:e, which every write stamps, and the TTL
--- inputs), HSET, PEXPIRE, with the new fields passed straight through. Mirrors
+-- the common case is HMGET (existence and the TTL inputs, packed in m:t, which every
+-- write stamps), HSET, PEXPIRE. Mirrors
 -- MemoryStore::write's update; the conformance suite checks both.
 -- (events_lib.lua and write_lib.lua are prepended.)
 --
@@ -25,26 +25,27 @@ STREAM, MAXLEN = ARGV[6], ARGV[7]
 local now = tonumber(ARGV[1])
 local first = 10
 local last = first - 1 + 2 * tonumber(ARGV[5])
--- One HMGET: existence (m:e, which every write stamps), the TTL inputs, the data size
--- and the current values of the data fields the patch touches.
+-- One HMGET: existence and the TTL inputs (m:t), the user, and the current values of
+-- the data fields the patch touches (for the size).
 local names = touched(first, last)
-local meta = redis.call('HMGET', key, 'm:e', 'm:i', 'm:d', 'm:u', 'm:x', 'm:z',
-  unpack(names))
-if not meta[1] then return 0 end
-local idle, deadline, user, indexed = meta[2], meta[3], meta[4], tonumber(meta[5])
-idle, deadline, user = patched(first, last, idle, deadline, user, false)
-local ttl = ttl_of(idle, deadline, ARGV[2], now)
+local stored = redis.call('HMGET', key, 'm:t', 'm:u', unpack(names))
+if not stored[1] then return 0 end
+local times = split(stored[1])
+-- An update never changes the identity (m:n): it is not read, and a patch that
+-- touches it fails on the missing table.
+local user, sets, dels = apply(first, last, {times}, stored[2])
+local ttl = ttl_of(times[T_I], times[T_D], ARGV[2], now)
 if ttl <= 0 then
   drop_expired(key, index, ARGV[4], ARGV[1])
   return 0
 end
-local size = size_after(key, meta[6], ARGV[3], first, last, names, {unpack(meta, 7)})
+local size = size_after(times[T_Z], ARGV[3], first, last, names, {unpack(stored, 3)})
 local max = tonumber(ARGV[9])
 if max > 0 and size > max then return -size end
 
-delete_fields(key, ARGV[3], last)
+delete_fields(key, ARGV[3], dels)
 local expires = now + ttl
-local score = false
+local indexed = tonumber(times[T_X])
 if user and (not indexed or expires > indexed) then
   -- Re-index with slack (see write.lua); the index and handle map outlive the session.
   local slack = math.floor(ttl / 2)
@@ -53,15 +54,10 @@ if user and (not indexed or expires > indexed) then
     redis.call('PEXPIRE', index, ttl + slack)
     redis.call('PEXPIRE', index .. 'h', ttl + slack)
   end
-  score = tostring(expires + slack)
+  times[T_X] = tostring(expires + slack)
 end
-if score then
-  redis.call('HSET', key, 'm:s', ARGV[1], 'm:e', tostring(expires), 'm:z', size,
-    'm:x', score, unpack(ARGV, first, last))
-else
-  redis.call('HSET', key, 'm:s', ARGV[1], 'm:e', tostring(expires), 'm:z', size,
-    unpack(ARGV, first, last))
-end
+times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[1], tostring(size)
+redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(sets))
 redis.call('PEXPIRE', key, ttl)
 record(key, ARGV[1], ARGV[8])
 return ttl

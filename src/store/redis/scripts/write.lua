@@ -1,8 +1,8 @@
--- One conditional write of a session hash (fields: src/session/record.rs) that creates
+-- One conditional write of a session hash (fields: src/store/record.rs) that creates
 -- or moves it, keeping the user index of its slot in step. Mirrors MemoryStore::write;
 -- the conformance suite checks both. (Updates of an existing key, the hot path, have
 -- their own lean script: update.lua.) The user index is written with slack (score =
--- expiry + ttl/2, remembered in m:x) and only touched again once a write's expiry
+-- expiry + ttl/2, remembered in m:t) and only touched again once a write's expiry
 -- passes that score: scores never fall below a session's real expiry, so pruning by
 -- score never drops a live session.
 --
@@ -43,20 +43,20 @@ local first = 14
 local last = first - 1 + 2 * tonumber(ARGV[9])
 local max = tonumber(ARGV[13])
 
--- The stored TTL inputs and data size: none for a new key; a rotation reads them (and
+-- The stored metadata and data size: none for a new key; a rotation reads them (and
 -- the touched data fields) from the key it moves, before moving it.
-local idle, deadline, user, handle = false, false, false, false
+local times, identity = split(',,0,,,,'), split(',')
+local user = false
 local size
 if mode == MODE_CREATE or mode == MODE_LOGIN then
   if redis.call('EXISTS', key) == 1 then return {REPLY_EXISTS} end
-  size = size_after(key, 0, '0', first, last, {}, {}) -- nothing stored yet
+  size = size_after(0, '0', first, last, {}, {}) -- nothing stored yet
 else
   local names = touched(first, last)
-  local meta = redis.call('HMGET', KEYS[3], 'm:e', 'm:i', 'm:d', 'm:u', 'm:h', 'm:z',
-    unpack(names))
-  if not meta[1] then return {REPLY_GONE} end
-  idle, deadline, user, handle = meta[2], meta[3], meta[4], meta[5]
-  size = size_after(KEYS[3], meta[6], ARGV[4], first, last, names, {unpack(meta, 7)})
+  local stored = redis.call('HMGET', KEYS[3], 'm:t', 'm:n', 'm:u', unpack(names))
+  if not stored[1] then return {REPLY_GONE} end
+  times, identity, user = split(stored[1]), split(stored[2] or ','), stored[3]
+  size = size_after(times[T_Z], ARGV[4], first, last, names, {unpack(stored, 4)})
 end
 if max > 0 and size > max then return {REPLY_TOO_LARGE, tostring(size)} end
 
@@ -73,9 +73,9 @@ if mode == MODE_LOGIN then
     local prefix = string.sub(key, 1, #key - #member)
     local live = {}
     for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-      local seen = redis.call('HGET', prefix .. m, 'm:s')
-      if seen then
-        live[#live + 1] = {m, tonumber(seen)}
+      local t = redis.call('HGET', prefix .. m, 'm:t')
+      if t then
+        live[#live + 1] = {m, tonumber(split(t)[T_S])}
       else
         redis.call('ZREM', index, m)
         expired(uh, m, ARGV[2])
@@ -89,7 +89,8 @@ if mode == MODE_LOGIN then
       end)
       for i = 1, #live - limit + 1 do
         local k = prefix .. live[i][1]
-        local f = redis.call('HMGET', k, 'm:h', 'm:u', 'm:ip', 'm:ua')
+        local f = redis.call('HMGET', k, 'm:n', 'm:u', 'm:ip', 'm:ua')
+        f[1] = handle_of(f[1])
         if f[1] then evicted[#evicted + 1] = f[1] end
         redis.call('DEL', k)
         redis.call('ZREM', index, live[i][1])
@@ -100,18 +101,17 @@ if mode == MODE_LOGIN then
   end
 end
 
--- The TTL inputs as this write leaves them (deletes first, then sets).
-idle, deadline, user, handle = patched(first, last, idle, deadline, user, handle)
-local ttl = ttl_of(idle, deadline, ARGV[3], now)
+-- The metadata as this write leaves it (deletes first, then sets).
+local sets, dels
+user, sets, dels = apply(first, last, {times, identity}, user)
+local ttl = ttl_of(times[T_I], times[T_D], ARGV[3], now)
 if ttl <= 0 then
   drop_expired(key, index, member, ARGV[2])
   return {REPLY_GONE}
 end
 
-delete_fields(key, ARGV[4], last)
+delete_fields(key, ARGV[4], dels)
 local expires = now + ttl
-local fields = {'m:s', ARGV[2], 'm:e', tostring(expires), 'm:z', tostring(size)}
-for i = first, last do fields[#fields + 1] = ARGV[i] end
 if user then
   -- (Re)index with slack; the index outlives its longest session.
   local slack = math.floor(ttl / 2)
@@ -123,15 +123,16 @@ if user then
   end
   -- The handle map lives as long as the index.
   if mode == MODE_LOGIN or mode == MODE_ROTATE then
-    map_handle(uh, member, handle, user)
+    map_handle(uh, member, identity[N_H], user)
     redis.call('PEXPIRE', uh, pttl)
   elseif extended then
     redis.call('PEXPIRE', uh, pttl)
   end
-  fields[#fields + 1] = 'm:x'
-  fields[#fields + 1] = tostring(expires + slack)
+  times[T_X] = tostring(expires + slack)
 end
-redis.call('HSET', key, unpack(fields))
+times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[2], tostring(size)
+redis.call('HSET', key, 'm:t', table.concat(times, ','), 'm:n', table.concat(identity, ','),
+  unpack(sets))
 redis.call('PEXPIRE', key, ttl)
 record(key, ARGV[2], ARGV[12])
 return {tostring(ttl), unpack(evicted)}

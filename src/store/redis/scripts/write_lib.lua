@@ -1,25 +1,44 @@
 -- Prepended (after events_lib.lua) to write.lua and update.lua: what every write of a
 -- session hash does the same way.
 
--- The TTL inputs (idle override, deadline, user, handle) as a write leaves them: the
--- patch's deletes (ARGV[last + 1 ..]) first, then its field/value pairs
--- (ARGV[first .. last]).
-local function patched(first, last, idle, deadline, user, handle)
+-- Where a patch field lives when it is packed: 1 for 'm:t', 2 for 'm:n', and the
+-- position there; nothing for a field stored as it is.
+local function packed(f)
+  if f == 'm:i' then return 1, T_I elseif f == 'm:d' then return 1, T_D
+  elseif f == 'm:p' then return 1, T_P elseif f == 'm:c' then return 2, N_C
+  elseif f == 'm:h' then return 2, N_H end
+end
+
+-- Applies the patch to the packed metadata `meta` ({times, identity}) and the user:
+-- its deletes (ARGV[last + 1 ..]) first, then its field/value pairs (ARGV[first ..
+-- last]). Returns the user as the write leaves it, the field/value pairs to HSET as
+-- they are and the fields to HDEL.
+local function apply(first, last, meta, user)
+  local sets, dels = {}, {}
   for i = last + 1, #ARGV do
     local f = ARGV[i]
-    if f == 'm:i' then idle = false elseif f == 'm:d' then deadline = false
-    elseif f == 'm:u' then user = false end
+    local which, at = packed(f)
+    if which then meta[which][at] = ''
+    else
+      if f == 'm:u' then user = false end
+      dels[#dels + 1] = f
+    end
   end
   for i = first, last, 2 do
-    local f = ARGV[i]
-    if f == 'm:i' then idle = ARGV[i + 1] elseif f == 'm:d' then deadline = ARGV[i + 1]
-    elseif f == 'm:u' then user = ARGV[i + 1] elseif f == 'm:h' then handle = ARGV[i + 1] end
+    local f, v = ARGV[i], ARGV[i + 1]
+    local which, at = packed(f)
+    if which then meta[which][at] = v
+    else
+      if f == 'm:u' then user = v end
+      sets[#sets + 1] = f
+      sets[#sets + 1] = v
+    end
   end
-  return idle, deadline, user, handle
+  return user, sets, dels
 end
 
 -- Session data size, what SessionConfig::with_max_session_size bounds: over the d:
--- fields, the key name (without 'd:') plus the value. Kept in m:z, so a write knows
+-- fields, the key name (without 'd:') plus the value. Kept in m:t, so a write knows
 -- the size after it merges its patch with what concurrent requests wrote.
 local function d_len(f, v) return #f - 2 + #v end
 
@@ -37,20 +56,13 @@ local function touched(first, last)
   return names
 end
 
--- The data size after the patch: `size` is the stored m:z (false when a record
--- predates it: counted from the hash once), `olds` the current values of the touched
--- fields `names` (false when absent); `clear` '1' drops every d: field first.
-local function size_after(key, size, clear, first, last, names, olds)
+-- The data size after the patch: `size` is the stored size, `olds` the current values
+-- of the touched fields `names` (false when absent); `clear` '1' drops every d: field
+-- first.
+local function size_after(size, clear, first, last, names, olds)
   local new = 0
   if clear ~= '1' then
-    new = tonumber(size)
-    if not new then
-      new = 0
-      local all = redis.call('HGETALL', key)
-      for i = 1, #all, 2 do
-        if string.sub(all[i], 1, 2) == 'd:' then new = new + d_len(all[i], all[i + 1]) end
-      end
-    end
+    new = tonumber(size) or 0
     for i, f in ipairs(names) do
       if olds[i] then new = new - d_len(f, olds[i]) end
     end
@@ -76,23 +88,22 @@ local function drop_expired(key, index, member, now)
   if redis.call('ZREM', index, member) == 1 then expired(index .. 'h', member, now) end
 end
 
--- The patch's deletions: every d: field first when `clear` is '1', then the fields
--- listed after ARGV[last].
-local function delete_fields(key, clear, last)
+-- The patch's deletions: every d: field first when `clear` is '1', then `dels`.
+local function delete_fields(key, clear, dels)
   if clear == '1' then
     local names = redis.call('HKEYS', key)
     for i = 1, #names do
       if string.sub(names[i], 1, 2) == 'd:' then redis.call('HDEL', key, names[i]) end
     end
   end
-  if #ARGV > last then redis.call('HDEL', key, unpack(ARGV, last + 1, #ARGV)) end
+  if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
 end
 
 -- Records the events `kinds` (space-separated) of a write that happened.
 local function record(key, now, kinds)
   if STREAM == '' or kinds == '' then return end
-  local m = redis.call('HMGET', key, 'm:h', 'm:u', 'm:ip', 'm:ua')
+  local m = redis.call('HMGET', key, 'm:n', 'm:u', 'm:ip', 'm:ua')
   for kind in string.gmatch(kinds, '%S+') do
-    xadd(now, kind, '', m[1], m[2], m[3], m[4])
+    xadd(now, kind, '', handle_of(m[1]), m[2], m[3], m[4])
   end
 end
