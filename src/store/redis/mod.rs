@@ -397,7 +397,7 @@ impl RedisStore {
             clock,
             stream: self.stream(&mut stream),
         };
-        let reply: i64 = self.invoke(&call.invocation(&UPDATE)).await?;
+        let reply: i64 = self.invoke(&call.invocation(&UPDATE)?).await?;
         Ok(protocol::Update::decode(reply))
     }
 }

@@ -32,6 +32,8 @@ pub(super) const CODES: &[(&str, &str)] = &[
     ("REVOKE_HANDLE", REVOKE_HANDLE),
     ("REVOKE_ALL", REVOKE_ALL),
     ("REVOKE_OTHERS", REVOKE_OTHERS),
+    ("META_UNCHANGED", META_UNCHANGED),
+    ("META_REMOVED", META_REMOVED),
     ("REPLY_GONE", REPLY_GONE),
     ("REPLY_EXISTS", REPLY_EXISTS),
     ("REPLY_REJECTED", REPLY_REJECTED),
@@ -62,6 +64,9 @@ const POLICY_EVICT: &str = "e";
 const REVOKE_HANDLE: &str = "h";
 const REVOKE_ALL: &str = "a";
 const REVOKE_OTHERS: &str = "x";
+// update.lua: a packed TTL input the patch leaves as it is, or removes.
+const META_UNCHANGED: &str = "=";
+const META_REMOVED: &str = "-";
 const REPLY_GONE: &str = "0";
 const REPLY_EXISTS: &str = "-1";
 const REPLY_REJECTED: &str = "-2";
@@ -135,6 +140,10 @@ fn patch_args(inv: &mut ScriptInvocation<'_>, patch: &Patch) {
 }
 
 /// `update.lua`: an existing session's changed fields and TTL.
+///
+/// The hot path, so the script gets its inputs precomputed: the data bytes the patch
+/// sets, the data fields it touches (each once, for the size of what they replace),
+/// and the packed metadata it changes as three values.
 pub(super) struct Update<'a> {
     pub(super) namespace: &'a str,
     pub(super) key: &'a SessionKey,
@@ -144,21 +153,90 @@ pub(super) struct Update<'a> {
 }
 
 impl Update<'_> {
-    pub(super) fn invocation<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
+    /// The invocation, or an error for a patch an update never carries: one that
+    /// changes the user, handle or creation time (a login or a new session does that).
+    pub(super) fn invocation<'s>(
+        &self,
+        script: &'s Script,
+    ) -> Result<ScriptInvocation<'s>, StoreError> {
+        let patch = self.patch;
+        let is_data = |f: &str| f.starts_with(record::DATA_PREFIX);
+        let fixed = [record::USER, record::HANDLE, record::CREATED];
+        if patch
+            .set
+            .iter()
+            .map(|(f, _)| f)
+            .chain(&patch.delete)
+            .any(|f| fixed.contains(&f.as_str()))
+        {
+            return Err(StoreError::Protocol(
+                "an update cannot change the user, handle or creation time",
+            ));
+        }
+        // What the three packed TTL inputs become.
+        let change = |field: &str| {
+            if let Some((_, v)) = patch.set.iter().rev().find(|(f, _)| f == field) {
+                v.as_str()
+            } else if patch.delete.iter().any(|f| f == field) {
+                META_REMOVED
+            } else {
+                META_UNCHANGED
+            }
+        };
+        let touched: Vec<&str> = if patch.clear_data {
+            Vec::new() // what they replace is all dropped
+        } else {
+            patch
+                .set
+                .iter()
+                .map(|(f, _)| f)
+                .chain(&patch.delete)
+                .map(String::as_str)
+                .filter(|f| is_data(f))
+                .collect()
+        };
+        let added: usize = patch
+            .set
+            .iter()
+            .filter_map(|(f, v)| Some(f.strip_prefix(record::DATA_PREFIX)?.len() + v.len()))
+            .sum();
+        let packed = [record::IDLE, record::DEADLINE, record::PERSISTENT];
+        let sets: Vec<&(String, String)> = patch
+            .set
+            .iter()
+            .filter(|(f, _)| !packed.contains(&f.as_str()))
+            .collect();
         let mut inv = script.prepare_invoke();
         inv.key(keys::session(self.namespace, self.key))
             .key(keys::user_index(self.namespace, self.key.tag()))
             .arg(self.clock.now_ms)
             .arg(self.clock.default_idle_ms)
-            .arg(flag(self.patch.clear_data))
+            .arg(flag(patch.clear_data))
             .arg(self.key.hash())
-            .arg(self.patch.set.len())
             .arg(self.stream.key)
             .arg(self.stream.max_len)
-            .arg(self.patch.events)
-            .arg(self.patch.max_size);
-        patch_args(&mut inv, self.patch);
-        inv
+            .arg(patch.events)
+            .arg(patch.max_size)
+            .arg(added)
+            .arg(change(record::IDLE))
+            .arg(change(record::DEADLINE))
+            .arg(change(record::PERSISTENT))
+            .arg(touched.len())
+            .arg(sets.len());
+        for f in touched {
+            inv.arg(f);
+        }
+        for (f, v) in sets {
+            inv.arg(f).arg(v);
+        }
+        for f in patch
+            .delete
+            .iter()
+            .filter(|f| !packed.contains(&f.as_str()))
+        {
+            inv.arg(f);
+        }
+        Ok(inv)
     }
 
     /// The TTL set (> 0), 0 if the session is gone, or the merged data's size negated.

@@ -1,52 +1,66 @@
 -- The update of an existing session (only if present), the write of every
--- read-modify-write and TTL refresh, kept to the fewest Redis calls: each redis.call
--- costs 1.5-3 µs of Redis CPU inside a script (an HMGET of 6 fields alone ~3 µs), so
--- the common case is HMGET (existence and the TTL inputs, packed in m:t, which every
--- write stamps), HSET, PEXPIRE. Mirrors
--- MemoryStore::write's update; the conformance suite checks both.
+-- read-modify-write and TTL refresh. The hot path, kept to the fewest Redis calls and
+-- the least Lua: each redis.call costs ~1-1.5 µs of Redis CPU inside a script, and
+-- every table, closure and number-to-text conversion counts at this scale. The common
+-- case is HMGET (existence and the TTL inputs, packed in m:t, which every write
+-- stamps), HSET, PEXPIRE; the caller precomputes what it can (protocol.rs, Update).
+-- Mirrors MemoryStore::write's update; the conformance suite checks both.
 -- (events_lib.lua and write_lib.lua are prepended.)
 --
 -- KEYS[1]  the session key: <ns>:{<tag>}:s:<member>
 -- KEYS[2]  the user index of the same slot: <ns>:{<tag>}:u
 -- ARGV[1]  now, Unix ms (application clock)
--- ARGV[2]  default idle timeout, ms (used when the record has no m:i)
+-- ARGV[2]  default idle timeout, ms (used when the record has no idle override)
 -- ARGV[3]  '1': delete every d: field before the rest
 -- ARGV[4]  the index member of KEYS[1] (its last key segment)
--- ARGV[5]  n, the number of fields to set
--- ARGV[6]  the event stream key ('' = none); ARGV[7] its approximate MAXLEN
--- ARGV[8]  events to record once written, space-separated, or ''
--- ARGV[9]  the most data bytes the session may hold after the write (0: no limit)
--- ARGV[10 .. 9+2n] field/value pairs; every later ARGV is a field to delete
+-- ARGV[5]  the event stream key ('' = none); ARGV[6] its approximate MAXLEN
+-- ARGV[7]  events to record once written, space-separated, or ''
+-- ARGV[8]  the most data bytes the session may hold after the write (0: no limit)
+-- ARGV[9]  the data bytes the patch sets (key names without 'd:', plus values)
+-- ARGV[10] the idle override, ARGV[11] the deadline, ARGV[12] the persistent flag,
+--          each META_UNCHANGED, META_REMOVED or the new value
+-- ARGV[13] n, the data fields the patch touches (none when ARGV[3] is '1')
+-- ARGV[14] m, the field/value pairs to set
+-- ARGV[15 .. 14+n] those data fields; then m field/value pairs; every later ARGV is a
+--          field to delete
 -- Returns the TTL set (ms, > 0); 0 if the session is gone (or passed its deadline
 -- and was deleted); -size if the merged data would be `size` bytes, more than
--- ARGV[9] (nothing written).
+-- ARGV[8] (nothing written).
 local key, index = KEYS[1], KEYS[2]
-STREAM, MAXLEN = ARGV[6], ARGV[7]
-local now = tonumber(ARGV[1])
-local first = 10
-local last = first - 1 + 2 * tonumber(ARGV[5])
--- One HMGET: existence and the TTL inputs (m:t), the user, and the current values of
--- the data fields the patch touches (for the size).
-local names = touched(first, last)
-local stored = redis.call('HMGET', key, 'm:t', 'm:u', unpack(names))
+STREAM, MAXLEN = ARGV[5], ARGV[6]
+local touched = 15
+local sets = touched + tonumber(ARGV[13])
+local dels = sets + 2 * tonumber(ARGV[14])
+local stored = redis.call('HMGET', key, 'm:t', 'm:u', unpack(ARGV, touched, sets - 1))
 if not stored[1] then return 0 end
 local times = split(stored[1])
--- An update never changes the identity (m:n): it is not read, and a patch that
--- touches it fails on the missing table.
-local user, sets, dels = apply(first, last, {times}, stored[2])
+local function change(slot, v)
+  if v ~= META_UNCHANGED then times[slot] = (v == META_REMOVED) and '' or v end
+end
+change(T_I, ARGV[10])
+change(T_D, ARGV[11])
+change(T_P, ARGV[12])
+local now = tonumber(ARGV[1])
 local ttl = ttl_of(times[T_I], times[T_D], ARGV[2], now)
 if ttl <= 0 then
   drop_expired(key, index, ARGV[4], ARGV[1])
   return 0
 end
-local size = size_after(times[T_Z], ARGV[3], first, last, names, {unpack(stored, 3)})
-local max = tonumber(ARGV[9])
+-- The size: what the patch sets, plus what is stored minus what the patch replaces.
+local size = tonumber(ARGV[9])
+if ARGV[3] ~= '1' then
+  size = size + tonumber(times[T_Z])
+  for i = 3, #stored do
+    if stored[i] then size = size - d_len(ARGV[touched + i - 3], stored[i]) end
+  end
+end
+local max = tonumber(ARGV[8])
 if max > 0 and size > max then return -size end
 
-delete_fields(key, ARGV[3], dels)
+delete_fields(key, ARGV[3], {unpack(ARGV, dels)})
 local expires = now + ttl
 local indexed = tonumber(times[T_X])
-if user and (not indexed or expires > indexed) then
+if stored[2] and (not indexed or expires > indexed) then
   -- Re-index with slack (see write.lua); the index and handle map outlive the session.
   local slack = math.floor(ttl / 2)
   redis.call('ZADD', index, expires + slack, ARGV[4])
@@ -54,10 +68,10 @@ if user and (not indexed or expires > indexed) then
     redis.call('PEXPIRE', index, ttl + slack)
     redis.call('PEXPIRE', index .. 'h', ttl + slack)
   end
-  times[T_X] = tostring(expires + slack)
+  times[T_X] = expires + slack
 end
-times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[1], tostring(size)
-redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(sets))
+times[T_E], times[T_S], times[T_Z] = expires, ARGV[1], size
+redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(ARGV, sets, dels - 1))
 redis.call('PEXPIRE', key, ttl)
-record(key, ARGV[1], ARGV[8])
+record(key, ARGV[1], ARGV[7])
 return ttl
