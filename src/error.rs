@@ -72,6 +72,9 @@ pub enum ConfigError {
     /// A [`UserKey`](crate::store::UserKey) needs at least 32 bytes.
     #[error("a user key needs at least 32 bytes, got {0}")]
     UserKeyTooShort(usize),
+    /// Local cache settings out of range (see [`LocalCache`](crate::LocalCache)).
+    #[error("invalid local cache settings: {0}")]
+    LocalCache(&'static str),
     /// The Redis URL could not be parsed.
     #[error("invalid Redis URL")]
     RedisUrl(#[source] redis::RedisError),

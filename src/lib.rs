@@ -229,7 +229,8 @@ pub use service::SessionService;
 pub use session::Session;
 pub use session::extractor::MissingSessionLayer;
 pub use store::{
-    ExpiryWatcher, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey,
+    CacheStats, ExpiryWatcher, LocalCache, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder,
+    SessionStore, UserKey,
 };
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;

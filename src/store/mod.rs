@@ -27,7 +27,7 @@ mod user_key;
 mod watcher;
 
 pub use memory::MemoryStore;
-pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
+pub use redis::{CacheStats, LocalCache, PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 pub use user_key::UserKey;
 pub use watcher::ExpiryWatcher;
 

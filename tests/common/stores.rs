@@ -131,6 +131,17 @@ pub fn redis_store(namespace: &str) -> RedisStore {
         .unwrap()
 }
 
+/// A Redis store with the local session cache, on the shared server of this test
+/// binary.
+pub fn cached_store(namespace: &str) -> RedisStore {
+    RedisStore::builder(super::RedisServer::shared().url())
+        .local_cache(tower_redis_session::LocalCache::default())
+        .build()
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+}
+
 /// A Redis store on the shared cluster of this test binary.
 pub fn cluster_store(namespace: &str) -> RedisStore {
     let urls = super::RedisCluster::shared().urls();

@@ -64,6 +64,10 @@ impl RedisStore {
         if self.cluster {
             commands.extend(CLUSTER);
         }
+        if self.cache.is_some() {
+            // The local cache: RESP3 (for invalidation pushes) and tracking.
+            commands.extend(["hello", "client|tracking"]);
+        }
         if self.sentinel {
             // Each new connection checks that the node Sentinel named is a master.
             commands.push("role");

@@ -10,6 +10,7 @@ use redis::{
 };
 use tokio::sync::Semaphore;
 
+use super::cache::{Cache, LocalCache};
 use super::pool::{ClusterManager, Manager, SentinelManager, Shared};
 use super::{InFlight, Pool, RedisStore, sentinel};
 use crate::error::ConfigError;
@@ -101,6 +102,15 @@ fn master_template(
     Ok(info.set_redis_settings(settings))
 }
 
+/// The same connection settings, speaking RESP3 (for client-side caching's pushes).
+pub(crate) fn resp3(info: ConnectionInfo) -> ConnectionInfo {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    info.set_redis_settings(settings)
+}
+
 /// A Redis URL without its credentials: user and password, and the query (which can
 /// carry a password for `redis+unix://`).
 pub(super) fn redact_url(url: &str) -> String {
@@ -147,9 +157,27 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     #[cfg(feature = "tls")]
     tls: Option<TlsConfig>,
+    local_cache: Option<LocalCache>,
 }
 
 impl RedisStoreBuilder {
+    /// Keeps sessions read from Redis in this process, so a repeat read costs no round
+    /// trip and a read-modify-write only its write. Redis keeps the copies coherent:
+    /// every pooled connection speaks RESP3 with `CLIENT TRACKING ON NOLOOP`, and a
+    /// change made by any other client (another instance's write, logout, revocation,
+    /// eviction, expiry) is pushed to this process, which drops its copy. An entry is
+    /// never served longer than [`LocalCache::with_max_staleness`] after it was read
+    /// (default 1 s), nor after its session's expiry; a lost connection empties the
+    /// cache. Off by default.
+    ///
+    /// Standalone Redis, Sentinel and Valkey. On a Redis Cluster, or where the server
+    /// refuses `CLIENT TRACKING` (an ACL without it, a proxy), the store reads from
+    /// Redis as without it and logs one line saying so.
+    pub fn local_cache(mut self, cache: LocalCache) -> Self {
+        self.local_cache = Some(cache);
+        self
+    }
+
     /// The master's credentials, for a store built with
     /// [`RedisStore::sentinel_builder`] (ignored otherwise), and its database.
     pub fn master_auth(mut self, username: Option<&str>, password: &str, db: i64) -> Self {
@@ -251,7 +279,7 @@ impl RedisStoreBuilder {
             // Always parsed into `sentinel` above.
             (Topology::Sentinel { sentinels, .. }, None) => sentinels.clone(),
         };
-        let nodes = Nodes {
+        let mut nodes = Nodes {
             #[cfg(feature = "tls")]
             tls: match &self.tls {
                 Some(tls) => Some(tls.certificates()?),
@@ -269,11 +297,40 @@ impl RedisStoreBuilder {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout));
+        // The local cache; its connections speak RESP3 and hand it their pushes.
+        let store_cache = match self.local_cache {
+            Some(limits) => {
+                limits.validate()?;
+                Some(Arc::new(Cache::new(limits)))
+            }
+            None => None,
+        };
+        let mut data_config = config.clone();
+        let cache = match &store_cache {
+            Some(cache) if matches!(self.topology, Topology::Cluster(_)) => {
+                cache.disable("not available on Redis Cluster yet");
+                None
+            }
+            Some(cache) => {
+                let pushes = cache.clone();
+                data_config = data_config.set_push_sender(move |push: redis::PushInfo| {
+                    pushes.on_push(&push);
+                    Ok::<(), std::convert::Infallible>(())
+                });
+                if let Some(s) = &mut nodes.sentinel {
+                    s.use_resp3();
+                }
+                Some(cache.clone())
+            }
+            None => None,
+        };
         let nodes = Arc::new(nodes);
         let pool = if nodes.sentinel.is_some() {
             let manager = SentinelManager {
                 nodes: nodes.clone(),
                 config,
+                master_config: data_config,
+                cache,
             };
             Pool::OwnSentinel(Arc::new(Shared::new(
                 self.pool(deadpool::managed::Pool::builder(manager))?,
@@ -287,16 +344,25 @@ impl RedisStoreBuilder {
             )))
         } else {
             let url = nodes.urls.first().map_or("", String::as_str);
-            let info = url.into_connection_info().map_err(ConfigError::RedisUrl)?;
+            let mut info = url.into_connection_info().map_err(ConfigError::RedisUrl)?;
+            if cache.is_some() {
+                info = resp3(info);
+            }
             let client = nodes.client(info).map_err(ConfigError::RedisUrl)?;
-            Pool::Own(Arc::new(Shared::new(self.pool(
-                deadpool::managed::Pool::builder(Manager { client, config }),
-            )?)))
+            let manager = Manager {
+                client,
+                config: data_config,
+                cache,
+            };
+            Pool::Own(Arc::new(Shared::new(
+                self.pool(deadpool::managed::Pool::builder(manager))?,
+            )))
         };
         let mut store = RedisStore::with_pool(pool, self.timeout);
         store.cluster = matches!(self.topology, Topology::Cluster(_));
         store.sentinel = nodes.sentinel.is_some();
         store.nodes = Some(nodes);
+        store.cache = store_cache;
         store.in_flight = Some(InFlight {
             permits: Arc::new(Semaphore::new(self.max_in_flight)),
             max: self.max_in_flight,
@@ -391,6 +457,7 @@ impl RedisStore {
             timeout: Duration::from_secs(3),
             #[cfg(feature = "tls")]
             tls: None,
+            local_cache: None,
         }
     }
 }

@@ -13,6 +13,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
+use super::cache::Cache;
+
 /// Creates connections and recycles them without I/O.
 ///
 /// `deadpool_redis`'s managers send `PING` on every checkout, which would add a round
@@ -22,6 +24,8 @@ use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFutur
 pub(crate) struct Manager {
     pub(crate) client: Client,
     pub(crate) config: AsyncConnectionConfig,
+    /// The local cache its connections' invalidations go to (RESP3, tracking on).
+    pub(crate) cache: Option<Arc<Cache>>,
 }
 
 /// The cluster counterpart of [`Manager`]. A cluster connection routes each command
@@ -138,6 +142,29 @@ async fn check_version<C: ConnectionLike>(conn: &mut C) -> Result<(), RedisError
     }
 }
 
+/// Turns on client tracking for the local cache on a new connection, before any read
+/// goes through it. A server that refuses it (an ACL without `CLIENT`, a proxy) turns
+/// the cache off for good, with a log line; the connection serves as without a cache.
+async fn track(conn: &mut MultiplexedConnection, cache: Option<&Cache>) -> Result<(), RedisError> {
+    let Some(cache) = cache.filter(|c| c.enabled()) else {
+        return Ok(());
+    };
+    let on: Result<(), RedisError> = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("NOLOOP")
+        .query_async(conn)
+        .await;
+    match on {
+        Ok(()) => Ok(()),
+        Err(e) if breaks_connection(&e) => Err(e),
+        Err(e) => {
+            cache.disable(&format!("CLIENT TRACKING refused: {e}"));
+            Ok(())
+        }
+    }
+}
+
 impl managed::Manager for Manager {
     type Type = Tracked<MultiplexedConnection>;
     type Error = RedisError;
@@ -148,6 +175,7 @@ impl managed::Manager for Manager {
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
         check_version(&mut conn).await?;
+        track(&mut conn, self.cache.as_deref()).await?;
         Ok(Tracked::new(conn))
     }
 
@@ -174,7 +202,11 @@ impl managed::Manager for ClusterManager {
 /// Connections to the master Sentinel names, checked to be a master.
 pub(crate) struct SentinelManager {
     pub(crate) nodes: Arc<super::Nodes>,
+    /// For the sentinels.
     pub(crate) config: AsyncConnectionConfig,
+    /// For the master: with the local cache's push handler when it has one.
+    pub(crate) master_config: AsyncConnectionConfig,
+    pub(crate) cache: Option<Arc<Cache>>,
 }
 
 impl fmt::Debug for SentinelManager {
@@ -194,8 +226,11 @@ impl managed::Manager for SentinelManager {
                 "a sentinel pool without sentinels",
             ))
         })?;
-        let mut conn = sentinel.connect(&self.nodes, &self.config).await?;
+        let mut conn = sentinel
+            .connect(&self.nodes, &self.config, &self.master_config)
+            .await?;
         check_version(&mut conn).await?;
+        track(&mut conn, self.cache.as_deref()).await?;
         Ok(Tracked::new(conn))
     }
 

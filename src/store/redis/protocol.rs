@@ -150,6 +150,9 @@ pub(super) struct Update<'a> {
     pub(super) patch: &'a Patch,
     pub(super) clock: Clock,
     pub(super) stream: Stream<'a>,
+    /// Read the key once written, so Redis tracks it again for this connection (the
+    /// local cache: a write under `NOLOOP` ends this connection's tracking of it).
+    pub(super) track: bool,
 }
 
 impl Update<'_> {
@@ -221,6 +224,7 @@ impl Update<'_> {
             .arg(change(record::IDLE))
             .arg(change(record::DEADLINE))
             .arg(change(record::PERSISTENT))
+            .arg(flag(self.track))
             .arg(touched.len())
             .arg(sets.len());
         for f in touched {

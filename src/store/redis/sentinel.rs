@@ -125,6 +125,11 @@ impl Sentinel {
         Self::from_master_url(sentinels, master, &master_url)
     }
 
+    /// Masters are reached over RESP3 (for the local cache's invalidation pushes).
+    pub(crate) fn use_resp3(&mut self) {
+        self.template = super::builder::resp3(self.template.clone());
+    }
+
     /// Whether connections use TLS.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn tls(&self) -> bool {
@@ -202,15 +207,18 @@ impl Sentinel {
 
     /// A connection to the current master: asks the sentinels, connects, and checks
     /// that the node is a master (a sentinel may not have seen a failover yet).
+    /// A connection to the master: the sentinels are asked with `config`, the master
+    /// is reached with `master` (which may carry the local cache's push handler).
     pub(crate) async fn connect(
         &self,
         nodes: &Nodes,
         config: &AsyncConnectionConfig,
+        master: &AsyncConnectionConfig,
     ) -> RedisResult<MultiplexedConnection> {
         let info = self.master_info(nodes, config).await?;
         let client = nodes.client(info)?;
         let mut conn = client
-            .get_multiplexed_async_connection_with_config(config)
+            .get_multiplexed_async_connection_with_config(master)
             .await?;
         let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
         match role.first() {

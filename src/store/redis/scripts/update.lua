@@ -19,18 +19,20 @@
 -- ARGV[9]  the data bytes the patch sets (key names without 'd:', plus values)
 -- ARGV[10] the idle override, ARGV[11] the deadline, ARGV[12] the persistent flag,
 --          each META_UNCHANGED, META_REMOVED or the new value
--- ARGV[13] n, the data fields the patch touches (none when ARGV[3] is '1')
--- ARGV[14] m, the field/value pairs to set
--- ARGV[15 .. 14+n] those data fields; then m field/value pairs; every later ARGV is a
+-- ARGV[13] '1': read the key once written, so Redis tracks it again for the caller's
+--          connection (the local cache; a write under NOLOOP ends that tracking)
+-- ARGV[14] n, the data fields the patch touches (none when ARGV[3] is '1')
+-- ARGV[15] m, the field/value pairs to set
+-- ARGV[16 .. 15+n] those data fields; then m field/value pairs; every later ARGV is a
 --          field to delete
 -- Returns the TTL set (ms, > 0); 0 if the session is gone (or passed its deadline
 -- and was deleted); -size if the merged data would be `size` bytes, more than
 -- ARGV[8] (nothing written).
 local key, index = KEYS[1], KEYS[2]
 STREAM, MAXLEN = ARGV[5], ARGV[6]
-local touched = 15
-local sets = touched + tonumber(ARGV[13])
-local dels = sets + 2 * tonumber(ARGV[14])
+local touched = 16
+local sets = touched + tonumber(ARGV[14])
+local dels = sets + 2 * tonumber(ARGV[15])
 local stored = redis.call('HMGET', key, 'm:t', 'm:u', unpack(ARGV, touched, sets - 1))
 if not stored[1] then return 0 end
 local times = split(stored[1])
@@ -74,4 +76,5 @@ times[T_E], times[T_S], times[T_Z] = expires, ARGV[1], size
 redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(ARGV, sets, dels - 1))
 redis.call('PEXPIRE', key, ttl)
 record(key, ARGV[1], ARGV[7])
+if ARGV[13] == '1' then redis.call('EXISTS', key) end
 return ttl

@@ -1,0 +1,632 @@
+//! The local session cache: sessions read from Redis, kept in the process and kept
+//! coherent by Redis server-assisted client-side caching.
+//!
+//! Every pooled connection speaks RESP3 and runs `CLIENT TRACKING ON NOLOOP`: Redis
+//! remembers the keys each connection read and pushes an `invalidate` message on that
+//! connection when another client changes, deletes or expires one. Pushes are handled
+//! synchronously by the connection's reader ([`Cache::on_push`]), before any later
+//! reply on that connection is delivered.
+//!
+//! The rules that keep it coherent (DESIGN.md, guarantee 11):
+//! - **A read fills only its own reservation.** A miss reserves the key before it sends
+//!   `HGETALL`; an invalidation that arrives before the reply is stored removes the
+//!   reservation, so a reply older than an invalidation is never kept.
+//! - **Our own writes** are not pushed back to us (`NOLOOP`): an update applies its
+//!   patch to the entry once Redis confirmed it (the update script reads the key last,
+//!   so Redis tracks it again for this connection); an update that raced anything else
+//!   on its key in this process drops the entry instead. Every other store operation
+//!   ([`Cache::forget`]) drops the keys it touches before and after it runs (a
+//!   per-user operation: every entry of the user's slot), and no read in flight across
+//!   it fills its reservation.
+//! - **Never older than the bound.** An entry is served at most
+//!   [`LocalCache::max_staleness`] after it was read from Redis, whatever happened to
+//!   the invalidations meanwhile (a connection that stops forwarding), and never past
+//!   the session's own expiry. A lost connection empties the cache.
+//! - **Bounded.** At most [`LocalCache::max_entries`] entries and about
+//!   [`LocalCache::max_bytes`] bytes; the oldest entries go first.
+
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{PushInfo, PushKind, Value};
+
+use crate::error::ConfigError;
+use crate::store::record::{self, Patch, Record};
+
+/// Settings of the local session cache
+/// ([`RedisStoreBuilder::local_cache`](crate::RedisStoreBuilder::local_cache)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalCache {
+    max_entries: usize,
+    max_bytes: usize,
+    max_staleness: Duration,
+}
+
+impl Default for LocalCache {
+    /// 10 000 sessions, 16 MiB, 1 s staleness.
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_bytes: 16 << 20,
+            max_staleness: Duration::from_secs(1),
+        }
+    }
+}
+
+impl LocalCache {
+    /// The most sessions kept (default 10 000); the oldest entry goes first.
+    #[must_use]
+    pub fn with_max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// About the most bytes of session keys, field names and values kept (default
+    /// 16 MiB); a session larger than an eighth of it is not cached.
+    #[must_use]
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// How long after it was read from Redis an entry may be served (default 1 s).
+    /// Invalidations normally end an entry within milliseconds; this bounds what an
+    /// instance cut off from Redis serves (a revoked session included).
+    ///
+    /// # Warning
+    /// A longer bound lets an instance that lost its invalidations serve a revoked
+    /// session for that long.
+    #[must_use]
+    pub fn with_max_staleness(mut self, d: Duration) -> Self {
+        self.max_staleness = d;
+        self
+    }
+
+    /// The entry bound.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// The byte bound.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// The staleness bound.
+    pub fn max_staleness(&self) -> Duration {
+        self.max_staleness
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_entries == 0 || self.max_bytes == 0 {
+            return Err(ConfigError::LocalCache(
+                "room for at least one entry is needed",
+            ));
+        }
+        if self.max_staleness.is_zero() || self.max_staleness > Duration::from_secs(60) {
+            return Err(ConfigError::LocalCache(
+                "max staleness must be above 0 and at most 60 s",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the local cache did so far ([`RedisStore::cache_stats`](crate::RedisStore::cache_stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Whether the cache is in use (false once tracking proved unavailable).
+    pub enabled: bool,
+    /// Loads answered from the cache.
+    pub hits: u64,
+    /// Loads that went to Redis.
+    pub misses: u64,
+    /// Keys dropped because Redis said they changed (or everything, counted once, on a
+    /// flush or a lost connection).
+    pub invalidations: u64,
+    /// Sessions held now.
+    pub entries: usize,
+    /// About the bytes held now.
+    pub bytes: usize,
+}
+
+/// Bytes counted per field besides its name and value (map and string overhead).
+const FIELD_OVERHEAD: usize = 48;
+
+/// A reservation for the reply of one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+enum State {
+    /// A read is in flight; its reply may fill the slot if no other operation of this
+    /// process changed a session since it was sent (same epoch).
+    Pending { epoch: u64 },
+    Ready {
+        /// In the per-field layout, so a patch applies as in `MemoryStore`.
+        fields: HashMap<String, String>,
+        fetched: Instant,
+        expires_ms: i64,
+        bytes: usize,
+        /// Updates of this process in flight.
+        writes: u32,
+    },
+}
+
+struct Slot {
+    id: u64,
+    state: State,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Slot>,
+    /// Keys in the order they were reserved, with the slot id then: the eviction order.
+    order: VecDeque<(String, u64)>,
+    bytes: usize,
+    next: u64,
+    /// Bumped before and after every store operation other than a load or an update.
+    epoch: u64,
+}
+
+impl Entries {
+    fn remove(&mut self, key: &str) -> bool {
+        match self.map.remove(key) {
+            Some(slot) => {
+                if let State::Ready { bytes, .. } = slot.state {
+                    self.bytes -= bytes;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+        self.bytes = 0;
+        self.epoch += 1;
+    }
+
+    /// Drops the oldest entries until both bounds hold.
+    fn shrink(&mut self, limits: &LocalCache) {
+        while self.map.len() > limits.max_entries || self.bytes > limits.max_bytes {
+            let Some((key, id)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&key).is_some_and(|s| s.id == id) {
+                self.remove(&key);
+            }
+        }
+        // Order records of keys that were removed or re-reserved pile up otherwise.
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, id)| map.get(k).is_some_and(|s| s.id == *id));
+        }
+    }
+}
+
+/// The cache of one store (shared by its clones and its connections' push handlers).
+pub(crate) struct Cache {
+    limits: LocalCache,
+    entries: Mutex<Entries>,
+    enabled: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn size_of(key: &str, fields: &HashMap<String, String>) -> usize {
+    key.len()
+        + fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + FIELD_OVERHEAD)
+            .sum::<usize>()
+}
+
+fn expires_of(fields: &HashMap<String, String>) -> Option<i64> {
+    record::meta(fields, record::EXPIRES)?.parse().ok()
+}
+
+impl Cache {
+    pub(crate) fn new(limits: LocalCache) -> Self {
+        Self {
+            limits,
+            entries: Mutex::default(),
+            enabled: AtomicBool::new(true),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // Every change below leaves the map consistent before anything can panic.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Stops caching for good (tracking is unavailable), with one log line.
+    pub(crate) fn disable(&self, why: &str) {
+        if self.enabled.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                reason = why,
+                "local session cache disabled, reading from Redis"
+            );
+        }
+        self.lock().clear();
+    }
+
+    /// The session at `key` if a fresh entry holds it.
+    pub(crate) fn get(&self, key: &str, now_ms: i64) -> Option<Record> {
+        if !self.enabled() {
+            return None;
+        }
+        let mut entries = self.lock();
+        let hit = match entries.map.get(key) {
+            Some(Slot {
+                state:
+                    State::Ready {
+                        fields,
+                        fetched,
+                        expires_ms,
+                        ..
+                    },
+                ..
+            }) => {
+                if fetched.elapsed() <= self.limits.max_staleness && *expires_ms > now_ms {
+                    Some(Record::from_fields(fields.clone()))
+                } else {
+                    entries.remove(key);
+                    None
+                }
+            }
+            _ => None,
+        };
+        drop(entries);
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    /// Reserves `key` for the reply of a read about to be sent.
+    pub(crate) fn reserve(&self, key: &str) -> Option<Ticket> {
+        if !self.enabled() {
+            return None;
+        }
+        let mut entries = self.lock();
+        entries.next += 1;
+        let id = entries.next;
+        let epoch = entries.epoch;
+        entries.remove(key);
+        entries.map.insert(
+            key.to_owned(),
+            Slot {
+                id,
+                state: State::Pending { epoch },
+            },
+        );
+        entries.order.push_back((key.to_owned(), id));
+        entries.shrink(&self.limits);
+        Some(Ticket(id))
+    }
+
+    /// Stores the reply of the read `ticket` reserved, unless an invalidation (or a
+    /// newer read) took the reservation meanwhile.
+    pub(crate) fn fill(&self, key: &str, ticket: Ticket, record: Option<&Record>) {
+        let mut entries = self.lock();
+        let epoch = entries.epoch;
+        let MapEntry::Occupied(mut slot) = entries.map.entry(key.to_owned()) else {
+            return;
+        };
+        if slot.get().id != ticket.0 || !matches!(slot.get().state, State::Pending { .. }) {
+            return;
+        }
+        if !matches!(slot.get().state, State::Pending { epoch: e } if e == epoch) {
+            // Another operation of this process ran meanwhile: the reply may predate it.
+            slot.remove();
+            return;
+        }
+        let fields = record.map(Record::unpacked);
+        let Some((fields, expires_ms)) = fields.and_then(|f| {
+            let e = expires_of(&f)?;
+            Some((f, e))
+        }) else {
+            // No session (or an unreadable one): nothing to keep.
+            slot.remove();
+            return;
+        };
+        let bytes = size_of(key, &fields);
+        if bytes > self.limits.max_bytes / 8 {
+            slot.remove();
+            return;
+        }
+        slot.get_mut().state = State::Ready {
+            fields,
+            fetched: Instant::now(),
+            expires_ms,
+            bytes,
+            writes: 0,
+        };
+        entries.bytes += bytes;
+        entries.shrink(&self.limits);
+    }
+
+    /// Notes an update of `key` about to be sent; its id, for [`Cache::end_write`].
+    pub(crate) fn begin_write(&self, key: &str) -> Option<Ticket> {
+        let mut entries = self.lock();
+        match entries.map.get_mut(key) {
+            Some(Slot {
+                id,
+                state: State::Ready { writes, .. },
+            }) => {
+                *writes += 1;
+                Some(Ticket(*id))
+            }
+            _ => None,
+        }
+    }
+
+    /// The update begun with `ticket` ended: `written` is its patch and what the store
+    /// stamped (now, TTL) when Redis confirmed it, `None` when it failed or found no
+    /// session. It applies only to the entry it began on, with no other update of this
+    /// process in flight (their order in Redis is unknown here); otherwise the entry
+    /// goes.
+    pub(crate) fn end_write(
+        &self,
+        key: &str,
+        ticket: Option<Ticket>,
+        written: Option<(&Patch, i64, Duration)>,
+    ) {
+        let mut entries = self.lock();
+        let Some(ticket) = ticket else {
+            // Not cached when it began; a read since then saw the store before or
+            // after this write: drop it to be sure.
+            entries.remove(key);
+            return;
+        };
+        let applied = match entries.map.get_mut(key) {
+            Some(Slot {
+                id,
+                state:
+                    State::Ready {
+                        fields,
+                        expires_ms,
+                        bytes,
+                        writes,
+                        ..
+                    },
+            }) if *id == ticket.0 => {
+                *writes -= 1;
+                match written {
+                    Some((patch, now_ms, ttl)) if *writes == 0 => {
+                        patch.apply_to(fields);
+                        let expires = now_ms.saturating_add(crate::time::millis(ttl));
+                        fields.insert(record::LAST_SEEN.to_owned(), now_ms.to_string());
+                        fields.insert(record::EXPIRES.to_owned(), expires.to_string());
+                        *expires_ms = expires;
+                        let old = *bytes;
+                        *bytes = size_of(key, fields);
+                        Some((old, *bytes))
+                    }
+                    _ => None,
+                }
+            }
+            // Replaced meanwhile (a read that may predate this write), or dropped.
+            _ => None,
+        };
+        match applied {
+            Some((old, new)) => {
+                entries.bytes = entries.bytes - old + new;
+                entries.shrink(&self.limits);
+            }
+            None => {
+                entries.remove(key);
+            }
+        }
+    }
+
+    /// Drops `key` (a read of it failed).
+    pub(crate) fn evict(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// Before and after a store operation of this process that changes or removes the
+    /// session at `key`: drops it, and keeps reads in flight across it from filling.
+    pub(crate) fn forget(&self, key: &str) {
+        let mut entries = self.lock();
+        entries.epoch += 1;
+        entries.remove(key);
+    }
+
+    /// [`Cache::forget`] for every session whose key starts with `prefix` (a user's
+    /// slot: per-user operations reach any of its sessions).
+    pub(crate) fn forget_slot(&self, prefix: &str) {
+        let mut entries = self.lock();
+        entries.epoch += 1;
+        let keys: Vec<String> = entries
+            .map
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for k in keys {
+            entries.remove(&k);
+        }
+    }
+
+    /// A push from a tracked connection: an invalidation, or the connection's end.
+    pub(crate) fn on_push(&self, push: &PushInfo) {
+        match push.kind {
+            PushKind::Invalidate => {
+                let mut entries = self.lock();
+                match push.data.first() {
+                    Some(Value::Array(keys)) => {
+                        for k in keys {
+                            if let Value::BulkString(k) = k
+                                && let Ok(k) = std::str::from_utf8(k)
+                                && entries.remove(k)
+                            {
+                                self.invalidations.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    // A null key list: the server flushed, or dropped its tracking table.
+                    _ => {
+                        entries.clear();
+                        self.invalidations.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            PushKind::Disconnection => {
+                self.lock().clear();
+                self.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let entries = self.lock();
+        let held = entries
+            .map
+            .values()
+            .filter(|s| matches!(s.state, State::Ready { .. }))
+            .count();
+        CacheStats {
+            enabled: self.enabled(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            entries: held,
+            bytes: entries.bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(expires: i64, data: &str) -> Record {
+        Record::from_fields(
+            [
+                ("m:t", format!("{expires},1,0,,,,")),
+                ("m:n", "1,h".to_owned()),
+                ("d:a", data.to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        )
+    }
+
+    fn invalidate(keys: &[&str]) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Array(
+                keys.iter()
+                    .map(|k| Value::BulkString(k.as_bytes().to_vec()))
+                    .collect(),
+            )],
+        }
+    }
+
+    #[test]
+    fn an_invalidation_before_the_reply_wins() {
+        let c = Cache::new(LocalCache::default());
+        let t = c.reserve("k").unwrap();
+        c.on_push(&invalidate(&["k"]));
+        c.fill("k", t, Some(&record(i64::MAX, "1")));
+        assert!(c.get("k", 0).is_none(), "the older reply is not kept");
+        let t = c.reserve("k").unwrap();
+        c.fill("k", t, Some(&record(i64::MAX, "1")));
+        assert_eq!(c.get("k", 0).unwrap().get("d:a"), Some("1"));
+        c.on_push(&invalidate(&["k"]));
+        assert!(c.get("k", 0).is_none());
+    }
+
+    #[test]
+    fn entries_end_at_expiry_staleness_and_disconnection() {
+        let c = Cache::new(LocalCache::default().with_max_staleness(Duration::from_millis(30)));
+        let t = c.reserve("k").unwrap();
+        c.fill("k", t, Some(&record(1_000, "1")));
+        assert!(c.get("k", 999).is_some());
+        assert!(c.get("k", 1_000).is_none(), "expired by its own time");
+        let t = c.reserve("k").unwrap();
+        c.fill("k", t, Some(&record(i64::MAX, "1")));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.get("k", 0).is_none(), "too old");
+        let t = c.reserve("k").unwrap();
+        c.fill("k", t, Some(&record(i64::MAX, "1")));
+        c.on_push(&PushInfo {
+            kind: PushKind::Disconnection,
+            data: Vec::new(),
+        });
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn own_updates_apply_unless_they_race() {
+        let c = Cache::new(LocalCache::default());
+        let t = c.reserve("k").unwrap();
+        c.fill("k", t, Some(&record(i64::MAX, "1")));
+        let mut patch = Patch::default();
+        patch.set_fields([("d:b".to_owned(), "2".to_owned())]);
+        let w = c.begin_write("k");
+        c.end_write("k", w, Some((&patch, 5, Duration::from_millis(10))));
+        let r = c.get("k", 0).unwrap();
+        assert_eq!((r.get("d:a"), r.get("d:b")), (Some("1"), Some("2")));
+        assert_eq!(r.get("m:e"), Some("15"));
+        // Two at once: their order in Redis is unknown, so the entry goes.
+        let (w1, w2) = (c.begin_write("k"), c.begin_write("k"));
+        c.end_write("k", w2, Some((&patch, 6, Duration::from_millis(10))));
+        c.end_write("k", w1, Some((&patch, 6, Duration::from_millis(10))));
+        assert!(c.get("k", 0).is_none());
+    }
+
+    #[test]
+    fn bounded_by_entries_and_bytes() {
+        let c = Cache::new(
+            LocalCache::default()
+                .with_max_entries(10)
+                .with_max_bytes(16 << 10),
+        );
+        for i in 0..100 {
+            let k = format!("k{i}");
+            let t = c.reserve(&k).unwrap();
+            c.fill(&k, t, Some(&record(i64::MAX, &"x".repeat(i * 16))));
+            let s = c.stats();
+            assert!(s.entries <= 10 && s.bytes <= 16 << 10, "{s:?}");
+        }
+        assert!(c.get("k99", 0).is_some(), "the newest stay");
+        assert!(c.get("k0", 0).is_none(), "the oldest went first");
+        let t = c.reserve("big").unwrap();
+        c.fill("big", t, Some(&record(i64::MAX, &"x".repeat(3000))));
+        assert!(
+            c.get("big", 0).is_none(),
+            "larger than an eighth of the bytes"
+        );
+    }
+}
