@@ -28,12 +28,14 @@
 //!
 //! | field | values, comma-separated (`''` for none) |
 //! |---|---|
-//! | `m:t` | [`TIMES`]: expires, last seen, data size, index score, idle override, deadline, persistent |
+//! | `m:t` | [`TIMES`]: expires, last seen, data size, index score, idle override, deadline, persistent, version |
 //! | `m:n` | [`IDENTITY`]: created, handle |
 //!
 //! The data size ([`data_size`]) is kept by every write so the size limit holds after
 //! concurrent writes merge; the index score is the score last written to the user
-//! index (expiry + slack). Both are the scripts' own and never leave Redis.
+//! index (expiry + slack); the version counts the writes of the hash, so the local
+//! cache applies its own writes in the order Redis ran them. All three are the store's
+//! own bookkeeping.
 //! `m:u`, `m:ip`, `m:ua` (free text) and the `d:` fields stay fields of their own.
 //! Every value stays short (at most 64 bytes for an anonymous session without a user
 //! agent longer than that), so Redis keeps the hash in its compact listpack encoding.
@@ -63,8 +65,10 @@ pub(crate) const IDENTITY_FIELD: &str = "m:n";
 const SIZE: &str = "m:z";
 /// Redis only, packed in `m:t`: the session's score in its user index (with slack).
 const INDEX_SCORE: &str = "m:x";
+/// Redis only, packed in `m:t`: how many writes the hash has had.
+pub(crate) const VERSION: &str = "m:v";
 /// What `m:t` holds, in order. The scripts index it by the prelude's `T_*` numbers.
-pub(crate) const TIMES: [&str; 7] = [
+pub(crate) const TIMES: [&str; 8] = [
     EXPIRES,
     LAST_SEEN,
     SIZE,
@@ -72,6 +76,7 @@ pub(crate) const TIMES: [&str; 7] = [
     IDLE,
     DEADLINE,
     PERSISTENT,
+    VERSION,
 ];
 /// What `m:n` holds, in order (`N_*` in the scripts). The handle, which never contains
 /// a comma, comes last.
@@ -124,7 +129,7 @@ pub(crate) fn unpack(fields: &mut HashMap<String, String>) {
             continue;
         };
         for (name, value) in names.iter().zip(values.split(',')) {
-            if !value.is_empty() && *name != SIZE && *name != INDEX_SCORE {
+            if !value.is_empty() && ![SIZE, INDEX_SCORE, VERSION].contains(name) {
                 fields.insert((*name).to_owned(), value.to_owned());
             }
         }
@@ -155,7 +160,7 @@ impl Record {
     }
 
     /// The fields in the per-field layout, whichever layout the store keeps (a packed
-    /// store's own bookkeeping, data size and index score, left out).
+    /// store's own bookkeeping, data size, index score and version, left out).
     pub fn unpacked(&self) -> HashMap<String, String> {
         let mut fields = self.fields.clone();
         unpack(&mut fields);
@@ -415,7 +420,7 @@ mod tests {
     fn packed_metadata_reads_like_separate_fields() {
         let handle = SessionHandle::generate().to_string();
         let packed: HashMap<String, String> = [
-            (TIMES_FIELD, "2000,1000,12,3000,,5000,1".to_owned()),
+            (TIMES_FIELD, "2000,1000,12,3000,,5000,1,7".to_owned()),
             (IDENTITY_FIELD, format!("900,{handle}")),
             (USER, "alice".to_owned()),
             ("d:k", "1".to_owned()),
@@ -441,7 +446,7 @@ mod tests {
         unpack(&mut fields);
         let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
         names.sort_unstable();
-        // The scripts' own size and index score stay behind.
+        // The store's own size, index score and version stay behind.
         assert_eq!(
             names,
             [

@@ -62,33 +62,54 @@ impl RedisServer {
 
     /// A dedicated server with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        require_redis_server();
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("trs-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = RedisServer {
-            port,
-            tls_port: None,
-            sentinel: None,
-            dir,
-            watchdog: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn();
-        server
+        Self::start_on_free_ports(|| (extra.iter().map(|s| s.to_string()).collect(), None))
     }
 
     /// A dedicated server that also listens with TLS on `tls_port`, with the
     /// certificates of `certs`; `clients` is `tls-auth-clients` (`no`, `optional`,
     /// `yes`).
     pub fn start_tls(certs: &super::tls::Certs, clients: &str, extra: &[&str]) -> RedisServer {
-        let tls_port = free_port();
-        let mut args = certs.server_args(tls_port, clients);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut server = Self::start_with(&args);
-        server.tls_port = Some(tls_port);
-        server
+        Self::start_on_free_ports(|| {
+            let tls_port = free_port();
+            let mut args = certs.server_args(tls_port, clients);
+            args.extend(extra.iter().map(|s| s.to_string()));
+            (args, Some(tls_port))
+        })
+    }
+
+    /// Starts a server on free ports (`args` gives its extra arguments and TLS port),
+    /// and on other ports when one was taken between the probe and Redis's bind:
+    /// other test processes start servers at the same time.
+    fn start_on_free_ports(args: impl Fn() -> (Vec<String>, Option<u16>)) -> RedisServer {
+        require_redis_server();
+        for attempt in 1.. {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!("trs-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let (extra, tls_port) = args();
+            let mut server = RedisServer {
+                port,
+                tls_port,
+                sentinel: None,
+                dir,
+                watchdog: None,
+                extra,
+            };
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => {
+                    // Not ours to shut down: the port belongs to someone else now.
+                    if let Some(mut c) = server.watchdog.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    let _ = std::fs::remove_dir_all(&server.dir);
+                    std::mem::forget(server);
+                }
+                Err(log) => panic!("redis-server on port {port} did not start:\n{log}"),
+            }
+        }
+        unreachable!()
     }
 
     /// A `redis-server --sentinel` with configuration `conf` (e.g. `sentinel monitor …`
@@ -119,6 +140,13 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("redis-server on port {} did not start:\n{log}", self.port);
+        }
+    }
+
+    /// Starts the process; the server's log if it does not answer within 10 s.
+    fn try_spawn(&mut self) -> Result<(), String> {
         // The shell starts redis-server and kills it once this test process is gone.
         // Once the test process is gone, its data directory goes too (not when only
         // Redis stopped: restart tests reuse it).
@@ -182,19 +210,36 @@ impl RedisServer {
             .spawn()
             .expect("spawn redis-server");
         self.watchdog = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&self) {
+    /// Whether the server on our port is the process we started (its pid file), not
+    /// another test's server that took the port.
+    fn answers_as_ours(&self) -> bool {
+        let Ok(pid) = std::fs::read_to_string(self.dir.join("redis.pid")) else {
+            return false;
+        };
+        self.raw("INFO server")
+            .is_some_and(|info| info.contains(&format!("process_id:{}\r\n", pid.trim())))
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.raw("PING").is_some_and(|r| r.starts_with("+PONG")) {
-                return;
+            // Our process exited (e.g. its port was taken): no need to wait longer.
+            let exited = self
+                .watchdog
+                .as_mut()
+                .is_some_and(|w| w.try_wait().ok().flatten().is_some());
+            if exited {
+                break;
+            }
+            if self.raw("PING").is_some_and(|r| r.starts_with("+PONG")) && self.answers_as_ours() {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
-        panic!("redis-server on port {} did not start:\n{log}", self.port);
+        Err(std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default())
     }
 
     /// Sends one inline command and returns the raw reply (blocking, for the harness).

@@ -12,9 +12,11 @@
 //!   `HGETALL`; an invalidation that arrives before the reply is stored removes the
 //!   reservation, so a reply older than an invalidation is never kept.
 //! - **Our own writes** are not pushed back to us (`NOLOOP`): an update applies its
-//!   patch to the entry once Redis confirmed it (the update script reads the key last,
-//!   so Redis tracks it again for this connection); an update that raced anything else
-//!   on its key in this process drops the entry instead. Every other store operation
+//!   patch to the entry once Redis confirmed it, in the order Redis ran them (each
+//!   write returns the record's new version; one that arrives early waits for the
+//!   versions before it), and the update script reads the key last, so Redis tracks it
+//!   again for this connection. An update whose outcome is unknown (an error, a
+//!   timeout) drops the entry. Every other store operation
 //!   ([`Cache::forget`]) drops the keys it touches before and after it runs (a
 //!   per-user operation: every entry of the user's slot), and no read in flight across
 //!   it fills its reservation.
@@ -26,7 +28,7 @@
 //!   [`LocalCache::max_bytes`] bytes; the oldest entries go first.
 
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -152,14 +154,27 @@ enum State {
         fetched: Instant,
         expires_ms: i64,
         bytes: usize,
-        /// Updates of this process in flight.
-        writes: u32,
+        /// The record's version (writes it has had) that `fields` shows.
+        version: u64,
     },
 }
+
+/// An update of this process that Redis confirmed, waiting to be applied.
+struct Written {
+    patch: Patch,
+    now_ms: i64,
+    ttl: Duration,
+}
+
+/// Most confirmed updates a slot keeps while an earlier version is still on its way.
+const MAX_EARLY: usize = 32;
 
 struct Slot {
     id: u64,
     state: State,
+    /// Confirmed updates by the version they made, not yet applied: they arrived before
+    /// an update Redis ran earlier, or while the read was in flight.
+    early: BTreeMap<u64, Written>,
 }
 
 #[derive(Default)]
@@ -325,6 +340,7 @@ impl Cache {
             Slot {
                 id,
                 state: State::Pending { epoch },
+                early: BTreeMap::new(),
             },
         );
         entries.order.push_back((key.to_owned(), id));
@@ -348,6 +364,10 @@ impl Cache {
             slot.remove();
             return;
         }
+        let version = record
+            .and_then(|r| r.get(record::VERSION))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
         let fields = record.map(Record::unpacked);
         let Some((fields, expires_ms)) = fields.and_then(|f| {
             let e = expires_of(&f)?;
@@ -357,94 +377,84 @@ impl Cache {
             slot.remove();
             return;
         };
-        let bytes = size_of(key, &fields);
-        if bytes > self.limits.max_bytes / 8 {
-            slot.remove();
-            return;
-        }
-        slot.get_mut().state = State::Ready {
+        let slot = slot.get_mut();
+        slot.state = State::Ready {
             fields,
             fetched: Instant::now(),
             expires_ms,
-            bytes,
-            writes: 0,
+            bytes: 0,
+            version,
         };
-        entries.bytes += bytes;
-        entries.shrink(&self.limits);
+        // Updates confirmed while the read was in flight: those it already saw go.
+        slot.early.retain(|v, _| *v > version);
+        Self::catch_up(&mut entries, key, &self.limits);
     }
 
-    /// Notes an update of `key` about to be sent; its id, for [`Cache::end_write`].
-    pub(crate) fn begin_write(&self, key: &str) -> Option<Ticket> {
-        let mut entries = self.lock();
-        match entries.map.get_mut(key) {
-            Some(Slot {
-                id,
-                state: State::Ready { writes, .. },
-            }) => {
-                *writes += 1;
-                Some(Ticket(*id))
-            }
-            _ => None,
-        }
-    }
-
-    /// The update begun with `ticket` ended: `written` is its patch and what the store
-    /// stamped (now, TTL) when Redis confirmed it, `None` when it failed or found no
-    /// session. It applies only to the entry it began on, with no other update of this
-    /// process in flight (their order in Redis is unknown here); otherwise the entry
-    /// goes.
-    pub(crate) fn end_write(
-        &self,
-        key: &str,
-        ticket: Option<Ticket>,
-        written: Option<(&Patch, i64, Duration)>,
-    ) {
-        let mut entries = self.lock();
-        let Some(ticket) = ticket else {
-            // Not cached when it began; a read since then saw the store before or
-            // after this write: drop it to be sure.
-            entries.remove(key);
+    /// Applies the slot's early updates that now come next, then settles its size; a
+    /// slot too large goes.
+    fn catch_up(entries: &mut Entries, key: &str, limits: &LocalCache) {
+        let Some(slot) = entries.map.get_mut(key) else {
             return;
         };
-        let applied = match entries.map.get_mut(key) {
-            Some(Slot {
-                id,
-                state:
-                    State::Ready {
-                        fields,
-                        expires_ms,
-                        bytes,
-                        writes,
-                        ..
-                    },
-            }) if *id == ticket.0 => {
-                *writes -= 1;
-                match written {
-                    Some((patch, now_ms, ttl)) if *writes == 0 => {
-                        patch.apply_to(fields);
-                        let expires = now_ms.saturating_add(crate::time::millis(ttl));
-                        fields.insert(record::LAST_SEEN.to_owned(), now_ms.to_string());
-                        fields.insert(record::EXPIRES.to_owned(), expires.to_string());
-                        *expires_ms = expires;
-                        let old = *bytes;
-                        *bytes = size_of(key, fields);
-                        Some((old, *bytes))
-                    }
-                    _ => None,
-                }
-            }
-            // Replaced meanwhile (a read that may predate this write), or dropped.
-            _ => None,
+        let State::Ready {
+            fields,
+            expires_ms,
+            bytes,
+            version,
+            ..
+        } = &mut slot.state
+        else {
+            return;
         };
-        match applied {
-            Some((old, new)) => {
-                entries.bytes = entries.bytes - old + new;
-                entries.shrink(&self.limits);
-            }
-            None => {
-                entries.remove(key);
-            }
+        while let Some(w) = slot.early.remove(&(*version + 1)) {
+            w.patch.apply_to(fields);
+            let expires = w.now_ms.saturating_add(crate::time::millis(w.ttl));
+            fields.insert(record::LAST_SEEN.to_owned(), w.now_ms.to_string());
+            fields.insert(record::EXPIRES.to_owned(), expires.to_string());
+            *expires_ms = expires;
+            *version += 1;
         }
+        let (old, new) = (*bytes, size_of(key, fields));
+        *bytes = new;
+        if new > limits.max_bytes / 8 || slot.early.len() > MAX_EARLY {
+            entries.bytes -= old;
+            entries.map.remove(key);
+            return;
+        }
+        entries.bytes = entries.bytes - old + new;
+        entries.shrink(limits);
+    }
+
+    /// An update of `key` by this process that Redis confirmed: `patch`, written at
+    /// `now_ms` with `ttl`, made the record's version `version`. Applied to the entry
+    /// (or to the reply of the read in flight) once the versions before it are.
+    pub(crate) fn updated(
+        &self,
+        key: &str,
+        patch: &Patch,
+        now_ms: i64,
+        ttl: Duration,
+        version: u64,
+    ) {
+        let mut entries = self.lock();
+        let Some(slot) = entries.map.get_mut(key) else {
+            // Nothing cached: a later read sees this write.
+            return;
+        };
+        if let State::Ready { version: v, .. } = slot.state
+            && version <= v
+        {
+            return; // The entry was read after it.
+        }
+        slot.early.insert(
+            version,
+            Written {
+                patch: patch.clone(),
+                now_ms,
+                ttl,
+            },
+        );
+        Self::catch_up(&mut entries, key, &self.limits);
     }
 
     /// Drops `key` (a read of it failed).
@@ -532,7 +542,7 @@ mod tests {
     fn record(expires: i64, data: &str) -> Record {
         Record::from_fields(
             [
-                ("m:t", format!("{expires},1,0,,,,")),
+                ("m:t", format!("{expires},1,0,,,,,3")),
                 ("m:n", "1,h".to_owned()),
                 ("d:a", data.to_owned()),
             ]
@@ -588,22 +598,34 @@ mod tests {
     }
 
     #[test]
-    fn own_updates_apply_unless_they_race() {
+    fn own_updates_apply_in_the_order_redis_ran_them() {
         let c = Cache::new(LocalCache::default());
         let t = c.reserve("k").unwrap();
-        c.fill("k", t, Some(&record(i64::MAX, "1")));
-        let mut patch = Patch::default();
-        patch.set_fields([("d:b".to_owned(), "2".to_owned())]);
-        let w = c.begin_write("k");
-        c.end_write("k", w, Some((&patch, 5, Duration::from_millis(10))));
+        c.fill("k", t, Some(&record(i64::MAX, "1"))); // version 3
+        let set = |k: &str, v: &str| {
+            let mut p = Patch::default();
+            p.set_fields([(k.to_owned(), v.to_owned())]);
+            p
+        };
+        let ttl = Duration::from_millis(10);
+        c.updated("k", &set("d:b", "2"), 5, ttl, 4);
         let r = c.get("k", 0).unwrap();
         assert_eq!((r.get("d:a"), r.get("d:b")), (Some("1"), Some("2")));
         assert_eq!(r.get("m:e"), Some("15"));
-        // Two at once: their order in Redis is unknown, so the entry goes.
-        let (w1, w2) = (c.begin_write("k"), c.begin_write("k"));
-        c.end_write("k", w2, Some((&patch, 6, Duration::from_millis(10))));
-        c.end_write("k", w1, Some((&patch, 6, Duration::from_millis(10))));
-        assert!(c.get("k", 0).is_none());
+        // Version 6 confirmed before 5: held until 5 arrives, then both, in order.
+        c.updated("k", &set("d:a", "six"), 7, ttl, 6);
+        assert_eq!(c.get("k", 0).unwrap().get("d:a"), Some("1"));
+        c.updated("k", &set("d:a", "five"), 6, ttl, 5);
+        let r = c.get("k", 0).unwrap();
+        assert_eq!((r.get("d:a"), r.get("m:e")), (Some("six"), Some("17")));
+        // A write the entry's read already saw changes nothing.
+        c.updated("k", &set("d:a", "old"), 8, ttl, 6);
+        assert_eq!(c.get("k", 0).unwrap().get("d:a"), Some("six"));
+        // Confirmed while the read was in flight: applied to its reply if it is newer.
+        let t = c.reserve("k").unwrap();
+        c.updated("k", &set("d:c", "x"), 9, ttl, 4);
+        c.fill("k", t, Some(&record(i64::MAX, "1"))); // version 3: 4 comes next
+        assert_eq!(c.get("k", 0).unwrap().get("d:c"), Some("x"));
     }
 
     #[test]

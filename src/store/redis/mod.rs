@@ -477,22 +477,24 @@ impl RedisStore {
             stream: self.stream(&mut stream),
             track: cache.is_some(),
         };
-        let Some(cache) = cache else {
-            let reply: i64 = self.invoke(&call.invocation(&UPDATE)?).await?;
-            return Ok(protocol::Update::decode(reply));
-        };
-        let rkey = keys::session(&self.namespace, key);
-        let ticket = cache.begin_write(&rkey);
-        let outcome = match call.invocation(&UPDATE) {
-            Ok(inv) => self.invoke(&inv).await.map(protocol::Update::decode),
+        let inv = call.invocation(&UPDATE)?;
+        let outcome = match self.invoke::<Vec<i64>>(&inv).await {
+            Ok(reply) => protocol::Update::decode(&reply),
             Err(e) => Err(e),
         };
-        let written = match &outcome {
-            Ok(WriteOutcome::Written { ttl, .. }) => Some((patch, clock.now_ms, *ttl)),
-            _ => None,
-        };
-        cache.end_write(&rkey, ticket, written);
-        outcome
+        if let Some(cache) = cache {
+            let rkey = keys::session(&self.namespace, key);
+            match &outcome {
+                Ok((WriteOutcome::Written { ttl, .. }, Some(version))) => {
+                    cache.updated(&rkey, patch, clock.now_ms, *ttl, *version);
+                }
+                // Nothing was written.
+                Ok((WriteOutcome::TooLarge { .. }, _)) => {}
+                // Gone, or unknown whether it ran.
+                _ => cache.evict(&rkey),
+            }
+        }
+        outcome.map(|(outcome, _)| outcome)
     }
 }
 

@@ -243,18 +243,26 @@ impl Update<'_> {
         Ok(inv)
     }
 
-    /// The TTL set (> 0), 0 if the session is gone, or the merged data's size negated.
-    pub(super) fn decode(reply: i64) -> WriteOutcome {
-        match reply {
-            0 => WriteOutcome::Gone,
-            ms if ms > 0 => WriteOutcome::Written {
-                ttl: Duration::from_millis(ms.unsigned_abs()),
-                evicted: Vec::new(),
-            },
-            size => WriteOutcome::TooLarge {
-                size: usize::try_from(size.unsigned_abs()).unwrap_or(usize::MAX),
-            },
-        }
+    /// `{ttl, version}` when written (the TTL > 0, and the record's version after the
+    /// write), `{0}` if the session is gone, or `{-size}` for the merged data's size.
+    pub(super) fn decode(reply: &[i64]) -> Result<(WriteOutcome, Option<u64>), StoreError> {
+        Ok(match reply {
+            [0] => (WriteOutcome::Gone, None),
+            [ms, version] if *ms > 0 => (
+                WriteOutcome::Written {
+                    ttl: Duration::from_millis(ms.unsigned_abs()),
+                    evicted: Vec::new(),
+                },
+                Some(version.unsigned_abs()),
+            ),
+            [size] if *size < 0 => (
+                WriteOutcome::TooLarge {
+                    size: usize::try_from(size.unsigned_abs()).unwrap_or(usize::MAX),
+                },
+                None,
+            ),
+            _ => return Err(StoreError::Protocol("unexpected update reply")),
+        })
     }
 }
 
@@ -641,10 +649,20 @@ mod tests {
         for bad in [&[][..], &["-3"], &["x"], &["-7"]] {
             assert!(Write::decode(s(bad)).is_err(), "{bad:?}");
         }
-        assert!(matches!(Update::decode(0), WriteOutcome::Gone));
         assert!(matches!(
-            Update::decode(-40),
-            WriteOutcome::TooLarge { size: 40 }
+            Update::decode(&[0]),
+            Ok((WriteOutcome::Gone, None))
         ));
+        assert!(matches!(
+            Update::decode(&[-40]),
+            Ok((WriteOutcome::TooLarge { size: 40 }, None))
+        ));
+        assert!(matches!(
+            Update::decode(&[1500, 9]),
+            Ok((WriteOutcome::Written { .. }, Some(9)))
+        ));
+        for bad in [&[][..], &[5], &[-1, 2], &[1, 2, 3]] {
+            assert!(Update::decode(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -25,16 +25,17 @@
 -- ARGV[15] m, the field/value pairs to set
 -- ARGV[16 .. 15+n] those data fields; then m field/value pairs; every later ARGV is a
 --          field to delete
--- Returns the TTL set (ms, > 0); 0 if the session is gone (or passed its deadline
--- and was deleted); -size if the merged data would be `size` bytes, more than
--- ARGV[8] (nothing written).
+-- Returns {ttl, version} when written: the TTL set (ms, > 0) and the record's version
+-- after this write (each write counts one); {0} if the session is gone (or passed its
+-- deadline and was deleted); {-size} if the merged data would be `size` bytes, more
+-- than ARGV[8] (nothing written).
 local key, index = KEYS[1], KEYS[2]
 STREAM, MAXLEN = ARGV[5], ARGV[6]
 local touched = 16
 local sets = touched + tonumber(ARGV[14])
 local dels = sets + 2 * tonumber(ARGV[15])
 local stored = redis.call('HMGET', key, 'm:t', 'm:u', unpack(ARGV, touched, sets - 1))
-if not stored[1] then return 0 end
+if not stored[1] then return {0} end
 local times = split(stored[1])
 local function change(slot, v)
   if v ~= META_UNCHANGED then times[slot] = (v == META_REMOVED) and '' or v end
@@ -46,7 +47,7 @@ local now = tonumber(ARGV[1])
 local ttl = ttl_of(times[T_I], times[T_D], ARGV[2], now)
 if ttl <= 0 then
   drop_expired(key, index, ARGV[4], ARGV[1])
-  return 0
+  return {0}
 end
 -- The size: what the patch sets, plus what is stored minus what the patch replaces.
 local size = tonumber(ARGV[9])
@@ -57,7 +58,7 @@ if ARGV[3] ~= '1' then
   end
 end
 local max = tonumber(ARGV[8])
-if max > 0 and size > max then return -size end
+if max > 0 and size > max then return {-size} end
 
 delete_fields(key, ARGV[3], {unpack(ARGV, dels)})
 local expires = now + ttl
@@ -72,9 +73,10 @@ if stored[2] and (not indexed or expires > indexed) then
   end
   times[T_X] = expires + slack
 end
-times[T_E], times[T_S], times[T_Z] = expires, ARGV[1], size
+local version = (tonumber(times[T_V]) or 0) + 1
+times[T_E], times[T_S], times[T_Z], times[T_V] = expires, ARGV[1], size, version
 redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(ARGV, sets, dels - 1))
 redis.call('PEXPIRE', key, ttl)
 record(key, ARGV[1], ARGV[7])
 if ARGV[13] == '1' then redis.call('EXISTS', key) end
-return ttl
+return {ttl, version}

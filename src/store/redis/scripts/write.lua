@@ -27,6 +27,7 @@
 -- (events_lib.lua and write_lib.lua are prepended: evictions and expiries found on the
 -- way are recorded too, and the slot's handle map <index>h is kept in step with the
 -- index.)
+-- Every write counts in the record's version (T_V of m:t).
 -- Returns strings: {ttl, evicted handles...} when written (ttl > 0, ms); {REPLY_GONE}
 -- if the session is gone (or passed its deadline and was deleted); {REPLY_EXISTS} if the
 -- target key exists; {REPLY_REJECTED} if the login was rejected by the limit;
@@ -45,7 +46,7 @@ local max = tonumber(ARGV[13])
 
 -- The stored metadata and data size: none for a new key; a rotation reads them (and
 -- the touched data fields) from the key it moves, before moving it.
-local times, identity = split(',,0,,,,'), split(',')
+local times, identity = split(',,0,,,,,0'), split(',')
 local user = false
 local size
 if mode == MODE_CREATE or mode == MODE_LOGIN then
@@ -131,6 +132,7 @@ if user then
   times[T_X] = tostring(expires + slack)
 end
 times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[2], tostring(size)
+times[T_V] = (tonumber(times[T_V]) or 0) + 1
 redis.call('HSET', key, 'm:t', table.concat(times, ','), 'm:n', table.concat(identity, ','),
   unpack(sets))
 redis.call('PEXPIRE', key, ttl)
