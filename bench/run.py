@@ -163,6 +163,53 @@ def per_request(before, after, total):
     return n_sent, usec, fmt(sent) + (f" + [{fmt(inner)}]" if inner else "")
 
 
+BROWSER_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/131.0.0.0 Safari/537.36")
+
+
+def memory(port, rport):
+    """Bytes Redis holds per session (MEMORY USAGE of its hash, and of the user's index
+    and handle map), for sessions made through bench_server's routes."""
+    import http.client
+
+    def request(method, path, headers):
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request(method, path, headers=headers)
+        r = c.getresponse()
+        r.read()
+        cookie = [v for k, v in r.getheaders() if k.lower() == "set-cookie"]
+        return cookie[0].split(";")[0] if cookie else None
+
+    def keys(pattern):
+        return redis_cmd(rport, "--scan", "--pattern", pattern).split()
+
+    def usage(key):
+        return int(redis_cmd(rport, "MEMORY", "USAGE", key).strip() or 0)
+
+    cases = [
+        ("anonymous, one small value, no user agent", {}, False),
+        ("anonymous, one small value, short user agent (curl/8.5.0)", {"User-Agent": "curl/8.5.0"}, False),
+        ("anonymous, one small value, browser user agent (111 bytes)", {"User-Agent": BROWSER_UA}, False),
+        ("logged in, one small value, browser user agent", {"User-Agent": BROWSER_UA}, True),
+    ]
+    rows = []
+    for title, headers, login in cases:
+        before = set(keys("session:*"))
+        cookie = request("POST", "/set?key=cart&value=3-items", headers)
+        if login:
+            headers = {**headers, "Cookie": cookie}
+            cookie = request("POST", f"/login?user=memory-{len(rows)}", headers) or cookie
+        new = [k for k in keys("session:*") if k not in before]
+        session = [k for k in new if ":s:" in k]
+        index = [k for k in new if k.endswith(":u") or k.endswith(":uh")]
+        encoding = redis_cmd(rport, "OBJECT", "ENCODING", session[0]).strip()
+        rows.append((title, usage(session[0]), sum(usage(k) for k in index), encoding))
+    print("| session | bytes (MEMORY USAGE) | user index + handle map | encoding |")
+    print("|---|---|---|---|")
+    for title, session, index, encoding in rows:
+        print(f"| {title} | {session} | {index or ''} | {encoding} |")
+
+
 def main():
     need("wrk", "wrk")
     need("redis-server", "redis-server")
@@ -244,6 +291,8 @@ def main():
             last = runs[-1]
             cpu = sum(r[7] for r in runs) / len(runs)
             print(f"| {title} | {name} | {mean:.0f} | {last[1]} | {last[2]} | {last[3]:.2f} | {last[6]:.1f} | {cpu:.1f} | {last[4]} | {last[5]} |")
+        print()
+        memory(servers["tower-redis-session"][0], rport)
         print()
         if only:
             return

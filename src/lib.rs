@@ -82,6 +82,10 @@
 //! - TLS (feature `tls`, on by default): `rediss://` URLs, and `TlsConfig` for a
 //!   private CA and client certificates (`RedisStoreBuilder::tls`).
 //! - [`MemoryStore`]: the same semantics in process, for development and tests.
+//! - A local session cache ([`RedisStoreBuilder::local_cache`], opt-in): repeat reads
+//!   cost no round trip and a read-modify-write only its write; Redis keeps the copies
+//!   coherent (RESP3 `CLIENT TRACKING`), and a copy is never served longer than
+//!   [`LocalCache::with_max_staleness`] after it was read, nor after a lost connection.
 //!
 //! [`RedisStore::check`] connects at start-up and reports a misconfiguration (TLS,
 //! credentials, server version, ACL) as a typed error; [`RedisStore::acl_rules`] gives
