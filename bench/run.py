@@ -7,7 +7,9 @@ the one-GET floor, on one Redis, same routes, contenders alternating.
 
 Needs wrk and redis-server (apt-get install -y wrk redis-server); builds everything in
 release mode. Prints req/s, latency p50/p99 and Redis commands per request (from
-INFO commandstats deltas; commands a Lua script runs inside Redis are listed after '+').
+INFO commandstats deltas; commands a Lua script runs inside Redis are listed after '+'),
+Redis CPU per request (commandstats time, and the redis-server process's CPU, which
+includes its network I/O), the server's CPU per request, and Redis memory per session.
 """
 import os
 import re
@@ -272,25 +274,27 @@ def main():
                         cookie = cookie_of(port)
                     check(port, path, cookie if isinstance(cookie, str) or cookie is None else cookie[0], method)
                     before = commandstats(rport)
-                    cpu = cpu_seconds(pid)
+                    cpu, rcpu = cpu_seconds(pid), cpu_seconds(redis.pid)
                     rps, total, p50, p99, bad = wrk(port, path, cookie, method)
                     cpu = (cpu_seconds(pid) - cpu) * 1e6 / max(total, 1)
+                    rcpu = (cpu_seconds(redis.pid) - rcpu) * 1e6 / max(total, 1)
                     sent, usec, detail = per_request(before, commandstats(rport), total)
-                    results.setdefault((title, name), []).append((rps, p50, p99, sent, detail, bad, usec, cpu))
+                    results.setdefault((title, name), []).append((rps, p50, p99, sent, detail, bad, usec, cpu, rcpu))
                     print(f"  round {rnd + 1} {title:22} {name:28} {rps:9.0f} req/s", flush=True)
         print()
         print(f"wrk -t{THREADS} -c{CONNS} -d{DURATION}s, {ROUNDS} round(s), alternating; Redis "
               f"{redis_cmd(rport, 'INFO', 'server').split('redis_version:')[1].split()[0]}; "
               f"{os.cpu_count()} cores")
-        print(f"| scenario | contender | req/s (mean) | p50 | p99 | Redis commands sent/req | Redis CPU µs/req | server CPU µs/req | detail per request | non-2xx |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print(f"| scenario | contender | req/s (mean) | p50 | p99 | Redis commands sent/req | Redis CPU µs/req | Redis process CPU µs/req | server CPU µs/req | detail per request | non-2xx |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         means = {}
         for (title, name), runs in results.items():
             mean = sum(r[0] for r in runs) / len(runs)
             means[(title, name)] = mean
             last = runs[-1]
             cpu = sum(r[7] for r in runs) / len(runs)
-            print(f"| {title} | {name} | {mean:.0f} | {last[1]} | {last[2]} | {last[3]:.2f} | {last[6]:.1f} | {cpu:.1f} | {last[4]} | {last[5]} |")
+            rcpu = sum(r[8] for r in runs) / len(runs)
+            print(f"| {title} | {name} | {mean:.0f} | {last[1]} | {last[2]} | {last[3]:.2f} | {last[6]:.1f} | {rcpu:.1f} | {cpu:.1f} | {last[4]} | {last[5]} |")
         print()
         memory(servers["tower-redis-session"][0], rport)
         print()

@@ -357,6 +357,7 @@ impl Dispatcher {
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::event_dropped();
             }
         }
     }

@@ -214,6 +214,7 @@ pub mod events;
 pub mod future;
 mod id;
 mod layer;
+pub mod metrics;
 mod service;
 pub mod session;
 pub mod store;

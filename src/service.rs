@@ -76,6 +76,7 @@ where
             layer.ctx.rejected.fetch_add(1, Ordering::Relaxed);
             // Never the value: it is attacker-controlled and may be someone's secret.
             tracing::info!(target: "tower_redis_session::suspicious", reason, "rejected session cookie");
+            crate::metrics::cookie_refused(reason);
             invalid_cookie_event(&layer.ctx, &req, &meta);
         }
         let session = Session::new(layer.ctx.clone(), incoming, meta);

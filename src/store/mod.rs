@@ -185,6 +185,16 @@ pub(crate) fn op_span(
     )
 }
 
+/// Runs one of `store`'s operations in its span, measured (feature `metrics`).
+fn measured<'a, S: SessionStore, T: 'a>(
+    store: &'a S,
+    operation: &'static str,
+    op: impl Future<Output = Result<T, StoreError>> + 'a,
+) -> impl Future<Output = Result<T, StoreError>> + 'a {
+    crate::metrics::store_op(store.db_system(), store.namespace(), operation, op)
+        .instrument(store.span(operation))
+}
+
 impl<T: SessionStore> DynStore for T {
     fn namespace(&self) -> &str {
         SessionStore::namespace(self)
@@ -194,7 +204,7 @@ impl<T: SessionStore> DynStore for T {
         &'a self,
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::load(self, key).instrument(self.span("load")))
+        Box::pin(measured(self, "load", SessionStore::load(self, key)))
     }
 
     fn write<'a>(
@@ -210,21 +220,25 @@ impl<T: SessionStore> DynStore for T {
             WriteMode::Rotate { .. } => "rotate",
             WriteMode::Login { .. } => "login",
         };
-        Box::pin(SessionStore::write(self, key, mode, patch, clock).instrument(self.span(op)))
+        Box::pin(measured(
+            self,
+            op,
+            SessionStore::write(self, key, mode, patch, clock),
+        ))
     }
 
     fn delete<'a>(
         &'a self,
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::delete(self, key).instrument(self.span("delete")))
+        Box::pin(measured(self, "delete", SessionStore::delete(self, key)))
     }
 
     fn take<'a>(
         &'a self,
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::take(self, key).instrument(self.span("take")))
+        Box::pin(measured(self, "take", SessionStore::take(self, key)))
     }
 
     fn user_tag<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
@@ -238,10 +252,11 @@ impl<T: SessionStore> DynStore for T {
         cursor: ListCursor,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<SessionPage, StoreError>> {
-        Box::pin(
-            SessionStore::list_user(self, tag, user_id, cursor, now_ms)
-                .instrument(self.span("list_user")),
-        )
+        Box::pin(measured(
+            self,
+            "list_user",
+            SessionStore::list_user(self, tag, user_id, cursor, now_ms),
+        ))
     }
 
     fn revoke_user<'a>(
@@ -251,10 +266,11 @@ impl<T: SessionStore> DynStore for T {
         which: Revoke<'a>,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionHandle>, StoreError>> {
-        Box::pin(
-            SessionStore::revoke_user(self, tag, user_id, which, now_ms)
-                .instrument(self.span("revoke_user")),
-        )
+        Box::pin(measured(
+            self,
+            "revoke_user",
+            SessionStore::revoke_user(self, tag, user_id, which, now_ms),
+        ))
     }
 }
 

@@ -172,22 +172,34 @@ impl Backend {
     }
 
     /// The span of one token operation (see [`op_span`](crate::store::op_span)).
-    fn span(&self, operation: &'static str) -> tracing::Span {
-        let system = match self {
+    fn system(&self) -> &'static str {
+        match self {
             Self::Redis(_) => "redis",
             Self::Memory(_) => "memory",
-        };
-        crate::store::op_span(system, self.namespace(), operation)
+        }
+    }
+
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        crate::store::op_span(self.system(), self.namespace(), operation)
+    }
+
+    /// Runs one token operation in its span, measured (feature `metrics`).
+    fn measured<T>(
+        &self,
+        operation: &'static str,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> impl Future<Output = Result<T, StoreError>> {
+        crate::metrics::store_op(self.system(), self.namespace(), operation, op)
+            .instrument(self.span(operation))
     }
 
     pub(crate) async fn issue(&self, req: &Issue<'_>) -> Result<IssueOutcome, StoreError> {
-        async {
+        self.measured("token_issue", async {
             match self {
                 Self::Redis(s) => s.token_issue(req).await,
                 Self::Memory(s) => Ok(s.token_issue(req)),
             }
-        }
-        .instrument(self.span("token_issue"))
+        })
         .await
     }
 
@@ -197,24 +209,22 @@ impl Backend {
         access: &str,
         now_ms: i64,
     ) -> Result<Option<AccessRecord>, StoreError> {
-        async {
+        self.measured("token_authenticate", async {
             match self {
                 Self::Redis(s) => s.token_auth(tag, access, now_ms).await,
                 Self::Memory(s) => Ok(s.token_auth(tag, access, now_ms)),
             }
-        }
-        .instrument(self.span("token_authenticate"))
+        })
         .await
     }
 
     pub(crate) async fn refresh(&self, req: &Refresh<'_>) -> Result<RefreshOutcome, StoreError> {
-        async {
+        self.measured("token_refresh", async {
             match self {
                 Self::Redis(s) => s.token_refresh(req).await,
                 Self::Memory(s) => Ok(s.token_refresh(req)),
             }
-        }
-        .instrument(self.span("token_refresh"))
+        })
         .await
     }
 
@@ -225,13 +235,12 @@ impl Backend {
         user: &str,
         now_ms: i64,
     ) -> Result<Vec<FamilyRecord>, StoreError> {
-        async {
+        self.measured("token_list", async {
             match self {
                 Self::Redis(s) => s.token_list(tag, user, now_ms).await,
                 Self::Memory(s) => Ok(s.token_list(tag, user, now_ms)),
             }
-        }
-        .instrument(self.span("token_list"))
+        })
         .await
     }
 
@@ -243,13 +252,12 @@ impl Backend {
         target: Target<'_>,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
-        async {
+        self.measured("token_revoke", async {
             match self {
                 Self::Redis(s) => s.token_revoke(tag, target, now_ms).await,
                 Self::Memory(s) => Ok(s.token_revoke(tag, target, now_ms)),
             }
-        }
-        .instrument(self.span("token_revoke"))
+        })
         .await
     }
 }

@@ -652,6 +652,12 @@ impl Tokens {
     /// [`TokenError::InvalidToken`] if it is not a live access token;
     /// [`TokenError::Store`] if the store failed.
     pub async fn authenticate(&self, access_token: &str) -> Result<TokenClaims, TokenError> {
+        let checked = self.check_access(access_token).await;
+        count_refusal("authenticate", &checked);
+        checked
+    }
+
+    async fn check_access(&self, access_token: &str) -> Result<TokenClaims, TokenError> {
         #[cfg(feature = "jwt")]
         let verified;
         #[cfg(feature = "jwt")]
@@ -696,6 +702,12 @@ impl Tokens {
     ///   revoked.
     /// - [`TokenError::Store`]: the store failed.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
+        let rotated = self.rotate(refresh_token).await;
+        count_refusal("refresh", &rotated);
+        rotated
+    }
+
+    async fn rotate(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
         let key = self.check_key().await?;
         let presented = Opaque::parse(refresh_token)
             .filter(|t| t.kind() == Kind::Refresh && t.verify(&key))
@@ -865,6 +877,20 @@ pub trait TokenStore: store::Sealed {}
 
 impl TokenStore for RedisStore {}
 impl TokenStore for MemoryStore {}
+
+/// Counts a token refused by `operation` (feature `metrics`); store failures and bad
+/// input that is not a token are not refusals.
+fn count_refusal<T>(operation: &'static str, result: &Result<T, TokenError>) {
+    let reason = match result {
+        Err(TokenError::InvalidToken) => "invalid_token",
+        Err(TokenError::InvalidGrant) => "invalid_grant",
+        Err(TokenError::Reused { .. }) => "reused",
+        Err(TokenError::Raced) => "raced",
+        Err(TokenError::SessionEnded) => "session_ended",
+        _ => return,
+    };
+    crate::metrics::token_refused(operation, reason);
+}
 
 #[cfg(test)]
 mod tests {

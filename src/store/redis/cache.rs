@@ -316,6 +316,7 @@ impl Cache {
             _ => None,
         };
         drop(entries);
+        crate::metrics::cache_read(hit.is_some());
         let counter = if hit.is_some() {
             &self.hits
         } else {
