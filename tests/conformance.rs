@@ -61,6 +61,7 @@ all_cases!(redis_user_pool, super::redis_user_pool);
 // With the local session cache (client tracking) in the loop.
 all_cases!(redis_cached, super::common::stores::cached_store);
 all_cases!(redis_cluster, super::common::stores::cluster_store);
+all_cases!(cluster_cached, super::common::stores::cached_cluster_store);
 all_cases!(sentinel, super::common::stores::sentinel_store);
 // As a Redis user with only the documented ACL rules.
 all_cases!(acl, super::common::stores::acl_store);

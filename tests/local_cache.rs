@@ -422,14 +422,50 @@ async fn falls_back_without_tracking() {
         "{text}"
     );
     assert!(text.contains("CLIENT TRACKING refused"), "{text}");
+}
 
-    // On a Redis Cluster (not supported yet): the same, at build time.
-    let cluster = RedisStore::cluster_builder(common::RedisCluster::shared().urls())
-        .local_cache(LocalCache::default())
+/// On a Redis Cluster every node connection that reads a session tracks it (the read
+/// pipelines `CLIENT TRACKING`), so changes through another instance reach this one
+/// from whichever master holds the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_on_a_cluster() {
+    let cluster = common::RedisCluster::shared();
+    let store = RedisStore::cluster_builder(cluster.urls())
+        .local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(5)))
         .build()
+        .unwrap()
+        .with_namespace("clcache")
         .unwrap();
-    assert!(!cluster.cache_stats().unwrap().enabled);
-    assert!(logs.text().contains("not available on Redis Cluster yet"));
+    let other = RedisStore::cluster(cluster.urls())
+        .unwrap()
+        .with_namespace("clcache")
+        .unwrap();
+    let (a_app, b_app) = (app(store.clone()), app(other));
+    // Sessions with random tags: spread over the masters.
+    for i in 0..12 {
+        let mut a = Client::new(a_app.clone());
+        assert_eq!(a.post(&format!("/set?key=x&value={i}")).await.status, 200);
+        for _ in 0..3 {
+            assert_eq!(a.get("/get?key=x").await.body, i.to_string());
+        }
+        let mut b = Client::new(b_app.clone());
+        b.cookie = a.cookie.clone();
+        assert_eq!(b.post("/set?key=x&value=changed").await.status, 200);
+        let at = Instant::now();
+        while a.get("/get?key=x").await.body != "changed" {
+            assert!(
+                at.elapsed() < Duration::from_secs(2),
+                "session {i}: not seen"
+            );
+            tokio::task::yield_now().await;
+        }
+        // This instance's own writes: the next read comes from Redis, then is cached.
+        assert_eq!(a.post("/incr").await.body, "1");
+        assert_eq!(a.post("/incr").await.body, "2");
+    }
+    let stats = store.cache_stats().unwrap();
+    assert!(stats.enabled && stats.hits >= 24, "{stats:?}");
+    assert!(stats.invalidations >= 12, "{stats:?}");
 }
 
 /// Behind Sentinel the master connections are tracked as well.

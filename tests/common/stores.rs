@@ -152,6 +152,18 @@ pub fn cluster_store(namespace: &str) -> RedisStore {
         .unwrap()
 }
 
+/// A cluster store with the local session cache, on the shared cluster.
+pub fn cached_cluster_store(namespace: &str) -> RedisStore {
+    let urls = super::RedisCluster::shared().urls();
+    register(namespace, urls.clone());
+    RedisStore::cluster_builder(urls)
+        .local_cache(tower_redis_session::LocalCache::default())
+        .build()
+        .unwrap()
+        .with_namespace(namespace)
+        .unwrap()
+}
+
 /// Certificates and a mutual-TLS server (`tls-auth-clients yes`) shared by the tests of
 /// this binary.
 pub static TLS: std::sync::LazyLock<(super::tls::Certs, super::RedisServer)> =

@@ -64,10 +64,29 @@ impl Nodes {
         connect: Duration,
         response: Duration,
     ) -> redis::RedisResult<redis::cluster::ClusterClient> {
-        let builder =
+        self.cluster_client_with(connect, response, None)
+    }
+
+    /// [`Nodes::cluster_client`], speaking RESP3 and handing every node connection's
+    /// pushes to `cache` when there is one (the local cache).
+    pub(crate) fn cluster_client_with(
+        &self,
+        connect: Duration,
+        response: Duration,
+        cache: Option<Arc<Cache>>,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let mut builder =
             redis::cluster::ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
                 .connection_timeout(connect)
                 .response_timeout(response);
+        if let Some(cache) = cache {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(move |push: redis::PushInfo| {
+                    cache.on_push(&push);
+                    Ok::<(), std::convert::Infallible>(())
+                });
+        }
         #[cfg(feature = "tls")]
         let builder = match &self.tls {
             Some(certs) => builder.certs(certs.clone()),
@@ -170,9 +189,13 @@ impl RedisStoreBuilder {
     /// (default 1 s), nor after its session's expiry; a lost connection empties the
     /// cache. Off by default.
     ///
-    /// Standalone Redis, Sentinel and Valkey. On a Redis Cluster, or where the server
-    /// refuses `CLIENT TRACKING` (an ACL without it, a proxy), the store reads from
-    /// Redis as without it and logs one line saying so.
+    /// Standalone Redis, Sentinel, Redis Cluster and Valkey. On a Cluster each read
+    /// that fills the cache pipelines `CLIENT TRACKING` to the node it reads from
+    /// (whichever node holds the session after a failover or resharding), and an
+    /// update drops the session's copy instead of applying to it, so the next read
+    /// goes to Redis. Where the server refuses `CLIENT TRACKING` (an ACL without it, a
+    /// proxy), the store reads from Redis as without a cache and logs one line saying
+    /// so.
     pub fn local_cache(mut self, cache: LocalCache) -> Self {
         self.local_cache = Some(cache);
         self
@@ -306,11 +329,10 @@ impl RedisStoreBuilder {
             None => None,
         };
         let mut data_config = config.clone();
+        let cluster = matches!(self.topology, Topology::Cluster(_));
         let cache = match &store_cache {
-            Some(cache) if matches!(self.topology, Topology::Cluster(_)) => {
-                cache.disable("not available on Redis Cluster yet");
-                None
-            }
+            // A cluster client takes its push handler itself (below).
+            Some(cache) if cluster => Some(cache.clone()),
             Some(cache) => {
                 let pushes = cache.clone();
                 data_config = data_config.set_push_sender(move |push: redis::PushInfo| {
@@ -335,9 +357,9 @@ impl RedisStoreBuilder {
             Pool::OwnSentinel(Arc::new(Shared::new(
                 self.pool(deadpool::managed::Pool::builder(manager))?,
             )))
-        } else if matches!(self.topology, Topology::Cluster(_)) {
+        } else if cluster {
             let client = nodes
-                .cluster_client(self.connect_timeout, self.response_timeout)
+                .cluster_client_with(self.connect_timeout, self.response_timeout, cache)
                 .map_err(ConfigError::RedisUrl)?;
             Pool::OwnCluster(Arc::new(Shared::new(
                 self.pool(deadpool::managed::Pool::builder(ClusterManager { client }))?,

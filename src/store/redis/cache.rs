@@ -3,9 +3,11 @@
 //!
 //! Every pooled connection speaks RESP3 and runs `CLIENT TRACKING ON NOLOOP`: Redis
 //! remembers the keys each connection read and pushes an `invalidate` message on that
-//! connection when another client changes, deletes or expires one. Pushes are handled
-//! synchronously by the connection's reader ([`Cache::on_push`]), before any later
-//! reply on that connection is delivered.
+//! connection when another client changes, deletes or expires one. Pushes reach
+//! [`Cache::on_push`] from the connection's reader (on a Cluster, through the cluster
+//! client's push task; a reservation keeps that order-independent). On a Cluster the
+//! read that fills pipelines `CLIENT TRACKING` to the node it reads, and an update
+//! drops the copy instead of applying to it.
 //!
 //! The rules that keep it coherent (DESIGN.md, guarantee 11):
 //! - **A read fills only its own reservation.** A miss reserves the key before it sends

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Script, ScriptInvocation};
 use tokio::sync::Semaphore;
 
@@ -448,6 +449,43 @@ impl RedisStore {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(rkey);
         let fields: HashMap<String, String> = self.command(&cmd).await?;
+        Self::record_of(fields)
+    }
+
+    /// [`RedisStore::read`] on a Redis Cluster with the local cache: `CLIENT TRACKING`
+    /// in the same pipeline, so the node connection that reads the key tracks it
+    /// whichever node it is, also one connected after a failover or a resharding.
+    async fn read_tracked(&self, rkey: &str) -> Result<Option<Record>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("NOLOOP")
+            .ignore()
+            .cmd("HGETALL")
+            .arg(rkey);
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(rkey, SlotAddr::Master));
+        let replies = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                let cluster = conn.cluster().ok_or(StoreError::Protocol(
+                    "cluster store without a cluster connection",
+                ))?;
+                Ok(cluster.route_pipeline(pipe, 0, 2, route).await?)
+            })
+            .await?;
+        let fields: HashMap<String, String> = replies
+            .into_iter()
+            .next_back()
+            .map(redis::from_redis_value)
+            .transpose()
+            .map_err(|_| StoreError::Protocol("unexpected HGETALL reply"))?
+            .unwrap_or_default();
+        Self::record_of(fields)
+    }
+
+    /// A session read from Redis: `None` for no key, or for a record of another layout.
+    fn record_of(fields: HashMap<String, String>) -> Result<Option<Record>, StoreError> {
         if fields.is_empty() {
             return Ok(None);
         }
@@ -475,7 +513,9 @@ impl RedisStore {
             patch,
             clock,
             stream: self.stream(&mut stream),
-            track: cache.is_some(),
+            // On a cluster the node connection may not track (see `read_tracked`):
+            // there an update drops the entry instead.
+            track: cache.is_some() && !self.cluster,
         };
         let inv = call.invocation(&UPDATE)?;
         let outcome = match self.invoke::<Vec<i64>>(&inv).await {
@@ -485,13 +525,14 @@ impl RedisStore {
         if let Some(cache) = cache {
             let rkey = keys::session(&self.namespace, key);
             match &outcome {
-                Ok((WriteOutcome::Written { ttl, .. }, Some(version))) => {
+                Ok((WriteOutcome::Written { ttl, .. }, Some(version))) if !self.cluster => {
                     cache.updated(&rkey, patch, clock.now_ms, *ttl, *version);
                 }
                 // Nothing was written.
                 Ok((WriteOutcome::TooLarge { .. }, _)) => {}
-                // Gone, or unknown whether it ran.
-                _ => cache.evict(&rkey),
+                // Gone, unknown whether it ran, or on a cluster: drop it, and keep
+                // reads in flight across it from filling.
+                _ => cache.forget(&rkey),
             }
         }
         outcome.map(|(outcome, _)| outcome)
@@ -512,7 +553,11 @@ impl SessionStore for RedisStore {
             return Ok(Some(hit));
         }
         let ticket = cache.reserve(&rkey);
-        let read = self.read(&rkey).await;
+        let read = if self.cluster {
+            self.read_tracked(&rkey).await
+        } else {
+            self.read(&rkey).await
+        };
         match (&read, ticket) {
             (Ok(record), Some(ticket)) => cache.fill(&rkey, ticket, record.as_ref()),
             _ => cache.evict(&rkey),
