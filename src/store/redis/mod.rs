@@ -455,6 +455,21 @@ impl RedisStore {
     /// [`RedisStore::read`] on a Redis Cluster with the local cache: `CLIENT TRACKING`
     /// in the same pipeline, so the node connection that reads the key tracks it
     /// whichever node it is, also one connected after a failover or a resharding.
+    /// A cache miss: reads `rkey` (tracked) and fills the reservation made before.
+    async fn fill_cache(&self, cache: &Cache, rkey: &str) -> Result<Option<Record>, StoreError> {
+        let ticket = cache.reserve(rkey);
+        let read = if self.cluster {
+            self.read_tracked(rkey).await
+        } else {
+            self.read(rkey).await
+        };
+        match (&read, ticket) {
+            (Ok(record), Some(ticket)) => cache.fill(rkey, ticket, record.as_ref()),
+            _ => cache.evict(rkey),
+        }
+        read
+    }
+
     async fn read_tracked(&self, rkey: &str) -> Result<Option<Record>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("CLIENT")
@@ -552,17 +567,9 @@ impl SessionStore for RedisStore {
         if let Some(hit) = cache.get(&rkey, crate::time::now_ms()) {
             return Ok(Some(hit));
         }
-        let ticket = cache.reserve(&rkey);
-        let read = if self.cluster {
-            self.read_tracked(&rkey).await
-        } else {
-            self.read(&rkey).await
-        };
-        match (&read, ticket) {
-            (Ok(record), Some(ticket)) => cache.fill(&rkey, ticket, record.as_ref()),
-            _ => cache.evict(&rkey),
-        }
-        read
+        // Boxed: the Cluster's tracked read is a large future, and every load would
+        // otherwise carry its size.
+        Box::pin(self.fill_cache(cache, &rkey)).await
     }
 
     async fn write(
