@@ -291,6 +291,28 @@ impl SessionConfig {
         Ok(())
     }
 
+    /// Whether a read at `now` refreshes a session expiring at `expires_ms` (with its
+    /// idle override and deadline, Unix ms): only below the threshold, and only if it
+    /// gains something (near the absolute deadline the TTL cannot grow, so reads stop
+    /// refreshing). The one rule for cookie reads and bearer requests.
+    pub(crate) fn needs_refresh(
+        &self,
+        expires_ms: i64,
+        idle_ms: Option<i64>,
+        deadline_ms: Option<i64>,
+        now: i64,
+    ) -> bool {
+        let idle = idle_ms.unwrap_or_else(|| millis(self.idle_timeout));
+        let threshold = self.threshold_ms(idle);
+        let remaining = expires_ms - now;
+        if remaining >= threshold {
+            return false;
+        }
+        let new_ttl = deadline_ms.map_or(idle, |d| idle.min(d - now));
+        let gain = new_ttl - remaining;
+        gain > 0 && gain > (idle - threshold) / 2
+    }
+
     /// The refresh threshold for a session whose idle timeout is `idle_ms`.
     pub(crate) fn threshold_ms(&self, idle_ms: i64) -> i64 {
         match self.refresh_threshold {

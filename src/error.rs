@@ -69,6 +69,15 @@ pub enum ConfigError {
     /// A JWT key is unusable.
     #[error("invalid JWT key: {0}")]
     JwtKey(&'static str),
+    /// [`Tokens::with_session_layer`](crate::tokens::Tokens::with_session_layer) was
+    /// given a layer whose store is in another namespace than the tokens'.
+    #[error("the session layer's namespace {layer:?} is not the tokens' {tokens:?}")]
+    NamespaceMismatch {
+        /// The layer's namespace.
+        layer: String,
+        /// The tokens' namespace.
+        tokens: String,
+    },
     /// A [`UserKey`](crate::store::UserKey) needs at least 32 bytes.
     #[error("a user key needs at least 32 bytes, got {0}")]
     UserKeyTooShort(usize),

@@ -4,10 +4,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Now, in Unix milliseconds (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or(0)
+    unix_ms(SystemTime::now())
+}
+
+/// A time in Unix milliseconds (0 before 1970).
+pub(crate) fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
 }
 
 /// A duration in milliseconds, saturating.

@@ -190,17 +190,7 @@ impl Session {
     /// absolute deadline the TTL cannot grow, so reads stop refreshing.
     pub(super) fn needs_refresh(&self, loaded: &Loaded, now: i64) -> bool {
         let config = &self.inner.ctx.config;
-        let idle = loaded
-            .idle_ms
-            .unwrap_or_else(|| millis(config.idle_timeout));
-        let threshold = config.threshold_ms(idle);
-        let remaining = loaded.expires_ms - now;
-        if remaining >= threshold {
-            return false;
-        }
-        let new_ttl = loaded.deadline_ms.map_or(idle, |d| idle.min(d - now));
-        let gain = new_ttl - remaining;
-        gain > 0 && gain > (idle - threshold) / 2
+        config.needs_refresh(loaded.expires_ms, loaded.idle_ms, loaded.deadline_ms, now)
     }
 }
 

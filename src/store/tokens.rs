@@ -2,11 +2,14 @@
 //! [`RedisStore`] (one script per operation, `scripts/tokens.lua`) and [`MemoryStore`]
 //! (the same rules under one lock). The conformance suite runs the same cases on both.
 
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
 
 use crate::error::StoreError;
-use crate::id::SessionHandle;
+use crate::id::{SessionHandle, SessionKey};
+use crate::store::record;
 use crate::store::{MemoryStore, RedisStore};
 
 /// Live access tokens one family keeps: issuing one more (by a refresh) ends the
@@ -29,6 +32,40 @@ pub(crate) struct Issue<'a> {
     pub(crate) scope: Option<&'a str>,
     /// Most families of the user (0: no limit); at it, the one closest to expiry ends.
     pub(crate) max_families: usize,
+    /// The hash of an ID token issued with the pair, if any.
+    pub(crate) id_token: Option<&'a str>,
+}
+
+/// Which kind of token a lookup reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    Access,
+    /// An OpenID Connect ID token (never accepted as an access token).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    Id,
+}
+
+/// The live session a token is bound to, as the lookup found it: enough to apply the
+/// threshold refresh rule without reading the session again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BoundSession {
+    pub(crate) key: SessionKey,
+    pub(crate) expires_ms: i64,
+    pub(crate) idle_ms: Option<i64>,
+    pub(crate) deadline_ms: Option<i64>,
+}
+
+impl BoundSession {
+    /// From a session's stored fields (packed or not); `None` without an expiry.
+    pub(crate) fn new(key: SessionKey, fields: &HashMap<String, String>) -> Option<Self> {
+        let int = |name: &str| record::meta(fields, name).and_then(|v| v.parse().ok());
+        Some(Self {
+            expires_ms: int(record::EXPIRES)?,
+            idle_ms: int(record::IDLE),
+            deadline_ms: int(record::DEADLINE),
+            key,
+        })
+    }
 }
 
 /// Lifetimes in ms.
@@ -38,6 +75,8 @@ pub(crate) struct Ttls {
     pub(crate) refresh_idle: i64,
     pub(crate) family: i64,
     pub(crate) grace: i64,
+    /// ID tokens.
+    pub(crate) id: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -46,6 +85,8 @@ pub(crate) enum IssueOutcome {
     Issued {
         access_exp: i64,
         refresh_exp: i64,
+        /// The ID token's expiry, when one was issued.
+        id_exp: Option<i64>,
         /// Families ended to stay within the limit.
         evicted: Vec<String>,
     },
@@ -63,6 +104,8 @@ pub(crate) struct AccessRecord {
     pub(crate) expires_ms: i64,
     pub(crate) session: Option<SessionHandle>,
     pub(crate) scope: Option<String>,
+    /// The bound session, when the lookup checked it (a bound token's lookup does).
+    pub(crate) bound: Option<BoundSession>,
 }
 
 /// A refresh of `presented` into the new pair `access`/`refresh`.
@@ -104,6 +147,8 @@ pub(crate) struct FamilyRecord {
     pub(crate) expires_ms: i64,
     pub(crate) session: Option<SessionHandle>,
     pub(crate) scope: Option<String>,
+    /// When its ID token expires, if it has a live one.
+    pub(crate) id_expires_ms: Option<i64>,
 }
 
 /// Which token to revoke.
@@ -206,13 +251,18 @@ impl Backend {
     pub(crate) async fn authenticate(
         &self,
         tag: &str,
-        access: &str,
+        kind: Lookup,
+        hash: &str,
         now_ms: i64,
     ) -> Result<Option<AccessRecord>, StoreError> {
-        self.measured("token_authenticate", async {
+        let operation = match kind {
+            Lookup::Access => "token_authenticate",
+            Lookup::Id => "token_verify_id",
+        };
+        self.measured(operation, async {
             match self {
-                Self::Redis(s) => s.token_auth(tag, access, now_ms).await,
-                Self::Memory(s) => Ok(s.token_auth(tag, access, now_ms)),
+                Self::Redis(s) => s.token_auth(tag, kind, hash, now_ms).await,
+                Self::Memory(s) => Ok(s.token_auth(tag, kind, hash, now_ms)),
             }
         })
         .await

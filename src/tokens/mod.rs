@@ -68,14 +68,14 @@ mod token;
 
 pub use self::bearer::{Bearer, BearerRejection};
 #[cfg(feature = "jwt")]
-pub use self::jwt::JwtKeys;
+pub use self::jwt::{JwtKey, JwtKeys};
 use self::token::{Kind, Opaque};
 use crate::config::{MAX_DURATION, MIN_DURATION, millis};
 use crate::error::{ConfigError, InvalidUserId, SessionError, StoreError};
 use crate::id::SessionHandle;
 use crate::session::Session;
 use crate::store::tokens::{
-    self as store, Backend, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
+    self as store, Backend, Issue, IssueOutcome, Lookup, Refresh, RefreshOutcome, Target, Ttls,
 };
 use crate::store::{MemoryStore, RedisStore};
 use crate::time::{now_ms, system_time as time};
@@ -97,6 +97,7 @@ pub struct TokenConfig {
     family_lifetime: Duration,
     reuse_grace: Duration,
     max_families: Option<usize>,
+    id_token_ttl: Duration,
 }
 
 impl Default for TokenConfig {
@@ -107,6 +108,7 @@ impl Default for TokenConfig {
             family_lifetime: Duration::from_secs(90 * 86_400),
             reuse_grace: Duration::from_secs(10),
             max_families: Some(100),
+            id_token_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -115,6 +117,13 @@ impl TokenConfig {
     /// How long an access token is valid. Default: 1 hour.
     pub fn with_access_ttl(mut self, d: Duration) -> Self {
         self.access_ttl = d;
+        self
+    }
+
+    /// How long an OpenID Connect ID token is valid (and listed with its family).
+    /// Default: 1 hour.
+    pub fn with_id_token_ttl(mut self, d: Duration) -> Self {
+        self.id_token_ttl = d;
         self
     }
 
@@ -166,6 +175,7 @@ impl TokenConfig {
             ("access token TTL", self.access_ttl),
             ("refresh token TTL", self.refresh_ttl),
             ("token family lifetime", self.family_lifetime),
+            ("ID token TTL", self.id_token_ttl),
         ] {
             if !(MIN_DURATION..=MAX_DURATION).contains(&d) {
                 return Err(ConfigError::TokenLifetime { what, got: d });
@@ -186,6 +196,7 @@ impl TokenConfig {
             refresh_idle: millis(self.refresh_ttl),
             family: millis(self.family_lifetime),
             grace: millis(self.reuse_grace),
+            id: millis(self.id_token_ttl),
         }
     }
 }
@@ -203,6 +214,9 @@ pub struct TokenPair {
     refresh_token_expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    /// An OpenID Connect ID token, when the scope holds `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
     #[serde(skip)]
     family: FamilyId,
 }
@@ -231,6 +245,12 @@ impl TokenPair {
     /// The family both tokens belong to.
     pub fn family(&self) -> FamilyId {
         self.family
+    }
+
+    /// The OpenID Connect ID token issued with the pair (feature `jwt`, scope holding
+    /// `openid`), if any.
+    pub fn id_token(&self) -> Option<&str> {
+        self.id_token.as_deref()
     }
 }
 
@@ -286,6 +306,69 @@ impl TokenClaims {
     }
 }
 
+/// What a verified OpenID Connect ID token says ([`Tokens::verify_id_token`]).
+#[cfg(feature = "jwt")]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IdTokenClaims {
+    subject: String,
+    audience: String,
+    issuer: String,
+    issued_ms: i64,
+    expires_ms: i64,
+    auth_time_ms: i64,
+    nonce: Option<String>,
+    session: Option<SessionHandle>,
+    family: FamilyId,
+}
+
+#[cfg(feature = "jwt")]
+impl IdTokenClaims {
+    /// The user (`sub`).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The client it was issued to (`aud`).
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The issuer (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// When it was issued.
+    pub fn issued_at(&self) -> SystemTime {
+        time(self.issued_ms)
+    }
+
+    /// When it expires.
+    pub fn expires_at(&self) -> SystemTime {
+        time(self.expires_ms)
+    }
+
+    /// When the user authenticated (`auth_time`).
+    pub fn auth_time(&self) -> SystemTime {
+        time(self.auth_time_ms)
+    }
+
+    /// The client's `nonce`, if it sent one.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+
+    /// The session it is bound to (`sid`), if any.
+    pub fn session(&self) -> Option<SessionHandle> {
+        self.session
+    }
+
+    /// The token family it belongs to.
+    pub fn family(&self) -> FamilyId {
+        self.family
+    }
+}
+
 /// A live token family of a user (one signed-in app or device), as listed by
 /// [`Tokens::list`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -296,6 +379,7 @@ pub struct FamilyInfo {
     expires_ms: i64,
     session: Option<SessionHandle>,
     scope: Option<String>,
+    id_token_expires_ms: Option<i64>,
 }
 
 impl FamilyInfo {
@@ -328,6 +412,11 @@ impl FamilyInfo {
     pub fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
     }
+
+    /// When its OpenID Connect ID token expires, if it has a live one.
+    pub fn id_token_expires(&self) -> Option<SystemTime> {
+        self.id_token_expires_ms.map(time)
+    }
 }
 
 /// Options for [`Tokens::issue_with`] and [`Tokens::issue_for_session`].
@@ -335,13 +424,68 @@ impl FamilyInfo {
 #[must_use]
 pub struct IssueOptions {
     scope: Option<String>,
+    client_id: Option<String>,
+    nonce: Option<String>,
+    auth_time: Option<SystemTime>,
 }
 
+/// Longest client id or nonce, in bytes.
+const MAX_PARAMETER: usize = 256;
+
 impl IssueOptions {
-    /// A scope carried by every token of the family (RFC 6749 §3.3).
+    /// A scope carried by every token of the family (RFC 6749 §3.3). A scope holding
+    /// `openid` also issues an OpenID Connect ID token (feature `jwt`; needs a
+    /// [`client_id`](Self::client_id) and [`JwtKeys`] with an issuer).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
+    }
+
+    /// The OAuth client the tokens are for: the ID token's audience (`aud`).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client's `nonce`, echoed in the ID token (OpenID Connect Core §3.1.2.1).
+    pub fn nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.nonce = Some(nonce.into());
+        self
+    }
+
+    /// When the user authenticated (the ID token's `auth_time`). Default: the time of
+    /// issue.
+    pub fn auth_time(mut self, at: SystemTime) -> Self {
+        self.auth_time = Some(at);
+        self
+    }
+
+    /// Whether the scope asks for an ID token.
+    fn openid(&self) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|w| w == "openid"))
+    }
+
+    /// Checks the client-supplied values; nothing is issued when one is refused.
+    fn check(&self) -> Result<(), TokenError> {
+        for (what, v) in [
+            ("scope", &self.scope),
+            ("client_id", &self.client_id),
+            ("nonce", &self.nonce),
+        ] {
+            if let Some(v) = v
+                && (v.is_empty()
+                    || v.len() > MAX_PARAMETER
+                    || !v.bytes().all(|b| (0x20..0x7f).contains(&b)))
+            {
+                return Err(TokenError::InvalidRequest(what));
+            }
+        }
+        if self.openid() && self.client_id.is_none() {
+            return Err(TokenError::InvalidRequest("client_id"));
+        }
+        Ok(())
     }
 }
 
@@ -380,6 +524,16 @@ pub enum TokenError {
     /// Nothing was issued.
     #[error("invalid user id: {0}")]
     InvalidUserId(#[from] InvalidUserId),
+    /// A request parameter (named here: `scope`, `client_id`, `nonce`) is empty,
+    /// longer than 256 bytes or not printable ASCII, or one an ID token needs is
+    /// missing. Nothing was issued.
+    #[error("invalid request parameter: {0}")]
+    InvalidRequest(&'static str),
+    /// The scope asks for an OpenID Connect ID token, but this `Tokens` cannot sign one
+    /// (no feature `jwt`, no [`JwtKeys`], or keys without an issuer). Nothing was
+    /// issued.
+    #[error("ID tokens are not configured: {0}")]
+    IdTokenUnavailable(&'static str),
     /// The store failed.
     #[error("token store unavailable")]
     Store(#[from] StoreError),
@@ -411,6 +565,21 @@ impl IntoResponse for TokenError {
             )
                 .into_response(),
             Self::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid user id").into_response(),
+            Self::InvalidRequest(_) => {
+                let mut r = (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"error":"invalid_request"}"#,
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Self::IdTokenUnavailable(_) => {
+                tracing::error!("{self}");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
             Self::Session(e) => e.into_response(),
         }
     }
@@ -427,6 +596,8 @@ pub struct Tokens {
     check_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     #[cfg(feature = "jwt")]
     jwt: Option<Arc<JwtKeys>>,
+    /// The session layer whose sessions bearer requests keep alive, if any.
+    sessions: Option<Arc<crate::context::Context>>,
 }
 
 impl fmt::Debug for Tokens {
@@ -455,7 +626,70 @@ impl Tokens {
             check_key: Arc::default(),
             #[cfg(feature = "jwt")]
             jwt: None,
+            sessions: None,
         })
+    }
+
+    /// Keeps sessions alive through their bearer tokens: authenticating an access token
+    /// bound to a session ([`issue_for_session`](Self::issue_for_session)) refreshes
+    /// that session as a cookie request would, under `layer`'s idle timeout and refresh
+    /// threshold: no extra store command while the session is above the threshold, one
+    /// write when below, which also records the request as the session's last activity
+    /// (shown by [`Users::list`](crate::Users::list)) and emits
+    /// [`EventKind::Refreshed`](crate::events::EventKind::Refreshed) through the
+    /// layer's event hook. Without it, bearer requests do not extend sessions.
+    ///
+    /// # Errors
+    /// [`ConfigError::NamespaceMismatch`] if the layer's store is in another namespace.
+    pub fn with_session_layer<C>(
+        mut self,
+        layer: &crate::SessionLayer<C>,
+    ) -> Result<Self, ConfigError> {
+        let ns = layer.ctx.store.namespace();
+        if ns != self.backend.namespace() {
+            return Err(ConfigError::NamespaceMismatch {
+                layer: ns.to_owned(),
+                tokens: self.backend.namespace().to_owned(),
+            });
+        }
+        self.sessions = Some(layer.ctx.clone());
+        Ok(self)
+    }
+
+    /// Refreshes the session `record` is bound to when it is below the threshold (see
+    /// [`with_session_layer`](Self::with_session_layer)). A failed refresh does not fail
+    /// the request: the token is valid; it is logged and counted as a store error.
+    async fn keep_alive(&self, record: &store::AccessRecord) {
+        let (Some(ctx), Some(bound)) = (&self.sessions, &record.bound) else {
+            return;
+        };
+        let now = now_ms();
+        let c = &ctx.config;
+        if !c.needs_refresh(bound.expires_ms, bound.idle_ms, bound.deadline_ms, now) {
+            return;
+        }
+        let patch = crate::store::record::Patch {
+            events: "refreshed",
+            max_size: c.max_session_size,
+            ..Default::default()
+        };
+        let mode = crate::store::record::WriteMode::Update;
+        match ctx
+            .store
+            .write(&bound.key, mode, &patch, ctx.clock(now))
+            .await
+        {
+            Ok(crate::store::record::WriteOutcome::Written { .. }) => {
+                let kind = crate::events::EventKind::Refreshed;
+                ctx.emit(kind, record.session, Some(&record.user), None);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                target: "tower_redis_session::tokens",
+                error = %e,
+                "could not refresh the session of a bearer token"
+            ),
+        }
     }
 
     /// Issues access tokens as signed JWTs (the refresh token stays opaque). A JWT's
@@ -531,6 +765,8 @@ impl Tokens {
         options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
         InvalidUserId::check(user_id)?;
+        options.check()?;
+        self.id_token_wanted(&options)?;
         let tag = self.backend.user_tag(user_id).await?;
         self.issue_in(&tag, user_id, None, options).await
     }
@@ -549,6 +785,8 @@ impl Tokens {
         session: &Session,
         options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
+        options.check()?;
+        self.id_token_wanted(&options)?;
         let Some((user, key, handle, ns)) = session.binding().await? else {
             return Err(TokenError::NotLoggedIn);
         };
@@ -559,6 +797,27 @@ impl Tokens {
             .await
     }
 
+    /// Whether `options` ask for an ID token; an error if they do and none can be made.
+    fn id_token_wanted(&self, options: &IssueOptions) -> Result<bool, TokenError> {
+        if !options.openid() {
+            return Ok(false);
+        }
+        #[cfg(feature = "jwt")]
+        return match &self.jwt {
+            Some(keys) if keys.issuer().is_some() => Ok(true),
+            Some(_) => Err(TokenError::IdTokenUnavailable(
+                "the JWT keys have no issuer (JwtKeys::with_issuer)",
+            )),
+            None => Err(TokenError::IdTokenUnavailable(
+                "no JWT keys (Tokens::with_jwt)",
+            )),
+        };
+        #[cfg(not(feature = "jwt"))]
+        Err(TokenError::IdTokenUnavailable(
+            "built without the `jwt` feature",
+        ))
+    }
+
     async fn issue_in(
         &self,
         tag: &str,
@@ -566,12 +825,18 @@ impl Tokens {
         session: Option<(&str, SessionHandle)>,
         options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
+        let with_id = self.id_token_wanted(&options)?;
         for _ in 0..COLLISION_RETRIES {
             let family = FamilyId::generate();
             let fid = family.to_string();
             let key = self.check_key().await?;
             let access = Opaque::generate(Kind::Access, tag, &key)?;
             let refresh = Opaque::generate(Kind::Refresh, tag, &key)?;
+            let id = match with_id {
+                true => Some(Opaque::generate(Kind::Id, tag, &key)?),
+                false => None,
+            };
+            let id_hash = id.as_ref().map(|t| t.stored().hash);
             let now = now_ms();
             let req = Issue {
                 user,
@@ -584,11 +849,13 @@ impl Tokens {
                 session,
                 scope: options.scope.as_deref(),
                 max_families: self.config.max_families.unwrap_or(0),
+                id_token: id_hash.as_deref(),
             };
             match self.backend.issue(&req).await? {
                 IssueOutcome::Issued {
                     access_exp,
                     refresh_exp,
+                    id_exp,
                     evicted,
                 } => {
                     for gone in &evicted {
@@ -604,11 +871,31 @@ impl Tokens {
                         user_id: user.to_owned(),
                         family,
                         session: session.map(|s| s.1),
-                        scope: options.scope,
+                        scope: options.scope.clone(),
                         issued_ms: now,
                         expires_ms: access_exp,
                     };
-                    return self.pair(&access, &refresh, claims, now, refresh_exp);
+                    #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
+                    let mut pair = self.pair(&access, &refresh, claims, now, refresh_exp)?;
+                    #[cfg(feature = "jwt")]
+                    if let (Some(keys), Some(id), Some(exp)) = (&self.jwt, &id, id_exp) {
+                        let claims = jwt::IdClaims {
+                            iss: keys.issuer().unwrap_or_default().to_owned(),
+                            sub: user.to_owned(),
+                            aud: options.client_id.clone().unwrap_or_default(),
+                            exp: exp / 1000,
+                            iat: now / 1000,
+                            auth_time: options.auth_time.map_or(now, crate::time::unix_ms) / 1000,
+                            nonce: options.nonce.clone(),
+                            sid: session.map(|s| s.1.to_string()),
+                            at_hash: keys.at_hash(&pair.access_token),
+                            jti: id.encode(),
+                        };
+                        pair.id_token = Some(keys.sign_id(&claims)?);
+                    }
+                    #[cfg(not(feature = "jwt"))]
+                    let _ = (id, id_exp);
+                    return Ok(pair);
                 }
                 IssueOutcome::SessionGone => return Err(TokenError::SessionEnded),
                 IssueOutcome::Collision => continue,
@@ -640,6 +927,7 @@ impl Tokens {
             refresh_token: refresh.encode(),
             refresh_token_expires_in: secs(refresh_exp),
             scope: claims.scope,
+            id_token: None,
             family: claims.family,
         })
     }
@@ -677,9 +965,10 @@ impl Tokens {
         let stored = token.stored();
         let record = self
             .backend
-            .authenticate(&stored.tag, &stored.hash, now_ms())
+            .authenticate(&stored.tag, Lookup::Access, &stored.hash, now_ms())
             .await?
             .ok_or(TokenError::InvalidToken)?;
+        self.keep_alive(&record).await;
         Ok(TokenClaims {
             user_id: record.user,
             family: FamilyId::parse(&record.family).ok_or(TokenError::InvalidToken)?,
@@ -688,6 +977,72 @@ impl Tokens {
             issued_ms: record.issued_ms,
             expires_ms: record.expires_ms,
         })
+    }
+
+    /// Checks an OpenID Connect ID token issued by these `Tokens`: signature (by its
+    /// `kid`), `iss`, `aud` (must be `expected_audience`), `exp`, then that it is still
+    /// live in the store: not expired, its family not revoked (revocation, log out
+    /// everywhere) and its bound session not ended. A malformed, forged, oversized or
+    /// unknown-`kid` token is refused without any store command.
+    ///
+    /// # Errors
+    /// [`TokenError::InvalidToken`] if it is not a live ID token for that audience;
+    /// [`TokenError::Store`] if the store failed.
+    #[cfg(feature = "jwt")]
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        expected_audience: &str,
+    ) -> Result<IdTokenClaims, TokenError> {
+        let checked = self.check_id(id_token, expected_audience).await;
+        count_refusal("verify_id_token", &checked);
+        checked
+    }
+
+    #[cfg(feature = "jwt")]
+    async fn check_id(
+        &self,
+        id_token: &str,
+        expected_audience: &str,
+    ) -> Result<IdTokenClaims, TokenError> {
+        let keys = self.jwt.as_ref().ok_or(TokenError::InvalidToken)?;
+        let claims = keys
+            .verify_id(id_token, expected_audience)
+            .ok_or(TokenError::InvalidToken)?;
+        let token = Opaque::parse(&claims.jti)
+            .filter(|t| t.kind() == Kind::Id)
+            .ok_or(TokenError::InvalidToken)?;
+        if !token.verify(&self.check_key().await?) {
+            return Err(TokenError::InvalidToken);
+        }
+        let stored = token.stored();
+        let record = self
+            .backend
+            .authenticate(&stored.tag, Lookup::Id, &stored.hash, now_ms())
+            .await?
+            .filter(|r| r.user == claims.sub)
+            .ok_or(TokenError::InvalidToken)?;
+        Ok(IdTokenClaims {
+            subject: claims.sub,
+            audience: claims.aud,
+            issuer: claims.iss,
+            issued_ms: record.issued_ms,
+            expires_ms: record.expires_ms,
+            auth_time_ms: claims.auth_time.saturating_mul(1000),
+            nonce: claims.nonce,
+            session: record.session,
+            family: FamilyId::parse(&record.family).ok_or(TokenError::InvalidToken)?,
+        })
+    }
+
+    /// The public keys that verify this `Tokens`' JWTs, as a JSON Web Key Set to serve
+    /// at `/.well-known/jwks.json` (empty without asymmetric keys).
+    #[cfg(feature = "jwt")]
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.jwt.as_ref().map_or_else(
+            || jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+            |k| k.jwks(),
+        )
     }
 
     /// Rotates a refresh token: consumes it and issues a new pair in its family, in one
@@ -794,6 +1149,8 @@ impl Tokens {
         let target = match t.kind() {
             Kind::Access => Target::Access(&stored.hash),
             Kind::Refresh => Target::Refresh(&stored.hash),
+            // An ID token ends with its family.
+            Kind::Id => return Ok(()),
         };
         for family in self.backend.revoke(&stored.tag, target, now_ms()).await? {
             let kind = crate::events::EventKind::TokenRevoked;
@@ -822,6 +1179,7 @@ impl Tokens {
                     expires_ms: r.expires_ms,
                     session: r.session,
                     scope: r.scope,
+                    id_token_expires_ms: r.id_expires_ms,
                 })
             })
             .collect();

@@ -31,6 +31,8 @@ fn check(key: &[u8; 32], kind: Kind, tag: &str, random: &[u8]) -> Result<Hmac<Sh
 pub(crate) enum Kind {
     Access,
     Refresh,
+    /// The `jti` of an OpenID Connect ID token (never handed out alone).
+    Id,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
         match self {
             Self::Access => "at.",
             Self::Refresh => "rt.",
+            Self::Id => "it.",
         }
     }
 }
@@ -79,10 +82,12 @@ impl Opaque {
     /// Parses a token of either kind. Anything but the exact format is `None`, with no
     /// I/O (the same parser as session cookies: fixed length, canonical base64url).
     pub(crate) fn parse(s: &str) -> Option<Self> {
-        [Kind::Access, Kind::Refresh].into_iter().find_map(|kind| {
-            let id = SessionId::parse(s.strip_prefix(kind.prefix())?)?;
-            Some(Self { kind, id })
-        })
+        [Kind::Access, Kind::Refresh, Kind::Id]
+            .into_iter()
+            .find_map(|kind| {
+                let id = SessionId::parse(s.strip_prefix(kind.prefix())?)?;
+                Some(Self { kind, id })
+            })
     }
 
     pub(crate) fn kind(&self) -> Kind {
@@ -139,6 +144,7 @@ mod tests {
             .encode();
         for forged in [
             t.replacen("at.", "rt.", 1),
+            t.replacen("at.", "it.", 1),
             t.replacen("AAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAB", 1),
         ] {
             assert!(!Opaque::parse(&forged).unwrap().verify(&KEY));

@@ -10,7 +10,8 @@ use std::time::Instant;
 use super::{Map, MemoryStore};
 use crate::id::SessionHandle;
 use crate::store::tokens::{
-    ACCESS_KEPT, AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target,
+    ACCESS_KEPT, AccessRecord, BoundSession, FamilyRecord, Issue, IssueOutcome, Lookup, Refresh,
+    RefreshOutcome, Target,
 };
 
 /// Token slots by (namespace, hash tag).
@@ -22,6 +23,8 @@ pub(super) struct TokenMap {
 #[derive(Debug, Default)]
 struct Slot {
     access: HashMap<String, Access>,
+    /// ID tokens, kept apart so that one is never taken for an access token.
+    id: HashMap<String, Access>,
     refresh: HashMap<String, RefreshToken>,
     families: HashMap<String, Family>,
     /// Entries left after the last sweep.
@@ -54,13 +57,15 @@ struct Family {
     scope: Option<String>,
     /// Its newest access tokens (at most [`ACCESS_KEPT`]), oldest first.
     access: VecDeque<String>,
+    /// Its ID token and that token's expiry.
+    id: Option<(String, i64)>,
     /// The expiry of its last token.
     expires: i64,
 }
 
 impl Slot {
     fn len(&self) -> usize {
-        self.access.len() + self.refresh.len() + self.families.len()
+        self.access.len() + self.id.len() + self.refresh.len() + self.families.len()
     }
 
     /// Drops expired entries once the slot has doubled since the last sweep.
@@ -69,6 +74,7 @@ impl Slot {
             return;
         }
         self.access.retain(|_, a| a.record.expires_ms > now);
+        self.id.retain(|_, a| a.record.expires_ms > now);
         self.refresh.retain(|_, r| r.expires > now);
         self.families.retain(|_, f| f.expires > now);
         self.swept = self.len();
@@ -82,6 +88,9 @@ impl Slot {
         };
         for h in &f.access {
             self.access.remove(h);
+        }
+        if let Some((h, _)) = &f.id {
+            self.id.remove(h);
         }
         self.refresh.remove(&f.current);
         true
@@ -145,6 +154,7 @@ impl Slot {
             expires_ms: access_exp,
             session: f.session,
             scope: f.scope.clone(),
+            bound: None,
         };
         self.access.insert(access.to_owned(), Access { record });
         self.refresh.insert(
@@ -163,10 +173,14 @@ impl Map {
     /// Whether the session a family is bound to (by handle; `None`: unbound) lives in
     /// the slot, under whatever id it has now (ids rotate; handles stay).
     fn session_live(&self, ns: &Arc<str>, tag: &str, bound: Option<SessionHandle>) -> bool {
-        bound.is_none_or(|h| {
-            self.slot(ns, tag, Instant::now())
-                .any(|(_, e)| e.handle() == Some(h))
-        })
+        bound.is_none_or(|h| self.bound_session(ns, tag, h).is_some())
+    }
+
+    /// The live session with handle `h` in the slot.
+    fn bound_session(&self, ns: &Arc<str>, tag: &str, h: SessionHandle) -> Option<BoundSession> {
+        self.slot(ns, tag, Instant::now())
+            .find(|(_, e)| e.handle() == Some(h))
+            .and_then(|((_, key), e)| BoundSession::new(key.clone(), &e.fields))
     }
 
     /// Revokes every token family of `user` in a slot (log out everywhere).
@@ -199,7 +213,10 @@ impl MemoryStore {
         }
         let slot = map.tokens.slots.entry(self.slot_key(req.tag)).or_default();
         slot.sweep(req.now_ms);
-        if slot.families.contains_key(req.family) || slot.taken(req.access, req.refresh) {
+        if slot.families.contains_key(req.family)
+            || slot.taken(req.access, req.refresh)
+            || req.id_token.is_some_and(|h| slot.id.contains_key(h))
+        {
             return IssueOutcome::Collision;
         }
         let evicted = slot.make_room(req.max_families, req.now_ms);
@@ -214,29 +231,61 @@ impl MemoryStore {
                 session: req.session.map(|s| s.1),
                 scope: req.scope.map(str::to_owned),
                 access: VecDeque::new(),
+                id: None,
                 expires: 0,
             },
         );
+        let deadline = req.now_ms + req.ttl.family;
+        let id_exp = req.id_token.map(|h| {
+            let expires_ms = (req.now_ms + req.ttl.id).min(deadline);
+            let record = AccessRecord {
+                user: req.user.to_owned(),
+                family: req.family.to_owned(),
+                issued_ms: req.now_ms,
+                expires_ms,
+                session: req.session.map(|s| s.1),
+                scope: req.scope.map(str::to_owned),
+                bound: None,
+            };
+            slot.id.insert(h.to_owned(), Access { record });
+            if let Some(f) = slot.families.get_mut(req.family) {
+                f.id = Some((h.to_owned(), expires_ms));
+                f.expires = expires_ms;
+            }
+            expires_ms
+        });
         let (access_exp, refresh_exp) =
             slot.pair(req.family, req.access, req.refresh, req.now_ms, req.ttl);
         IssueOutcome::Issued {
             access_exp,
             refresh_exp,
+            id_exp,
             evicted,
         }
     }
 
-    pub(crate) fn token_auth(&self, tag: &str, access: &str, now_ms: i64) -> Option<AccessRecord> {
+    pub(crate) fn token_auth(
+        &self,
+        tag: &str,
+        kind: Lookup,
+        hash: &str,
+        now_ms: i64,
+    ) -> Option<AccessRecord> {
         let mut map = self.lock();
-        let record = {
+        let mut record = {
             let slot = map.tokens.slots.get(&self.slot_key(tag))?;
-            let a = slot
-                .access
-                .get(access)
-                .filter(|a| a.record.expires_ms > now_ms)?;
+            let tokens = match kind {
+                Lookup::Access => &slot.access,
+                Lookup::Id => &slot.id,
+            };
+            let a = tokens.get(hash).filter(|a| a.record.expires_ms > now_ms)?;
             a.record.clone()
         };
-        if map.session_live(&self.namespace, tag, record.session) {
+        let Some(h) = record.session else {
+            return Some(record);
+        };
+        record.bound = map.bound_session(&self.namespace, tag, h);
+        if record.bound.is_some() {
             return Some(record);
         }
         if let Some(slot) = map.tokens.slots.get_mut(&self.slot_key(tag)) {
@@ -324,6 +373,7 @@ impl MemoryStore {
                 expires_ms: f.expires,
                 session: f.session,
                 scope: f.scope.clone(),
+                id_expires_ms: f.id.as_ref().map(|(_, e)| *e).filter(|e| *e > now_ms),
             })
             .collect()
     }

@@ -46,6 +46,8 @@ pub(super) const CODES: &[(&str, &str)] = &[
     ("TOKEN_REVOKE_FAMILY", TOKEN_REVOKE_FAMILY),
     ("TOKEN_LIST", TOKEN_LIST),
     ("TOKEN_REVOKE_USER", TOKEN_REVOKE_USER),
+    ("TOKEN_KIND_ACCESS", TOKEN_KIND_ACCESS),
+    ("TOKEN_KIND_ID", TOKEN_KIND_ID),
     ("TOKEN_OK", TOKEN_OK),
     ("TOKEN_GONE", TOKEN_GONE),
     ("TOKEN_COLLISION", TOKEN_COLLISION),
@@ -80,6 +82,9 @@ pub(super) const TOKEN_REVOKE_REFRESH: &str = "revoke_refresh";
 pub(super) const TOKEN_REVOKE_FAMILY: &str = "revoke_family";
 pub(super) const TOKEN_LIST: &str = "list";
 pub(super) const TOKEN_REVOKE_USER: &str = "revoke_user";
+// The kinds of token `auth` looks up: the letter of their keys (token_lib.lua).
+pub(super) const TOKEN_KIND_ACCESS: &str = "a";
+pub(super) const TOKEN_KIND_ID: &str = "i";
 pub(super) const TOKEN_OK: &str = "ok";
 pub(super) const TOKEN_GONE: &str = "gone";
 pub(super) const TOKEN_COLLISION: &str = "collision";

@@ -51,7 +51,7 @@ fn slot_pattern(namespace: &str) -> String {
 }
 
 /// What a slot key says about the user-tag key: made with it (a user index or handle
-/// map, a token family or its index, an access or refresh token), maybe (a session:
+/// map, a token family or its index, an access, refresh or ID token), maybe (a session:
 /// made with it only if logged in, i.e. it has `m:u`), or not (anything else).
 #[derive(Debug, PartialEq, Eq)]
 enum Needs {
@@ -63,7 +63,7 @@ enum Needs {
 fn needs_key(key: &str) -> Needs {
     let kind = key.rsplit_once("}:").map_or("", |(_, kind)| kind);
     match kind.split(':').next() {
-        Some("u" | "uh" | "t" | "tf" | "a" | "r") => Needs::Yes,
+        Some("u" | "uh" | "t" | "tf" | "a" | "r" | "i") => Needs::Yes,
         Some("s") => Needs::IfLoggedIn,
         _ => Needs::No,
     }

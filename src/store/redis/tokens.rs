@@ -1,20 +1,23 @@
 //! Tokens on Redis: every operation is one run of `scripts/tokens.lua` in the user's
 //! slot (key layout: `scripts/token_lib.lua`).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use redis::{Script, ScriptInvocation};
 
 use super::protocol::{
     self, TOKEN_AUTH, TOKEN_COLLISION, TOKEN_GONE, TOKEN_GRACE, TOKEN_INVALID, TOKEN_ISSUE,
-    TOKEN_LIST, TOKEN_OK, TOKEN_REFRESH, TOKEN_REUSE, TOKEN_REVOKE_ACCESS, TOKEN_REVOKE_FAMILY,
-    TOKEN_REVOKE_REFRESH, TOKEN_REVOKE_USER,
+    TOKEN_KIND_ACCESS, TOKEN_KIND_ID, TOKEN_LIST, TOKEN_OK, TOKEN_REFRESH, TOKEN_REUSE,
+    TOKEN_REVOKE_ACCESS, TOKEN_REVOKE_FAMILY, TOKEN_REVOKE_REFRESH, TOKEN_REVOKE_USER,
 };
 use super::{EVENTS_LIB, RedisStore, keys};
 use crate::error::StoreError;
-use crate::id::SessionHandle;
+use crate::id::{SessionHandle, SessionKey};
+use crate::store::record;
 use crate::store::tokens::{
-    AccessRecord, FamilyRecord, Issue, IssueOutcome, Refresh, RefreshOutcome, Target, Ttls,
+    AccessRecord, BoundSession, FamilyRecord, Issue, IssueOutcome, Lookup, Refresh, RefreshOutcome,
+    Target, Ttls,
 };
 
 pub(super) const LIB: &str = include_str!("scripts/token_lib.lua");
@@ -69,12 +72,15 @@ impl RedisStore {
             .arg(sk)
             .arg(sh)
             .arg(req.scope.unwrap_or(""))
-            .arg(req.max_families);
+            .arg(req.max_families)
+            .arg(req.id_token.unwrap_or(""))
+            .arg(req.ttl.id);
         let reply: Vec<String> = self.invoke(&inv).await?;
         match reply.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            [TOKEN_OK, a, r, ref evicted @ ..] => Ok(IssueOutcome::Issued {
+            [TOKEN_OK, a, r, i, ref evicted @ ..] => Ok(IssueOutcome::Issued {
                 access_exp: int(a)?,
                 refresh_exp: int(r)?,
+                id_exp: if i.is_empty() { None } else { Some(int(i)?) },
                 evicted: evicted.iter().map(|&f| f.to_owned()).collect(),
             }),
             [TOKEN_GONE] => Ok(IssueOutcome::SessionGone),
@@ -86,13 +92,18 @@ impl RedisStore {
     pub(crate) async fn token_auth(
         &self,
         tag: &str,
+        kind: Lookup,
         access: &str,
         now_ms: i64,
     ) -> Result<Option<AccessRecord>, StoreError> {
         // One plain read; only a token bound to a session needs the script, which
         // checks the session and ends the family with it atomically.
+        let kind = match kind {
+            Lookup::Access => TOKEN_KIND_ACCESS,
+            Lookup::Id => TOKEN_KIND_ID,
+        };
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys::token(&self.namespace, tag, "a", access))
+        cmd.arg(keys::token(&self.namespace, tag, kind, access))
             .arg(&["u", "f", "c", "e", "sh", "sc", "sk"]);
         let f: Vec<Option<String>> = self.command(&cmd).await?;
         match &f[..] {
@@ -117,24 +128,33 @@ impl RedisStore {
                         expires_ms,
                         session: handle.as_deref().and_then(SessionHandle::parse),
                         scope: scope.as_deref().and_then(opt),
+                        bound: None,
                     }));
                 }
             }
             _ => return Ok(None),
         }
         let mut inv = self.tokens(tag, TOKEN_AUTH, now_ms);
-        inv.arg(access);
+        inv.arg(access).arg(kind);
         let reply: Vec<String> = self.invoke(&inv).await?;
         match &reply[..] {
             [] => Ok(None),
-            [user, family, issued, expires, handle, scope] => Ok(Some(AccessRecord {
-                user: user.clone(),
-                family: family.clone(),
-                issued_ms: int(issued)?,
-                expires_ms: int(expires)?,
-                session: SessionHandle::parse(handle),
-                scope: opt(scope),
-            })),
+            [user, family, issued, expires, handle, scope, member, times] => {
+                let bound = (!member.is_empty()).then(|| {
+                    let key = SessionKey::from_parts(tag.to_owned(), member.clone());
+                    let fields = HashMap::from([(record::TIMES_FIELD.to_owned(), times.clone())]);
+                    BoundSession::new(key, &fields)
+                });
+                Ok(Some(AccessRecord {
+                    user: user.clone(),
+                    family: family.clone(),
+                    issued_ms: int(issued)?,
+                    expires_ms: int(expires)?,
+                    session: SessionHandle::parse(handle),
+                    scope: opt(scope),
+                    bound: bound.flatten(),
+                }))
+            }
             _ => Err(StoreError::Protocol("unexpected token script reply")),
         }
     }
@@ -175,6 +195,7 @@ impl RedisStore {
                     expires_ms: int(access_exp)?,
                     session: SessionHandle::parse(handle),
                     scope: opt(scope),
+                    bound: None,
                 },
                 refresh_exp: int(refresh_exp)?,
             },
@@ -197,7 +218,7 @@ impl RedisStore {
         now_ms: i64,
     ) -> Result<Vec<FamilyRecord>, StoreError> {
         let flat = self.token_pages(tag, TOKEN_LIST, user, now_ms).await?;
-        flat.chunks_exact(6)
+        flat.chunks_exact(7)
             .map(|r| {
                 Ok(FamilyRecord {
                     family: r[0].clone(),
@@ -210,6 +231,11 @@ impl RedisStore {
                     expires_ms: int(&r[3])?,
                     session: SessionHandle::parse(&r[4]),
                     scope: opt(&r[5]),
+                    id_expires_ms: if r[6].is_empty() {
+                        None
+                    } else {
+                        Some(int(&r[6])?)
+                    },
                 })
             })
             .collect()

@@ -11,19 +11,30 @@
 --                               hash, l last refresh, sk the bound session's key hash
 --                               at issue ('' when unbound), sh its handle, sc scope,
 --                               e expiry of its last token, a the
---                               hashes of its newest ACCESS_KEPT access tokens)
+--                               hashes of its newest ACCESS_KEPT access tokens, i its
+--                               ID token's hash and ie that token's expiry, if any)
+--   P..'i:'..h  ID token       (hash: u, f, c, e, sh, sk, sc; its family's 'i' names it)
 --   P..'tf'     family index   (sorted set: family id scored by its expiry)
 -- h is base64url(sha256(token secret)): Redis never holds a token. A token is valid
 -- only while its family record lists it (its live refresh token, its kept access
 -- tokens), so ending a family deletes a bounded number of keys.
 
--- Whether the session with handle `sh` (a bound family's) has ended. The slot's handle
--- map (events_lib.lua) gives its current index member, so a session whose id rotated
--- (cycle_id, a new login of the same user) is still found.
+-- The live session with handle `sh` (a bound family's): its index member (the key
+-- hash) and packed times (m:t), or nil once it has ended. The slot's handle map
+-- (events_lib.lua) gives its current member, so a session whose id rotated (cycle_id,
+-- a new login of the same user) is still found.
+local function bound_session(P, sh)
+  local member = redis.call('HGET', P .. 'uh', '#' .. sh)
+  if not member then return nil end
+  local t = redis.call('HGET', P .. 's:' .. member, 'm:t')
+  if not t then return nil end
+  return member, t
+end
+
+-- Whether the session with handle `sh` (a bound family's) has ended.
 local function session_gone(P, sh)
   if not sh or sh == '' then return false end
-  local member = redis.call('HGET', P .. 'uh', '#' .. sh)
-  return not member or redis.call('EXISTS', P .. 's:' .. member) == 0
+  return bound_session(P, sh) == nil
 end
 
 -- Live access tokens one family keeps; issuing one more ends the oldest
@@ -40,8 +51,9 @@ end
 
 local function kill_family(P, fid)
   local fk = P .. 't:' .. fid
-  local f = redis.call('HMGET', fk, 'r', 'a')
+  local f = redis.call('HMGET', fk, 'r', 'a', 'i')
   if f[1] then redis.call('DEL', P .. 'r:' .. f[1]) end
+  if f[3] then redis.call('DEL', P .. 'i:' .. f[3]) end
   for _, h in ipairs(access_list(f[2])) do redis.call('DEL', P .. 'a:' .. h) end
   redis.call('DEL', fk)
   redis.call('ZREM', P .. 'tf', fid)

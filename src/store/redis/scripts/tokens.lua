@@ -58,17 +58,22 @@ local function pair(fid, fam, ah, rh, att, rtt, deadline)
 end
 
 if op == TOKEN_ISSUE then
-  -- ARGV[4..14]: user, family id, access hash, refresh hash, access TTL, refresh idle
+  -- ARGV[4..16]: user, family id, access hash, refresh hash, access TTL, refresh idle
   -- TTL, family lifetime (ms), bound session hash, its handle, scope ('' = none), the
-  -- most families of the slot (0: no limit; at it, the family closest to expiry ends)
-  -- Returns {'ok', access expiry, refresh expiry, evicted families...}
+  -- most families of the slot (0: no limit; at it, the family closest to expiry ends),
+  -- ID token hash ('' = none), ID token TTL (ms)
+  -- Returns {'ok', access expiry, refresh expiry, ID token expiry ('' = none),
+  --          evicted families...}
   -- | {'gone'} (bound session ended)
   -- | {'collision'}
   local user, fid, ah, rh = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-  local sk, sh, sc = ARGV[11], ARGV[12], ARGV[13]
+  local sk, sh, sc, ih = ARGV[11], ARGV[12], ARGV[13], ARGV[15]
   if sk ~= '' and session_gone(P, sh) then return {TOKEN_GONE} end
   local fk = P .. 't:' .. fid
-  if redis.call('EXISTS', fk) == 1 or taken(ah, rh) then return {TOKEN_COLLISION} end
+  if redis.call('EXISTS', fk) == 1 or taken(ah, rh)
+    or (ih ~= '' and redis.call('EXISTS', P .. 'i:' .. ih) == 1) then
+    return {TOKEN_COLLISION}
+  end
   local evicted = {}
   local max = tonumber(ARGV[14])
   if max > 0 then
@@ -84,20 +89,36 @@ if op == TOKEN_ISSUE then
   local deadline = now + tonumber(ARGV[10])
   redis.call('HSET', fk, 'u', user, 'c', now, 'd', int(deadline), 'sk', sk, 'sh', sh,
     'sc', sc)
-  local ae, re = pair(fid, {user, sh, sk, sc}, ah, rh, tonumber(ARGV[8]),
-    tonumber(ARGV[9]), deadline)
-  return {TOKEN_OK, int(ae), int(re), unpack(evicted)}
+  local ie = ''
+  if ih ~= '' then
+    ie = int(put('i', ih, fid, tonumber(ARGV[16]), deadline,
+      {'u', user, 'sh', sh, 'sk', sk, 'sc', sc}))
+    redis.call('HSET', fk, 'i', ih, 'ie', ie)
+  end
+  local ae, re = pair(fid, {user, sh, sk, sc, nil, ie ~= '' and ie or '0'}, ah, rh,
+    tonumber(ARGV[8]), tonumber(ARGV[9]), deadline)
+  return {TOKEN_OK, int(ae), int(re), ie, unpack(evicted)}
 
 elseif op == TOKEN_AUTH then
-  -- ARGV[4] access hash. Returns {user, family, issued, expires, handle, scope} or {}.
-  local k = P .. 'a:' .. ARGV[4]
-  local a = redis.call('HMGET', k, 'u', 'f', 'c', 'e', 'sh', 'sc', 'sk')
-  if not a[1] or tonumber(a[4]) <= now then return {} end
-  if a[7] and a[7] ~= '' and session_gone(P, a[5]) then
-    kill_family(P, a[2])
-    return {}
+  -- ARGV[4] token hash, ARGV[5] its kind: 'a' (access) or 'i' (ID token).
+  -- Returns {user, family, issued, expires, handle, scope, bound session's member
+  -- ('' = unbound), its packed times (m:t)} or {} (not live; a token whose bound
+  -- session ended ends its family).
+  local kind = ARGV[5]
+  if kind ~= TOKEN_KIND_ACCESS and kind ~= TOKEN_KIND_ID then
+    return redis.error_reply('unknown token kind')
   end
-  return {a[1], a[2], a[3], a[4], a[5] or '', a[6] or ''}
+  local a = redis.call('HMGET', P .. kind .. ':' .. ARGV[4], 'u', 'f', 'c', 'e', 'sh', 'sc', 'sk')
+  if not a[1] or tonumber(a[4]) <= now then return {} end
+  local member, t = '', ''
+  if a[7] and a[7] ~= '' then
+    member, t = bound_session(P, a[5] or '')
+    if not member then
+      kill_family(P, a[2])
+      return {}
+    end
+  end
+  return {a[1], a[2], a[3], a[4], a[5] or '', a[6] or '', member, t}
 
 elseif op == TOKEN_REFRESH then
   -- ARGV[4..9]: presented refresh hash, new access hash, new refresh hash, access
@@ -173,16 +194,16 @@ elseif op == TOKEN_REVOKE_FAMILY then
 
 elseif op == TOKEN_LIST then
   -- ARGV[4] user, ARGV[5] the page's first rank in the family index. Returns the next
-  -- page's first rank ('' after the last), then 6 strings per live family: id,
+  -- page's first rank ('' after the last), then per live family: id,
   -- created, last refreshed ('' if never), expires (its last token), session handle,
-  -- scope.
+  -- scope, then the ID token's expiry ('' if none is live): 7 strings.
   prune_families()
   local out = {''}
   local offset = tonumber(ARGV[5])
   local fams = redis.call('ZRANGE', idx, offset, offset + USER_BATCH - 1, 'WITHSCORES')
   if #fams == 2 * USER_BATCH then out[1] = tostring(offset + USER_BATCH) end
   for i = 1, #fams, 2 do
-    local f = redis.call('HMGET', P .. 't:' .. fams[i], 'u', 'c', 'l', 'sh', 'sc')
+    local f = redis.call('HMGET', P .. 't:' .. fams[i], 'u', 'c', 'l', 'sh', 'sc', 'ie')
     if f[1] == ARGV[4] then
       out[#out + 1] = fams[i]
       out[#out + 1] = f[2] or ''
@@ -190,6 +211,7 @@ elseif op == TOKEN_LIST then
       out[#out + 1] = int(tonumber(fams[i + 1]))
       out[#out + 1] = f[4] or ''
       out[#out + 1] = f[5] or ''
+      out[#out + 1] = (f[6] and tonumber(f[6]) > now) and f[6] or ''
     end
   end
   return out
