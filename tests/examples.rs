@@ -393,10 +393,103 @@ async fn api_tokens_over_http_against_real_redis() {
         )
     };
 
-    let wrong = form("/login", "username=alice&password=nope".into())
+    // Every error of the token endpoints is an RFC 6749 §5.2 JSON error.
+    for (path, body, status, error) in [
+        (
+            "/login",
+            "username=alice&password=nope",
+            400,
+            "invalid_grant",
+        ),
+        ("/login", "username=alice", 400, "invalid_request"),
+        ("/token", "refresh_token=x", 400, "invalid_request"),
+        ("/token", "grant_type=refresh_token", 400, "invalid_request"),
+        (
+            "/token",
+            "grant_type=password&username=a",
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "/token",
+            "grant_type=refresh_token&refresh_token=rt.x",
+            400,
+            "invalid_grant",
+        ),
+        (
+            "/login",
+            "username=alice&password=demo&scope=openid",
+            400,
+            "invalid_request",
+        ),
+        (
+            "/id-token",
+            "id_token=a.b.c&client_id=app",
+            401,
+            "invalid_token",
+        ),
+    ] {
+        let r = form(path, body.into()).await.unwrap();
+        assert_eq!(r.status(), status, "{path} {body}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path} {body}");
+        let json: serde_json::Value = r.json().await.expect("a JSON error");
+        assert_eq!(json["error"], error, "{path} {body}: {json}");
+        assert!(json["error_description"].is_string(), "{json}");
+    }
+    let r = http
+        .post(format!("{base}/token"))
+        .header("content-type", "text/plain")
+        .body("grant_type=refresh_token")
+        .send()
         .await
         .unwrap();
-    assert_eq!(wrong.status(), 401);
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+
+    // OpenID Connect: an ID token for scope openid, verified against the served key set.
+    let r = form(
+        "/login",
+        "username=alice&password=demo&scope=openid%20profile&client_id=my-app&nonce=n-0S6".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let oidc: serde_json::Value = r.json().await.unwrap();
+    let id_token = oidc["id_token"].as_str().expect("an id_token");
+    let jwks: serde_json::Value = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256", "{jwks}");
+    assert!(jwks["keys"][0].get("d").is_none(), "public only");
+    let r = form("/id-token", format!("id_token={id_token}&client_id=my-app"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let checked: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (checked["sub"].as_str(), checked["nonce"].as_str()),
+        (Some("alice"), Some("n-0S6"))
+    );
+    let r = form("/id-token", format!("id_token={id_token}&client_id=other"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "wrong audience");
+    let rt = oidc["refresh_token"].as_str().unwrap();
+    let r = form("/revoke", format!("token={rt}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = form("/id-token", format!("id_token={id_token}&client_id=my-app"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "ended with its family");
     let p1 = login().await;
     assert_eq!(p1["token_type"], "Bearer");
     assert_eq!(p1["expires_in"], 3600);
@@ -470,7 +563,7 @@ async fn api_tokens_over_http_against_real_redis() {
     let keys: Vec<String> = conn.keys("session:{*}:*").await.unwrap();
     let live: Vec<_> = keys
         .iter()
-        .filter(|k| k.contains("}:a:") || k.contains("}:t:"))
+        .filter(|k| k.contains("}:a:") || k.contains("}:t:") || k.contains("}:i:"))
         .collect();
     assert!(live.is_empty(), "{live:?}");
     for k in keys.iter().filter(|k| k.contains("}:r:")) {
