@@ -177,6 +177,10 @@ pub struct SessionEvent {
     pub fingerprint: Option<String>,
     /// For token events: the token family.
     pub family: Option<crate::id::FamilyId>,
+    /// The session's display details ([`Session::set_details`](crate::Session::set_details)),
+    /// on events about the request's own session (created, login, refreshed, id
+    /// rotated).
+    pub details: Option<crate::SessionDetails>,
 }
 
 mod unix_ms {
@@ -200,6 +204,7 @@ impl SessionEvent {
             at: SystemTime::now(),
             fingerprint: None,
             family: None,
+            details: None,
         }
     }
 }

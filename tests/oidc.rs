@@ -1,5 +1,5 @@
 //! OpenID Connect ID tokens, asymmetric keys and the JWKS, bearer requests that keep
-//! their session alive: one suite run on `MemoryStore`, `RedisStore` on a real
+//! their session alive, the application's session details: one suite run on `MemoryStore`, `RedisStore` on a real
 //! `redis-server` and on a 3-master Cluster; then an independent verifier (the
 //! `openidconnect` crate) checks our ID tokens against our JWKS, and Redis-only checks
 //! count the commands hostile JWTs cost (none).
@@ -17,7 +17,7 @@ use common::{Client, TestStore};
 use tower_redis_session::tokens::{
     IssueOptions, JwtKey, JwtKeys, TokenConfig, TokenError, TokenStore, Tokens,
 };
-use tower_redis_session::{Session, SessionConfig, SessionLayer};
+use tower_redis_session::{Session, SessionConfig, SessionDetails, SessionLayer};
 
 const ISSUER: &str = "https://auth.example.test";
 const RS256_PEM: &[u8] = include_bytes!("fixtures/rs256-test-key.pem");
@@ -49,7 +49,7 @@ macro_rules! all_cases {
             id_token_for_openid_scope, id_token_is_not_an_access_token,
             id_token_ends_with_its_family, id_token_ends_with_its_session,
             id_token_has_its_own_ttl, bearer_requests_keep_the_session_alive,
-            rs256_and_es256_sign_and_rotate,
+            rs256_and_es256_sign_and_rotate, session_details_are_listed_and_in_events,
         );
     };
 }
@@ -362,6 +362,107 @@ mod cases {
                 .with_session_layer(&other),
             Err(tower_redis_session::ConfigError::NamespaceMismatch { .. })
         ));
+    }
+
+    pub async fn session_details_are_listed_and_in_events<S: TestStore + TokenStore>(s: S) {
+        use std::sync::{Arc, Mutex};
+        use tower_redis_session::events::{EventKind, SessionEvent};
+        let seen: Arc<Mutex<Vec<SessionEvent>>> = Arc::default();
+        let hook = {
+            let seen = seen.clone();
+            move |e: &SessionEvent| seen.lock().unwrap().push(e.clone())
+        };
+        let layer = SessionLayer::new(s, SessionConfig::default())
+            .unwrap()
+            .with_events(hook);
+        let details = |device: &str| {
+            SessionDetails::new()
+                .with("device", device)
+                .unwrap()
+                .with("city", "Lyon")
+                .unwrap()
+        };
+        let app = routes::routes()
+            .route(
+                "/login-laptop",
+                post(move |session: Session| async move {
+                    // Before the login: written with it, in the same store call.
+                    session.set_details(details("Laptop")).await?;
+                    session.login("alice").await?;
+                    Ok::<_, tower_redis_session::SessionError>("ok")
+                }),
+            )
+            .route(
+                "/rename",
+                post(|session: Session| async move {
+                    let mut d = session.details().await?;
+                    d.insert("device", "Work laptop").unwrap();
+                    session.set_details(d).await?;
+                    Ok::<_, tower_redis_session::SessionError>("ok")
+                }),
+            )
+            .route(
+                "/clear",
+                post(|session: Session| async move {
+                    session.set_details(SessionDetails::new()).await?;
+                    Ok::<_, tower_redis_session::SessionError>("ok")
+                }),
+            )
+            .route(
+                "/mine",
+                axum::routing::get(|session: Session| async move {
+                    let d = session.details().await?;
+                    Ok::<_, tower_redis_session::SessionError>(
+                        d.get("device").unwrap_or("-").to_owned(),
+                    )
+                }),
+            )
+            .layer(layer.clone());
+        let mut laptop = Client::new(app.clone());
+        assert_eq!(laptop.post("/login-laptop").await.status, 200);
+        let mut phone = login(&app, "alice").await;
+        assert_eq!(laptop.get("/mine").await.body, "Laptop");
+        assert_eq!(phone.get("/mine").await.body, "-");
+
+        let devices = |list: Vec<tower_redis_session::SessionInfo>| {
+            let mut d: Vec<Option<String>> = list
+                .iter()
+                .map(|s| s.details().get("device").map(str::to_owned))
+                .collect();
+            d.sort();
+            d
+        };
+        let list = layer.users().list("alice").await.unwrap();
+        assert_eq!(devices(list.clone()), [None, Some("Laptop".to_owned())]);
+        let with = list.iter().find(|s| !s.details().is_empty()).unwrap();
+        assert_eq!(with.details().get("city"), Some("Lyon"));
+        let json = serde_json::to_value(with).unwrap();
+        assert_eq!(json["details"]["device"], "Laptop", "{json}");
+
+        // Changed later, then removed.
+        assert_eq!(laptop.post("/rename").await.status, 200);
+        assert_eq!(laptop.get("/mine").await.body, "Work laptop");
+        let list = layer.users().list("alice").await.unwrap();
+        assert_eq!(devices(list), [None, Some("Work laptop".to_owned())]);
+        assert_eq!(laptop.post("/logout").await.status, 200);
+        assert_eq!(phone.post("/clear").await.status, 200);
+        assert_eq!(phone.get("/mine").await.body, "-");
+
+        // The login event carries them; the other device's does not.
+        layer.flush_events().await;
+        let events = seen.lock().unwrap().clone();
+        let logins: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Login)
+            .collect();
+        assert_eq!(logins.len(), 2, "{events:?}");
+        let device = |e: &SessionEvent| {
+            e.details
+                .as_ref()
+                .and_then(|d| d.get("device").map(str::to_owned))
+        };
+        assert_eq!(device(logins[0]).as_deref(), Some("Laptop"));
+        assert_eq!(device(logins[1]), None);
     }
 
     pub async fn rs256_and_es256_sign_and_rotate<S: TestStore + TokenStore>(s: S) {

@@ -86,6 +86,7 @@ impl Session {
         if let Some(e) = st.expiry {
             expiry_fields(&mut patch, e);
         }
+        details_fields(st, &mut patch, true);
         self.inner.meta.fields(&mut patch);
         let persistent = self.persistent(st, None);
         let written = self
@@ -93,7 +94,7 @@ impl Session {
             .await?;
         Ok(match written {
             (id, WriteOutcome::Written { ttl, .. }) => {
-                self.emit(EventKind::Created, Some(handle), None);
+                self.emit_own(EventKind::Created, Some(handle), None, st.details());
                 set_cookie(id, ttl, persistent)
             }
             (_, WriteOutcome::TooLarge { size }) => return Err(WriteFailure::TooLarge(size)),
@@ -124,6 +125,7 @@ impl Session {
                 }
             }
         }
+        details_fields(st, &mut patch, false);
         let persistent = self.persistent(st, Some(loaded));
         let key = id.key();
         if st.fate == Fate::NewId {
@@ -133,7 +135,8 @@ impl Session {
             return Ok(match self.write_new(generate, mode, &patch, clock).await? {
                 (new, WriteOutcome::Written { ttl, .. }) => {
                     let user = loaded.user.as_deref();
-                    self.emit(EventKind::IdRotated, Some(loaded.handle), user);
+                    let details = st.details();
+                    self.emit_own(EventKind::IdRotated, Some(loaded.handle), user, details);
                     set_cookie(new, ttl, persistent)
                 }
                 (_, WriteOutcome::TooLarge { size }) => {
@@ -162,7 +165,12 @@ impl Session {
         let outcome = store.write(&key, WriteMode::Update, &patch, clock).await?;
         if !changed && matches!(outcome, WriteOutcome::Written { .. }) {
             let user = loaded.user.as_deref();
-            self.emit(EventKind::Refreshed, Some(loaded.handle), user);
+            self.emit_own(
+                EventKind::Refreshed,
+                Some(loaded.handle),
+                user,
+                st.details(),
+            );
         }
         match outcome {
             // A browser-session cookie does not change when the TTL is reset.
@@ -221,6 +229,16 @@ pub(super) fn data_patch(st: &State, max_size: usize) -> Patch {
         }
     }
     patch
+}
+
+/// The details set in this request: stored as JSON, or removed when empty (a new
+/// record has nothing to remove).
+fn details_fields(st: &State, patch: &mut Patch, new: bool) {
+    match &st.details {
+        Some(d) if d.is_empty() && !new => patch.delete.push(record::DETAILS.to_owned()),
+        Some(d) if !d.is_empty() => patch.set.push((record::DETAILS.to_owned(), d.to_json())),
+        _ => {}
+    }
 }
 
 /// The fields of an expiry override other than the deadline (see [`deadline_ms`]).

@@ -104,6 +104,8 @@ impl Session {
         st.changes.clear();
         st.cleared = false;
         st.expiry = None;
+        // Written with the login: the new record holds them.
+        st.details = None;
         st.fate = Fate::Keep;
         // A request served as anonymous after a failed load (StoreDownPolicy::Anonymous)
         // that logs in has written a new session: its cookie must be sent.
@@ -114,11 +116,12 @@ impl Session {
             Load::Done(Some(l)) => Some(l.handle),
             _ => None,
         };
+        let details = st.details();
         if base.is_none() {
             // A login without a session before it stored a new one.
-            self.emit(EventKind::Created, handle, None);
+            self.emit_own(EventKind::Created, handle, None, details.clone());
         }
-        self.emit(EventKind::Login, handle, Some(user_id));
+        self.emit_own(EventKind::Login, handle, Some(user_id), details);
         Ok(())
     }
 
@@ -203,6 +206,13 @@ impl Session {
                 persistent.map(|p| if p { "1" } else { "0" }.to_owned()),
             ),
             (record::USER, Some(user_id.to_owned())),
+            (
+                record::DETAILS,
+                match &st.details {
+                    Some(d) => (!d.is_empty()).then(|| d.to_json()),
+                    None => base.and_then(|b| b.details.clone()),
+                },
+            ),
         ];
         for (field, value) in meta {
             if let Some(v) = value {

@@ -26,6 +26,7 @@ use self::state::{Fate, Load, State, parse_live};
 use crate::config::{Expiry, StoreDownPolicy};
 pub(crate) use crate::context::{Context, RequestMeta};
 use crate::cookie::Incoming;
+use crate::details::SessionDetails;
 use crate::error::SessionError;
 use crate::error::log_store_error;
 use crate::events::EventKind;
@@ -99,6 +100,21 @@ impl Session {
         self.inner
             .ctx
             .emit(kind, handle, user, Some(&self.inner.meta));
+    }
+
+    /// Queues an event about this request's session, with its details.
+    fn emit_own(
+        &self,
+        kind: EventKind,
+        handle: Option<SessionHandle>,
+        user: Option<&str>,
+        details: Option<SessionDetails>,
+    ) {
+        let ctx = &self.inner.ctx;
+        if let Some(mut event) = ctx.event(kind, handle, user, Some(&self.inner.meta)) {
+            event.details = details.filter(|d| !d.is_empty());
+            ctx.events.emit(event);
+        }
     }
 
     /// Locks the state and loads the record on first use (one store read).
@@ -286,6 +302,32 @@ impl Session {
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
         let mut st = self.loaded().await?;
         st.expiry = Some(expiry);
+        Ok(())
+    }
+
+    /// The application's display details of this session: those set in this request,
+    /// else the stored ones (empty when none).
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn details(&self) -> Result<SessionDetails, SessionError> {
+        let st = self.loaded().await?;
+        Ok(st.details().unwrap_or_default())
+    }
+
+    /// Attaches display details to this session (e.g. a device name, a coarse location
+    /// the application resolved), replacing any it had; empty details remove them.
+    /// Shown by [`user_sessions`](Self::user_sessions) and
+    /// [`Users::list`](crate::Users::list), and carried by this session's later
+    /// events. Call it at [`login`](Self::login) (before or after) or any time later;
+    /// written after the handler with the session's other changes. Details alone do
+    /// not create a session that has no data.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn set_details(&self, details: SessionDetails) -> Result<(), SessionError> {
+        let mut st = self.loaded().await?;
+        st.details = Some(details);
         Ok(())
     }
 }

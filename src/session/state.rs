@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Expiry;
+use crate::details::SessionDetails;
 use crate::error::log_store_error;
 use crate::error::{SessionError, StoreError};
 use crate::id::{SessionHandle, SessionId};
@@ -64,9 +65,22 @@ pub(super) struct State {
     pub(super) accessed: bool,
     /// The handle a new session will get.
     pub(super) new_handle: Option<SessionHandle>,
+    /// Details set in this request (empty: remove them).
+    pub(super) details: Option<SessionDetails>,
 }
 
 impl State {
+    /// The session's details: set in this request, else stored.
+    pub(super) fn details(&self) -> Option<SessionDetails> {
+        if let Some(d) = &self.details {
+            return Some(d.clone());
+        }
+        match &self.load {
+            Load::Done(Some(l)) => l.details.as_deref().map(SessionDetails::from_json),
+            _ => None,
+        }
+    }
+
     /// The session no longer exists: answer with a removal cookie unless a new one is
     /// created later in the request.
     pub(super) fn ended(&mut self) {

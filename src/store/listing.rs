@@ -93,6 +93,7 @@ pub struct SessionInfo {
     last_active_ms: i64,
     ip: Option<String>,
     user_agent: Option<String>,
+    details: crate::SessionDetails,
     current: bool,
 }
 
@@ -115,9 +116,18 @@ impl SessionInfo {
                 last_active_ms,
                 ip,
                 user_agent,
+                details: crate::SessionDetails::default(),
                 current: false,
             }
         }
+    }
+
+    /// With the stored details (JSON), if any.
+    pub(crate) fn with_details(mut self, raw: Option<&str>) -> Self {
+        self.details = raw
+            .map(crate::SessionDetails::from_json)
+            .unwrap_or_default();
+        self
     }
 
     /// The public handle: pass it to [`Users::revoke`](crate::users::Users::revoke) or
@@ -144,6 +154,12 @@ impl SessionInfo {
     /// The user agent at creation or login, if sent.
     pub fn user_agent(&self) -> Option<&str> {
         self.user_agent.as_deref()
+    }
+
+    /// The application's display details ([`Session::set_details`](crate::Session::set_details));
+    /// empty when none were set. For display only.
+    pub fn details(&self) -> &crate::SessionDetails {
+        &self.details
     }
 
     /// Whether this is the session of the current request.

@@ -16,6 +16,7 @@
 //! | `m:u` | user id, once logged in (never in the cookie) |
 //! | `m:ip` | client IP at creation or login |
 //! | `m:ua` | user agent at creation or login (at most 256 bytes) |
+//! | `m:x` | the application's display details ([`SessionDetails`](crate::SessionDetails)), a JSON object |
 //!
 //! `m:e` lets a read know the remaining TTL from the one read it already makes, instead
 //! of a second `PTTL` command.
@@ -57,6 +58,7 @@ pub(crate) const PERSISTENT: &str = "m:p";
 pub(crate) const USER: &str = "m:u";
 pub(crate) const IP: &str = "m:ip";
 pub(crate) const USER_AGENT: &str = "m:ua";
+pub(crate) const DETAILS: &str = "m:x";
 /// Redis: the packed times and TTL inputs (module docs).
 pub(crate) const TIMES_FIELD: &str = "m:t";
 /// Redis: the packed creation time and handle (module docs).
@@ -95,6 +97,7 @@ pub(crate) const FIELDS: &[&str] = &[
     USER,
     IP,
     USER_AGENT,
+    DETAILS,
     TIMES_FIELD,
     IDENTITY_FIELD,
 ];
@@ -345,6 +348,8 @@ pub(crate) struct Loaded {
     pub(crate) idle_ms: Option<i64>,
     pub(crate) persistent: Option<bool>,
     pub(crate) user: Option<String>,
+    /// The stored details (JSON), if any.
+    pub(crate) details: Option<String>,
 }
 
 impl Loaded {
@@ -360,6 +365,7 @@ impl Loaded {
         let idle_ms = int(IDLE);
         let persistent = meta(f, PERSISTENT).map(|v| v == "1");
         let user = fields.remove(USER);
+        let details = fields.remove(DETAILS);
         let data = fields
             .drain()
             .filter_map(|(k, v)| k.strip_prefix(DATA_PREFIX).map(|k| (k.to_owned(), v)))
@@ -373,6 +379,7 @@ impl Loaded {
             idle_ms,
             persistent,
             user,
+            details,
         })
     }
 }

@@ -17,7 +17,7 @@ use crate::config::LimitPolicy;
 use crate::error::{ConfigError, StoreError};
 use crate::id::user_tag;
 use crate::id::{SessionHandle, SessionKey};
-use crate::store::record::{CREATED, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
+use crate::store::record::{CREATED, DETAILS, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
 
 mod tokens;
 
@@ -473,14 +473,17 @@ impl SessionStore for MemoryStore {
             .skip(start)
             .take(PAGE_SIZE)
             .filter_map(|((_, k), e)| {
-                Some(SessionInfo::from_parts(
-                    k.hash().to_owned(),
-                    e.handle()?,
-                    e.int(CREATED),
-                    e.int(LAST_SEEN),
-                    e.fields.get(IP).cloned(),
-                    e.fields.get(USER_AGENT).cloned(),
-                ))
+                Some(
+                    SessionInfo::from_parts(
+                        k.hash().to_owned(),
+                        e.handle()?,
+                        e.int(CREATED),
+                        e.int(LAST_SEEN),
+                        e.fields.get(IP).cloned(),
+                        e.fields.get(USER_AGENT).cloned(),
+                    )
+                    .with_details(e.fields.get(DETAILS).map(String::as_str)),
+                )
             })
             .collect();
         let end = start.saturating_add(PAGE_SIZE);

@@ -437,16 +437,17 @@ impl List<'_> {
         };
         let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
         let sessions = flat
-            .chunks_exact(6)
+            .chunks_exact(7)
             .filter_map(|r| {
-                Some(SessionInfo::from_parts(
+                let info = SessionInfo::from_parts(
                     r[0].clone(),
                     SessionHandle::parse(&r[1])?,
                     r[2].parse().unwrap_or(0),
                     r[3].parse().unwrap_or(0),
                     opt(&r[4]),
                     opt(&r[5]),
-                ))
+                );
+                Some(info.with_details((!r[6].is_empty()).then_some(r[6].as_str())))
             })
             .collect();
         Ok(SessionPage::new(sessions, next))

@@ -4,8 +4,9 @@
 -- ARGV[2] now, Unix ms; ARGV[3] the user id; ARGV[4] the event stream key ('' = none);
 -- ARGV[5] its approximate MAXLEN; ARGV[6] the page's first rank in the index;
 -- ARGV[7] the page size (at most USER_BATCH).
--- Returns the next page's first rank ('' after the last page), then 6 strings per
--- session: member, handle, created, last seen, ip, user agent ('' when absent).
+-- Returns the next page's first rank ('' after the last page), then 7 strings per
+-- session: member, handle, created, last seen, ip, user agent, details ('' when
+-- absent).
 STREAM, MAXLEN = ARGV[4], ARGV[5]
 prune(KEYS[1], ARGV[2])
 local offset = tonumber(ARGV[6])
@@ -14,7 +15,7 @@ local members = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
 local out = {''}
 local kept = 0
 for _, m in ipairs(members) do
-  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:t', 'm:ip', 'm:ua')
+  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:t', 'm:ip', 'm:ua', 'm:x')
   if not f[1] then
     redis.call('ZREM', KEYS[1], m)
     expired(KEYS[1] .. 'h', m, ARGV[2])
@@ -28,6 +29,7 @@ for _, m in ipairs(members) do
       out[#out + 1] = times[T_S] or ''
       out[#out + 1] = f[4] or ''
       out[#out + 1] = f[5] or ''
+      out[#out + 1] = f[6] or ''
     end
   end
 end

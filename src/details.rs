@@ -1,0 +1,183 @@
+//! Display details an application attaches to a session ([`SessionDetails`]): a device
+//! name, a coarse location it resolved. Shown in session listings and events; never used
+//! for any decision this crate makes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A small, bounded set of display fields of a session (at most
+/// [`MAX_FIELDS`](Self::MAX_FIELDS) names of up to [`MAX_NAME`](Self::MAX_NAME) bytes
+/// of ASCII letters, digits, `_`, `-` and `.`, each with a value of 1 to
+/// [`MAX_VALUE`](Self::MAX_VALUE) bytes of text without control characters).
+///
+/// Set with [`Session::set_details`](crate::Session::set_details) at login or later;
+/// shown by [`SessionInfo::details`](crate::SessionInfo::details) and in
+/// [`SessionEvent::details`](crate::events::SessionEvent::details). They are whatever
+/// the application says: display them, never trust them.
+///
+/// ```
+/// use tower_redis_session::SessionDetails;
+/// let d = SessionDetails::new().with("device", "Alice's phone")?.with("city", "Lyon")?;
+/// assert_eq!(d.get("device"), Some("Alice's phone"));
+/// # Ok::<(), tower_redis_session::InvalidDetails>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct SessionDetails {
+    fields: BTreeMap<String, String>,
+}
+
+/// Why a detail was refused; nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidDetails {
+    /// More than [`SessionDetails::MAX_FIELDS`] fields.
+    #[error("at most {} session details", SessionDetails::MAX_FIELDS)]
+    TooMany,
+    /// The name is empty, too long, or has a character other than ASCII letters,
+    /// digits, `_`, `-` and `.`.
+    #[error("invalid session detail name")]
+    Name,
+    /// The value is empty, too long, or has a control character.
+    #[error("invalid session detail value")]
+    Value,
+}
+
+impl SessionDetails {
+    /// Most fields.
+    pub const MAX_FIELDS: usize = 8;
+    /// Longest name, in bytes.
+    pub const MAX_NAME: usize = 32;
+    /// Longest value, in bytes.
+    pub const MAX_VALUE: usize = 128;
+
+    /// No details.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With `name` set to `value`.
+    ///
+    /// # Errors
+    /// [`InvalidDetails`] if the name or value breaks the limits, or there would be
+    /// more than [`MAX_FIELDS`](Self::MAX_FIELDS) fields.
+    pub fn with(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, InvalidDetails> {
+        self.insert(name, value)?;
+        Ok(self)
+    }
+
+    /// Sets `name` to `value`.
+    ///
+    /// # Errors
+    /// As [`with`](Self::with); the details are unchanged on error.
+    pub fn insert(
+        &mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), InvalidDetails> {
+        let (name, value) = (name.into(), value.into());
+        check(&name, &value)?;
+        if self.fields.len() >= Self::MAX_FIELDS && !self.fields.contains_key(&name) {
+            return Err(InvalidDetails::TooMany);
+        }
+        self.fields.insert(name, value);
+        Ok(())
+    }
+
+    /// Removes `name`; returns its value.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.fields.remove(name)
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    /// The fields, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// As stored: a JSON object.
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(&self.fields).unwrap_or_default()
+    }
+
+    /// From the stored JSON; anything that breaks the limits (a record written by
+    /// something else) is dropped rather than shown.
+    pub(crate) fn from_json(raw: &str) -> Self {
+        let fields: BTreeMap<String, String> = serde_json::from_str(raw).unwrap_or_default();
+        let mut d = Self::new();
+        for (k, v) in fields {
+            if d.insert(k, v).is_err() {
+                return Self::new();
+            }
+        }
+        d
+    }
+}
+
+fn check(name: &str, value: &str) -> Result<(), InvalidDetails> {
+    let name_char = |b: u8| b.is_ascii_alphanumeric() || b"_-.".contains(&b);
+    if name.is_empty() || name.len() > SessionDetails::MAX_NAME || !name.bytes().all(name_char) {
+        return Err(InvalidDetails::Name);
+    }
+    if value.is_empty()
+        || value.len() > SessionDetails::MAX_VALUE
+        || value.chars().any(char::is_control)
+    {
+        return Err(InvalidDetails::Value);
+    }
+    Ok(())
+}
+
+impl fmt::Debug for SessionDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits() {
+        let mut d = SessionDetails::new();
+        for i in 0..SessionDetails::MAX_FIELDS {
+            d.insert(format!("k{i}"), "v").unwrap();
+        }
+        assert_eq!(d.insert("one-more", "v"), Err(InvalidDetails::TooMany));
+        d.insert("k0", "replaced").unwrap();
+        assert_eq!(d.get("k0"), Some("replaced"));
+        for (name, value, err) in [
+            ("", "v", InvalidDetails::Name),
+            ("a b", "v", InvalidDetails::Name),
+            ("é", "v", InvalidDetails::Name),
+            (&"n".repeat(33), "v", InvalidDetails::Name),
+            ("n", "", InvalidDetails::Value),
+            ("n", "a\nb", InvalidDetails::Value),
+            ("n", &"v".repeat(129), InvalidDetails::Value),
+        ] {
+            assert_eq!(
+                SessionDetails::new().with(name, value),
+                Err(err),
+                "{name:?}"
+            );
+        }
+        let ok = SessionDetails::new().with("city", "Zürich").unwrap();
+        assert_eq!(SessionDetails::from_json(&ok.to_json()), ok);
+        assert!(SessionDetails::from_json("not json").is_empty());
+        assert!(SessionDetails::from_json(r#"{"a b":"x"}"#).is_empty());
+    }
+}
