@@ -30,7 +30,14 @@
 //!   errors, and gives handlers the [`TokenClaims`].
 //! - **JWT access tokens** (feature `jwt`, `Tokens::with_jwt`): signature and expiry
 //!   are checked first, so forged tokens cost no Redis command; then the token must still
-//!   be live in Redis.
+//!   be live in Redis. Keys (`JwtKey`: RS256, ES256, HS256) carry a key id; several can
+//!   verify at once (rotation) and the public ones are published by `Tokens::jwks`.
+//! - **OpenID Connect ID tokens** (feature `jwt`): a scope holding `openid` also issues
+//!   an ID token whose `jti` lives in Redis with its own TTL and ends with its family
+//!   (`Tokens::verify_id_token` checks signature, claims, then Redis).
+//! - **Bearer requests keep their session alive**
+//!   ([`with_session_layer`](Tokens::with_session_layer)): under the same threshold rule
+//!   as cookie reads.
 //!
 //! ```rust,no_run
 //! use axum::{Json, Router, routing::{get, post}};
@@ -435,7 +442,7 @@ const MAX_PARAMETER: usize = 256;
 impl IssueOptions {
     /// A scope carried by every token of the family (RFC 6749 §3.3). A scope holding
     /// `openid` also issues an OpenID Connect ID token (feature `jwt`; needs a
-    /// [`client_id`](Self::client_id) and [`JwtKeys`] with an issuer).
+    /// [`client_id`](Self::client_id) and `JwtKeys` with an issuer).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
@@ -530,7 +537,7 @@ pub enum TokenError {
     #[error("invalid request parameter: {0}")]
     InvalidRequest(&'static str),
     /// The scope asks for an OpenID Connect ID token, but this `Tokens` cannot sign one
-    /// (no feature `jwt`, no [`JwtKeys`], or keys without an issuer). Nothing was
+    /// (no feature `jwt`, no `JwtKeys`, or keys without an issuer). Nothing was
     /// issued.
     #[error("ID tokens are not configured: {0}")]
     IdTokenUnavailable(&'static str),
