@@ -32,7 +32,7 @@ const MAX_KID: usize = 128;
 ///
 /// ```
 /// use tower_redis_session::tokens::JwtKey;
-/// let key = JwtKey::hs256(&[7u8; 32])?.with_kid("2026-12");
+/// let key = JwtKey::hs256(&[7u8; 32])?.with_kid("2026-12")?;
 /// assert_eq!(key.kid(), Some("2026-12"));
 /// # Ok::<(), tower_redis_session::ConfigError>(())
 /// ```

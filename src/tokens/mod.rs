@@ -82,7 +82,8 @@ use crate::error::{ConfigError, InvalidUserId, SessionError, StoreError};
 use crate::id::SessionHandle;
 use crate::session::Session;
 use crate::store::tokens::{
-    self as store, Backend, Issue, IssueOutcome, Lookup, Refresh, RefreshOutcome, Target, Ttls,
+    self as store, AccessRecord, Backend, Issue, IssueOutcome, Lookup, Refresh, RefreshOutcome,
+    Target, Ttls,
 };
 use crate::store::{MemoryStore, RedisStore};
 use crate::time::{now_ms, system_time as time};
@@ -666,7 +667,7 @@ impl Tokens {
     /// Refreshes the session `record` is bound to when it is below the threshold (see
     /// [`with_session_layer`](Self::with_session_layer)). A failed refresh does not fail
     /// the request: the token is valid; it is logged and counted as a store error.
-    async fn keep_alive(&self, record: &store::AccessRecord) {
+    async fn keep_alive(&self, record: &AccessRecord) {
         let (Some(ctx), Some(bound)) = (&self.sessions, &record.bound) else {
             return;
         };
@@ -963,18 +964,7 @@ impl Tokens {
             }
             None => access_token,
         };
-        let token = Opaque::parse(access_token)
-            .filter(|t| t.kind() == Kind::Access)
-            .ok_or(TokenError::InvalidToken)?;
-        if !token.verify(&self.check_key().await?) {
-            return Err(TokenError::InvalidToken);
-        }
-        let stored = token.stored();
-        let record = self
-            .backend
-            .authenticate(&stored.tag, Lookup::Access, &stored.hash, now_ms())
-            .await?
-            .ok_or(TokenError::InvalidToken)?;
+        let record = self.look_up(access_token, Lookup::Access).await?;
         self.keep_alive(&record).await;
         Ok(TokenClaims {
             user_id: record.user,
@@ -984,6 +974,26 @@ impl Tokens {
             issued_ms: record.issued_ms,
             expires_ms: record.expires_ms,
         })
+    }
+
+    /// The live record of an opaque access token or ID-token handle: the exact format
+    /// and its check (no I/O), then one lookup in the store.
+    async fn look_up(&self, token: &str, kind: Lookup) -> Result<AccessRecord, TokenError> {
+        let want = match kind {
+            Lookup::Access => Kind::Access,
+            Lookup::Id => Kind::Id,
+        };
+        let token = Opaque::parse(token)
+            .filter(|t| t.kind() == want)
+            .ok_or(TokenError::InvalidToken)?;
+        if !token.verify(&self.check_key().await?) {
+            return Err(TokenError::InvalidToken);
+        }
+        let stored = token.stored();
+        self.backend
+            .authenticate(&stored.tag, kind, &stored.hash, now_ms())
+            .await?
+            .ok_or(TokenError::InvalidToken)
     }
 
     /// Checks an OpenID Connect ID token issued by these `Tokens`: signature (by its
@@ -1016,17 +1026,7 @@ impl Tokens {
         let claims = keys
             .verify_id(id_token, expected_audience)
             .ok_or(TokenError::InvalidToken)?;
-        let token = Opaque::parse(&claims.jti)
-            .filter(|t| t.kind() == Kind::Id)
-            .ok_or(TokenError::InvalidToken)?;
-        if !token.verify(&self.check_key().await?) {
-            return Err(TokenError::InvalidToken);
-        }
-        let stored = token.stored();
-        let record = self
-            .backend
-            .authenticate(&stored.tag, Lookup::Id, &stored.hash, now_ms())
-            .await?
+        let record = Some(self.look_up(&claims.jti, Lookup::Id).await?)
             .filter(|r| r.user == claims.sub)
             .ok_or(TokenError::InvalidToken)?;
         Ok(IdTokenClaims {
