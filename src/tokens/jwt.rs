@@ -57,6 +57,15 @@ impl fmt::Debug for JwtKey {
     }
 }
 
+/// Makes `jsonwebtoken`'s RustCrypto provider the process default unless one is chosen
+/// already. `jsonwebtoken` picks its provider from its crate features, and panics on
+/// first use when both of its providers are enabled (another crate of the application
+/// may enable the other): choosing one when keys are built keeps that panic off the
+/// request path.
+fn choose_provider() {
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
 fn bad_key(_: jsonwebtoken::errors::Error) -> ConfigError {
     ConfigError::JwtKey("the key could not be read (wrong format or algorithm)")
 }
@@ -68,6 +77,7 @@ impl JwtKey {
     /// # Errors
     /// [`ConfigError::JwtKey`] if the secret is shorter than 32 bytes.
     pub fn hs256(secret: &[u8]) -> Result<Self, ConfigError> {
+        choose_provider();
         if secret.len() < 32 {
             return Err(ConfigError::JwtKey(
                 "an HS256 secret needs at least 32 bytes",
@@ -119,6 +129,7 @@ impl JwtKey {
     /// [`ConfigError::JwtKey`] if the JWK has no `alg` or `kid`, holds a shared
     /// secret, or is not a key `jsonwebtoken` can verify with.
     pub fn from_public_jwk(jwk: &Jwk) -> Result<Self, ConfigError> {
+        choose_provider();
         let algorithm = jwk
             .common
             .key_algorithm
@@ -147,6 +158,7 @@ impl JwtKey {
     }
 
     fn asymmetric(algorithm: Algorithm, encoding: EncodingKey) -> Result<Self, ConfigError> {
+        choose_provider();
         let jwk = Jwk::from_encoding_key(&encoding, algorithm).map_err(bad_key)?;
         let decoding = DecodingKey::from_jwk(&jwk).map_err(bad_key)?;
         let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(bad_key)?;
