@@ -1,6 +1,6 @@
 //! A small login app: login form, a page showing the session, a counter, logout, a
-//! "your sessions" page (every device the user is logged in on, with revoke buttons and
-//! "sign out everywhere"), and an "activity" page (the user's session events: logins,
+//! "your sessions" page (every device the user is logged in on, named as the user chose
+//! at login, with revoke buttons and "sign out everywhere"), and an "activity" page (the user's session events: logins,
 //! logouts, revocations, expiries). At most 5 sessions per user; a 6th login signs out
 //! the least recently active one.
 //!
@@ -35,8 +35,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_redis_session::events::SessionEvent;
 use tower_redis_session::{
-    Expiry, LimitPolicy, MemoryStore, Session, SessionConfig, SessionError, SessionHandle,
-    SessionLayer,
+    Expiry, LimitPolicy, MemoryStore, Session, SessionConfig, SessionDetails, SessionError,
+    SessionHandle, SessionLayer,
 };
 
 #[derive(Deserialize)]
@@ -48,6 +48,8 @@ struct Revoke {
 struct Login {
     user: String,
     remember: Option<String>,
+    /// A name for this device, shown on the sessions page (a session detail).
+    device: Option<String>,
 }
 
 fn escape(s: &str) -> String {
@@ -77,6 +79,7 @@ async fn home(session: Session, Query(done): Query<Done>) -> Result<Html<String>
              <form method=post action=/count><button>Count anonymously</button></form>\
              <form method=post action=/login>\
              <input name=user placeholder=name required maxlength=64> \
+             <input name=device placeholder=\"device name (optional)\" maxlength=64> \
              <label><input type=checkbox name=remember> remember me (30 days)</label> \
              <button>Log in</button></form>",
             notice(&done, "session")
@@ -197,8 +200,14 @@ async fn sessions(session: Session, Query(done): Query<Done>) -> Result<Response
             )
         };
         let ua = s.user_agent().unwrap_or("unknown");
+        // The name the user gave this device at login (a session detail), if any.
+        let named = s
+            .details()
+            .get("device")
+            .map(|name| format!("<b>{}</b> · ", escape(name)))
+            .unwrap_or_default();
         rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            "<tr><td><code>{}</code></td><td title=\"{}\">{named}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
             s.handle(),
             escape(ua),
             escape(&device(ua)),
@@ -355,6 +364,16 @@ async fn login(session: Session, Form(form): Form<Login>) -> Result<Response, Se
         session
             .set_expiry(Expiry::remember_me(Duration::from_secs(30 * 86_400)))
             .await?;
+    }
+    // Display only: a name that breaks the detail limits is simply not kept.
+    let named = form
+        .device
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .and_then(|d| SessionDetails::new().with("device", d).ok());
+    if let Some(details) = named {
+        session.set_details(details).await?;
     }
     // Moves the session (and its counter) to a new id in the user's slot: an id
     // planted before login is useless after it.

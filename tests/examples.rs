@@ -216,7 +216,7 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
         .send_form(
             post.clone(),
             "/login",
-            Some("user=%3Cb%3Ealice&remember=on"),
+            Some("user=%3Cb%3Ealice&remember=on&device=%3Ci%3Edesk"),
         )
         .await;
     assert_eq!(status, 303);
@@ -243,6 +243,10 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
         "client IP from ConnectInfo: {page}"
     );
     assert!(page.contains("this device"));
+    assert!(
+        page.contains("<b>&lt;i&gt;desk</b> · "),
+        "the device name, escaped: {page}"
+    );
     let (status, _) = b
         .send_form(post.clone(), "/sessions/others", Some(""))
         .await;
@@ -584,7 +588,8 @@ async fn api_tokens_over_http_against_real_redis() {
 }
 
 /// The demo in a real headless Chromium (two profiles: two devices): anonymous counter,
-/// login with "remember me" (the cookie is persistent, HttpOnly and Secure), the
+/// login with "remember me" and a device name (the cookie is persistent, HttpOnly and
+/// Secure), the
 /// sessions page listing both devices, "sign out other devices", the other device
 /// signed out on its next page, the activity page, logout. Screenshots go to
 /// `target/browser-artifacts/`. Skipped, saying why, only where no browser is installed
@@ -621,6 +626,8 @@ async fn demo_in_a_real_browser() {
     // Login with "remember me": the counter moves with the session.
     let user = laptop.find("input[name=user]").await;
     laptop.type_into(&user, "grace").await;
+    let device = laptop.find("input[name=device]").await;
+    laptop.type_into(&device, "Grace's laptop").await;
     let remember = laptop.find("input[name=remember]").await;
     laptop.click(&remember).await;
     laptop.click_button("Log in").await;
@@ -664,6 +671,12 @@ async fn demo_in_a_real_browser() {
     );
     assert!(page.contains("title=\"Mozilla/5.0"), "{page}");
     assert!(text.contains("just now"), "{text}");
+    // The laptop's name, given at login (a session detail); the phone has none.
+    assert_eq!(text.matches("Grace's laptop").count(), 1, "{text}");
+    assert!(
+        page.contains("<b>Grace's laptop</b> · Chrome (headless) on Linux"),
+        "{page}"
+    );
     laptop.screenshot(&shot("3-two-devices")).await;
 
     laptop.click_button("Sign out all other devices").await;
