@@ -38,6 +38,7 @@
 //!     ip         text,
 //!     user_agent text,
 //!     family     text,                  -- token events: the token family
+//!     details    text,                  -- the session's details (JSON), if any
 //!     PRIMARY KEY (namespace, event_id)
 //! );
 //! CREATE TABLE session_audit_dead (      -- entries PostgreSQL refused
@@ -194,9 +195,11 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS session_audit (
     ip         text,
     user_agent text,
     family     text,
+    details    text,
     PRIMARY KEY (namespace, event_id)
 );
 ALTER TABLE session_audit ADD COLUMN IF NOT EXISTS family text;
+ALTER TABLE session_audit ADD COLUMN IF NOT EXISTS details text;
 CREATE INDEX IF NOT EXISTS session_audit_user ON session_audit (user_id, at);
 CREATE TABLE IF NOT EXISTS session_audit_dead (
     namespace  text        NOT NULL,
@@ -235,8 +238,8 @@ fn refused_as_data(e: &tokio_postgres::Error) -> bool {
 }
 
 const INSERT: &str = "INSERT INTO session_audit
-    (namespace, event_id, at, kind, reason, user_id, handle, ip, user_agent, family)
-    VALUES ($1, $2, to_timestamp($3::float8 / 1000), $4, $5, $6, $7, $8, $9, $10)
+    (namespace, event_id, at, kind, reason, user_id, handle, ip, user_agent, family, details)
+    VALUES ($1, $2, to_timestamp($3::float8 / 1000), $4, $5, $6, $7, $8, $9, $10, $11)
     ON CONFLICT (namespace, event_id) DO NOTHING";
 
 impl AuditWriter {
@@ -604,7 +607,7 @@ impl AuditWriter {
                 continue;
             };
             let at: i64 = e.get("at").and_then(|a| a.parse().ok()).unwrap_or(0);
-            let row: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            let row: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
                 &self.namespace,
                 &e.id,
                 &(at as f64),
@@ -615,6 +618,7 @@ impl AuditWriter {
                 &e.get("ip"),
                 &e.get("ua"),
                 &e.get("family"),
+                &e.get("details"),
             ];
             if !one_by_one {
                 tx.execute(&stmt, &row).await?;

@@ -71,6 +71,67 @@ async fn row_ids(db: &tokio_postgres::Client, ns: &str) -> Vec<String> {
     }
 }
 
+/// A session's details (`Session::set_details`) travel with its events: into the stream
+/// entry written by the same script, then into the audit row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_details_reach_the_stream_and_the_table() {
+    use axum::routing::post;
+    use tower_redis_session::{Session, SessionDetails, SessionError};
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let store = RedisStore::from_url(&redis.url())
+        .unwrap()
+        .with_namespace("audit-details")
+        .unwrap()
+        .with_event_stream(1000)
+        .unwrap();
+    let app = routes::routes()
+        .route(
+            "/named",
+            post(|session: Session| async move {
+                let details = SessionDetails::new().with("device", "desk").unwrap();
+                session.set_details(details).await?;
+                session.login("dora").await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
+    let mut c = Client::new(app.clone());
+    assert_eq!(c.post("/named").await.status, 200);
+    assert_eq!(c.post("/logout").await.status, 200);
+    let entries = common::stores::stream_entries(&redis.url(), "audit-details:events").await;
+    let with_details = entries
+        .iter()
+        .filter(|(_, f)| f.get("details").map(String::as_str) == Some(r#"{"device":"desk"}"#))
+        .count();
+    assert_eq!(with_details, 3, "created, login, logout: {entries:?}");
+
+    let mut writer = AuditWriter::connect(&redis.url(), "audit-details", &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+    while writer.step().await.unwrap() > 0 {}
+    let db = pg(&postgres).await;
+    let rows = db
+        .query(
+            "SELECT kind, details FROM session_audit WHERE namespace = 'audit-details' \
+             ORDER BY event_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let desk = Some(r#"{"device":"desk"}"#.to_owned());
+    assert_eq!(
+        got,
+        [
+            ("created".to_owned(), desk.clone()),
+            ("login".to_owned(), desk.clone()),
+            ("logout".to_owned(), desk),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_row_per_event_with_its_fields() {
     let redis = RedisServer::start();

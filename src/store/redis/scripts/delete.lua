@@ -5,12 +5,12 @@
 -- ms; ARGV[3] the event stream key ('' = none); ARGV[4] its approximate MAXLEN.
 -- Returns {handle, user} ('' when absent) if the session existed, else {}.
 STREAM, MAXLEN = ARGV[3], ARGV[4]
-local m = redis.call('HMGET', KEYS[1], 'm:n', 'm:u', 'm:ip', 'm:ua')
+local m = redis.call('HMGET', KEYS[1], 'm:n', 'm:u', 'm:ip', 'm:ua', 'm:x')
 m[1] = handle_of(m[1])
 if redis.call('DEL', KEYS[1]) == 0 then return {} end
 if m[2] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   unmap_handle(KEYS[2] .. 'h', ARGV[1], m[1])
 end
-xadd(ARGV[2], 'logout', '', m[1], m[2], m[3], m[4])
+xadd(ARGV[2], 'logout', '', m[1], m[2], m[3], m[4], m[5])
 return {m[1] or '', m[2] or ''}

@@ -44,11 +44,18 @@ local function unmap_handle(uh, member, handle)
   end
 end
 
-local function xadd(now, kind, reason, handle, user, ip, ua)
+-- Appends an event; `details` (the session's m:x, JSON) only when it has some.
+local function xadd(now, kind, reason, handle, user, ip, ua, details)
   if STREAM == '' then return end
-  redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'kind', kind, 'reason', reason,
-    'handle', handle or '', 'user', user or '', 'ip', ip or '', 'ua', ua or '',
-    'at', now)
+  if details and details ~= '' then
+    redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'kind', kind, 'reason', reason,
+      'handle', handle or '', 'user', user or '', 'ip', ip or '', 'ua', ua or '',
+      'at', now, 'details', details)
+  else
+    redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'kind', kind, 'reason', reason,
+      'handle', handle or '', 'user', user or '', 'ip', ip or '', 'ua', ua or '',
+      'at', now)
+  end
 end
 
 -- Reports (once) that index member `member` of the slot whose handle map is `uh`

@@ -22,12 +22,12 @@ local function revoke(m, f)
   redis.call('DEL', ARGV[1] .. m)
   redis.call('ZREM', index, m)
   unmap_handle(uh, m, f[2])
-  xadd(ARGV[2], 'revoked', reason, f[2], f[1], f[3], f[4])
+  xadd(ARGV[2], 'revoked', reason, f[2], f[1], f[3], f[4], f[5])
   out[#out + 1] = f[2]
 end
 
 local function fields(m)
-  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:ip', 'm:ua')
+  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:ip', 'm:ua', 'm:x')
   f[2] = handle_of(f[2])
   return f
 end

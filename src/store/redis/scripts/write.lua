@@ -90,13 +90,13 @@ if mode == MODE_LOGIN then
       end)
       for i = 1, #live - limit + 1 do
         local k = prefix .. live[i][1]
-        local f = redis.call('HMGET', k, 'm:n', 'm:u', 'm:ip', 'm:ua')
+        local f = redis.call('HMGET', k, 'm:n', 'm:u', 'm:ip', 'm:ua', 'm:x')
         f[1] = handle_of(f[1])
         if f[1] then evicted[#evicted + 1] = f[1] end
         redis.call('DEL', k)
         redis.call('ZREM', index, live[i][1])
         unmap_handle(uh, live[i][1], f[1])
-        xadd(ARGV[2], 'revoked', 'evicted_by_cap', f[1], f[2], f[3], f[4])
+        xadd(ARGV[2], 'revoked', 'evicted_by_cap', f[1], f[2], f[3], f[4], f[5])
       end
     end
   end

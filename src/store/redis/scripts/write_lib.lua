@@ -102,8 +102,8 @@ end
 -- Records the events `kinds` (space-separated) of a write that happened.
 local function record(key, now, kinds)
   if STREAM == '' or kinds == '' then return end
-  local m = redis.call('HMGET', key, 'm:n', 'm:u', 'm:ip', 'm:ua')
+  local m = redis.call('HMGET', key, 'm:n', 'm:u', 'm:ip', 'm:ua', 'm:x')
   for kind in string.gmatch(kinds, '%S+') do
-    xadd(now, kind, '', handle_of(m[1]), m[2], m[3], m[4])
+    xadd(now, kind, '', handle_of(m[1]), m[2], m[3], m[4], m[5])
   end
 end
