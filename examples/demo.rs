@@ -26,7 +26,7 @@ mod redis_env;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::{Extension, Form, Query};
@@ -35,8 +35,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_redis_session::events::SessionEvent;
 use tower_redis_session::{
-    Expiry, LimitPolicy, MemoryStore, Session, SessionConfig, SessionDetails, SessionError,
-    SessionHandle, SessionLayer,
+    Expiry, LimitPolicy, MemoryStore, RedisStore, Session, SessionConfig, SessionDetails,
+    SessionError, SessionHandle, SessionLayer,
 };
 
 #[derive(Deserialize)]
@@ -233,79 +233,27 @@ async fn sessions(session: Session, Query(done): Query<Done>) -> Result<Response
 enum Activity {
     /// The last events seen by the event hook (in-memory store).
     Recent(Arc<Mutex<VecDeque<SessionEvent>>>),
-    /// The namespace's durable event stream.
-    Stream {
-        conn: redis::aio::MultiplexedConnection,
-        key: String,
-    },
-}
-
-/// One line of the activity page: when (Unix ms), what, why, which session, from where.
-struct Line {
-    at_ms: u64,
-    kind: String,
-    reason: String,
-    handle: String,
-    ip: String,
+    /// The namespace's durable event stream, read through the store.
+    Stream(RedisStore),
 }
 
 impl Activity {
-    async fn of(&self, user: &str) -> Vec<Line> {
-        match self {
+    /// The user's recent events, newest first (an unreadable stream shows none).
+    async fn of(&self, user: &str) -> Vec<SessionEvent> {
+        let events = match self {
             Self::Recent(events) => {
                 let events = events.lock().unwrap_or_else(|p| p.into_inner());
-                events
-                    .iter()
-                    .rev()
-                    .filter(|e| e.user_id.as_deref() == Some(user))
-                    .map(|e| Line {
-                        at_ms: e
-                            .at
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as u64),
-                        kind: e.kind.name().to_owned(),
-                        reason: e.kind.reason().unwrap_or("").to_owned(),
-                        handle: e.handle.map(|h| h.to_string()).unwrap_or_default(),
-                        ip: e.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                    })
-                    .collect()
+                events.iter().rev().cloned().collect()
             }
-            Self::Stream { conn, key } => {
-                let mut conn = conn.clone();
-                let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-                    .arg(key)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                entries
-                    .into_iter()
-                    .map(|(_, flat)| {
-                        let field = |name: &str| {
-                            flat.chunks_exact(2)
-                                .find(|kv| kv[0] == name)
-                                .map(|kv| kv[1].clone())
-                                .unwrap_or_default()
-                        };
-                        (
-                            field("user"),
-                            Line {
-                                at_ms: field("at").parse().unwrap_or(0),
-                                kind: field("kind"),
-                                reason: field("reason"),
-                                handle: field("handle"),
-                                ip: field("ip"),
-                            },
-                        )
-                    })
-                    .filter(|(u, _)| u == user)
-                    .map(|(_, line)| line)
-                    .collect()
-            }
-        }
+            Self::Stream(store) => store
+                .recent_events(RedisStore::RECENT_EVENTS_MAX)
+                .await
+                .unwrap_or_default(),
+        };
+        events
+            .into_iter()
+            .filter(|e| e.user_id.as_deref() == Some(user))
+            .collect()
     }
 }
 
@@ -317,15 +265,14 @@ async fn activity(
         return Ok(Redirect::to("/").into_response());
     };
     let mut rows = String::new();
-    for line in activity.of(&user).await.into_iter().take(50) {
-        let at = UNIX_EPOCH + Duration::from_millis(line.at_ms);
+    for e in activity.of(&user).await.into_iter().take(50) {
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            ago(at),
-            escape(&line.kind),
-            escape(&line.reason),
-            escape(&line.handle),
-            escape(&line.ip),
+            ago(e.at),
+            escape(e.kind.name()),
+            escape(e.kind.reason().unwrap_or("")),
+            e.handle.map(|h| h.to_string()).unwrap_or_default(),
+            e.ip.map(|ip| ip.to_string()).unwrap_or_default(),
         ));
     }
     Ok(page(&format!(
@@ -422,13 +369,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let layer = SessionLayer::new(store.clone(), config)?;
             // Expired sessions produce events too (keyspace notifications).
             store.watch_expired(&layer)?;
-            let conn = redis_env::client(&url)?
-                .get_multiplexed_async_connection()
-                .await?;
-            let key = store.event_stream_key();
             routes
                 .layer(layer)
-                .layer(Extension(Activity::Stream { conn, key }))
+                .layer(Extension(Activity::Stream(store)))
         }
         Err(_) => {
             println!("session store: in-memory (set REDIS_URL to use Redis)");

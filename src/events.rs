@@ -98,10 +98,6 @@ pub enum RevokeReason {
 
 impl EventKind {
     /// Every kind (one revocation reason stands for all: they share the name).
-    #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "checked against the scripts in tests")
-    )]
     pub(crate) const ALL: &[EventKind] = &[
         Self::Created,
         Self::Login,
@@ -137,6 +133,21 @@ impl EventKind {
             Self::TokenReused => "token_reused",
             Self::TokenRevoked => "token_revoked",
         }
+    }
+
+    /// The kind named `name` (with `reason` for a revocation), as the event stream
+    /// writes them.
+    pub(crate) fn parse(name: &str, reason: Option<&str>) -> Option<Self> {
+        if name == "revoked" {
+            return Some(Self::Revoked(match reason? {
+                "revoke" => RevokeReason::Revoke,
+                "logout_everywhere" => RevokeReason::LogoutEverywhere,
+                "revoke_others" => RevokeReason::RevokeOthers,
+                "evicted_by_cap" => RevokeReason::EvictedByCap,
+                _ => return None,
+            }));
+        }
+        Self::ALL.iter().copied().find(|k| k.name() == name)
     }
 
     /// The revocation reason, for [`EventKind::Revoked`].
@@ -193,6 +204,27 @@ mod unix_ms {
 }
 
 impl SessionEvent {
+    /// An event from the fields of a stream entry (`field` gives a non-empty value);
+    /// `None` for an entry without a known kind.
+    pub(crate) fn from_stream<'a>(
+        namespace: &str,
+        field: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<Self> {
+        let kind = EventKind::parse(field("kind")?, field("reason"))?;
+        let mut e = Self::new(kind, namespace);
+        e.handle = field("handle").and_then(SessionHandle::parse);
+        e.user_id = field("user").map(str::to_owned);
+        e.ip = field("ip").and_then(|ip| ip.parse().ok());
+        e.user_agent = field("ua").map(str::to_owned);
+        let at = field("at")
+            .and_then(|at| at.parse::<u64>().ok())
+            .unwrap_or(0);
+        e.at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+        e.family = field("family").and_then(crate::id::FamilyId::parse);
+        e.details = field("details").map(crate::SessionDetails::from_json);
+        Some(e)
+    }
+
     pub(crate) fn new(kind: EventKind, namespace: &str) -> Self {
         Self {
             kind,

@@ -37,14 +37,19 @@ fn rules_for(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_rules_are_enough() {
-    let store = store_as("acl-enough", "pw-enough", &rules_for("acl-enough"));
+    let store = store_as("acl-enough", "pw-enough", &rules_for("acl-enough"))
+        .with_event_stream(100)
+        .unwrap();
     store.check().await.unwrap();
     let mut c = Client::new(
-        routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap()),
+        routes::routes().layer(SessionLayer::new(store.clone(), SessionConfig::default()).unwrap()),
     );
     c.post("/login?user=amy").await;
     assert_eq!(c.post("/incr").await.body, "1");
     assert_eq!(c.get("/read").await.body, "amy");
+    // Reading the event stream back is within the rules too.
+    let events = store.recent_events(10).await.unwrap();
+    assert_eq!(events.len(), 2, "created, login: {events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -406,3 +406,49 @@ async fn keyspace_notifications_on_a_password_cluster() {
     assert_eq!(unavailable(), 1, "a persistent failure is reported");
     watcher.abort();
 }
+
+/// `RedisStore::recent_events` reads the stream back as events, newest first, bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_events_read_the_stream_back() {
+    let url = RedisServer::shared().url();
+    let s = store(&url, "recent-events");
+    let none = s.recent_events(10).await.unwrap();
+    assert!(none.is_empty(), "no stream yet: {none:?}");
+    let (app, _) = app(s.clone(), SessionConfig::default());
+    let mut laptop = Client::new(app.clone());
+    laptop.headers = vec![("user-agent", "laptop".to_owned())];
+    assert_eq!(laptop.post("/login?user=erin").await.status, 200);
+    let mut phone = Client::new(app.clone());
+    assert_eq!(phone.post("/login?user=erin").await.status, 200);
+    let handle = phone.get("/handle").await.body;
+    assert_eq!(laptop.post("/revoke_others").await.body, "1");
+
+    let events = s.recent_events(100).await.unwrap();
+    let names: Vec<String> = events
+        .iter()
+        .map(|e| match e.kind.reason() {
+            Some(r) => format!("{}:{r}", e.kind.name()),
+            None => e.kind.name().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "revoked:revoke_others",
+            "login",
+            "created",
+            "login",
+            "created"
+        ]
+    );
+    let revoked = &events[0];
+    assert_eq!(revoked.handle.map(|h| h.to_string()), Some(handle));
+    assert_eq!(revoked.user_id.as_deref(), Some("erin"));
+    assert_eq!(revoked.namespace, "recent-events");
+    assert!(revoked.at > std::time::UNIX_EPOCH);
+    assert_eq!(events[3].user_agent.as_deref(), Some("laptop"));
+    // Bounded by the count asked for (and by RECENT_EVENTS_MAX).
+    assert_eq!(s.recent_events(2).await.unwrap().len(), 2);
+    assert_eq!(s.recent_events(0).await.unwrap().len(), 1);
+    assert_eq!(RedisStore::RECENT_EVENTS_MAX, 1000);
+}

@@ -37,25 +37,3 @@ pub fn store_builder(url: &str) -> RedisStoreBuilder {
         None => builder,
     }
 }
-
-/// A plain `redis` client for `url` with the same TLS settings (for reading the event
-/// stream).
-pub fn client(url: &str) -> Result<redis::Client, Box<dyn std::error::Error>> {
-    let read = |name: &str| var(name).map(std::fs::read).transpose();
-    let ca = read("REDIS_CA_FILE")?;
-    let cert = read("REDIS_CLIENT_CERT_FILE")?;
-    let key = read("REDIS_CLIENT_KEY_FILE")?;
-    if ca.is_none() && cert.is_none() {
-        return Ok(redis::Client::open(url)?);
-    }
-    let certs = redis::TlsCertificates {
-        client_tls: cert
-            .zip(key)
-            .map(|(client_cert, client_key)| redis::ClientTlsConfig {
-                client_cert,
-                client_key,
-            }),
-        root_cert: ca,
-    };
-    Ok(redis::Client::build_with_tls(url, certs)?)
-}

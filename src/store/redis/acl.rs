@@ -17,8 +17,9 @@ const DIRECT: &[&str] = &[
     "set",
     "scan",
     "hexists",
-    // The event stream sink.
+    // The event stream sink, and reading it back (`recent_events`).
     "xadd",
+    "xrevrange",
     // The expiry watcher's subscription.
     "psubscribe",
 ];

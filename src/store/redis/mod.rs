@@ -239,6 +239,42 @@ impl RedisStore {
         keys::events(&self.namespace)
     }
 
+    /// The newest `count` events (at most [`RECENT_EVENTS_MAX`](Self::RECENT_EVENTS_MAX))
+    /// of this namespace's durable event stream, newest first: one bounded `XREVRANGE`
+    /// through the store's own connections (TLS, Sentinel and ACL included), e.g. for an
+    /// activity page. Entries this crate did not write are skipped. Empty when the
+    /// stream does not exist (no [`with_event_stream`](Self::with_event_stream) yet).
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis failed.
+    pub async fn recent_events(
+        &self,
+        count: usize,
+    ) -> Result<Vec<crate::events::SessionEvent>, StoreError> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(self.event_stream_key())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count.clamp(1, Self::RECENT_EVENTS_MAX));
+        let entries: Vec<(String, Vec<String>)> = self.command(&cmd).await?;
+        Ok(entries
+            .iter()
+            .filter_map(|(_, flat)| {
+                let field = |name: &str| {
+                    flat.chunks_exact(2)
+                        .find(|kv| kv[0] == name)
+                        .map(|kv| kv[1].as_str())
+                        .filter(|v| !v.is_empty())
+                };
+                crate::events::SessionEvent::from_stream(&self.namespace, field)
+            })
+            .collect())
+    }
+
+    /// The most events [`recent_events`](Self::recent_events) reads at once.
+    pub const RECENT_EVENTS_MAX: usize = 1000;
+
     /// The stream key and MAXLEN arguments of the event-recording scripts.
     /// The event stream as the session scripts take it (`key` borrowed from `buf`).
     fn stream<'a>(&self, buf: &'a mut String) -> protocol::Stream<'a> {
