@@ -12,6 +12,12 @@
 //! `AUDIT_BATCH` (default 100) is the most events per transaction.
 //! `DATABASE_CA_FILE` (a PEM file) turns on TLS to PostgreSQL, verified with that CA;
 //! add `sslmode=require` to `DATABASE_URL` so that a server without TLS is refused.
+//! For Redis, `REDIS_URL` may be `rediss://`, with `REDIS_CA_FILE`,
+//! `REDIS_CLIENT_CERT_FILE` and `REDIS_CLIENT_KEY_FILE` for a private CA and a client
+//! certificate, as for the other examples.
+
+#[path = "shared/redis_env.rs"]
+mod redis_env;
 
 use tower_redis_session::TlsConfig;
 use tower_redis_session::audit::AuditWriter;
@@ -29,12 +35,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let namespace = env("SESSION_NAMESPACE", "session");
     let batch: usize = env("AUDIT_BATCH", "100").parse()?;
     let redis = env("REDIS_URL", "redis://127.0.0.1:6379");
-    let writer = match std::env::var("DATABASE_CA_FILE") {
-        Ok(ca) => {
-            let tls = TlsConfig::new().ca_file(ca);
-            AuditWriter::connect_tls(&redis, &namespace, &database, &tls).await?
+    let database_tls = std::env::var("DATABASE_CA_FILE")
+        .ok()
+        .map(|ca| TlsConfig::new().ca_file(ca));
+    let writer = match (redis_env::tls(), &database_tls) {
+        (Some(redis_tls), pg) => {
+            AuditWriter::connect_with_tls(&redis, &redis_tls, &namespace, &database, pg.as_ref())
+                .await?
         }
-        Err(_) => AuditWriter::connect(&redis, &namespace, &database).await?,
+        (None, Some(tls)) => AuditWriter::connect_tls(&redis, &namespace, &database, tls).await?,
+        (None, None) => AuditWriter::connect(&redis, &namespace, &database).await?,
     };
     let mut writer = writer
         .consumer(env("AUDIT_CONSUMER", "audit-1"))

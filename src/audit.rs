@@ -279,6 +279,30 @@ impl AuditWriter {
         Self::with(Conn::Single(redis), namespace, postgres, Some(tls)).await
     }
 
+    /// As [`connect_tls`](Self::connect_tls), with TLS to Redis as well: `redis_tls`
+    /// verifies a `rediss://` Redis with a private CA (the system trust store when it
+    /// names none) and gives a client certificate if it has one, as
+    /// [`RedisStoreBuilder::tls`](crate::RedisStoreBuilder::tls) does for the store.
+    /// `postgres_tls` is the TLS to PostgreSQL (`None`: none).
+    ///
+    /// # Errors
+    /// [`AuditError::Config`] for unusable TLS files, else as [`connect`](Self::connect)
+    /// (a certificate the CA did not sign fails the connection).
+    pub async fn connect_with_tls(
+        redis_url: &str,
+        redis_tls: &crate::tls::TlsConfig,
+        namespace: &str,
+        postgres: &str,
+        postgres_tls: Option<&crate::tls::TlsConfig>,
+    ) -> Result<Self, AuditError> {
+        let certificates = redis_tls.certificates()?;
+        crate::tls::install_crypto_provider();
+        let redis = redis::Client::build_with_tls(redis_url, certificates)?
+            .get_multiplexed_async_connection()
+            .await?;
+        Self::with(Conn::Single(redis), namespace, postgres, postgres_tls).await
+    }
+
     /// As [`connect`](Self::connect), for a stream on a Redis Cluster (given some of
     /// its nodes), as written by [`StreamSink`](crate::store::StreamSink).
     ///

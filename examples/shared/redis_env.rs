@@ -13,7 +13,7 @@ fn var(name: &str) -> Option<String> {
 }
 
 /// The TLS settings the environment asks for, if any.
-fn tls() -> Option<TlsConfig> {
+pub fn tls() -> Option<TlsConfig> {
     let ca = var("REDIS_CA_FILE");
     let client = var("REDIS_CLIENT_CERT_FILE").zip(var("REDIS_CLIENT_KEY_FILE"));
     if ca.is_none() && client.is_none() {
