@@ -94,12 +94,16 @@ fn secret(case: u64, i: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The handle each logical session gets when it is created.
-fn handle(case: u64, i: usize) -> SessionHandle {
+/// The handle a session created (or logged in) at logical index `i` by step `step` gets:
+/// unique per write, as the library's random handles are. (A handle reused by two live
+/// sessions, which the library never makes, is where the stores may differ: Redis
+/// revokes the one its handle map names, the memory store every match.)
+fn handle(case: u64, i: usize, step: usize) -> SessionHandle {
     SessionHandle::parse(&format!(
-        "00000000-0000-4000-8000-{:06x}{:06x}",
+        "00000000-0000-4000-8000-{:06x}{:02x}{:04x}",
         case % 0xff_ffff,
-        i
+        i,
+        step
     ))
     .unwrap()
 }
@@ -146,6 +150,7 @@ impl<S: SessionStore> World<S> {
                             now_ms,
                             default_idle_ms: 0,
                         },
+                        handle(case, 0, 0),
                     )
                     .await,
             );
@@ -154,8 +159,9 @@ impl<S: SessionStore> World<S> {
         out
     }
 
-    /// Runs `op` and describes its answer (store-specific details normalized away).
-    async fn run(&self, op: &Op, case: u64, clock: Clock) -> String {
+    /// Runs `op` and describes its answer (store-specific details normalized away). `h`
+    /// is the handle a create or login writes, or the one a revocation by handle names.
+    async fn run(&self, op: &Op, case: u64, clock: Clock, h: SessionHandle) -> String {
         let s = &self.store;
         let data_patch = |d: &[(u8, u8)]| {
             let mut p = Patch::default();
@@ -169,7 +175,7 @@ impl<S: SessionStore> World<S> {
             Op::Create(t, i, d) => {
                 let mut p = data_patch(d);
                 p.set_fields([
-                    ("m:h".to_owned(), handle(case, *i).to_string()),
+                    ("m:h".to_owned(), h.to_string()),
                     ("m:c".to_owned(), clock.now_ms.to_string()),
                 ]);
                 outcome(
@@ -204,7 +210,7 @@ impl<S: SessionStore> World<S> {
             Op::Login(u, i, limit) => {
                 let mut p = Patch::default();
                 p.set_fields([
-                    ("m:h".to_owned(), handle(case, *i).to_string()),
+                    ("m:h".to_owned(), h.to_string()),
                     ("m:c".to_owned(), clock.now_ms.to_string()),
                     ("m:u".to_owned(), USERS[*u].to_owned()),
                 ]);
@@ -266,11 +272,11 @@ impl<S: SessionStore> World<S> {
                     .await,
                 )
             }
-            Op::RevokeHandle(u, i) => revoked(
+            Op::RevokeHandle(u, _) => revoked(
                 s.revoke_user(
                     &self.user_tags[*u],
                     USERS[*u],
-                    Revoke::Handle(handle(case, *i)),
+                    Revoke::Handle(h),
                     clock.now_ms,
                 )
                 .await,
@@ -336,6 +342,8 @@ fn check(ops: &[Op]) {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
+        // The handle last written at each logical index, for revocations by handle.
+        let mut written: std::collections::HashMap<usize, SessionHandle> = Default::default();
         for (step, op) in ops.iter().enumerate() {
             // Distinct times, so "least recently active" has no ties.
             now += 3;
@@ -343,7 +351,19 @@ fn check(ops: &[Op]) {
                 now_ms: now,
                 default_idle_ms: 600_000,
             };
-            let (a, b) = (m.run(op, case, clock).await, r.run(op, case, clock).await);
+            let h = match op {
+                Op::Create(_, i, _) | Op::Login(_, i, _) => {
+                    let h = handle(case, *i, step + 1);
+                    written.insert(*i, h);
+                    h
+                }
+                Op::RevokeHandle(_, i) => written.get(i).copied().unwrap_or(handle(case, *i, 0)),
+                _ => handle(case, 0, 0),
+            };
+            let (a, b) = (
+                m.run(op, case, clock, h).await,
+                r.run(op, case, clock, h).await,
+            );
             assert_eq!(
                 a, b,
                 "step {step}: {op:?} (memory left, redis right) in {ops:?}"
