@@ -675,51 +675,70 @@ async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
     assert!(!ssl.is_empty() && ssl.iter().all(|s| *s), "{ssl:?}");
 }
 
-/// The writer reaches a mutual-TLS Redis with a private CA and a client certificate,
-/// as the store does; a CA that did not sign the server's certificate is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_writer_reaches_redis_over_mutual_tls() {
-    use tower_redis_session::TlsConfig;
-    use tower_redis_session::audit::AuditError;
-    let (certs, server) = &*common::stores::TLS;
-    let postgres = Postgres::start();
-    let ns = "audit-redis-tls";
-    let store = RedisStore::builder(server.tls_url())
-        .tls(common::stores::client_tls(certs))
-        .build()
-        .unwrap()
-        .with_namespace(ns)
-        .unwrap()
-        .with_event_stream(1000)
-        .unwrap();
-    let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
-    traffic(&app, 2).await; // 6 events
+/// Over TLS to Redis (a module of its own: the Valkey pass skips `tls::`, its server
+/// being built without TLS).
+mod tls {
+    use super::*;
 
-    let wrong = TlsConfig::new()
-        .ca_pem(certs.other_ca_pem.clone())
-        .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
-    assert!(matches!(
-        AuditWriter::connect_with_tls(&server.tls_url(), &wrong, ns, &postgres.conn_str(), None)
+    /// The writer reaches a mutual-TLS Redis with a private CA and a client certificate,
+    /// as the store does; a CA that did not sign the server's certificate is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_reaches_redis_over_mutual_tls() {
+        use tower_redis_session::TlsConfig;
+        use tower_redis_session::audit::AuditError;
+        let (certs, server) = &*common::stores::TLS;
+        let postgres = Postgres::start();
+        let ns = "audit-redis-tls";
+        let store = RedisStore::builder(server.tls_url())
+            .tls(common::stores::client_tls(certs))
+            .build()
+            .unwrap()
+            .with_namespace(ns)
+            .unwrap()
+            .with_event_stream(1000)
+            .unwrap();
+        let app =
+            routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
+        traffic(&app, 2).await; // 6 events
+
+        let wrong = TlsConfig::new()
+            .ca_pem(certs.other_ca_pem.clone())
+            .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
+        assert!(matches!(
+            AuditWriter::connect_with_tls(
+                &server.tls_url(),
+                &wrong,
+                ns,
+                &postgres.conn_str(),
+                None
+            )
             .await,
-        Err(AuditError::Redis(_))
-    ));
-    let missing = TlsConfig::new().ca_file("/nonexistent/ca.crt");
-    assert!(matches!(
-        AuditWriter::connect_with_tls(&server.tls_url(), &missing, ns, &postgres.conn_str(), None)
+            Err(AuditError::Redis(_))
+        ));
+        let missing = TlsConfig::new().ca_file("/nonexistent/ca.crt");
+        assert!(matches!(
+            AuditWriter::connect_with_tls(
+                &server.tls_url(),
+                &missing,
+                ns,
+                &postgres.conn_str(),
+                None
+            )
             .await,
-        Err(AuditError::Config(_))
-    ));
-    let mut writer = AuditWriter::connect_with_tls(
-        &server.tls_url(),
-        &common::stores::client_tls(certs),
-        ns,
-        &postgres.conn_str(),
-        None,
-    )
-    .await
-    .unwrap()
-    .block(Duration::from_millis(50));
-    assert_eq!(drain(&mut writer).await, 6);
-    let db = pg(&postgres).await;
-    assert_eq!(row_ids(&db, ns).await.len(), 6);
+            Err(AuditError::Config(_))
+        ));
+        let mut writer = AuditWriter::connect_with_tls(
+            &server.tls_url(),
+            &common::stores::client_tls(certs),
+            ns,
+            &postgres.conn_str(),
+            None,
+        )
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50));
+        assert_eq!(drain(&mut writer).await, 6);
+        let db = pg(&postgres).await;
+        assert_eq!(row_ids(&db, ns).await.len(), 6);
+    }
 }
