@@ -557,15 +557,7 @@ impl IntoResponse for TokenError {
                 bearer::challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"))
             }
             Self::InvalidGrant | Self::Reused { .. } | Self::Raced => {
-                let mut r = (
-                    StatusCode::BAD_REQUEST,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    r#"{"error":"invalid_grant"}"#,
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
+                oauth_error(r#"{"error":"invalid_grant"}"#)
             }
             Self::Store(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -573,17 +565,7 @@ impl IntoResponse for TokenError {
             )
                 .into_response(),
             Self::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid user id").into_response(),
-            Self::InvalidRequest(_) => {
-                let mut r = (
-                    StatusCode::BAD_REQUEST,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    r#"{"error":"invalid_request"}"#,
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
-            }
+            Self::InvalidRequest(_) => oauth_error(r#"{"error":"invalid_request"}"#),
             Self::IdTokenUnavailable(_) => {
                 tracing::error!("{self}");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -591,6 +573,19 @@ impl IntoResponse for TokenError {
             Self::Session(e) => e.into_response(),
         }
     }
+}
+
+/// A `400` RFC 6749 §5.2 error with its JSON `body`, never cached.
+fn oauth_error(body: &'static str) -> Response {
+    let mut r = (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Issues, checks, rotates and revokes tokens. Cloning is cheap. `Debug` shows the
