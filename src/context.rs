@@ -61,6 +61,26 @@ pub(crate) struct Context {
     pub(crate) rejected: Arc<AtomicU64>,
     /// Lifecycle events.
     pub(crate) events: Arc<Dispatcher>,
+    /// Test hook: awaited by a login between its two store steps.
+    #[cfg(feature = "store-internals")]
+    pub(crate) login_pause: Option<LoginPause>,
+}
+
+/// Test hook (feature `store-internals`): a future a login awaits between reading the
+/// current session and writing the logged-in one, so a test can act in the gap.
+#[cfg(feature = "store-internals")]
+#[derive(Clone)]
+pub(crate) struct LoginPause(
+    pub(crate)  Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+    >,
+);
+
+#[cfg(feature = "store-internals")]
+impl std::fmt::Debug for LoginPause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginPause")
+    }
 }
 
 impl Context {

@@ -139,7 +139,8 @@ pub enum StoreError {
     /// key of your own with `with_user_key` (sessions and tokens made under the lost key
     /// then need a new login).
     #[error(
-        "the user-tag key of namespace {namespace:?} is missing from Redis but the namespace          holds data made with it: restore it or supply a UserKey"
+        "the user-tag key of namespace {namespace:?} is missing from Redis but the namespace \
+         holds data made with it: restore it or supply a UserKey"
     )]
     UserKeyLost {
         /// The namespace.
@@ -223,6 +224,15 @@ pub enum SessionError {
         /// The configured limit.
         limit: usize,
     },
+    /// The insert would give the session more than `limit` (1,000) keys: a session
+    /// holds a bounded number of fields, so that every write of it (a login moves them
+    /// all) stays one bounded step. Nothing changed; group many small values into one
+    /// key (a map or a list).
+    #[error("session would hold more than {limit} keys")]
+    TooManyKeys {
+        /// The most keys a session holds.
+        limit: usize,
+    },
     /// The operation needs a logged-in session.
     #[error("the session is not logged in")]
     NotLoggedIn,
@@ -266,7 +276,7 @@ impl IntoResponse for SessionError {
             SessionError::InvalidUserId(_) => {
                 (StatusCode::BAD_REQUEST, "invalid user id").into_response()
             }
-            SessionError::TooLarge { .. } => {
+            SessionError::TooLarge { .. } | SessionError::TooManyKeys { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "session too large").into_response()
             }
             SessionError::Serialize { .. } | SessionError::Deserialize { .. } => {

@@ -92,6 +92,8 @@ impl SessionLayer {
                 config,
                 rejected: Arc::new(AtomicU64::new(0)),
                 events: Arc::new(crate::events::Dispatcher::default()),
+                #[cfg(feature = "store-internals")]
+                login_pause: None,
             }),
             codec: PlainCookie,
             on_store_error: Arc::new(unavailable),
@@ -145,6 +147,23 @@ impl<C> SessionLayer<C> {
             Arc::new(hook),
             capacity,
         ));
+        self.ctx = Arc::new(ctx);
+        self
+    }
+
+    /// Test hook (feature `store-internals`, not covered by semver): every login awaits
+    /// `pause()` between reading the current session and writing the logged-in one.
+    #[cfg(feature = "store-internals")]
+    #[doc(hidden)]
+    pub fn with_login_pause<F, Fut>(mut self, pause: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut ctx = (*self.ctx).clone();
+        ctx.login_pause = Some(crate::context::LoginPause(Arc::new(move || {
+            Box::pin(pause())
+        })));
         self.ctx = Arc::new(ctx);
         self
     }

@@ -38,6 +38,9 @@ macro_rules! all_cases {
             users_api_without_a_request, invalid_user_ids_are_refused_and_lose_nothing,
             default_limit_is_100_evicting_the_oldest, listing_goes_in_pages,
             size_limit_holds_where_concurrent_writes_merge,
+            login_as_another_user_starts_clean, login_as_the_same_user_keeps_data,
+            login_restarts_the_lifetime, failed_login_never_resurrects,
+            too_many_fields_lose_nothing,
         );
     };
 }
@@ -1037,6 +1040,162 @@ mod cases {
         assert_eq!(c.get("/get?key=cart").await.body, "book", "nothing lost");
         assert_eq!(c.get("/read").await.status, 401, "still anonymous");
         assert_eq!(s.count().await, 2);
+    }
+
+    // ---- login edges (guarantee 12) ------------------------------------------------
+
+    pub async fn login_as_another_user_starts_clean<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), ip_config());
+        let mut c = login_as(&app, "alice", "laptop", "10.0.0.1").await;
+        c.post("/set?key=mfa_ok&value=yes").await;
+        let alice = c.get("/handle").await.body;
+        let r = c.post("/login?user=bob").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(c.get("/read").await.body, "bob");
+        assert_eq!(
+            c.get("/get?key=mfa_ok").await.status,
+            404,
+            "alice's data stays with alice"
+        );
+        let bob = c.get("/handle").await.body;
+        assert_ne!(bob, alice, "a new handle");
+        let list = sessions(&c.get("/sessions").await.body);
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].0, bob);
+        let users = users_of(s.clone(), config());
+        assert!(
+            users.list("alice").await.unwrap().is_empty(),
+            "alice's session ended"
+        );
+        assert_eq!(s.count().await, 1);
+    }
+
+    pub async fn login_as_the_same_user_keeps_data<S: TestStore>(s: S) {
+        let app = app_with(s.clone(), ip_config());
+        let mut c = login_as(&app, "alice", "laptop", "10.0.0.1").await;
+        c.post("/set?key=cart&value=book").await;
+        let handle = c.get("/handle").await.body;
+        let before = c.cookie.clone();
+        let r = c.post("/login?user=alice").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_ne!(c.cookie, before, "the id rotates");
+        assert_eq!(c.get("/get?key=cart").await.body, "book");
+        assert_eq!(
+            c.get("/handle").await.body,
+            handle,
+            "same session, same handle"
+        );
+        assert_eq!(sessions(&c.get("/sessions").await.body).len(), 1);
+        assert_eq!(s.count().await, 1);
+    }
+
+    pub async fn login_restarts_the_lifetime<S: TestStore>(s: S) {
+        let lifetime = Duration::from_secs(3);
+        let app = app_with(s.clone(), config().with_absolute_lifetime(Some(lifetime)));
+        let mut c = Client::new(app);
+        c.post("/set?key=cart&value=book").await;
+        // Browsing before the login does not count against the logged-in lifetime.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let before = now();
+        assert_eq!(c.post("/login?user=alice").await.status, 200);
+        let record = s.load(&skey(&c)).await.unwrap().expect("logged in");
+        let created: i64 = record.get("m:c").unwrap().parse().unwrap();
+        let deadline: i64 = record.get("m:d").unwrap().parse().unwrap();
+        assert!(created >= before, "signed in now: {created} < {before}");
+        assert!(
+            deadline >= before + lifetime.as_millis() as i64,
+            "the lifetime counts from the login: {deadline} < {before} + 3000"
+        );
+        assert_eq!(c.get("/get?key=cart").await.body, "book");
+    }
+
+    pub async fn failed_login_never_resurrects<S: TestStore>(s: S) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let gate = Gate::new();
+        let armed = Arc::new(AtomicBool::new(false));
+        let (held, on) = (gate.clone(), armed.clone());
+        let config = config().with_max_sessions_per_user(1, LimitPolicy::Reject);
+        let layer = SessionLayer::new(s.clone(), config)
+            .unwrap()
+            .with_login_pause(move || {
+                let (held, on) = (held.clone(), on.clone());
+                async move {
+                    if on.load(Ordering::SeqCst) {
+                        held.hold().await;
+                    }
+                }
+            });
+        let users = layer.users();
+        let app = routes::routes()
+            .merge(common::session_routes::per_user())
+            .layer(layer);
+        login_as(&app, "bob", "phone", "10.0.0.9").await;
+        let mut c = login_as(&app, "alice", "laptop", "10.0.0.1").await;
+        c.post("/set?key=cart&value=book").await;
+        armed.store(true, Ordering::SeqCst);
+        let mut switching = c.clone();
+        let login = tokio::spawn(async move { switching.post("/login?user=bob").await });
+        gate.loaded(1).await;
+        // While the login is between its steps, alice's sessions are revoked.
+        assert_eq!(
+            users.revoke_all("alice").await.unwrap(),
+            1,
+            "revoked what it found"
+        );
+        gate.release(1);
+        let r = login.await.unwrap();
+        assert_eq!(r.status, 409, "bob is at his limit: {}", r.body);
+        assert_eq!(
+            c.get("/read").await.status,
+            401,
+            "the revoked session stays gone"
+        );
+        assert_eq!(c.get("/get?key=cart").await.status, 404);
+        assert!(users.list("alice").await.unwrap().is_empty());
+        assert_eq!(s.count().await, 1, "only bob's session");
+    }
+
+    pub async fn too_many_fields_lose_nothing<S: TestStore>(s: S) {
+        let fill = Router::new().route(
+            "/fill",
+            post(
+                |session: Session, Query(q): Query<routes::KeyValue>| async move {
+                    let from: usize = q.key.parse().unwrap();
+                    let n: usize = q.value.parse().unwrap();
+                    for i in from..from + n {
+                        session.insert(&i.to_string(), "1").await?;
+                    }
+                    Ok::<_, SessionError>("ok")
+                },
+            ),
+        );
+        let app = routes::routes()
+            .merge(fill)
+            .layer(SessionLayer::new(s.clone(), config()).unwrap());
+        let mut c = Client::new(app);
+        let mut refused = false;
+        for step in 0..5 {
+            let r = c.post(&format!("/fill?key={}&value=820", step * 820)).await;
+            if r.status != 200 {
+                assert_eq!(r.status, 413, "a typed refusal: {}", r.body);
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "4,100 fields are more than a session may hold");
+        assert_eq!(
+            c.get("/get?key=0").await.body,
+            "1",
+            "what was stored is kept"
+        );
+        let r = c.post("/login?user=alice").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(c.get("/read").await.body, "alice");
+        assert_eq!(
+            c.get("/get?key=0").await.body,
+            "1",
+            "login carried the data"
+        );
     }
 
     pub async fn invalid_user_ids_are_refused_and_lose_nothing<S: TestStore>(s: S) {

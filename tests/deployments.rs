@@ -97,6 +97,36 @@ async fn a_rediss_url_without_settings_needs_a_trusted_server() {
     );
 }
 
+/// A CA or client certificate with a plain `redis://` URL would be ignored (the app
+/// would talk plaintext believing it verifies the server): refused at build.
+#[test]
+fn tls_settings_need_a_tls_url() {
+    let certs = &TLS.0;
+    for url in [
+        "redis://127.0.0.1:1",
+        "redis+sentinel://127.0.0.1:1/mymaster",
+    ] {
+        let built = RedisStore::builder(url)
+            .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+            .build();
+        match built {
+            Err(e @ ConfigError::Tls(_)) => {
+                assert!(e.to_string().contains("rediss://"), "{e}");
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    let cluster = RedisStore::cluster_builder(vec!["redis://127.0.0.1:1".to_owned()])
+        .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+        .build();
+    assert!(matches!(cluster, Err(ConfigError::Tls(_))), "{cluster:?}");
+    // The same settings with a TLS URL build.
+    RedisStore::builder("rediss://127.0.0.1:1")
+        .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+        .build()
+        .expect("rediss:// takes TLS settings");
+}
+
 #[test]
 fn bad_tls_settings_are_config_errors_at_build() {
     let missing = RedisStore::builder("rediss://127.0.0.1:1")

@@ -31,7 +31,8 @@ macro_rules! all_cases {
             bearer_extractor_answers_rfc6750, claims_and_scope, token_events,
             list_families, long_chain_stays_bounded_and_detects_old_reuse,
             invalid_user_ids_get_no_tokens, session_bound_tokens_follow_id_rotation,
-            family_limit_ends_the_family_closest_to_expiry,
+            family_limit_ends_the_family_closest_to_expiry, grace_window_has_a_time_limit,
+            relogin_in_flight_keeps_bound_families,
         );
     };
 }
@@ -227,6 +228,60 @@ mod cases {
         assert!(!live(&t, p3.access_token()).await);
     }
 
+    pub async fn grace_window_has_a_time_limit<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(
+            s,
+            TokenConfig::default().with_reuse_grace(Duration::from_millis(200)),
+        );
+        let victim = t.issue("alice").await.unwrap();
+        let refreshed = refresh_ok(&t, &victim).await;
+        // The common theft: the victim refreshed once, and the thief replays the stolen
+        // (immediately previous) token after the window has passed.
+        sleep_ms(300).await;
+        assert!(matches!(
+            t.refresh(victim.refresh_token()).await,
+            Err(TokenError::Reused { .. })
+        ));
+        assert!(
+            !live(&t, refreshed.access_token()).await,
+            "reuse ends the family"
+        );
+    }
+
+    pub async fn relogin_in_flight_keeps_bound_families<S: TestStore + TokenStore>(s: S) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::sync::Semaphore;
+        let t = tokens(s.clone(), TokenConfig::default());
+        let (held, release) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+        let armed = Arc::new(AtomicBool::new(false));
+        let (h, r, on) = (held.clone(), release.clone(), armed.clone());
+        let layer = SessionLayer::new(s.clone(), SessionConfig::default())
+            .unwrap()
+            .with_login_pause(move || {
+                let (h, r, on) = (h.clone(), r.clone(), on.clone());
+                async move {
+                    if on.load(Ordering::SeqCst) {
+                        h.add_permits(1);
+                        r.acquire().await.unwrap().forget();
+                    }
+                }
+            });
+        let app = app_on(layer, &t);
+        let mut web = login(&app, "alice").await;
+        let (access, refresh) = bound_pair(&mut web).await;
+        armed.store(true, Ordering::SeqCst);
+        let mut again = web.clone();
+        let relogin = tokio::spawn(async move { again.post("/login?user=alice").await });
+        held.acquire().await.unwrap().forget();
+        // A bearer request lands while the re-login is in flight.
+        assert!(live(&t, &access).await, "the session is still there");
+        release.add_permits(1);
+        assert_eq!(relogin.await.unwrap().status, 200);
+        assert!(live(&t, &access).await, "the family survives the re-login");
+        t.refresh(&refresh).await.expect("and refreshes");
+    }
+
     pub async fn concurrent_refreshes_yield_one_pair<S: TestStore + TokenStore>(s: S) {
         let t = tokens(s, TokenConfig::default());
         let p = t.issue("alice").await.unwrap();
@@ -286,7 +341,10 @@ mod cases {
     }
 
     pub fn app<S: TestStore>(s: S, t: &Tokens) -> Router {
-        let layer = SessionLayer::new(s, SessionConfig::default()).unwrap();
+        app_on(SessionLayer::new(s, SessionConfig::default()).unwrap(), t)
+    }
+
+    pub fn app_on(layer: SessionLayer, t: &Tokens) -> Router {
         routes::routes()
             .route(
                 "/tokens",
@@ -928,6 +986,40 @@ mod redis_only {
         );
     }
 
+    /// Eviction (or a hand) removes a family's record while its tokens live on: they
+    /// are refused, never accepted without the record revocation needs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokens_without_their_family_record_fail_closed() {
+        let server = RedisServer::shared();
+        let store = common::stores::redis_store_on(&server.url(), "famgone");
+        let t = Tokens::new(store, TokenConfig::default()).unwrap();
+        let mut conn = common::stores::redis_conn(&server.url()).await;
+        for refresh_first in [false, true] {
+            let p = t.issue("alice").await.unwrap();
+            assert!(t.authenticate(p.access_token()).await.is_ok());
+            let families: Vec<String> = conn.keys("famgone:*:t:*").await.unwrap();
+            assert!(!families.is_empty());
+            let _: () = conn.del(&families).await.unwrap();
+            if refresh_first {
+                assert!(matches!(
+                    t.refresh(p.refresh_token()).await,
+                    Err(TokenError::InvalidGrant)
+                ));
+            }
+            assert!(
+                matches!(
+                    t.authenticate(p.access_token()).await,
+                    Err(TokenError::InvalidToken)
+                ),
+                "an access token whose family record is gone is refused"
+            );
+            assert!(matches!(
+                t.refresh(p.refresh_token()).await,
+                Err(TokenError::InvalidGrant)
+            ));
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_script_per_operation_and_key_ttls() {
         let server = RedisServer::start();
@@ -947,12 +1039,8 @@ mod redis_only {
         assert_eq!(scripts(b), 1, "issue");
         let b = server.command_calls();
         t.authenticate(p.access_token()).await.unwrap();
-        let d = RedisServer::delta(&b, &server.command_calls());
-        assert_eq!(
-            d,
-            [("hmget".to_owned(), 1)].into(),
-            "authenticate: one plain HMGET, no script"
-        );
+        // The token and its family's record, checked together (fail closed).
+        assert_eq!(scripts(b), 1, "authenticate");
         let b = server.command_calls();
         let p2 = t.refresh(p.refresh_token()).await.unwrap();
         assert_eq!(scripts(b), 1, "refresh");

@@ -1,5 +1,14 @@
-//! Login: the session moves into its user's slot (take, then write with the per-user
-//! cap), keeping its data; on failure the taken session is put back.
+//! Login: the session gets a new id in its user's slot. Three cases, each leaving the
+//! current session as it was whenever the login fails:
+//! - the same user again: the session rotates in place (one atomic write that keeps
+//!   its data, handle and bound token families);
+//! - an anonymous session: its data moves to the user's slot (write the new session,
+//!   then delete the old one);
+//! - another user: a clean session for the new user, then the previous user's session
+//!   ends (logout event).
+//!
+//! Nothing is taken and put back, so a revocation that runs while a login is in flight
+//! is never undone by the login's failure.
 
 use std::collections::HashMap;
 
@@ -15,26 +24,55 @@ use crate::store::record::{
 };
 use crate::time::now_ms;
 
+/// What a login does with the session it starts from.
+enum Start {
+    /// No stored session: a new one.
+    Fresh,
+    /// Logged in as this user already: rotate in place, keeping everything.
+    Again(Loaded, crate::id::SessionKey),
+    /// Anonymous: carry its data into the user's slot.
+    Carry(Loaded),
+    /// Logged in as another user: start clean, then end that session.
+    Switch,
+}
+
 impl Session {
-    /// Logs the session in as `user_id`: moves it (with its data) to a new id in the
-    /// user's hash-tag slot, records created / last active / IP / user agent, adds it to
-    /// the user's index and enforces the configured
-    /// [`SessionLimit`](crate::SessionLimit), all in one atomic step. The old id stops
-    /// working, so an id planted before login is useless. The user id is stored
-    /// server-side only, never in the cookie.
+    /// Logs the session in as `user_id`, giving it a new id in the user's hash-tag slot
+    /// (so an id planted before login is useless), recording created / last active / IP /
+    /// user agent, adding it to the user's index and enforcing the configured
+    /// [`SessionLimit`](crate::SessionLimit), all in one atomic write. The user id is
+    /// stored server-side only, never in the cookie.
     ///
-    /// Costs two round trips: one to take the current session, one for the login.
+    /// What the session keeps depends on who it belonged to:
+    /// - **anonymous**: its data (a cart, say) moves into the logged-in session;
+    /// - **the same user** (a re-login): data, handle and bound token families are kept
+    ///   (an id rotation);
+    /// - **another user**: nothing stored is kept. The new session gets a new handle
+    ///   and none of the previous user's data, details or lifetime (what this request
+    ///   set before the login goes with the new user), and the previous user's session
+    ///   ends with a [`Logout`](crate::events::EventKind::Logout) event.
+    ///
+    /// Every login restarts the absolute lifetime and the session's created ("signed
+    /// in") time, so time spent browsing before the login does not shorten it.
+    ///
+    /// Costs one round trip to read the current session (none if the handler read a
+    /// logged-in one) and one for the login; an anonymous or another user's session is
+    /// deleted in a third.
     ///
     /// # Errors
     /// [`SessionError::TooManySessions`] under [`LimitPolicy::Reject`](crate::LimitPolicy::Reject)
-    /// at the limit (nothing changed: the current session is kept);
-    /// [`SessionError::InvalidUserId`] for an empty or over-long user id, or one with a
-    /// control character (nothing changed; answer it with 400);
-    /// [`SessionError::Store`] if the store failed.
+    /// at the limit; [`SessionError::TooLarge`] if concurrent writes grew the data
+    /// past the size limit; [`SessionError::InvalidUserId`] for an empty or over-long
+    /// user id, or one with a control character (answer it with 400);
+    /// [`SessionError::Store`] if the store failed. In each case the current session is
+    /// left as it was (or as a concurrent revocation left it).
     pub async fn login(&self, user_id: &str) -> Result<(), SessionError> {
         InvalidUserId::check(user_id).map_err(SessionError::InvalidUserId)?;
         let ctx = &self.inner.ctx;
         let store = &ctx.store;
+        let login_mode = WriteMode::Login {
+            limit: ctx.config.limit,
+        };
         let mut st = self.inner.state.lock().await;
         st.accessed = true;
         let tag = match store.user_tag(user_id).await {
@@ -43,51 +81,77 @@ impl Session {
         };
         let current = match (&st.load, &st.id) {
             (Load::Done(None), _) | (_, None) => None,
-            (_, Some(id)) => Some(id.key()),
+            (_, Some(id)) => Some(id.clone()),
         };
-        let taken = match &current {
-            Some(key) => match store.take(key).await {
-                Ok(record) => record,
-                Err(e) => return Err(st.fail(e, "take")),
+        // Whose session it is, from this request's read if it had one; an anonymous
+        // session's data is read as stored now, so what concurrent requests wrote is
+        // carried.
+        let base = match (&current, &st.load) {
+            (Some(_), Load::Done(Some(l))) if l.user.is_some() => Some(l.clone()),
+            (Some(id), _) => match store.load(&id.key()).await {
+                Ok(record) => parse_live(record, now_ms()),
+                Err(e) => return Err(st.fail(e, "load")),
             },
-            None => None,
+            (None, _) => None,
+        };
+        #[cfg(feature = "store-internals")]
+        if let Some(pause) = &ctx.login_pause {
+            (pause.0)().await;
+        }
+        let mut start = match (base, &current) {
+            (None, _) | (_, None) => Start::Fresh,
+            (Some(b), Some(id)) => match b.user.as_deref() {
+                Some(u) if u == user_id && id.tag() == tag => Start::Again(b, id.key()),
+                Some(_) => Start::Switch,
+                None => Start::Carry(b),
+            },
         };
         let now = now_ms();
         let clock = ctx.clock(now);
-        let base = parse_live(taken.clone(), now);
-        let mut patch = self.login_record(&st, base.as_ref(), user_id, now);
-        patch.events = if base.is_none() {
-            "created login"
-        } else {
-            "login"
-        };
-        let mode = WriteMode::Login {
-            limit: ctx.config.limit,
-        };
         let generate = || SessionId::generate_in(tag.clone());
-        let written = self.write_new(generate, mode, &patch, clock).await;
-        let (new, ttl, evicted) = match written {
-            Ok((new, WriteOutcome::Written { ttl, evicted })) => (new, ttl, evicted),
-            Ok((_, WriteOutcome::Rejected)) => {
-                self.restore(current.as_ref(), taken, clock).await;
-                let limit = ctx.config.limit.map_or(0, |l| l.max);
-                return Err(SessionError::TooManySessions { limit });
-            }
-            Ok((_, WriteOutcome::TooLarge { size })) => {
-                // Concurrent writes grew the session it takes along past the limit.
-                self.restore(current.as_ref(), taken, clock).await;
-                let limit = ctx.config.max_session_size;
-                return Err(SessionError::TooLarge { size, limit });
-            }
-            Ok(_) => {
-                self.restore(current.as_ref(), taken, clock).await;
-                let e = StoreError::Protocol("login could not be written");
-                return Err(st.fail(e, "login"));
-            }
-            Err(e) => {
-                // Also an id that could not be generated: the taken session goes back.
-                self.restore(current.as_ref(), taken, clock).await;
-                return Err(st.fail(e, "login"));
+        let (patch, new, ttl, evicted) = loop {
+            let (patch, written) = match &start {
+                Start::Again(b, from) => {
+                    let patch = self.relogin_patch(&st, b, user_id, now);
+                    let mode = WriteMode::Rotate { from };
+                    let written = self.write_new(generate, mode, &patch, clock).await;
+                    (patch, written)
+                }
+                Start::Carry(b) => {
+                    let mut patch = self.login_record(&st, Some(b), user_id, now);
+                    patch.events = "login";
+                    let written = self.write_new(generate, login_mode, &patch, clock).await;
+                    (patch, written)
+                }
+                Start::Fresh | Start::Switch => {
+                    let mut patch = self.login_record(&st, None, user_id, now);
+                    patch.events = "created login";
+                    let written = self.write_new(generate, login_mode, &patch, clock).await;
+                    (patch, written)
+                }
+            };
+            match written {
+                Ok((new, WriteOutcome::Written { ttl, evicted })) => {
+                    break (patch, new, ttl, evicted);
+                }
+                Ok((_, WriteOutcome::Rejected)) => {
+                    let limit = ctx.config.limit.map_or(0, |l| l.max);
+                    return Err(SessionError::TooManySessions { limit });
+                }
+                Ok((_, WriteOutcome::TooLarge { size })) => {
+                    let limit = ctx.config.max_session_size;
+                    return Err(SessionError::TooLarge { size, limit });
+                }
+                Ok((_, WriteOutcome::Gone)) if matches!(start, Start::Again(..)) => {
+                    // Revoked while the login was in flight: it stays ended, and the
+                    // user, who just authenticated, gets a new session.
+                    start = Start::Fresh;
+                }
+                Ok(_) => {
+                    let e = StoreError::Protocol("login could not be written");
+                    return Err(st.fail(e, "login"));
+                }
+                Err(e) => return Err(st.fail(e, "login")),
             }
         };
         if !evicted.is_empty() {
@@ -97,7 +161,14 @@ impl Session {
             let reason = EventKind::Revoked(RevokeReason::EvictedByCap);
             self.emit(reason, Some(*h), Some(user_id));
         }
-        let mut fields = HashMap::new();
+        // The session it started from, in another slot or of another user, goes.
+        if let (Start::Carry(_) | Start::Switch, Some(old)) = (&start, &current) {
+            self.retire(old, matches!(start, Start::Switch)).await;
+        }
+        let mut fields = match &start {
+            Start::Again(b, _) => relogin_fields(b),
+            _ => HashMap::new(),
+        };
         patch.apply_to(&mut fields);
         record::stamp_ttl(&mut fields, clock);
         st.load = Load::Done(Loaded::parse(Record::from_fields(fields)));
@@ -117,12 +188,35 @@ impl Session {
             _ => None,
         };
         let details = st.details();
-        if base.is_none() {
-            // A login without a session before it stored a new one.
+        if matches!(start, Start::Fresh | Start::Switch) {
+            // A new session was stored.
             self.emit_own(EventKind::Created, handle, None, details.clone());
         }
         self.emit_own(EventKind::Login, handle, Some(user_id), details);
         Ok(())
+    }
+
+    /// Ends the session a login started from: another user's (a logout, with its
+    /// event) or an anonymous one whose data moved (no event). Its failure only leaves
+    /// an unreachable copy behind until it expires: the client has the new cookie.
+    async fn retire(&self, old: &SessionId, logout: bool) {
+        let store = &self.inner.ctx.store;
+        let key = old.key();
+        if logout {
+            match store.delete(&key).await {
+                Ok(Some(ended)) => {
+                    let fields = ended.fields();
+                    let handle =
+                        record::meta(fields, record::HANDLE).and_then(SessionHandle::parse);
+                    let user = record::meta(fields, record::USER);
+                    self.emit(EventKind::Logout, handle, user);
+                }
+                Ok(None) => {}
+                Err(e) => log_store_error(&e, "end the previous user's session"),
+            }
+        } else if let Err(e) = store.take(&key).await {
+            log_store_error(&e, "delete the session moved by a login");
+        }
     }
 
     /// Writes `patch` under a freshly generated id, generating another on the
@@ -150,7 +244,8 @@ impl Session {
         Err(StoreError::Protocol("session id collided repeatedly"))
     }
 
-    /// The full record of a session logging in: its data and metadata, the pending
+    /// The full record of a session logging in: the data it carries (`base`, an
+    /// anonymous session, or none for a new or another user's session), this request's
     /// changes, and the user.
     pub(super) fn login_record(
         &self,
@@ -181,24 +276,21 @@ impl Session {
             .map(|b| b.handle)
             .or(st.new_handle)
             .unwrap_or_else(SessionHandle::generate);
-        let created = base.map_or(now, |b| b.created_ms);
-        let deadline = super::commit::deadline_ms(
-            st.expiry.and_then(|e| e.absolute),
-            created,
-            base.map(|b| b.deadline_ms),
-            config.absolute_lifetime,
-        );
-        let idle = st
-            .expiry
+        let expiry = st.expiry;
+        let deadline = login_deadline(self, expiry, base, now);
+        let idle = expiry
             .map(|e| millis(e.idle))
             .or(base.and_then(|b| b.idle_ms));
-        let persistent = st
-            .expiry
+        let persistent = expiry
             .and_then(|e| e.persistent)
             .or(base.and_then(|b| b.persistent));
+        let details = match &st.details {
+            Some(d) => (!d.is_empty()).then(|| d.to_json()),
+            _ => base.and_then(|b| b.details.clone()),
+        };
         let meta = [
             (record::HANDLE, Some(handle.to_string())),
-            (record::CREATED, Some(created.to_string())),
+            (record::CREATED, Some(now.to_string())),
             (record::DEADLINE, deadline.map(|d| d.to_string())),
             (record::IDLE, idle.map(|i| i.to_string())),
             (
@@ -206,13 +298,7 @@ impl Session {
                 persistent.map(|p| if p { "1" } else { "0" }.to_owned()),
             ),
             (record::USER, Some(user_id.to_owned())),
-            (
-                record::DETAILS,
-                match &st.details {
-                    Some(d) => (!d.is_empty()).then(|| d.to_json()),
-                    None => base.and_then(|b| b.details.clone()),
-                },
-            ),
+            (record::DETAILS, details),
         ];
         for (field, value) in meta {
             if let Some(v) = value {
@@ -223,32 +309,71 @@ impl Session {
         patch
     }
 
-    /// Puts back a session taken by a login that did not happen (best effort: the
-    /// session was only ours to move).
-    pub(super) async fn restore(
-        &self,
-        key: Option<&crate::id::SessionKey>,
-        taken: Option<Record>,
-        clock: Clock,
-    ) {
-        let (Some(key), Some(record)) = (key, taken) else {
-            return;
-        };
-        let mut patch = Patch::default();
-        patch.set.extend(
-            record
-                .into_fields()
-                .into_iter()
-                .filter(|(k, _)| k != record::LAST_SEEN && k != record::EXPIRES),
-        );
-        if let Err(e) = self
-            .inner
-            .ctx
-            .store
-            .write(key, WriteMode::Create, &patch, clock)
-            .await
-        {
-            log_store_error(&e, "restore");
+    /// The patch of a re-login of the session's own user (a rotation): this request's
+    /// changes, a restarted lifetime and created time, the client's IP and user agent.
+    fn relogin_patch(&self, st: &State, base: &Loaded, user_id: &str, now: i64) -> Patch {
+        let mut patch = super::commit::data_patch(st, self.inner.ctx.config.max_session_size);
+        patch.events = "login";
+        if let Some(e) = st.expiry {
+            super::commit::expiry_fields(&mut patch, e);
+        }
+        patch
+            .set
+            .push((record::CREATED.to_owned(), now.to_string()));
+        match login_deadline(self, st.expiry, Some(base), now) {
+            Some(d) => patch.set.push((record::DEADLINE.to_owned(), d.to_string())),
+            None => patch.delete.push(record::DEADLINE.to_owned()),
+        }
+        patch
+            .set
+            .push((record::USER.to_owned(), user_id.to_owned()));
+        match &st.details {
+            Some(d) if d.is_empty() => patch.delete.push(record::DETAILS.to_owned()),
+            Some(d) => patch.set.push((record::DETAILS.to_owned(), d.to_json())),
+            None => {}
+        }
+        self.inner.meta.fields(&mut patch);
+        patch
+    }
+}
+
+/// The absolute deadline a login gives (Unix ms, `None` for none): counted from the
+/// login. This request's override wins; else the session it carries keeps the lifetime
+/// it had (a "remember me" of 30 days stays 30 days); else the configured one.
+fn login_deadline(
+    session: &Session,
+    expiry: Option<crate::Expiry>,
+    base: Option<&Loaded>,
+    now: i64,
+) -> Option<i64> {
+    let lifetime = session.inner.ctx.config.absolute_lifetime;
+    match (expiry.and_then(|e| e.absolute), base) {
+        (Some(absolute), _) => absolute.map(|a| now + millis(a)),
+        (None, Some(b)) => b.deadline_ms.map(|d| now + (d - b.created_ms).max(0)),
+        (None, None) => lifetime.map(|a| now + millis(a)),
+    }
+}
+
+/// The per-field record a re-login rotates (what it keeps), for the request's view.
+fn relogin_fields(b: &Loaded) -> HashMap<String, String> {
+    let mut fields: HashMap<String, String> = b
+        .data
+        .iter()
+        .map(|(k, v)| (data_field(k), v.clone()))
+        .collect();
+    let meta = [
+        (record::HANDLE, Some(b.handle.to_string())),
+        (record::IDLE, b.idle_ms.map(|i| i.to_string())),
+        (
+            record::PERSISTENT,
+            b.persistent.map(|p| if p { "1" } else { "0" }.to_owned()),
+        ),
+        (record::DETAILS, b.details.clone()),
+    ];
+    for (field, value) in meta {
+        if let Some(v) = value {
+            fields.insert(field.to_owned(), v);
         }
     }
+    fields
 }

@@ -38,6 +38,11 @@ use crate::time::now_ms;
 /// (which takes 2^-256 luck, or a broken random number generator).
 const COLLISION_RETRIES: usize = 3;
 
+/// The most keys a session holds ([`SessionError::TooManyKeys`]): every write of a
+/// session, a login's move of all of them included, stays one bounded step well under
+/// what a Redis script can pass in one call.
+const MAX_KEYS: usize = 1000;
+
 /// The session of the current request.
 ///
 /// Get it in an axum handler as an extractor (or `Option<Session>` if the layer may be
@@ -165,7 +170,10 @@ impl Session {
     ///
     /// # Errors
     /// [`SessionError::Serialize`] if `value` does not serialize (nothing changes),
-    /// [`SessionError::Store`] if the session could not be loaded.
+    /// [`SessionError::TooManyKeys`] if the session would hold more than 1,000 keys and
+    /// [`SessionError::TooLarge`] if it would pass the size limit (nothing changes:
+    /// answer either with 413), [`SessionError::Store`] if the session could not be
+    /// loaded.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let json = serde_json::to_string(&value).map_err(|source| SessionError::Serialize {
             key: key.to_owned(),
@@ -175,6 +183,9 @@ impl Session {
         if st.stored_data().and_then(|d| d.get(key)) == Some(&json) {
             st.changes.remove(key);
             return Ok(());
+        }
+        if st.keys_with(key) > MAX_KEYS {
+            return Err(SessionError::TooManyKeys { limit: MAX_KEYS });
         }
         let limit = self.inner.ctx.config.max_session_size;
         let size = st.size_with(key, json.len());

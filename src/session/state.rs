@@ -111,6 +111,20 @@ impl State {
         size
     }
 
+    /// How many keys the session would hold once `key` is set.
+    pub(super) fn keys_with(&self, key: &str) -> usize {
+        let stored = self.stored_data();
+        let kept = stored.map_or(0, |d| {
+            d.keys().filter(|k| !self.changes.contains_key(*k)).count()
+        });
+        let set = self.changes.values().filter(|v| v.is_some()).count();
+        let present = match self.changes.get(key) {
+            Some(v) => v.is_some(),
+            None => stored.is_some_and(|d| d.contains_key(key)),
+        };
+        kept + set + usize::from(!present)
+    }
+
     /// The stored data as the handler sees it: none if there is no stored session or the
     /// handler cleared it (pending changes are separate).
     pub(super) fn stored_data(&self) -> Option<&HashMap<String, String>> {

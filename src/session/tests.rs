@@ -21,6 +21,8 @@ fn context(store: &MemoryStore, config: SessionConfig) -> Arc<Context> {
         config,
         rejected: Arc::new(AtomicU64::new(0)),
         events: Arc::new(Dispatcher::default()),
+        #[cfg(feature = "store-internals")]
+        login_pause: None,
     })
 }
 

@@ -220,8 +220,10 @@ impl RedisStoreBuilder {
     }
 
     /// TLS settings for `rediss://` URLs: a private CA, a client certificate. Without
-    /// it, `rediss://` verifies the server against the system trust store. Feature
-    /// `tls` (on by default).
+    /// it, `rediss://` verifies the server against the system trust store. With a
+    /// plain `redis://` URL, [`build`](Self::build) refuses them
+    /// ([`ConfigError::Tls`]) instead of silently talking plaintext. Feature `tls` (on
+    /// by default).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
@@ -312,10 +314,25 @@ impl RedisStoreBuilder {
             sentinel,
         };
         #[cfg(feature = "tls")]
-        if nodes.urls.iter().any(|u| u.starts_with("rediss:"))
-            || nodes.sentinel.as_ref().is_some_and(|s| s.tls())
         {
-            tls::install_crypto_provider();
+            let uses_tls = nodes.urls.iter().any(|u| u.starts_with("rediss:"))
+                || nodes.sentinel.as_ref().is_some_and(|s| s.tls());
+            if self.tls.is_some() && !uses_tls {
+                // Ignored, the connection would be plaintext while the app believes it
+                // verifies a CA or presents a client certificate.
+                return Err(ConfigError::Tls(
+                    "a CA or client certificate needs a rediss:// (or rediss+sentinel://) URL"
+                        .to_owned(),
+                ));
+            }
+            if uses_tls {
+                tls::install_crypto_provider();
+            }
+        }
+        if nodes.urls.iter().any(|u| u.contains("#insecure")) {
+            tracing::warn!(
+                "a Redis URL ends in #insecure: the server's TLS certificate is not verified"
+            );
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))

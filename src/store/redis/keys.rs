@@ -32,15 +32,6 @@ pub(crate) fn slot_prefix(namespace: &str, tag: &str) -> String {
     k
 }
 
-/// `<ns>:{<tag>}:<kind>:<hash>`: a token (`a` access, `r` refresh).
-pub(crate) fn token(namespace: &str, tag: &str, kind: &str, hash: &str) -> String {
-    let mut k = slot_prefix(namespace, tag);
-    k.push_str(kind);
-    k.push(':');
-    k.push_str(hash);
-    k
-}
-
 /// `<ns>:{<tag>}:tf`: the token families of a slot, a sorted set of family ids scored
 /// by the expiry of their last token (ms).
 pub(crate) fn family_index(namespace: &str, tag: &str) -> String {

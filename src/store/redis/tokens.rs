@@ -96,44 +96,13 @@ impl RedisStore {
         access: &str,
         now_ms: i64,
     ) -> Result<Option<AccessRecord>, StoreError> {
-        // One plain read; only a token bound to a session needs the script, which
-        // checks the session and ends the family with it atomically.
+        // One script: the token, its family's record (a token whose family is gone
+        // is refused: revocation could not reach it) and a bound session, checked
+        // together.
         let kind = match kind {
             Lookup::Access => TOKEN_KIND_ACCESS,
             Lookup::Id => TOKEN_KIND_ID,
         };
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys::token(&self.namespace, tag, kind, access))
-            .arg(&["u", "f", "c", "e", "sh", "sc", "sk"]);
-        let f: Vec<Option<String>> = self.command(&cmd).await?;
-        match &f[..] {
-            [
-                Some(user),
-                Some(family),
-                Some(issued),
-                Some(expires),
-                handle,
-                scope,
-                session,
-            ] => {
-                let expires_ms = int(expires)?;
-                if expires_ms <= now_ms {
-                    return Ok(None);
-                }
-                if session.as_deref().is_none_or(str::is_empty) {
-                    return Ok(Some(AccessRecord {
-                        user: user.clone(),
-                        family: family.clone(),
-                        issued_ms: int(issued)?,
-                        expires_ms,
-                        session: handle.as_deref().and_then(SessionHandle::parse),
-                        scope: scope.as_deref().and_then(opt),
-                        bound: None,
-                    }));
-                }
-            }
-            _ => return Ok(None),
-        }
         let mut inv = self.tokens(tag, TOKEN_AUTH, now_ms);
         inv.arg(access).arg(kind);
         let reply: Vec<String> = self.invoke(&inv).await?;

@@ -103,13 +103,20 @@ elseif op == TOKEN_AUTH then
   -- ARGV[4] token hash, ARGV[5] its kind: 'a' (access) or 'i' (ID token).
   -- Returns {user, family, issued, expires, handle, scope, bound session's member
   -- ('' = unbound), its packed times (m:t)} or {} (not live; a token whose bound
-  -- session ended ends its family).
+  -- session ended ends its family; a token whose family record is gone is refused).
   local kind = ARGV[5]
   if kind ~= TOKEN_KIND_ACCESS and kind ~= TOKEN_KIND_ID then
     return redis.error_reply('unknown token kind')
   end
-  local a = redis.call('HMGET', P .. kind .. ':' .. ARGV[4], 'u', 'f', 'c', 'e', 'sh', 'sc', 'sk')
+  local ak = P .. kind .. ':' .. ARGV[4]
+  local a = redis.call('HMGET', ak, 'u', 'f', 'c', 'e', 'sh', 'sc', 'sk')
   if not a[1] or tonumber(a[4]) <= now then return {} end
+  if redis.call('EXISTS', P .. 't:' .. a[2]) == 0 then
+    -- The family's record is gone (evicted, or deleted by hand): revocation could no
+    -- longer reach this token, so it is refused (fail closed) and dropped.
+    redis.call('DEL', ak)
+    return {}
+  end
   local member, t = '', ''
   if a[7] and a[7] ~= '' then
     member, t = bound_session(P, a[5] or '')

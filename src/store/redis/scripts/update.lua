@@ -60,7 +60,7 @@ end
 local max = tonumber(ARGV[8])
 if max > 0 and size > max then return {-size} end
 
-delete_fields(key, ARGV[3], {unpack(ARGV, dels)})
+delete_fields(key, ARGV[3], ARGV, dels, #ARGV)
 local expires = now + ttl
 local indexed = tonumber(times[T_X])
 if stored[2] and (not indexed or expires > indexed) then
@@ -75,7 +75,12 @@ if stored[2] and (not indexed or expires > indexed) then
 end
 local version = (tonumber(times[T_V]) or 0) + 1
 times[T_E], times[T_S], times[T_Z], times[T_V] = expires, ARGV[1], size, version
-redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(ARGV, sets, dels - 1))
+if dels - sets <= CHUNK then
+  redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(ARGV, sets, dels - 1))
+else
+  redis.call('HSET', key, 'm:t', table.concat(times, ','))
+  hset_chunked(key, ARGV, sets, dels - 1)
+end
 redis.call('PEXPIRE', key, ttl)
 record(key, ARGV[1], ARGV[7])
 if ARGV[13] == '1' then redis.call('EXISTS', key) end

@@ -111,7 +111,7 @@ if ttl <= 0 then
   return {REPLY_GONE}
 end
 
-delete_fields(key, ARGV[4], dels)
+delete_fields(key, ARGV[4], dels, 1, #dels)
 local expires = now + ttl
 if user then
   -- (Re)index with slack; the index outlives its longest session.
@@ -133,8 +133,13 @@ if user then
 end
 times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[2], tostring(size)
 times[T_V] = (tonumber(times[T_V]) or 0) + 1
-redis.call('HSET', key, 'm:t', table.concat(times, ','), 'm:n', table.concat(identity, ','),
-  unpack(sets))
+local t, n = table.concat(times, ','), table.concat(identity, ',')
+if #sets <= CHUNK then
+  redis.call('HSET', key, 'm:t', t, 'm:n', n, unpack(sets))
+else
+  redis.call('HSET', key, 'm:t', t, 'm:n', n)
+  hset_chunked(key, sets, 1, #sets)
+end
 redis.call('PEXPIRE', key, ttl)
 record(key, ARGV[2], ARGV[12])
 return {tostring(ttl), unpack(evicted)}

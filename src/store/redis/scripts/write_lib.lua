@@ -88,15 +88,31 @@ local function drop_expired(key, index, member, now)
   if redis.call('ZREM', index, member) == 1 then expired(index .. 'h', member, now) end
 end
 
--- The patch's deletions: every d: field first when `clear` is '1', then `dels`.
-local function delete_fields(key, clear, dels)
+-- HSET / HDEL of list[from .. to] (pairs stay whole) in calls of at most CHUNK values:
+-- Lua's unpack fails past ~8,000 values, and a session's key count is bounded only per
+-- request (concurrent requests may merge more).
+local CHUNK = 1000
+local function hset_chunked(key, list, from, to)
+  for i = from, to, CHUNK do
+    redis.call('HSET', key, unpack(list, i, math.min(i + CHUNK - 1, to)))
+  end
+end
+local function hdel_chunked(key, list, from, to)
+  for i = from, to, CHUNK do
+    redis.call('HDEL', key, unpack(list, i, math.min(i + CHUNK - 1, to)))
+  end
+end
+
+-- The patch's deletions: every d: field first when `clear` is '1', then list[from ..
+-- to].
+local function delete_fields(key, clear, list, from, to)
   if clear == '1' then
     local names = redis.call('HKEYS', key)
     for i = 1, #names do
       if string.sub(names[i], 1, 2) == 'd:' then redis.call('HDEL', key, names[i]) end
     end
   end
-  if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+  hdel_chunked(key, list, from, to)
 end
 
 -- Records the events `kinds` (space-separated) of a write that happened.
