@@ -146,6 +146,18 @@ pub enum StoreError {
         /// The namespace.
         namespace: String,
     },
+    /// The server's `maxmemory-policy` may evict this store's keys (every key has a
+    /// TTL, so `volatile-*` policies can too): revocation bookkeeping could vanish under
+    /// memory pressure while sessions stay. Set `maxmemory-policy noeviction`, or opt
+    /// in with [`RedisStore::with_eviction_allowed`](crate::RedisStore::with_eviction_allowed).
+    #[error(
+        "Redis may evict session keys (maxmemory-policy {policy}): set noeviction, or opt \
+         in with RedisStore::with_eviction_allowed"
+    )]
+    EvictionPolicy {
+        /// The policy the server reported.
+        policy: String,
+    },
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Random(#[from] getrandom::Error),

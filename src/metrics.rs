@@ -45,6 +45,7 @@ fn error_type(e: &StoreError) -> &'static str {
         StoreError::Timeout(_) => "timeout",
         StoreError::Protocol(_) => "protocol",
         StoreError::UserKeyLost { .. } => "user_key_lost",
+        StoreError::EvictionPolicy { .. } => "eviction_policy",
         StoreError::Random(_) => "random",
     }
 }

@@ -36,6 +36,8 @@ async fn sessions_of_many_users_spread_over_all_masters_without_crossslot() {
         .unwrap()
         .with_namespace("spread")
         .unwrap();
+    // INFO memory reaches the nodes: a cluster of noeviction nodes passes.
+    store.check().await.unwrap();
     let layer = SessionLayer::new(store, SessionConfig::default()).unwrap();
     let users = layer.users();
     let app = routes::routes().layer(layer);

@@ -312,3 +312,32 @@ async fn a_login_after_a_degraded_load_sends_its_cookie() {
         "the session it wrote is reachable"
     );
 }
+
+/// Every key has a TTL, so a `volatile-*` or `allkeys-*` policy can evict the cold
+/// bookkeeping revocation needs: `check()` refuses such a server unless the app opts in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_a_policy_that_evicts_unless_allowed() {
+    let fine = store(RedisServer::shared(), 1, Duration::from_secs(1));
+    fine.check().await.expect("noeviction is safe");
+    let evicting = RedisServer::start_with(&["--maxmemory-policy", "volatile-lru"]);
+    let st = store(&evicting, 1, Duration::from_secs(1));
+    match st.check().await {
+        Err(e @ StoreError::EvictionPolicy { .. }) => {
+            assert!(e.to_string().contains("volatile-lru"), "{e}");
+            assert!(
+                e.to_string().contains("noeviction"),
+                "says what to change: {e}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    st.with_eviction_allowed()
+        .check()
+        .await
+        .expect("the app opted in");
+    let all = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    assert!(matches!(
+        store(&all, 1, Duration::from_secs(1)).check().await,
+        Err(StoreError::EvictionPolicy { policy }) if policy == "allkeys-lru"
+    ));
+}

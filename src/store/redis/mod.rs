@@ -141,6 +141,8 @@ pub struct RedisStore {
     nodes: Option<Arc<Nodes>>,
     /// The local session cache, when enabled on the builder.
     cache: Option<Arc<Cache>>,
+    /// Whether [`check`](RedisStore::check) accepts a server that may evict keys.
+    eviction_allowed: bool,
 }
 
 #[derive(Clone)]
@@ -208,6 +210,7 @@ impl RedisStore {
             sentinel: false,
             nodes: None,
             cache: None,
+            eviction_allowed: false,
         }
     }
 
@@ -369,13 +372,45 @@ impl RedisStore {
     /// [`StoreError::Connect`] when no connection can be made (with the reason, e.g.
     /// an unknown certificate authority or a server too old); [`StoreError::Redis`]
     /// when the server refuses the check (e.g. `NOPERM` for an ACL user without
-    /// `EVALSHA`); [`StoreError::Timeout`] or [`StoreError::Pool`] when it takes too
-    /// long.
+    /// `EVALSHA`); [`StoreError::EvictionPolicy`] when the server's `maxmemory-policy` is
+    /// not `noeviction` (on a Cluster: any node's), unless
+    /// [`with_eviction_allowed`](Self::with_eviction_allowed);
+    /// [`StoreError::Timeout`] or [`StoreError::Pool`] when it takes too long.
     pub async fn check(&self) -> Result<(), StoreError> {
         let mut inv = CHECK.prepare_invoke();
         inv.key(format!("{}:{{check}}:probe", self.namespace));
         let _: i64 = self.invoke(&inv).await?;
+        if !self.eviction_allowed {
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg("memory");
+            let info: redis::Value = self.command(&cmd).await?;
+            match eviction_policy(&info) {
+                Some(policy) if policy == "noeviction" => {}
+                Some(policy) => return Err(StoreError::EvictionPolicy { policy }),
+                None => return Err(StoreError::Protocol("INFO memory without maxmemory_policy")),
+            }
+        }
         Ok(())
+    }
+
+    /// Lets [`check`](Self::check) accept a server whose `maxmemory-policy` may evict
+    /// keys (anything but `noeviction`), and logs a warning saying so.
+    ///
+    /// # Warning
+    /// Every key of this store has a TTL, so `volatile-*` and `allkeys-*` policies may
+    /// evict any of them under memory pressure, the cold bookkeeping first (a user's
+    /// index and handle map, a token family's record) while hot sessions and tokens
+    /// stay. This crate fails closed where it can see the loss (a token without its
+    /// family record is refused; see the README's security section), but an evicted
+    /// user-tag key or index still costs users their sessions. Use it for a cache-only
+    /// deployment that accepts that.
+    pub fn with_eviction_allowed(mut self) -> Self {
+        tracing::warn!(
+            namespace = %self.namespace,
+            "RedisStore::with_eviction_allowed: Redis may evict session bookkeeping"
+        );
+        self.eviction_allowed = true;
+        self
     }
 
     /// Runs one operation under the in-flight bound and the overall timeout.
@@ -732,6 +767,36 @@ impl SessionStore for RedisStore {
         }
         r
     }
+}
+
+/// The `maxmemory_policy` an `INFO memory` reply names: the first that is not
+/// `noeviction` when several nodes answer (a Cluster), else `noeviction`; `None` when
+/// no node names one.
+fn eviction_policy(info: &redis::Value) -> Option<String> {
+    fn texts<'a>(v: &'a redis::Value, out: &mut Vec<std::borrow::Cow<'a, str>>) {
+        match v {
+            redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(b)),
+            redis::Value::SimpleString(s) => out.push(s.as_str().into()),
+            redis::Value::VerbatimString { text, .. } => out.push(text.as_str().into()),
+            redis::Value::Array(items) | redis::Value::Set(items) => {
+                items.iter().for_each(|i| texts(i, out));
+            }
+            redis::Value::Map(pairs) => pairs.iter().for_each(|(_, v)| texts(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    texts(info, &mut all);
+    let mut found = None;
+    for line in all.iter().flat_map(|t| t.lines()) {
+        if let Some(p) = line.trim().strip_prefix("maxmemory_policy:") {
+            if p != "noeviction" {
+                return Some(p.to_owned());
+            }
+            found = Some(p.to_owned());
+        }
+    }
+    found
 }
 
 #[cfg(test)]
