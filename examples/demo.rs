@@ -18,7 +18,8 @@
 //!
 //! Open <http://localhost:3000>. The session cookie keeps the secure defaults
 //! (`Secure`, `HttpOnly`, `SameSite=Lax`); Chrome and Firefox accept `Secure` cookies
-//! on `http://localhost`.
+//! on `http://localhost`. Every form is protected against cross-site request forgery
+//! (`CsrfLayer`, with a `CsrfToken` in each form).
 
 #[path = "shared/redis_env.rs"]
 mod redis_env;
@@ -35,8 +36,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_redis_session::events::SessionEvent;
 use tower_redis_session::{
-    Expiry, LimitPolicy, MemoryStore, RedisStore, Session, SessionConfig, SessionDetails,
-    SessionError, SessionHandle, SessionLayer,
+    CsrfLayer, CsrfToken, Expiry, LimitPolicy, MemoryStore, RedisStore, Session, SessionConfig,
+    SessionDetails, SessionError, SessionHandle, SessionLayer,
 };
 
 #[derive(Deserialize)]
@@ -60,7 +61,12 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-async fn home(session: Session, Query(done): Query<Done>) -> Result<Html<String>, SessionError> {
+async fn home(
+    session: Session,
+    csrf: CsrfToken,
+    Query(done): Query<Done>,
+) -> Result<Html<String>, SessionError> {
+    let t = hidden(&csrf);
     let user = session.user_id().await?;
     let count: u64 = session.get("count").await?.unwrap_or(0);
     let body = match user {
@@ -68,16 +74,16 @@ async fn home(session: Session, Query(done): Query<Done>) -> Result<Html<String>
             "<p>Signed in as <b>{}</b>.</p>\
              <p>Session handle (public, safe to show): <code>{}</code></p>\
              <p>Counter: {count}</p>\
-             <form method=post action=/count><button>Count</button></form>\
+             <form method=post action=/count>{t}<button>Count</button></form>\
              <p><a href=/sessions>Your sessions</a> · <a href=/activity>Activity</a></p>\
-             <form method=post action=/logout><button>Log out</button></form>",
+             <form method=post action=/logout>{t}<button>Log out</button></form>",
             escape(&user),
             session.handle().await?,
         ),
         None => format!(
             "{}<p>Not signed in. Counter: {count}</p>\
-             <form method=post action=/count><button>Count anonymously</button></form>\
-             <form method=post action=/login>\
+             <form method=post action=/count>{t}<button>Count anonymously</button></form>\
+             <form method=post action=/login>{t}\
              <input name=user placeholder=name required maxlength=64> \
              <input name=device placeholder=\"device name (optional)\" maxlength=64> \
              <label><input type=checkbox name=remember> remember me (30 days)</label> \
@@ -86,6 +92,15 @@ async fn home(session: Session, Query(done): Query<Done>) -> Result<Html<String>
         ),
     };
     Ok(page(&body))
+}
+
+/// The CSRF token field every form carries: CsrfLayer checks it where a browser sends
+/// neither fetch metadata nor `Origin`.
+fn hidden(csrf: &CsrfToken) -> String {
+    format!(
+        "<input type=hidden name=csrf_token value={}>",
+        csrf.as_str()
+    )
 }
 
 fn page(body: &str) -> Html<String> {
@@ -184,7 +199,12 @@ fn notice(done: &Done, what: &str) -> String {
     }
 }
 
-async fn sessions(session: Session, Query(done): Query<Done>) -> Result<Response, SessionError> {
+async fn sessions(
+    session: Session,
+    csrf: CsrfToken,
+    Query(done): Query<Done>,
+) -> Result<Response, SessionError> {
+    let t = hidden(&csrf);
     if session.user_id().await?.is_none() {
         return Ok(Redirect::to("/").into_response());
     }
@@ -194,7 +214,7 @@ async fn sessions(session: Session, Query(done): Query<Done>) -> Result<Response
             "<span class=badge>this device</span>".to_owned()
         } else {
             format!(
-                "<form method=post action=/sessions/revoke>\
+                "<form method=post action=/sessions/revoke>{t}\
                  <input type=hidden name=handle value={}><button class=quiet>Sign out</button></form>",
                 s.handle()
             )
@@ -220,8 +240,8 @@ async fn sessions(session: Session, Query(done): Query<Done>) -> Result<Response
         "<h2>Your sessions</h2>{}<table>\
          <tr><th>session</th><th>device</th><th>IP</th><th>signed in</th><th>last active</th><th></th></tr>\
          {rows}</table>\
-         <p><form method=post action=/sessions/others><button>Sign out all other devices</button></form>\
-         <form method=post action=/sessions/everywhere><button class=quiet>Sign out everywhere</button></form></p>\
+         <p><form method=post action=/sessions/others>{t}<button>Sign out all other devices</button></form>\
+         <form method=post action=/sessions/everywhere>{t}<button class=quiet>Sign out everywhere</button></form></p>\
          <p><a href=/>Back</a></p>",
         notice(&done, "other device")
     ))
@@ -357,7 +377,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/sessions/others", post(revoke_others))
         .route("/sessions/everywhere", post(everywhere))
         .route("/activity", get(activity))
-        .route("/style.css", get(style));
+        .route("/style.css", get(style))
+        // Refuses state changes from other origins (a page on another port, a sibling
+        // subdomain), which SameSite=Lax lets the cookie reach.
+        .layer(CsrfLayer::new());
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => {
             println!("session store: Redis (REDIS_URL)");

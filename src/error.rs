@@ -44,6 +44,10 @@ pub enum ConfigError {
     /// braces would move the Redis Cluster hash tag.
     #[error("invalid key namespace {0:?}: use printable ASCII without '{{', '}}', ':' or spaces")]
     InvalidNamespace(String),
+    /// A trusted origin for [`CsrfLayer`](crate::CsrfLayer) is not
+    /// `http(s)://host[:port]`.
+    #[error("invalid trusted origin {0:?}: use http(s)://host[:port], without a path")]
+    TrustedOrigin(String),
     /// A token lifetime is out of range (see [`TokenConfig`](crate::tokens::TokenConfig)).
     #[error("invalid {what}: {got:?}")]
     TokenLifetime {

@@ -209,6 +209,7 @@ pub mod audit;
 pub mod config;
 mod context;
 pub mod cookie;
+pub mod csrf;
 mod details;
 pub mod error;
 pub mod events;
@@ -228,6 +229,7 @@ pub mod users;
 
 pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit, StoreDownPolicy};
 pub use cookie::{Key, KeyRing};
+pub use csrf::{CsrfLayer, CsrfToken};
 pub use details::{InvalidDetails, SessionDetails};
 pub use error::{ConfigError, InvalidUserId, SessionError, StoreError};
 pub use id::{SessionHandle, SessionKey};

@@ -79,6 +79,8 @@ struct Browser {
     http: reqwest::Client,
     base: String,
     cookie: Option<String>,
+    /// Sends `Origin` with each POST, as browsers do (the demo's CsrfLayer checks it).
+    origin: bool,
 }
 
 impl Browser {
@@ -91,6 +93,7 @@ impl Browser {
                 .unwrap(),
             base: server.base.clone(),
             cookie: None,
+            origin: true,
         }
     }
 
@@ -112,6 +115,9 @@ impl Browser {
         }
         if let Some(c) = &self.cookie {
             req = req.header(COOKIE, format!("id={c}"));
+        }
+        if self.origin {
+            req = req.header("origin", &self.base);
         }
         let res = req.send().await.unwrap();
         if let Some(sc) = res.headers().get(SET_COOKIE) {
@@ -207,10 +213,47 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     let (status, page) = b.get("/").await;
     assert_eq!(status, 200);
     assert!(page.contains("Not signed in"), "{page}");
-    assert!(b.cookie.is_none());
+    // The page's forms carry a CSRF token, whose secret lives in a new session.
+    assert!(b.cookie.is_some());
 
     let post = reqwest::Method::POST;
-    assert_eq!(b.send_form(post.clone(), "/count", Some("")).await.0, 303);
+    // CSRF: a POST from another origin is refused, and one with neither fetch metadata
+    // nor Origin needs the form's token.
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/count", server.base))
+        .header("origin", "http://127.0.0.1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(req.status().as_u16(), 403);
+    b.origin = false;
+    assert_eq!(b.send_form(post.clone(), "/count", Some("")).await.0, 403);
+    let (_, page) = b.get("/").await;
+    let token = page
+        .split("name=csrf_token value=")
+        .nth(1)
+        .and_then(|t| t.split('>').next())
+        .expect("a token in the form")
+        .to_owned();
+    let form = format!("csrf_token={token}");
+    assert_eq!(
+        b.send_form(post.clone(), "/count", Some(&form)).await.0,
+        303
+    );
+    b.origin = true;
+    req = reqwest::Client::new()
+        .post(format!("{}/count", server.base))
+        .header("cookie", format!("id={}", b.cookie.clone().unwrap()))
+        .body(format!(
+            "csrf_token={}{}",
+            &token[..token.len() - 1],
+            if token.ends_with('A') { 'B' } else { 'A' }
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(req.status().as_u16(), 403, "a forged token");
     let anonymous = b.cookie.clone().expect("session after counting");
     let (status, _) = b
         .send_form(
@@ -694,18 +737,69 @@ async fn demo_in_a_real_browser() {
     assert!(activity.contains("revoke_others"), "{activity}");
     laptop.screenshot(&shot("5-activity")).await;
 
+    // Another origin of the same site (another port of localhost) posts a form to
+    // "sign out everywhere": SameSite=Lax sends the cookie along, so only the CSRF
+    // check stands in the way. The user stays signed in.
+    let attack = attack_page(&format!("{base}/sessions/everywhere")).await;
+    laptop.goto(&attack).await;
+    let start = std::time::Instant::now();
+    while laptop.text().await.contains("attack page") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the form never left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = laptop.wait_text("refused").await;
+    assert!(refused.contains("cross-origin"), "{refused}");
+    laptop
+        .screenshot(&shot("6-cross-origin-post-refused"))
+        .await;
     laptop.goto(&format!("{base}/")).await;
     laptop.wait_text("Signed in as grace").await;
+    laptop.goto(&format!("{base}/sessions")).await;
+    laptop.wait_text("Your sessions").await;
+    assert_eq!(laptop.source().await.matches("<tr><td><code>").count(), 1);
+
+    laptop.goto(&format!("{base}/")).await;
+    laptop.wait_text("Signed in as grace").await;
+    let signed_in = laptop.cookies().await;
+    let value = |cookies: &[serde_json::Value]| {
+        cookies
+            .iter()
+            .find(|c| c["name"] == "id")
+            .map(|c| c["value"].clone())
+    };
     laptop.click_button("Log out").await;
     laptop.wait_text("Not signed in").await;
-    assert!(
-        laptop.cookies().await.iter().all(|c| c["name"] != "id"),
-        "the cookie is gone"
+    // The home page's forms start a new anonymous session (for their CSRF token).
+    assert_ne!(
+        value(&laptop.cookies().await),
+        value(&signed_in),
+        "the signed-in cookie is gone"
     );
-    laptop.screenshot(&shot("6-logged-out")).await;
+    laptop.screenshot(&shot("7-logged-out")).await;
     laptop.quit().await;
     phone.quit().await;
     drop(server);
+}
+
+/// Serves, on another port of localhost (another origin, the same site), a page that
+/// submits a form to `target` as soon as it loads; returns its URL.
+async fn attack_page(target: &str) -> String {
+    let html = format!(
+        "<!doctype html><p>attack page</p>\
+         <form id=f method=post action=\"{target}\"></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(html) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://localhost:{port}/")
 }
 
 /// A fresh directory under the system temp dir.

@@ -64,14 +64,27 @@ impl Client {
     }
 
     pub async fn send(&mut self, method: Method, uri: &str) -> Reply {
+        self.send_body(method, uri, None).await
+    }
+
+    /// Sends `form` as an `application/x-www-form-urlencoded` body.
+    pub async fn post_form(&mut self, uri: &str, form: &str) -> Reply {
+        self.send_body(Method::POST, uri, Some(form)).await
+    }
+
+    async fn send_body(&mut self, method: Method, uri: &str, form: Option<&str>) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
+        if form.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
         if let Some(c) = &self.cookie {
             req = req.header(header::COOKIE, format!("{}={c}", self.cookie_name));
         }
         for (name, value) in &self.headers {
             req = req.header(*name, value);
         }
-        let reply = send(self.app.clone(), req.body(Body::empty()).unwrap()).await;
+        let body = form.map_or_else(Body::empty, |f| Body::from(f.to_owned()));
+        let reply = send(self.app.clone(), req.body(body).unwrap()).await;
         if let Some(sc) = &reply.set_cookie {
             assert_eq!(sc.name, self.cookie_name);
             self.cookie = (!sc.is_removal()).then(|| sc.value.clone());
