@@ -40,9 +40,13 @@ pub enum ConfigError {
     /// The absolute lifetime must be between one second and ten years.
     #[error("absolute lifetime must be between 1 s and 10 years, got {0:?}")]
     AbsoluteLifetime(Duration),
-    /// A key namespace must be non-empty printable ASCII without `{`, `}`, `:` or spaces:
-    /// braces would move the Redis Cluster hash tag.
-    #[error("invalid key namespace {0:?}: use printable ASCII without '{{', '}}', ':' or spaces")]
+    /// A key namespace must be non-empty printable ASCII without `{`, `}`, `:`, spaces or
+    /// glob characters: braces would move the Redis Cluster hash tag, and a glob would
+    /// widen the ACL key pattern `~<ns>:*` to other namespaces' keys.
+    #[error(
+        "invalid key namespace {0:?}: use printable ASCII without '{{', '}}', ':', spaces or \
+         glob characters ('*', '?', '[', ']', '\\')"
+    )]
     InvalidNamespace(String),
     /// A trusted origin for [`CsrfLayer`](crate::CsrfLayer) is not
     /// `http(s)://host[:port]`.

@@ -99,8 +99,10 @@
 //! login moves the session to its user's tag, so a user's sessions and index
 //! (`<ns>:{<tag>}:u`) share one slot and every per-user operation (login with its limit,
 //! list, revoke, log out everywhere) is one atomic script on one node: no cross-slot
-//! command, no distributed transaction. The move itself is two steps (take the old
-//! session, create the new one); if the second fails, the first is undone.
+//! command, no distributed transaction. The move itself is two steps (create the new
+//! session in the user's slot, then delete the old one); if the first fails, the old
+//! session is left as it was, so a failed login never brings back a session revoked
+//! while it ran. A re-login of the same user stays in its slot: one atomic rotation.
 //!
 //! Failover: Redis replication is asynchronous, so a write acknowledged by a master
 //! that dies before its replica received it is lost: a session created, changed or

@@ -15,7 +15,7 @@ use tower_redis_session::{RedisStore, SessionConfig, SessionLayer, StoreError};
 fn store_as(name: &str, password: &str, rules: &str) -> RedisStore {
     let server = &*ACL_SERVER;
     let reply = server
-        .raw(&format!("ACL SETUSER {name} on >{password} {rules}"))
+        .raw(&format!("ACL SETUSER {name} reset on >{password} {rules}"))
         .unwrap_or_default();
     assert!(reply.starts_with("+OK"), "{reply}");
     RedisStore::from_url(&format!(
@@ -41,9 +41,14 @@ async fn the_documented_rules_are_enough() {
         .with_event_stream(100)
         .unwrap();
     store.check().await.unwrap();
-    let mut c = Client::new(
-        routes::routes().layer(SessionLayer::new(store.clone(), SessionConfig::default()).unwrap()),
-    );
+    let layer = SessionLayer::new(store.clone(), SessionConfig::default()).unwrap();
+    // The expiry watcher subscribes to the one channel the rules name (its database's).
+    let watcher = store.watch_expired(&layer).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), watcher.subscribed())
+        .await
+        .expect("the watcher subscribes under the documented rules");
+    watcher.abort();
+    let mut c = Client::new(routes::routes().layer(layer));
     c.post("/login?user=amy").await;
     assert_eq!(c.post("/incr").await.body, "1");
     assert_eq!(c.get("/read").await.body, "amy");
@@ -127,7 +132,7 @@ fn the_readme_shows_the_exact_rules() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let line = format!(
-        "ACL SETUSER sessions on >CHANGE-ME {}",
+        "ACL SETUSER sessions reset on >CHANGE-ME {}",
         rules_for("session")
     );
     assert!(readme.contains(&line), "README lacks:\n{line}");

@@ -42,6 +42,10 @@ fn calls(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
 // Redis too; those are listed after the `evalsha`, and all of one script is one round
 // trip.
 
+/// A read: the record and, in the same round trip, whether the user's handle map still
+/// holds it (a logged-in session without its entry fails closed; for an anonymous
+/// session the map does not exist).
+const READ: &[(&str, u64)] = &[("hgetall", 1), ("hexists", 1)];
 /// `write.lua` creating an anonymous session: condition check, one `HSET` (data and
 /// `m:s`/`m:e`), `PEXPIRE`.
 const CREATE: &[(&str, u64)] = &[("evalsha", 1), ("exists", 1), ("hset", 1), ("pexpire", 1)];
@@ -49,12 +53,20 @@ const CREATE: &[(&str, u64)] = &[("evalsha", 1), ("exists", 1), ("hset", 1), ("p
 /// `PEXPIRE`. A logged-in session's index entry was written with slack at login, so
 /// the update leaves the index alone.
 const UPDATE: &[(&str, u64)] = &[("evalsha", 1), ("hmget", 1), ("hset", 1), ("pexpire", 1)];
-const UPDATE_INDEXED: &[(&str, u64)] = UPDATE;
+/// ... of a logged-in session: also checks that its handle-map entry is still there.
+const UPDATE_INDEXED: &[(&str, u64)] = &[
+    ("evalsha", 1),
+    ("hmget", 1),
+    ("hexists", 1),
+    ("hset", 1),
+    ("pexpire", 1),
+];
 /// `update.lua` refreshing a logged-in session past its index score: re-indexes it
 /// (`ZADD`, `PTTL`, `PEXPIRE` of the index and its handle map).
 const TOUCH_INDEXED: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("hmget", 1),
+    ("hexists", 1),
     ("hset", 1),
     ("pexpire", 3),
     ("zadd", 1),
@@ -78,12 +90,13 @@ const LOGIN: &[(&str, u64)] = &[
     ("pttl", 1),
 ];
 /// `write.lua` rotating a logged-in session's id (`cycle_id`): one `HMGET` of the
-/// current key (existence, TTL inputs, data size), `RENAMENX` within the slot, the old
+/// current key (existence, TTL inputs, data size), its handle-map entry (`HEXISTS`), `RENAMENX` within the slot, the old
 /// member out of the index and handle map, the record stamped, re-indexed with its
 /// handle-map entries.
 const ROTATE: &[(&str, u64)] = &[
     ("evalsha", 1),
     ("hmget", 1),
+    ("hexists", 1),
     ("renamenx", 1),
     ("zrem", 1),
     ("hdel", 1),
@@ -142,52 +155,40 @@ async fn redis_command_budget_per_request() {
     check!("no cookie, untouched", c.get("/plain").await, calls(&[]));
     check!("new session", c.post("/incr").await, calls(CREATE));
     check!("cookie, untouched", c.get("/plain").await, calls(&[]));
-    check!(
-        "read",
-        c.get("/get?key=counter").await,
-        calls(&[("hgetall", 1)])
-    );
+    check!("read", c.get("/get?key=counter").await, calls(READ));
     check!(
         "read-modify-write",
         c.post("/incr").await,
-        with(UPDATE, &[("hgetall", 1)])
+        with(UPDATE, READ)
     );
     check!(
         "login",
         c.post("/login?user=alice").await,
-        calls(&[LOGIN, TAKE, &[("hgetall", 1)]].concat())
+        calls(&[LOGIN, TAKE, READ].concat())
     );
-    check!(
-        "read (logged in)",
-        c.get("/read").await,
-        calls(&[("hgetall", 1)])
-    );
+    check!("read (logged in)", c.get("/read").await, calls(READ));
     check!(
         "read-modify-write (logged in)",
         c.post("/incr").await,
-        with(UPDATE_INDEXED, &[("hgetall", 1)])
+        with(UPDATE_INDEXED, READ)
     );
     check!(
         "login again",
         c.post("/login?user=alice").await,
-        with(RELOGIN, &[("hgetall", 1)])
+        with(RELOGIN, READ)
     );
-    check!(
-        "cycle_id",
-        c.post("/cycle").await,
-        with(ROTATE, &[("hgetall", 1)])
-    );
+    check!("cycle_id", c.post("/cycle").await, with(ROTATE, READ));
     tokio::time::sleep(Duration::from_millis(600)).await;
     check!(
         "refresh (within the index slack)",
         c.get("/read").await,
-        with(UPDATE_INDEXED, &[("hgetall", 1)])
+        with(UPDATE_INDEXED, READ)
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
     check!(
         "refresh (past the index score: re-index)",
         c.get("/read").await,
-        with(TOUCH_INDEXED, &[("hgetall", 1)])
+        with(TOUCH_INDEXED, READ)
     );
     check!("logout", c.post("/logout").await, calls(DELETE));
 
@@ -767,10 +768,6 @@ async fn no_refresh_when_it_gains_nothing() {
         let before = server.command_calls();
         assert_eq!(c.get("/get?key=k").await.body, "v");
         let got = RedisServer::delta(&before, &server.command_calls());
-        assert_eq!(
-            got,
-            calls(&[("hgetall", 1)]),
-            "below the threshold, nothing to gain"
-        );
+        assert_eq!(got, calls(READ), "below the threshold, nothing to gain");
     }
 }

@@ -280,13 +280,16 @@ impl fmt::Debug for dyn DynStore {
     }
 }
 
-/// Checks a key namespace: non-empty printable ASCII without `{`, `}`, `:` or spaces.
+/// Checks a key namespace: non-empty printable ASCII without `{`, `}`, `:`, spaces or
+/// the glob characters `*`, `?`, `[`, `]`, `\` (the ACL key pattern `~<ns>:*` must
+/// name this namespace's keys and no others).
 pub(crate) fn validate_namespace(ns: &str) -> Result<(), crate::error::ConfigError> {
     let ok = !ns.is_empty()
         && ns.len() <= 64
-        && ns
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'{' | b'}' | b':'));
+        && ns.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'{' | b'}' | b':' | b'*' | b'?' | b'[' | b']' | b'\\')
+        });
     if ok {
         Ok(())
     } else {

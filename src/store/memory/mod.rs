@@ -138,7 +138,7 @@ impl MemoryStore {
     ///
     /// # Errors
     /// [`ConfigError::InvalidNamespace`] unless the namespace is non-empty printable
-    /// ASCII without `{`, `}`, `:` or spaces.
+    /// ASCII without `{`, `}`, `:`, spaces or glob characters (`*?[]\\`).
     pub fn with_namespace(mut self, namespace: &str) -> Result<Self, ConfigError> {
         super::validate_namespace(namespace)?;
         self.namespace = Arc::from(namespace);

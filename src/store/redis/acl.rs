@@ -10,12 +10,9 @@ const DIRECT: &[&str] = &[
     // Scripts: run by SHA, loaded once per server.
     "evalsha",
     "script|load",
-    // Session reads, token checks, the user-tag salt and its safety scan.
+    // Session reads (the record and its handle-map check), token checks.
     "hgetall",
     "hmget",
-    "get",
-    "set",
-    "scan",
     "hexists",
     // The event stream sink, and reading it back (`recent_events`).
     "xadd",
@@ -24,11 +21,16 @@ const DIRECT: &[&str] = &[
     "psubscribe",
 ];
 
+/// The user-tag salt kept in Redis (not needed with a `UserKey`): read, created once,
+/// and the safety scan that refuses to mint a new one over existing data.
+const SALT: &[&str] = &["get", "set", "scan"];
+
 /// Commands the Lua scripts call (`scripts/*.lua`; a unit test keeps this complete).
 const IN_SCRIPTS: &[&str] = &[
     "del",
     "exists",
     "hdel",
+    "hexists",
     "hget",
     "hgetall",
     "hkeys",
@@ -54,7 +56,8 @@ impl RedisStore {
     /// The ACL rules a Redis user needs for this store (sessions, tokens, events and
     /// the expiry watcher) and nothing more: its namespace's keys, the keyspace
     /// notification channel, and the commands the store sends or its scripts call.
-    /// Use it as `ACL SETUSER <name> on ><password> <rules>`. On a Cluster, give it to
+    /// Use it as `ACL SETUSER <name> reset on ><password> <rules>` (`reset` first, so no
+    /// older rule of that user survives). On a Cluster, give it to
     /// the user on every node; behind Sentinel, on the master and every replica (any
     /// of them may become the master).
     ///
@@ -62,6 +65,9 @@ impl RedisStore {
     /// set `notify-keyspace-events Ex` in the server's configuration.
     pub fn acl_rules(&self) -> String {
         let mut commands: Vec<&str> = DIRECT.iter().chain(IN_SCRIPTS).copied().collect();
+        if self.user_key.is_none() {
+            commands.extend(SALT);
+        }
         if self.cluster {
             commands.extend(CLUSTER);
         }
@@ -75,9 +81,13 @@ impl RedisStore {
         }
         commands.sort_unstable();
         commands.dedup();
+        // The namespace cannot hold glob characters (`validate_namespace`), so the key
+        // pattern is exactly the namespace's keys; the channel is the expiry events of
+        // the store's own database.
         let mut rules = format!(
-            "resetkeys ~{}:* resetchannels &__keyevent@*__:expired -@all",
-            self.namespace
+            "resetkeys ~{}:* resetchannels &{} -@all",
+            self.namespace,
+            super::watch::expired_channel(self.db())
         );
         for c in commands {
             rules.push_str(" +");
@@ -160,5 +170,44 @@ mod tests {
             rules.contains(" +evalsha") && !rules.contains("cluster"),
             "{rules}"
         );
+    }
+
+    /// Least privilege: only the store's database's expiry channel, and the salt's
+    /// commands only when the salt lives in Redis.
+    #[test]
+    fn rules_are_least_privilege() {
+        let store = RedisStore::from_url("redis://127.0.0.1:1/3")
+            .unwrap()
+            .with_namespace("app")
+            .unwrap();
+        let rules = store.acl_rules();
+        assert!(rules.contains(" &__keyevent@3__:expired "), "{rules}");
+        assert!(
+            !rules.contains('*') || rules.matches('*').count() == 1,
+            "{rules}"
+        );
+        for salt in [" +get", " +set", " +scan"] {
+            assert!(rules.contains(salt), "{rules}");
+        }
+        let keyed = store.with_user_key(crate::UserKey::from_bytes(&[7; 32]).unwrap());
+        let rules = keyed.acl_rules();
+        for salt in [" +get", " +set", " +scan"] {
+            assert!(
+                !rules.contains(salt),
+                "{salt} without a salt in Redis: {rules}"
+            );
+        }
+        let cluster = RedisStore::cluster(["redis://127.0.0.1:1"]).unwrap();
+        assert!(cluster.acl_rules().contains("&__keyevent@0__:expired"));
+        // A glob in the namespace would widen ~<ns>:* to other namespaces.
+        for ns in ["a*", "a?", "a[b]", "a\\b"] {
+            assert!(
+                RedisStore::from_url("redis://127.0.0.1:1")
+                    .unwrap()
+                    .with_namespace(ns)
+                    .is_err(),
+                "{ns}"
+            );
+        }
     }
 }

@@ -497,10 +497,26 @@ impl Cache {
                 match push.data.first() {
                     Some(Value::Array(keys)) => {
                         for k in keys {
-                            if let Value::BulkString(k) = k
-                                && let Ok(k) = std::str::from_utf8(k)
-                                && entries.remove(k)
-                            {
+                            let Value::BulkString(k) = k else { continue };
+                            let Ok(k) = std::str::from_utf8(k) else {
+                                continue;
+                            };
+                            if entries.remove(k) {
+                                self.invalidations.fetch_add(1, Ordering::Relaxed);
+                            } else if let Some(slot) = k.strip_suffix(":uh") {
+                                // A user's handle map changed or went (a login elsewhere,
+                                // a revocation, an eviction): its sessions are reread.
+                                let prefix = format!("{slot}:s:");
+                                let gone: Vec<String> = entries
+                                    .map
+                                    .keys()
+                                    .filter(|e| e.starts_with(&prefix))
+                                    .cloned()
+                                    .collect();
+                                for e in gone {
+                                    entries.remove(&e);
+                                }
+                                entries.epoch += 1;
                                 self.invalidations.fetch_add(1, Ordering::Relaxed);
                             }
                         }

@@ -44,6 +44,14 @@ pub(crate) fn user_index(namespace: &str, tag: &str) -> String {
     format!("{namespace}:{{{tag}}}:u")
 }
 
+/// `<ns>:{<tag>}:uh`: the handle map of a slot's user index (index member -> handle and
+/// user, `#handle` -> member). A logged-in session is live only while its entry is
+/// there: losing the map (evicted, deleted) ends the user's sessions instead of leaving
+/// them beyond revocation's reach.
+pub(crate) fn handle_map(namespace: &str, tag: &str) -> String {
+    format!("{namespace}:{{{tag}}}:uh")
+}
+
 /// `<ns>:salt`: 32 random bytes (base64), created once with `SET NX`, keying the
 /// user-tag HMAC of this namespace.
 pub(crate) fn salt(namespace: &str) -> String {

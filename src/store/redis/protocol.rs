@@ -464,6 +464,9 @@ pub(super) struct RevokeStep<'a> {
     pub(super) stream: Stream<'a>,
     /// Where this step starts in the session index and in the token-family index.
     pub(super) from: (u64, u64),
+    /// The first step of the call (log out everywhere and revoke others then cut the
+    /// handle map, which ends the sessions at once, before walking the index).
+    pub(super) first: bool,
 }
 
 /// What a revoke step did and where the next one starts (`None`: that part is done).
@@ -495,7 +498,8 @@ impl RevokeStep<'_> {
             .arg(self.stream.max_len)
             .arg(reason)
             .arg(self.from.0)
-            .arg(self.from.1);
+            .arg(self.from.1)
+            .arg(if self.first { "1" } else { "0" });
         inv
     }
 

@@ -132,6 +132,11 @@ impl Sentinel {
 
     /// Whether connections use TLS.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    /// The master's database.
+    pub(crate) fn db(&self) -> i64 {
+        self.template.redis_settings().db()
+    }
+
     pub(crate) fn tls(&self) -> bool {
         matches!(self.template.addr(), ConnectionAddr::TcpTls { .. })
             || self.sentinels.iter().any(|s| s.starts_with("rediss:"))

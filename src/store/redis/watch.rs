@@ -134,6 +134,15 @@ impl RedisStore {
     }
 }
 
+/// The keyspace-event channel of expiries in database `db` (all databases when it is
+/// not known: a store on a pool of the application's).
+pub(super) fn expired_channel(db: Option<i64>) -> String {
+    match db {
+        Some(db) => format!("__keyevent@{db}__:expired"),
+        None => "__keyevent@*__:expired".to_owned(),
+    }
+}
+
 /// Subscribes to expired-key events on one node until the subscription ends. Fails
 /// if it could not subscribe; a subscription that ran and ended is `Ok`.
 async fn watch_node(
@@ -145,7 +154,8 @@ async fn watch_node(
     let client = client?;
     enable_notifications(&client).await;
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.psubscribe("__keyevent@*__:expired").await?;
+    let db = client.get_connection_info().redis_settings().db();
+    pubsub.psubscribe(expired_channel(Some(db))).await?;
     on_subscribed();
     let mut messages = pubsub.into_on_message();
     while let Some(msg) = messages.next().await {

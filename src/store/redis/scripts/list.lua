@@ -21,7 +21,7 @@ for _, m in ipairs(members) do
     expired(KEYS[1] .. 'h', m, ARGV[2])
   else
     kept = kept + 1
-    if f[1] == ARGV[3] then
+    if f[1] == ARGV[3] and redis.call('HEXISTS', KEYS[1] .. 'h', m) == 1 then
       local identity, times = split(f[2] or ','), split(f[3] or '')
       out[#out + 1] = m
       out[#out + 1] = identity[N_H]

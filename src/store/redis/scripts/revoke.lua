@@ -6,12 +6,16 @@
 --         | REVOKE_OTHERS: all but member ARGV[5] (codes from protocol.rs, prepended)
 -- ARGV[6] the event stream key ('' = none); ARGV[7] its approximate MAXLEN;
 -- ARGV[8] the reason recorded with each revocation (EventKind::reason);
--- ARGV[9] 'a'/'x': the first index rank of this step; ARGV[10] 'a': the first rank of
--- this step in the slot's token-family index.
+-- ARGV[9] the first index rank of this step; ARGV[10] the first rank of this step in
+-- the slot's token-family index; ARGV[11] '1' on the first step of the call.
+-- A logged-in session is live only while the handle map holds it, so the first step
+-- of REVOKE_ALL deletes the map and that of REVOKE_OTHERS keeps only the current
+-- session's entries: the sessions end at once, even those a lost (evicted) index no
+-- longer lists. The walk over the index then deletes them and records their events.
 -- Returns {next session rank, next family rank, revoked handles...}; a rank is '' once
 -- that part is done. One step reads at most USER_BATCH index entries and, once the
 -- sessions are done, ('a', log out everywhere) at most USER_BATCH token families. The
--- caller repeats the step until both ranks are ''. Deletes the index once it is empty.
+-- caller repeats the step until both ranks are ''.
 STREAM, MAXLEN = ARGV[6], ARGV[7]
 local index, uh = KEYS[1], KEYS[1] .. 'h'
 prune(index, ARGV[2])
@@ -41,6 +45,22 @@ if mode == REVOKE_HANDLE then
   end
 else
   assert(mode == REVOKE_ALL or mode == REVOKE_OTHERS, 'unknown revoke mode')
+  if ARGV[11] == '1' then
+    local kept = mode == REVOKE_OTHERS and redis.call('HGET', uh, arg)
+    redis.call('DEL', uh)
+    if kept then
+      local handle = string.match(kept, '^(%S*) ')
+      if handle and handle ~= '' then
+        redis.call('HSET', uh, arg, kept, '#' .. handle, arg)
+      else
+        redis.call('HSET', uh, arg, kept)
+      end
+      -- The map outlives the sessions it holds (the index, if it was lost, no longer
+      -- says how long they live: the kept session does).
+      local ttl = math.max(redis.call('PTTL', index), redis.call('PTTL', ARGV[1] .. arg))
+      if ttl > 0 then redis.call('PEXPIRE', uh, ttl) end
+    end
+  end
   local offset = tonumber(ARGV[9])
   local members = redis.call('ZRANGE', index, offset, offset + USER_BATCH - 1)
   local kept = 0
@@ -62,5 +82,6 @@ else
     if next then out[2] = tostring(next) end
   end
 end
-if redis.call('ZCARD', index) == 0 then redis.call('DEL', index, uh) end
+-- (An empty index is gone by itself; the handle map empties as its sessions go, and
+-- may hold a session a lost index no longer lists: it expires with its TTL.)
 return out

@@ -36,6 +36,13 @@ local sets = touched + tonumber(ARGV[14])
 local dels = sets + 2 * tonumber(ARGV[15])
 local stored = redis.call('HMGET', key, 'm:t', 'm:u', unpack(ARGV, touched, sets - 1))
 if not stored[1] then return {0} end
+if stored[2] and redis.call('HEXISTS', index .. 'h', ARGV[4]) == 0 then
+  -- Logged in, but its handle-map entry is gone (evicted, or cut by a revocation):
+  -- the session is over, and this write must not bring it back.
+  redis.call('DEL', key)
+  redis.call('ZREM', index, ARGV[4])
+  return {0}
+end
 local times = split(stored[1])
 local function change(slot, v)
   if v ~= META_UNCHANGED then times[slot] = (v == META_REMOVED) and '' or v end

@@ -57,6 +57,12 @@ else
   local stored = redis.call('HMGET', KEYS[3], 'm:t', 'm:n', 'm:u', unpack(names))
   if not stored[1] then return {REPLY_GONE} end
   times, identity, user = split(stored[1]), split(stored[2] or ','), stored[3]
+  if user and redis.call('HEXISTS', uh, ARGV[8]) == 0 then
+    -- Logged in without its handle-map entry: over (see update.lua).
+    redis.call('DEL', KEYS[3])
+    redis.call('ZREM', index, ARGV[8])
+    return {REPLY_GONE}
+  end
   size = size_after(times[T_Z], ARGV[4], first, last, names, {unpack(stored, 4)})
 end
 if max > 0 and size > max then return {REPLY_TOO_LARGE, tostring(size)} end
