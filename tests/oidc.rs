@@ -212,11 +212,19 @@ mod cases {
             bare.issue_with("alice", openid()).await,
             Err(TokenError::IdTokenUnavailable(_))
         ));
-        let no_issuer = Tokens::new(s, TokenConfig::default())
+        let no_issuer = Tokens::new(s.clone(), TokenConfig::default())
             .unwrap()
             .with_jwt(JwtKeys::new(JwtKey::es256_pem(ES256_PEM).unwrap()).unwrap());
         assert!(matches!(
             no_issuer.issue_with("alice", openid()).await,
+            Err(TokenError::IdTokenUnavailable(_))
+        ));
+        // ID tokens are for clients to verify: never signed with a shared secret.
+        let secret = Tokens::new(s.clone(), TokenConfig::default())
+            .unwrap()
+            .with_jwt(JwtKeys::hs256(&[9; 32]).unwrap().with_issuer(ISSUER));
+        assert!(matches!(
+            secret.issue_with("alice", openid()).await,
             Err(TokenError::IdTokenUnavailable(_))
         ));
     }
@@ -562,6 +570,47 @@ mod keys {
             .unwrap()
             .with_verification_key(verify_only);
         assert!(dup.is_err(), "two keys with one kid");
+    }
+
+    /// A JWK whose key type is symmetric (`oct`), or does not match its `alg`, is
+    /// refused: a secret never reaches the JWKS, whatever `alg` it claims.
+    #[test]
+    fn public_jwks_must_be_public_keys_of_their_algorithm() {
+        let es = serde_json::to_value(JwtKey::es256_pem(ES256_PEM).unwrap().public_jwk().unwrap())
+            .unwrap();
+        let rs = serde_json::to_value(JwtKey::rs256_pem(RS256_PEM).unwrap().public_jwk().unwrap())
+            .unwrap();
+        let jwk = |v: serde_json::Value| {
+            serde_json::from_value::<tower_redis_session::tokens::jsonwebtoken::jwk::Jwk>(v)
+        };
+        let with = |mut v: serde_json::Value, k: &str, x: &str| {
+            v[k] = serde_json::Value::from(x);
+            v
+        };
+        // An oct key claiming RS256 or ES256.
+        for alg in ["RS256", "ES256", "HS256"] {
+            let oct = serde_json::json!({
+                "kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA",
+                "alg": alg, "kid": "k1"
+            });
+            if let Ok(oct) = jwk(oct) {
+                assert!(JwtKey::from_public_jwk(&oct).is_err(), "oct as {alg}");
+            }
+        }
+        // An EC key claiming RS256, an RSA key claiming ES256.
+        for (v, alg) in [
+            (with(es.clone(), "alg", "RS256"), "RS256"),
+            (with(rs.clone(), "alg", "ES256"), "ES256"),
+        ] {
+            let k = jwk(v).unwrap();
+            assert!(
+                JwtKey::from_public_jwk(&k).is_err(),
+                "kty mismatch for {alg}"
+            );
+        }
+        // The genuine ones are accepted.
+        assert!(JwtKey::from_public_jwk(&jwk(es).unwrap()).is_ok());
+        assert!(JwtKey::from_public_jwk(&jwk(rs).unwrap()).is_ok());
     }
 
     #[test]

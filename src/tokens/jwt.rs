@@ -135,11 +135,33 @@ impl JwtKey {
             .key_algorithm
             .and_then(|a| Algorithm::try_from(a).ok())
             .ok_or(ConfigError::JwtKey("the JWK names no signing algorithm"))?;
-        if matches!(
-            algorithm,
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-        ) {
+        if is_symmetric(algorithm) {
             return Err(ConfigError::JwtKey("a shared secret is never published"));
+        }
+        // The key's type must be the algorithm's: a symmetric (`oct`) key never, so a
+        // secret can never reach the JWKS, whatever `alg` it claims.
+        use jsonwebtoken::jwk::AlgorithmParameters as P;
+        let fits = match (&jwk.algorithm, algorithm) {
+            (P::OctetKey(_), _) => {
+                return Err(ConfigError::JwtKey("a shared secret is never published"));
+            }
+            (
+                P::RSA(_),
+                Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512,
+            ) => true,
+            (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384) => true,
+            (P::OctetKeyPair(_), Algorithm::EdDSA) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(ConfigError::JwtKey(
+                "the JWK's key type (kty) does not match its algorithm (alg)",
+            ));
         }
         let kid = jwk
             .common
@@ -337,6 +359,12 @@ impl JwtKeys {
         &self.keys[0]
     }
 
+    /// Whether tokens are signed with a shared secret (HS256): fine for access tokens
+    /// this service checks itself, never for ID tokens that clients verify.
+    pub(crate) fn signs_with_secret(&self) -> bool {
+        is_symmetric(self.signing().algorithm)
+    }
+
     fn sign_claims(&self, claims: &impl serde::Serialize) -> Result<String, StoreError> {
         let key = self.signing();
         let Some(encoding) = &key.encoding else {
@@ -435,9 +463,20 @@ impl JwtKeys {
     pub(crate) fn verify_id(&self, token: &str, audience: &str) -> Option<IdClaims> {
         let key = self.key_for(token)?;
         self.issuer.as_ref()?;
+        if is_symmetric(key.algorithm) {
+            // ID tokens are signed with public-key algorithms only.
+            return None;
+        }
         let mut v = self.validation(key, &["exp", "iat", "sub", "aud", "jti"]);
         v.validate_aud = true;
         v.set_audience(&[audience]);
         self.decode::<IdClaims>(token, &v, key)
     }
+}
+/// Whether `algorithm` signs with a shared secret.
+fn is_symmetric(algorithm: Algorithm) -> bool {
+    matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    )
 }

@@ -807,6 +807,10 @@ impl Tokens {
         }
         #[cfg(feature = "jwt")]
         return match &self.jwt {
+            Some(keys) if keys.signs_with_secret() => Err(TokenError::IdTokenUnavailable(
+                "ID tokens need a public-key signing key (JwtKey::rs256_pem or es256_pem), \
+                 not a shared secret",
+            )),
             Some(keys) if keys.issuer().is_some() => Ok(true),
             Some(_) => Err(TokenError::IdTokenUnavailable(
                 "the JWT keys have no issuer (JwtKeys::with_issuer)",
