@@ -105,7 +105,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     let signed = app(MemoryStore::new(), true);
-    let forged = "id=ZmFrZXNpZ25hdHVyZWZha2VzaWduYXR1cmVmYWtlc2lnbg==session:AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let forged = "__Host-id=ZmFrZXNpZ25hdHVyZWZha2VzaWduYXR1cmVmYWtlc2lnbg==session:AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     c.bench_function("request memory: forged signed cookie rejected", |b| {
         b.to_async(&rt)
             .iter(|| call(&signed, "GET", "/read", Some(forged)))

@@ -88,7 +88,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             cookie: CookieConfig {
-                name: "id".to_owned(),
+                name: "__Host-id".to_owned(),
                 path: "/".to_owned(),
                 domain: None,
                 secure: true,
@@ -111,11 +111,14 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
-    /// Cookie name. Default: `id` (a generic name that reveals nothing about the stack).
+    /// Cookie name. Default: `__Host-id` (generic, revealing nothing about the stack; the
+    /// `__Host-` prefix makes browsers refuse a cookie of that name planted by a sibling
+    /// subdomain, and they accept it on `http://localhost` too).
     ///
     /// A name starting with `__Host-` is checked to be `Secure`, `Path=/` and without
-    /// `Domain`; `__Secure-` to be `Secure`. Both are recommended where the site is
-    /// HTTPS only: browsers then refuse cookies planted by sibling subdomains.
+    /// `Domain`; `__Secure-` to be `Secure`. To set a `Domain` or another `Path`, or to
+    /// turn `Secure` off, choose another name (e.g. `id`, or `__Secure-id` with a
+    /// `Domain`): [`validate`](Self::validate) refuses the combination otherwise.
     pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie.name = name.into();
         self
@@ -140,7 +143,9 @@ impl SessionConfig {
     ///
     /// # Warning
     /// Without it the cookie travels over plain HTTP, where anyone on the path can take
-    /// the session. Only turn it off for local development over `http://`.
+    /// the session. Only turn it off for local development over `http://` on a host
+    /// other than `localhost` (browsers accept `Secure` cookies on `http://localhost`),
+    /// and then choose a cookie name without the `__Host-` prefix.
     pub fn with_secure(mut self, secure: bool) -> Self {
         self.cookie.secure = secure;
         self
@@ -399,8 +404,9 @@ mod tests {
         c.validate().unwrap();
         assert!(c.cookie.secure && c.cookie.http_only);
         assert_eq!(
-            c.cookie.name, "id",
-            "generic, reveals nothing about the stack"
+            c.cookie.name, "__Host-id",
+            "generic, reveals nothing about the stack; __Host- stops cookie tossing from \
+             sibling subdomains"
         );
         assert!(!c.persistent, "browser-session cookie unless asked");
         assert_eq!(c.cookie.same_site, SameSite::Lax);

@@ -17,8 +17,13 @@ pub enum ConfigError {
     /// The cookie name is empty or contains characters not allowed in a cookie name.
     #[error("invalid cookie name {0:?}: use a non-empty RFC 6265 token")]
     InvalidCookieName(String),
-    /// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`.
-    #[error("a `__Host-` cookie must be Secure, with Path=/ and no Domain")]
+    /// A `__Host-` cookie (the default name is `__Host-id`) must be `Secure`, have
+    /// `Path=/` and no `Domain`.
+    #[error(
+        "a `__Host-` cookie (the default name is `__Host-id`) must be Secure, with Path=/ \
+         and no Domain: for a Domain, another Path or a cookie without Secure, choose \
+         another name with with_cookie_name (e.g. \"id\", or \"__Secure-id\" with a Domain)"
+    )]
     HostPrefix,
     /// A `__Secure-` cookie must be `Secure`.
     #[error("a `__Secure-` cookie must be Secure")]

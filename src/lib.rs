@@ -58,8 +58,9 @@
 //!
 //! # Cookie security
 //!
-//! Defaults: `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, the generic name `id`, and
-//! a browser-session cookie. The value is `<tag>.<secret>` with a 256-bit secret from
+//! Defaults: `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, the generic name
+//! `__Host-id` (the prefix makes browsers refuse a cookie of that name planted by a
+//! sibling subdomain), and a browser-session cookie. The value is `<tag>.<secret>` with a 256-bit secret from
 //! the OS; Redis keys hold its SHA-256, so a Redis dump or `MONITOR` stream yields no
 //! usable cookie. [`SessionLayer::with_signed`] and [`SessionLayer::with_private`] sign
 //! or encrypt it with a `cookie::Key`, so forged cookies never reach Redis. Malformed,
@@ -175,8 +176,10 @@
 //! drive it with `tower::ServiceExt::oneshot`; read `Set-Cookie` from each response and
 //! send it back as `Cookie`. With the `test-redis` feature, `testing::TestRedis` gives
 //! a test a real Redis: the one at `REDIS_URL` (a CI service or container), or a
-//! throwaway `redis-server`, in a namespace of its own that is deleted on drop. Remember that the default cookie is `Secure`: a real
-//! browser on `http://localhost` needs [`SessionConfig::with_secure`]`(false)`.
+//! throwaway `redis-server`, in a namespace of its own that is deleted on drop. The
+//! default cookie is `Secure` with a `__Host-` name: Chrome and Firefox accept it on
+//! `http://localhost`; only another plain-HTTP host needs
+//! [`SessionConfig::with_secure`]`(false)` and another cookie name.
 //!
 //! # How the crate is organised
 //!

@@ -114,7 +114,7 @@ impl Browser {
                 .body(body.to_owned());
         }
         if let Some(c) = &self.cookie {
-            req = req.header(COOKIE, format!("id={c}"));
+            req = req.header(COOKIE, format!("__Host-id={c}"));
         }
         if self.origin {
             req = req.header("origin", &self.base);
@@ -123,7 +123,11 @@ impl Browser {
         if let Some(sc) = res.headers().get(SET_COOKIE) {
             let sc = sc.to_str().unwrap();
             assert!(sc.contains("HttpOnly") && sc.contains("Secure"), "{sc}");
-            let value = sc.split(';').next().unwrap().trim_start_matches("id=");
+            let value = sc
+                .split(';')
+                .next()
+                .unwrap()
+                .trim_start_matches("__Host-id=");
             self.cookie = (!value.is_empty()).then(|| value.to_owned());
         }
         (res.status().as_u16(), res.text().await.unwrap())
@@ -243,7 +247,7 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     b.origin = true;
     req = reqwest::Client::new()
         .post(format!("{}/count", server.base))
-        .header("cookie", format!("id={}", b.cookie.clone().unwrap()))
+        .header("cookie", format!("__Host-id={}", b.cookie.clone().unwrap()))
         .body(format!(
             "csrf_token={}{}",
             &token[..token.len() - 1],
@@ -682,7 +686,7 @@ async fn demo_in_a_real_browser() {
     let cookies = laptop.cookies().await;
     let id = cookies
         .iter()
-        .find(|c| c["name"] == "id")
+        .find(|c| c["name"] == "__Host-id")
         .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
     assert_eq!(id["httpOnly"], true, "{id}");
     assert_eq!(id["secure"], true, "{id}");
@@ -767,7 +771,7 @@ async fn demo_in_a_real_browser() {
     let value = |cookies: &[serde_json::Value]| {
         cookies
             .iter()
-            .find(|c| c["name"] == "id")
+            .find(|c| c["name"] == "__Host-id")
             .map(|c| c["value"].clone())
     };
     laptop.click_button("Log out").await;

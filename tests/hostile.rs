@@ -55,44 +55,50 @@ async fn hostile_cookies_never_reach_redis() {
     let hv = |s: &str| HeaderValue::from_str(s).unwrap();
     let many: Vec<HeaderValue> = (0..100)
         .map(|i| hv(&format!("other{i}=value{i}")))
-        .chain([hv(&format!("id={tampered}"))])
+        .chain([hv(&format!("__Host-id={tampered}"))])
         .collect();
     let cases: Vec<(&str, Vec<HeaderValue>)> = vec![
-        ("empty", vec![hv("id=")]),
-        ("huge", vec![hv(&format!("id={}", "A".repeat(9000)))]),
+        ("empty", vec![hv("__Host-id=")]),
+        ("huge", vec![hv(&format!("__Host-id={}", "A".repeat(9000)))]),
         (
             "non-UTF-8",
-            vec![HeaderValue::from_bytes(b"id=\xff\xfe\xfd\x80abc").unwrap()],
+            vec![HeaderValue::from_bytes(b"__Host-id=\xff\xfe\xfd\x80abc").unwrap()],
         ),
         (
             "wrong length",
-            vec![hv(&format!("id={}", &genuine[..genuine.len() - 1]))],
+            vec![hv(&format!("__Host-id={}", &genuine[..genuine.len() - 1]))],
         ),
         (
             "bad base64",
-            vec![hv(&format!("id={}!", &genuine[..genuine.len() - 1]))],
+            vec![hv(&format!("__Host-id={}!", &genuine[..genuine.len() - 1]))],
         ),
-        ("wrong signature", vec![hv(&format!("id={tampered}"))]),
-        ("unsigned id", vec![hv(&format!("id={inner}"))]),
+        (
+            "wrong signature",
+            vec![hv(&format!("__Host-id={tampered}"))],
+        ),
+        ("unsigned id", vec![hv(&format!("__Host-id={inner}"))]),
         (
             "another namespace's genuine cookie",
-            vec![hv(&format!("id={admin_cookie}"))],
+            vec![hv(&format!("__Host-id={admin_cookie}"))],
         ),
-        ("glob *", vec![hv("id=*")]),
-        ("glob ?", vec![hv("id=????????????????.???")]),
-        ("glob [", vec![hv("id=[a-z]*")]),
-        ("protocol", vec![hv("id=x%0D%0AFLUSHALL%0D%0A")]),
-        ("escaped protocol", vec![hv("id=\\r\\nFLUSHALL\\r\\n")]),
+        ("glob *", vec![hv("__Host-id=*")]),
+        ("glob ?", vec![hv("__Host-id=????????????????.???")]),
+        ("glob [", vec![hv("__Host-id=[a-z]*")]),
+        ("protocol", vec![hv("__Host-id=x%0D%0AFLUSHALL%0D%0A")]),
+        (
+            "escaped protocol",
+            vec![hv("__Host-id=\\r\\nFLUSHALL\\r\\n")],
+        ),
         ("many Cookie headers", many),
         (
             "duplicate session cookies",
-            vec![hv(&format!("id={genuine}; id={genuine}"))],
+            vec![hv(&format!("__Host-id={genuine}; __Host-id={genuine}"))],
         ),
         (
             "duplicate across headers",
             vec![
-                hv(&format!("id={genuine}")),
-                hv(&format!("id={admin_cookie}")),
+                hv(&format!("__Host-id={genuine}")),
+                hv(&format!("__Host-id={admin_cookie}")),
             ],
         ),
     ];
@@ -122,7 +128,7 @@ async fn hostile_cookies_never_reach_redis() {
             );
             for sent in &headers {
                 let sent = String::from_utf8_lossy(sent.as_bytes());
-                let sent = sent.split_once("id=").map_or("", |(_, v)| v);
+                let sent = sent.split_once("__Host-id=").map_or("", |(_, v)| v);
                 let sent = sent.split(';').next().unwrap_or("");
                 assert!(
                     sent.len() < 4 || !v.contains(sent),
@@ -215,7 +221,7 @@ proptest! {
         let values: Vec<HeaderValue> = headers
             .iter()
             .map(|b| {
-                let mut v = b"id=".to_vec();
+                let mut v = b"__Host-id=".to_vec();
                 v.extend_from_slice(b);
                 HeaderValue::from_bytes(&v).expect("a valid header value")
             })

@@ -49,7 +49,7 @@ impl Client {
     pub fn new(app: Router) -> Self {
         Self {
             app,
-            cookie_name: "id".to_owned(),
+            cookie_name: "__Host-id".to_owned(),
             cookie: None,
             headers: Vec::new(),
         }
