@@ -10,7 +10,7 @@ mod routes;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Client, Sentinels};
+use common::{Client, RedisServer, Sentinels};
 use tower_redis_session::events::{EventKind, SessionEvent};
 use tower_redis_session::{ConfigError, RedisStore, SessionConfig, SessionLayer, StoreError};
 
@@ -262,4 +262,55 @@ async fn the_builder_and_the_url_form_reach_the_same_master() {
     c.app =
         routes::routes().layer(SessionLayer::new(by_builder, SessionConfig::default()).unwrap());
     assert_eq!(c.get("/read").await.body, "ivy");
+}
+
+/// Sentinel is not trusted on one voice: every sentinel is asked, at least the quorum
+/// (2 by default) must name the master, and one that names another master (a decoy
+/// here, monitored under the same name) makes the store refuse instead of following it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_that_names_another_master_is_refused() {
+    let set = &*common::stores::SENTINELS;
+    let decoy = RedisServer::start();
+    let liar = RedisServer::start_sentinel(&[format!(
+        "sentinel monitor {} 127.0.0.1 {} 1",
+        set.name, decoy.port
+    )]);
+    let liar_url = format!("redis://127.0.0.1:{}", liar.port);
+    let good = set.sentinel_urls();
+    // The liar first, as a lone first answer would have been trusted.
+    let mut mixed = vec![liar_url.clone()];
+    mixed.extend(good.iter().cloned());
+    let store = RedisStore::sentinel_builder(mixed, set.name.as_str())
+        .build()
+        .unwrap();
+    match store.check().await {
+        Err(StoreError::Connect(e)) => {
+            assert!(e.to_string().contains("disagree"), "{e}")
+        }
+        other => panic!("followed a lone sentinel to another master: {other:?}"),
+    }
+    let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
+    assert_eq!(Client::new(app).post("/incr").await.status, 503);
+    assert_eq!(
+        decoy.raw("DBSIZE").unwrap_or_default().trim(),
+        ":0",
+        "nothing reached the decoy"
+    );
+    // The honest sentinels agree, with the default quorum of 2 and with all three.
+    for quorum in [2, 3] {
+        RedisStore::sentinel_builder(good.clone(), set.name.as_str())
+            .sentinel_quorum(quorum)
+            .build()
+            .unwrap()
+            .check()
+            .await
+            .unwrap();
+    }
+    // A quorum larger than the sentinels given is a configuration error.
+    assert!(matches!(
+        RedisStore::sentinel_builder(good, set.name.as_str())
+            .sentinel_quorum(4)
+            .build(),
+        Err(ConfigError::Sentinel(_))
+    ));
 }

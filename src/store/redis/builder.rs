@@ -177,6 +177,7 @@ pub struct RedisStoreBuilder {
     #[cfg(feature = "tls")]
     tls: Option<TlsConfig>,
     local_cache: Option<LocalCache>,
+    sentinel_quorum: Option<usize>,
 }
 
 impl RedisStoreBuilder {
@@ -198,6 +199,16 @@ impl RedisStoreBuilder {
     /// so.
     pub fn local_cache(mut self, cache: LocalCache) -> Self {
         self.local_cache = Some(cache);
+        self
+    }
+
+    /// Behind Sentinel: how many sentinels must name the same master before the store
+    /// connects to it. Default: 2 where two or more sentinels are given, else 1. Every
+    /// sentinel is asked; a sentinel that names another master is a refusal (the
+    /// connection fails and is retried), never outvoted, so one wrong or hostile
+    /// sentinel cannot send the store's sessions to its node. Ignored without Sentinel.
+    pub fn sentinel_quorum(mut self, quorum: usize) -> Self {
+        self.sentinel_quorum = Some(quorum);
         self
     }
 
@@ -297,6 +308,10 @@ impl RedisStoreBuilder {
             )?),
             Topology::Cluster(_) => None,
         };
+        let mut sentinel = sentinel;
+        if let (Some(s), Some(q)) = (&mut sentinel, self.sentinel_quorum) {
+            s.set_quorum(q)?;
+        }
         let urls = match (&self.topology, &sentinel) {
             (_, Some(s)) => s.sentinels.clone(),
             (Topology::Cluster(nodes), None) => nodes.clone(),
@@ -497,6 +512,7 @@ impl RedisStore {
             #[cfg(feature = "tls")]
             tls: None,
             local_cache: None,
+            sentinel_quorum: None,
         }
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct Sentinel {
     /// The master's connection settings (credentials, database, TLS) at a placeholder
     /// address.
     template: ConnectionInfo,
+    /// How many sentinels must name the same master (and none another) before the
+    /// store connects to it: 2 where two or more are given, else 1.
+    quorum: usize,
 }
 
 impl fmt::Debug for Sentinel {
@@ -77,11 +80,63 @@ impl Sentinel {
                 .into_connection_info()
                 .map_err(ConfigError::RedisUrl)?;
         }
+        let quorum = sentinels.len().min(2);
         Ok(Self {
             sentinels,
             master,
             template,
+            quorum,
         })
+    }
+
+    /// Sets how many sentinels must agree on the master.
+    pub(crate) fn set_quorum(&mut self, quorum: usize) -> Result<(), ConfigError> {
+        if quorum == 0 || quorum > self.sentinels.len() {
+            return Err(ConfigError::Sentinel(
+                "the sentinel quorum must be between 1 and the number of sentinels",
+            ));
+        }
+        self.quorum = quorum;
+        Ok(())
+    }
+
+    /// The master the sentinels' `answers` agree on: at least `quorum` answered, and
+    /// all of those that answered name the same address. A sentinel that names another
+    /// master (out of date, or lying) is a refusal, never a vote lost: connecting to the
+    /// wrong node would hand it every session.
+    fn agreed(&self, answers: Vec<RedisResult<(String, u16)>>) -> RedisResult<ConnectionInfo> {
+        let mut named: Option<(String, u16)> = None;
+        let mut votes = 0;
+        let mut last = None;
+        for answer in answers {
+            match answer {
+                Ok(addr) => match &named {
+                    Some(n) if *n != addr => {
+                        return Err(RedisError::from((
+                            ErrorKind::InvalidClientConfig,
+                            "the sentinels disagree on the master",
+                            self.master.clone(),
+                        )));
+                    }
+                    _ => {
+                        named = Some(addr);
+                        votes += 1;
+                    }
+                },
+                Err(e) => last = Some(e),
+            }
+        }
+        match named {
+            Some((host, port)) if votes >= self.quorum => Ok(self.master_at(&host, port)),
+            Some(_) => Err(last.unwrap_or_else(|| {
+                RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "too few sentinels answered to agree on the master",
+                    self.master.clone(),
+                ))
+            })),
+            None => Err(last.unwrap_or_else(|| self.unknown_master())),
+        }
     }
 
     /// Parses `redis+sentinel://…` (or `rediss+sentinel://…`); `None` for other URLs.
@@ -130,13 +185,13 @@ impl Sentinel {
         self.template = super::builder::resp3(self.template.clone());
     }
 
-    /// Whether connections use TLS.
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     /// The master's database.
     pub(crate) fn db(&self) -> i64 {
         self.template.redis_settings().db()
     }
 
+    /// Whether connections use TLS.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn tls(&self) -> bool {
         matches!(self.template.addr(), ConnectionAddr::TcpTls { .. })
             || self.sentinels.iter().any(|s| s.starts_with("rediss:"))
@@ -147,33 +202,26 @@ impl Sentinel {
         super::builder::at(&self.template, host, port)
     }
 
-    /// Asks the sentinels in turn where the master is.
+    /// Asks every sentinel (at once) where the master is; the answer is theirs only if
+    /// enough of them agree ([`agreed`](Self::agreed)).
     pub(crate) async fn master_info(
         &self,
         nodes: &Nodes,
         config: &AsyncConnectionConfig,
     ) -> RedisResult<ConnectionInfo> {
-        let mut last = None;
-        for url in &self.sentinels {
-            let attempt = async {
-                let client = nodes.client(url.as_str().into_connection_info()?)?;
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(config)
-                    .await?;
-                let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-                    .arg("GET-MASTER-ADDR-BY-NAME")
-                    .arg(&self.master)
-                    .query_async(&mut conn)
-                    .await?;
-                addr.ok_or_else(|| self.unknown_master())
-            }
-            .await;
-            match attempt {
-                Ok((host, port)) => return Ok(self.master_at(&host, port)),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| self.unknown_master()))
+        let asks = self.sentinels.iter().map(|url| async move {
+            let client = nodes.client(url.as_str().into_connection_info()?)?;
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(config)
+                .await?;
+            let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(&self.master)
+                .query_async(&mut conn)
+                .await?;
+            addr.ok_or_else(|| self.unknown_master())
+        });
+        self.agreed(futures_util::future::join_all(asks).await)
     }
 
     /// As [`master_info`](Self::master_info), blocking (for the stream sink's thread).
@@ -182,9 +230,10 @@ impl Sentinel {
         nodes: &Nodes,
         timeout: std::time::Duration,
     ) -> RedisResult<ConnectionInfo> {
-        let mut last = None;
-        for url in &self.sentinels {
-            let attempt = (|| {
+        let answers = self
+            .sentinels
+            .iter()
+            .map(|url| {
                 let client = nodes.client(url.as_str().into_connection_info()?)?;
                 let mut conn = client.get_connection_with_timeout(timeout)?;
                 conn.set_read_timeout(Some(timeout))?;
@@ -193,13 +242,9 @@ impl Sentinel {
                     .arg(&self.master)
                     .query(&mut conn)?;
                 addr.ok_or_else(|| self.unknown_master())
-            })();
-            match attempt {
-                Ok((host, port)) => return Ok(self.master_at(&host, port)),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| self.unknown_master()))
+            })
+            .collect();
+        self.agreed(answers)
     }
 
     fn unknown_master(&self) -> RedisError {
