@@ -551,3 +551,40 @@ async fn concurrent_writes_keep_the_entry_exact() {
     b.cookie = first.cookie.clone();
     assert_eq!(b.get("/get?key=counter").await.body, cached_value);
 }
+
+/// A connection the pool drops after a failure (here a reply timeout while Redis is
+/// paused) takes its tracking with it: Redis will push no more invalidations for what
+/// was read through it, so the cache forgets everything it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_for_a_timeout_empties_the_cache() {
+    let server = RedisServer::start();
+    let store = RedisStore::builder(server.url())
+        .max_connections(1)
+        .response_timeout(Duration::from_millis(200))
+        .timeout(Duration::from_secs(1))
+        .local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let app = app(store.clone());
+    let mut c = Client::new(app.clone());
+    assert_eq!(c.post("/set?key=x&value=1").await.status, 200);
+    for _ in 0..2 {
+        assert_eq!(c.get("/get?key=x").await.body, "1");
+    }
+    let stats = store.cache_stats().unwrap();
+    assert!(stats.hits >= 1 && stats.entries == 1, "{stats:?}");
+    let reply = server.raw("CLIENT PAUSE 600 ALL").unwrap_or_default();
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let mut other = Client::new(app.clone());
+    assert_eq!(other.post("/incr").await.status, 503, "the reply timed out");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The next operation replaces the connection; the cache holds nothing from before.
+    assert_eq!(other.post("/incr").await.status, 200);
+    let misses = store.cache_stats().unwrap().misses;
+    assert_eq!(c.get("/get?key=x").await.body, "1");
+    assert_eq!(
+        store.cache_stats().unwrap().misses,
+        misses + 1,
+        "read from Redis again"
+    );
+}

@@ -386,16 +386,20 @@ impl RedisStoreBuilder {
                 master_config: data_config,
                 cache,
             };
-            Pool::OwnSentinel(Arc::new(Shared::new(
-                self.pool(deadpool::managed::Pool::builder(manager))?,
-            )))
+            Pool::OwnSentinel(Arc::new(
+                Shared::new(self.pool(deadpool::managed::Pool::builder(manager))?)
+                    .with_cache(store_cache.clone()),
+            ))
         } else if cluster {
             let client = nodes
                 .cluster_client_with(self.connect_timeout, self.response_timeout, cache)
                 .map_err(ConfigError::RedisUrl)?;
-            Pool::OwnCluster(Arc::new(Shared::new(
-                self.pool(deadpool::managed::Pool::builder(ClusterManager { client }))?,
-            )))
+            Pool::OwnCluster(Arc::new(
+                Shared::new(
+                    self.pool(deadpool::managed::Pool::builder(ClusterManager { client }))?,
+                )
+                .with_cache(store_cache.clone()),
+            ))
         } else {
             let url = nodes.urls.first().map_or("", String::as_str);
             let mut info = url.into_connection_info().map_err(ConfigError::RedisUrl)?;
@@ -408,9 +412,10 @@ impl RedisStoreBuilder {
                 config: data_config,
                 cache,
             };
-            Pool::Own(Arc::new(Shared::new(
-                self.pool(deadpool::managed::Pool::builder(manager))?,
-            )))
+            Pool::Own(Arc::new(
+                Shared::new(self.pool(deadpool::managed::Pool::builder(manager))?)
+                    .with_cache(store_cache.clone()),
+            ))
         };
         let mut store = RedisStore::with_pool(pool, self.timeout);
         store.cluster = matches!(self.topology, Topology::Cluster(_));

@@ -29,8 +29,7 @@
 //! - **Bounded.** At most [`LocalCache::max_entries`] entries and about
 //!   [`LocalCache::max_bytes`] bytes; the oldest entries go first.
 
-use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -149,13 +148,17 @@ pub(crate) struct Ticket(u64);
 enum State {
     /// A read is in flight; its reply may fill the slot if no other operation of this
     /// process changed a session since it was sent (same epoch).
-    Pending { epoch: u64 },
+    Pending {
+        epoch: u64,
+        /// When the read was sent: the staleness bound counts from here, as Redis may
+        /// have answered from a state this old.
+        sent: Instant,
+    },
     Ready {
         /// In the per-field layout, so a patch applies as in `MemoryStore`.
         fields: HashMap<String, String>,
         fetched: Instant,
         expires_ms: i64,
-        bytes: usize,
         /// The record's version (writes it has had) that `fields` shows.
         version: u64,
     },
@@ -174,6 +177,8 @@ const MAX_EARLY: usize = 32;
 struct Slot {
     id: u64,
     state: State,
+    /// Bytes counted against the bound: the fields once ready, plus the early updates.
+    bytes: usize,
     /// Confirmed updates by the version they made, not yet applied: they arrived before
     /// an update Redis ran earlier, or while the read was in flight.
     early: BTreeMap<u64, Written>,
@@ -182,6 +187,9 @@ struct Slot {
 #[derive(Default)]
 struct Entries {
     map: HashMap<String, Slot>,
+    /// The keys of `map` by their slot's key prefix (`<ns>:{<tag>}:s:`), so forgetting
+    /// a user's slot touches only its own entries.
+    by_slot: HashMap<String, HashSet<String>>,
     /// Keys in the order they were reserved, with the slot id then: the eviction order.
     order: VecDeque<(String, u64)>,
     bytes: usize,
@@ -190,12 +198,33 @@ struct Entries {
     epoch: u64,
 }
 
+/// The prefix shared by the keys of one slot's sessions: `<ns>:{<tag>}:s:`.
+fn slot_of(key: &str) -> &str {
+    key.rfind(":s:").map_or(key, |i| &key[..i + 3])
+}
+
 impl Entries {
+    fn insert(&mut self, key: String, slot: Slot) {
+        self.bytes += slot.bytes;
+        self.by_slot
+            .entry(slot_of(&key).to_owned())
+            .or_default()
+            .insert(key.clone());
+        if let Some(old) = self.map.insert(key, slot) {
+            self.bytes -= old.bytes;
+        }
+    }
+
     fn remove(&mut self, key: &str) -> bool {
         match self.map.remove(key) {
             Some(slot) => {
-                if let State::Ready { bytes, .. } = slot.state {
-                    self.bytes -= bytes;
+                self.bytes -= slot.bytes;
+                let prefix = slot_of(key);
+                if let Some(keys) = self.by_slot.get_mut(prefix) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.by_slot.remove(prefix);
+                    }
                 }
                 true
             }
@@ -203,8 +232,22 @@ impl Entries {
         }
     }
 
+    /// Removes every entry of the slot `prefix`; whether there was one.
+    fn remove_slot(&mut self, prefix: &str) -> bool {
+        let Some(keys) = self.by_slot.remove(prefix) else {
+            return false;
+        };
+        for k in &keys {
+            if let Some(slot) = self.map.remove(k) {
+                self.bytes -= slot.bytes;
+            }
+        }
+        true
+    }
+
     fn clear(&mut self) {
         self.map.clear();
+        self.by_slot.clear();
         self.order.clear();
         self.bytes = 0;
         self.epoch += 1;
@@ -226,6 +269,40 @@ impl Entries {
             self.order
                 .retain(|(k, id)| map.get(k).is_some_and(|s| s.id == *id));
         }
+    }
+}
+
+/// What an operation of this process changes, for [`Cache::forgetting`].
+pub(crate) enum Forget {
+    Key(String),
+    /// Every session whose key starts with this prefix (a user's slot).
+    Slot(String),
+    /// Two keys (a rotation: the old and the new).
+    Keys(String, String),
+}
+
+impl Forget {
+    fn run(&self, cache: &Cache) {
+        match self {
+            Forget::Key(k) => cache.forget(k),
+            Forget::Slot(p) => cache.forget_slot(p),
+            Forget::Keys(a, b) => {
+                cache.forget(a);
+                cache.forget(b);
+            }
+        }
+    }
+}
+
+/// Forgets again when dropped (see [`Cache::forgetting`]).
+pub(crate) struct ForgetGuard<'a> {
+    cache: &'a Cache,
+    what: Forget,
+}
+
+impl Drop for ForgetGuard<'_> {
+    fn drop(&mut self) {
+        self.what.run(self.cache);
     }
 }
 
@@ -252,6 +329,19 @@ fn size_of(key: &str, fields: &HashMap<String, String>) -> usize {
         + fields
             .iter()
             .map(|(k, v)| k.len() + v.len() + FIELD_OVERHEAD)
+            .sum::<usize>()
+}
+
+fn patch_size(patch: &Patch) -> usize {
+    patch
+        .set()
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + FIELD_OVERHEAD)
+        .sum::<usize>()
+        + patch
+            .delete()
+            .iter()
+            .map(|k| k.len() + FIELD_OVERHEAD)
             .sum::<usize>()
 }
 
@@ -338,11 +428,15 @@ impl Cache {
         let id = entries.next;
         let epoch = entries.epoch;
         entries.remove(key);
-        entries.map.insert(
+        entries.insert(
             key.to_owned(),
             Slot {
                 id,
-                state: State::Pending { epoch },
+                state: State::Pending {
+                    epoch,
+                    sent: Instant::now(),
+                },
+                bytes: 0,
                 early: BTreeMap::new(),
             },
         );
@@ -356,15 +450,18 @@ impl Cache {
     pub(crate) fn fill(&self, key: &str, ticket: Ticket, record: Option<&Record>) {
         let mut entries = self.lock();
         let epoch = entries.epoch;
-        let MapEntry::Occupied(mut slot) = entries.map.entry(key.to_owned()) else {
+        let Some(slot) = entries.map.get(key) else {
             return;
         };
-        if slot.get().id != ticket.0 || !matches!(slot.get().state, State::Pending { .. }) {
+        let State::Pending { epoch: e, sent } = slot.state else {
+            return;
+        };
+        if slot.id != ticket.0 {
             return;
         }
-        if !matches!(slot.get().state, State::Pending { epoch: e } if e == epoch) {
+        if e != epoch {
             // Another operation of this process ran meanwhile: the reply may predate it.
-            slot.remove();
+            entries.remove(key);
             return;
         }
         let version = record
@@ -377,15 +474,16 @@ impl Cache {
             Some((f, e))
         }) else {
             // No session (or an unreadable one): nothing to keep.
-            slot.remove();
+            entries.remove(key);
             return;
         };
-        let slot = slot.get_mut();
+        let Some(slot) = entries.map.get_mut(key) else {
+            return;
+        };
         slot.state = State::Ready {
             fields,
-            fetched: Instant::now(),
+            fetched: sent,
             expires_ms,
-            bytes: 0,
             version,
         };
         // Updates confirmed while the read was in flight: those it already saw go.
@@ -399,32 +497,37 @@ impl Cache {
         let Some(slot) = entries.map.get_mut(key) else {
             return;
         };
-        let State::Ready {
+        let mut held = key.len();
+        if let State::Ready {
             fields,
             expires_ms,
-            bytes,
             version,
             ..
         } = &mut slot.state
-        else {
-            return;
-        };
-        while let Some(w) = slot.early.remove(&(*version + 1)) {
-            w.patch.apply_to(fields);
-            let expires = w.now_ms.saturating_add(crate::time::millis(w.ttl));
-            fields.insert(record::LAST_SEEN.to_owned(), w.now_ms.to_string());
-            fields.insert(record::EXPIRES.to_owned(), expires.to_string());
-            *expires_ms = expires;
-            *version += 1;
+        {
+            while let Some(w) = slot.early.remove(&(*version + 1)) {
+                w.patch.apply_to(fields);
+                let expires = w.now_ms.saturating_add(crate::time::millis(w.ttl));
+                fields.insert(record::LAST_SEEN.to_owned(), w.now_ms.to_string());
+                fields.insert(record::EXPIRES.to_owned(), expires.to_string());
+                *expires_ms = expires;
+                *version += 1;
+            }
+            held = size_of(key, fields);
         }
-        let (old, new) = (*bytes, size_of(key, fields));
-        *bytes = new;
-        if new > limits.max_bytes / 8 || slot.early.len() > MAX_EARLY {
-            entries.bytes -= old;
-            entries.map.remove(key);
+        // Updates still waiting count too: they are memory a client's writes make.
+        held += slot
+            .early
+            .values()
+            .map(|w| patch_size(&w.patch))
+            .sum::<usize>();
+        let old = std::mem::replace(&mut slot.bytes, held);
+        let too_big = held > limits.max_bytes / 8 || slot.early.len() > MAX_EARLY;
+        entries.bytes = entries.bytes - old + held;
+        if too_big {
+            entries.remove(key);
             return;
         }
-        entries.bytes = entries.bytes - old + new;
         entries.shrink(limits);
     }
 
@@ -478,15 +581,21 @@ impl Cache {
     pub(crate) fn forget_slot(&self, prefix: &str) {
         let mut entries = self.lock();
         entries.epoch += 1;
-        let keys: Vec<String> = entries
-            .map
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
-        for k in keys {
-            entries.remove(&k);
-        }
+        entries.remove_slot(prefix);
+    }
+
+    /// A connection that tracked reads was dropped: what it read gets no more
+    /// invalidations, so everything goes (as on a lost connection).
+    pub(crate) fn lost_connection(&self) {
+        self.lock().clear();
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets `what` now and again when the guard drops, also when the operation's
+    /// future is dropped before it finished (a reply may still change the key).
+    pub(crate) fn forgetting(&self, what: Forget) -> ForgetGuard<'_> {
+        what.run(self);
+        ForgetGuard { cache: self, what }
     }
 
     /// A push from a tracked connection: an invalidation, or the connection's end.
@@ -506,18 +615,10 @@ impl Cache {
                             } else if let Some(slot) = k.strip_suffix(":uh") {
                                 // A user's handle map changed or went (a login elsewhere,
                                 // a revocation, an eviction): its sessions are reread.
-                                let prefix = format!("{slot}:s:");
-                                let gone: Vec<String> = entries
-                                    .map
-                                    .keys()
-                                    .filter(|e| e.starts_with(&prefix))
-                                    .cloned()
-                                    .collect();
-                                for e in gone {
-                                    entries.remove(&e);
-                                }
                                 entries.epoch += 1;
-                                self.invalidations.fetch_add(1, Ordering::Relaxed);
+                                if entries.remove_slot(&format!("{slot}:s:")) {
+                                    self.invalidations.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
                     }
@@ -580,6 +681,65 @@ mod tests {
                     .collect(),
             )],
         }
+    }
+
+    /// The staleness bound counts from when the read was sent: a slow reply may show
+    /// Redis as it was when the read left.
+    #[test]
+    fn staleness_counts_from_the_send() {
+        let c = Cache::new(LocalCache::default().with_max_staleness(Duration::from_millis(30)));
+        let t = c.reserve("k").unwrap();
+        std::thread::sleep(Duration::from_millis(40)); // the reply takes its time
+        c.fill("k", t, Some(&record(i64::MAX, "1")));
+        assert!(c.get("k", 0).is_none(), "already too old when it arrived");
+    }
+
+    /// Confirmed updates waiting for an earlier version are memory too: counted, and a
+    /// slot they make too large goes.
+    #[test]
+    fn waiting_updates_count_against_the_byte_bound() {
+        let limits = LocalCache::default().with_max_bytes(64 * 1024);
+        let c = Cache::new(limits);
+        let t = c.reserve("ns:{t}:s:k").unwrap();
+        c.fill("ns:{t}:s:k", t, Some(&record(i64::MAX, "1"))); // version 3
+        let big = "x".repeat(1000);
+        let mut p = Patch::default();
+        p.set_fields([("d:b".to_owned(), big)]);
+        // Versions 5.. arrive while 4 is still on its way: they wait.
+        c.updated("ns:{t}:s:k", &p, 1, Duration::from_secs(1), 5);
+        assert!(c.stats().bytes > 1000, "counted: {}", c.stats().bytes);
+        for v in 6..14 {
+            c.updated("ns:{t}:s:k", &p, 1, Duration::from_secs(1), v);
+        }
+        // More than an eighth of the bound waits in one slot: it goes.
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(c.stats().bytes, 0, "nothing left counted");
+    }
+
+    /// Forgetting a slot drops its sessions and no others, through the slot index.
+    #[test]
+    fn forgetting_a_slot_touches_only_its_entries() {
+        let c = Cache::new(LocalCache::default());
+        for (tag, n) in [("a", 3), ("b", 2)] {
+            for i in 0..n {
+                let k = format!("ns:{{{tag}}}:s:{i}");
+                let t = c.reserve(&k).unwrap();
+                c.fill(&k, t, Some(&record(i64::MAX, "1")));
+            }
+        }
+        assert_eq!(c.stats().entries, 5);
+        c.forget_slot("ns:{a}:s:");
+        assert_eq!(c.stats().entries, 2);
+        assert!(c.get("ns:{b}:s:0", 0).is_some());
+        // A change of b's handle map drops b's sessions too.
+        c.on_push(&invalidate(&["ns:{b}:uh"]));
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(c.stats().bytes, 0);
+        // A guard forgets again when dropped: a read sent before it cannot fill.
+        let t = c.reserve("ns:{a}:s:0").unwrap();
+        drop(c.forgetting(Forget::Key("ns:{a}:s:9".to_owned())));
+        c.fill("ns:{a}:s:0", t, Some(&record(i64::MAX, "1")));
+        assert!(c.get("ns:{a}:s:0", 0).is_none());
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod watch;
 pub use self::builder::RedisStoreBuilder;
 use self::builder::{Nodes, redact_url};
 use self::cache::Cache;
+use self::cache::Forget;
 pub use self::cache::{CacheStats, LocalCache};
 #[cfg_attr(not(feature = "audit-postgres"), allow(unused_imports))]
 pub(crate) use self::pool::collect_text;
@@ -486,11 +487,8 @@ impl RedisStore {
         let Some(cache) = &self.cache else {
             return op.await;
         };
-        let rkey = keys::session(&self.namespace, key);
-        cache.forget(&rkey);
-        let r = op.await;
-        cache.forget(&rkey);
-        r
+        let _forget = cache.forgetting(Forget::Key(keys::session(&self.namespace, key)));
+        op.await
     }
 
     /// The local cache's counts; `None` when the store was built without one (see
@@ -710,24 +708,23 @@ impl SessionStore for RedisStore {
             WriteMode::Rotate { from } => protocol::WriteKind::Rotate { from },
             WriteMode::Login { limit } => protocol::WriteKind::Login { limit },
         };
-        // Our own writes are not pushed back to us: drop what this one changes.
-        let forget = || {
-            if let Some(cache) = &self.cache {
-                match mode {
-                    WriteMode::Update => {}
-                    WriteMode::Create => cache.forget(&keys::session(&self.namespace, key)),
-                    WriteMode::Rotate { from } => {
-                        cache.forget(&keys::session(&self.namespace, from));
-                        cache.forget(&keys::session(&self.namespace, key));
-                    }
-                    // The limit may evict any session of the user's slot.
-                    WriteMode::Login { .. } => {
-                        cache.forget_slot(&keys::session_prefix(&self.namespace, key.tag()))
-                    }
+        // Our own writes are not pushed back to us: drop what this one changes, before
+        // and after (also if this future is dropped before the reply).
+        let _forget = self.cache.as_deref().map(|cache| {
+            cache.forgetting(match mode {
+                WriteMode::Rotate { from } => Forget::Keys(
+                    keys::session(&self.namespace, from),
+                    keys::session(&self.namespace, key),
+                ),
+                // The limit may evict any session of the user's slot.
+                WriteMode::Login { .. } => {
+                    Forget::Slot(keys::session_prefix(&self.namespace, key.tag()))
                 }
-            }
-        };
-        forget();
+                WriteMode::Create | WriteMode::Update => {
+                    Forget::Key(keys::session(&self.namespace, key))
+                }
+            })
+        });
         let mut stream = String::new();
         let call = protocol::Write {
             namespace: &self.namespace,
@@ -738,7 +735,6 @@ impl SessionStore for RedisStore {
             stream: self.stream(&mut stream),
         };
         let outcome = self.invoke(&call.invocation(&WRITE)).await;
-        forget();
         protocol::Write::decode(outcome?)
     }
 
@@ -808,18 +804,10 @@ impl SessionStore for RedisStore {
         which: Revoke<'_>,
         now_ms: i64,
     ) -> Result<Vec<SessionHandle>, StoreError> {
-        let slot = self
-            .cache
-            .as_ref()
-            .map(|c| (c, keys::session_prefix(&self.namespace, tag)));
-        if let Some((cache, prefix)) = &slot {
-            cache.forget_slot(prefix);
-        }
-        let r = self.revoke_steps(tag, user_id, which, now_ms).await;
-        if let Some((cache, prefix)) = &slot {
-            cache.forget_slot(prefix);
-        }
-        r
+        let _forget = self.cache.as_deref().map(|cache| {
+            cache.forgetting(Forget::Slot(keys::session_prefix(&self.namespace, tag)))
+        });
+        self.revoke_steps(tag, user_id, which, now_ms).await
     }
 }
 

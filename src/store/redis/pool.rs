@@ -254,6 +254,10 @@ pub(crate) struct Shared<M: managed::Manager> {
     pool: managed::Pool<M>,
     slots: Box<[Slot<M>]>,
     next: AtomicUsize,
+    /// The local cache fed by these connections' invalidations: a connection dropped
+    /// for a failure (a timeout, `READONLY`) takes its tracking with it, so the cache
+    /// forgets what it held.
+    cache: Option<Arc<Cache>>,
 }
 
 struct Slot<M: managed::Manager> {
@@ -293,7 +297,14 @@ where
             pool,
             slots,
             next: AtomicUsize::new(0),
+            cache: None,
         }
+    }
+
+    /// Tells `cache` when a connection is dropped for a failure.
+    pub(crate) fn with_cache(mut self, cache: Option<Arc<Cache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// A handle on the next slot's connection: no await unless the slot must be
@@ -328,7 +339,13 @@ where
                 _ => conn.take(),
             }
         };
-        // Back to the pool, whose recycle check discards it.
+        // Back to the pool, whose recycle check discards it, with the tracking Redis
+        // kept for it: what the cache read through it gets no more invalidations.
+        if failed.is_some()
+            && let Some(cache) = &self.cache
+        {
+            cache.lost_connection();
+        }
         drop(failed);
         let fresh = self.pool.get().await?;
         let handle = fresh.share();
