@@ -53,6 +53,10 @@ pub enum ConfigError {
          glob characters ('*', '?', '[', ']', '\\')"
     )]
     InvalidNamespace(String),
+    /// Invalid [`wait_for_replicas`](crate::RedisStoreBuilder::wait_for_replicas)
+    /// settings.
+    #[error("invalid durability settings: {0}")]
+    Durability(&'static str),
     /// A trusted origin for [`CsrfLayer`](crate::CsrfLayer) is not
     /// `http(s)://host[:port]`.
     #[error("invalid trusted origin {0:?}: use http(s)://host[:port], without a path")]
@@ -132,8 +136,15 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     /// A connection to Redis could not be opened: refused, a TLS or authentication
     /// failure, or a server too old.
-    #[error("cannot connect to Redis: {0}")]
-    Connect(#[source] redis::RedisError),
+    #[error("cannot connect to Redis at {address}: {source}")]
+    Connect {
+        /// Where the store tried, credentials redacted (the node URLs, or the
+        /// sentinels).
+        address: String,
+        /// Why.
+        #[source]
+        source: redis::RedisError,
+    },
     /// No connection could be taken from the pool in time.
     #[error("no redis connection available")]
     Pool(#[from] deadpool::managed::PoolError<redis::RedisError>),
@@ -158,6 +169,17 @@ pub enum StoreError {
     UserKeyLost {
         /// The namespace.
         namespace: String,
+    },
+    /// A revocation (logout, revoke, log out everywhere, a token revoked or a family
+    /// ended by reuse) holds on the master, but fewer replicas than
+    /// [`RedisStoreBuilder::wait_for_replicas`](crate::RedisStoreBuilder::wait_for_replicas)
+    /// asks confirmed it in time: a failover now could undo it. Retry it, or alert.
+    #[error("revocation reached {acked} of {wanted} replicas in time")]
+    NotReplicated {
+        /// Replicas that confirmed it.
+        acked: usize,
+        /// Replicas asked for.
+        wanted: usize,
     },
     /// The server's `maxmemory-policy` may evict this store's keys (every key has a
     /// TTL, so `volatile-*` policies can too): revocation bookkeeping could vanish under

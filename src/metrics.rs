@@ -40,12 +40,13 @@ pub const CACHE_READS: &str = "tower_redis_session.local_cache.reads";
 fn error_type(e: &StoreError) -> &'static str {
     match e {
         StoreError::Redis(_) => "redis",
-        StoreError::Connect(_) => "connect",
+        StoreError::Connect { .. } => "connect",
         StoreError::Pool(_) => "pool",
         StoreError::Timeout(_) => "timeout",
         StoreError::Protocol(_) => "protocol",
         StoreError::UserKeyLost { .. } => "user_key_lost",
         StoreError::EvictionPolicy { .. } => "eviction_policy",
+        StoreError::NotReplicated { .. } => "not_replicated",
         StoreError::Random(_) => "random",
     }
 }

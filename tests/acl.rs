@@ -83,7 +83,7 @@ async fn a_user_who_cannot_read_the_version_cannot_connect() {
     let rules = rules_for("acl-noinfo").replace(" +info", "");
     let store = store_as("acl-noinfo", "pw-noinfo", &rules);
     match store.check().await {
-        Err(StoreError::Connect(e)) => assert!(
+        Err(StoreError::Connect { source: e, .. }) => assert!(
             e.to_string()
                 .contains("no permissions to run the 'info' command"),
             "{e}"
@@ -102,7 +102,7 @@ async fn a_wrong_password_is_a_connect_error_without_the_password() {
     .unwrap();
     let e = store.check().await.unwrap_err();
     let text = format!("{e} {e:?} {store:?}");
-    assert!(matches!(e, StoreError::Connect(_)), "{text}");
+    assert!(matches!(e, StoreError::Connect { .. }), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
 

@@ -341,3 +341,114 @@ async fn check_refuses_a_policy_that_evicts_unless_allowed() {
         Err(StoreError::EvictionPolicy { policy }) if policy == "allkeys-lru"
     ));
 }
+
+/// A start-up connection error names where it tried (credentials redacted), and error
+/// messages carry no stray whitespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_errors_name_the_redacted_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = RedisStore::builder(format!("redis://app:hunter2@127.0.0.1:{port}/0"))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let e = store.check().await.unwrap_err();
+    let text = format!("{e}");
+    assert!(matches!(e, StoreError::Connect { .. }), "{e:?}");
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(!format!("{text} {e:?}").contains("hunter2"), "{text}");
+    for e in [
+        e,
+        StoreError::UserKeyLost {
+            namespace: "app".into(),
+        },
+        StoreError::EvictionPolicy {
+            policy: "allkeys-lru".into(),
+        },
+    ] {
+        let text = e.to_string();
+        assert!(!text.contains("  "), "a run of spaces: {text:?}");
+    }
+}
+
+/// With `wait_for_replicas`, a revocation returns once replicas have it (a failover
+/// cannot undo it); fewer replicas in time is a typed error, and the revocation still
+/// holds on the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_can_wait_for_replicas() {
+    use tower_redis_session::{SessionKey, SessionStore as _};
+    let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let port = master.port.to_string();
+    let _replica = RedisServer::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+        "--repl-diskless-sync-delay",
+        "0",
+    ]);
+    let start = Instant::now();
+    while !master
+        .raw("INFO replication")
+        .is_some_and(|i| i.contains("state=online"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "replica in sync");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let durable = RedisStore::builder(master.url())
+        .wait_for_replicas(1, Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let app = routes::routes()
+        .merge(common::session_routes::per_user())
+        .layer(SessionLayer::new(durable, SessionConfig::default()).unwrap());
+    let mut a = Client::new(app.clone());
+    let mut b = Client::new(app.clone());
+    assert_eq!(a.post("/login?user=alice").await.status, 200);
+    assert_eq!(b.post("/login?user=alice").await.status, 200);
+    assert_eq!(
+        a.post("/logout").await.status,
+        200,
+        "one replica confirmed it"
+    );
+    assert_eq!(b.post("/login?user=alice").await.status, 200);
+    assert_eq!(b.post("/everywhere").await.body, "1");
+
+    // Two replicas asked for, one there.
+    let strict = RedisStore::builder(master.url())
+        .wait_for_replicas(2, Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let app = routes::routes()
+        .layer(SessionLayer::new(strict.clone(), SessionConfig::default()).unwrap());
+    let mut c = Client::new(app);
+    assert_eq!(
+        c.post("/login?user=bob").await.status,
+        200,
+        "a login waits for nothing"
+    );
+    let key = SessionKey::from_cookie_value(c.cookie.as_deref().unwrap()).unwrap();
+    match strict.delete(&key).await {
+        Err(StoreError::NotReplicated {
+            acked: 1,
+            wanted: 2,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.get("/read").await.status,
+        401,
+        "the revocation held on the master"
+    );
+    // Impossible settings are configuration errors.
+    for (n, t) in [(0, 100), (1, 0), (1, 5_000)] {
+        assert!(matches!(
+            RedisStore::builder(master.url())
+                .wait_for_replicas(n, Duration::from_millis(t))
+                .build(),
+            Err(tower_redis_session::ConfigError::Durability(_))
+        ));
+    }
+}

@@ -400,7 +400,7 @@ async fn store_error_response_is_configurable() {
         .unwrap()
         .with_store_error_response(|e| {
             assert!(
-                matches!(e, tower_redis_session::StoreError::Connect(_)),
+                matches!(e, tower_redis_session::StoreError::Connect { .. }),
                 "the real error reaches the callback: {e:?}"
             );
             let mut res = axum::http::Response::new(());

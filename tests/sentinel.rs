@@ -191,7 +191,7 @@ async fn sentinel_misconfigurations_are_typed_errors() {
         .unwrap();
     let start = Instant::now();
     match store.check().await {
-        Err(StoreError::Connect(e)) => {
+        Err(StoreError::Connect { source: e, .. }) => {
             assert!(
                 e.to_string().contains("no sentinel knows the master"),
                 "{e}"
@@ -207,7 +207,10 @@ async fn sentinel_misconfigurations_are_typed_errors() {
         .unwrap()
         .port();
     let store = RedisStore::from_url(&format!("redis+sentinel://127.0.0.1:{port}/shared")).unwrap();
-    assert!(matches!(store.check().await, Err(StoreError::Connect(_))));
+    assert!(matches!(
+        store.check().await,
+        Err(StoreError::Connect { .. })
+    ));
     let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
     assert_eq!(Client::new(app).post("/incr").await.status, 503);
     // Malformed URL forms and empty settings.
@@ -238,7 +241,7 @@ async fn sentinel_misconfigurations_are_typed_errors() {
             0
         )
     );
-    assert!(matches!(e, StoreError::Connect(_)), "{debug}");
+    assert!(matches!(e, StoreError::Connect { .. }), "{debug}");
     assert!(!debug.contains("hunter2"), "{debug}");
 }
 
@@ -284,7 +287,7 @@ async fn a_sentinel_that_names_another_master_is_refused() {
         .build()
         .unwrap();
     match store.check().await {
-        Err(StoreError::Connect(e)) => {
+        Err(StoreError::Connect { source: e, .. }) => {
             assert!(e.to_string().contains("disagree"), "{e}")
         }
         other => panic!("followed a lone sentinel to another master: {other:?}"),

@@ -75,6 +75,10 @@ impl RedisStore {
             // The local cache: RESP3 (for invalidation pushes) and tracking.
             commands.extend(["hello", "client|tracking"]);
         }
+        if self.durability.is_some() {
+            // Revocations wait for replicas.
+            commands.push("wait");
+        }
         if self.sentinel {
             // Each new connection checks that the node Sentinel named is a master.
             commands.push("role");

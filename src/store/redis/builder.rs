@@ -178,6 +178,7 @@ pub struct RedisStoreBuilder {
     tls: Option<TlsConfig>,
     local_cache: Option<LocalCache>,
     sentinel_quorum: Option<usize>,
+    durability: Option<(usize, Duration)>,
 }
 
 impl RedisStoreBuilder {
@@ -199,6 +200,22 @@ impl RedisStoreBuilder {
     /// so.
     pub fn local_cache(mut self, cache: LocalCache) -> Self {
         self.local_cache = Some(cache);
+        self
+    }
+
+    /// Revocations wait until `replicas` replicas have them (`WAIT`, on the connection
+    /// that ran them), at most `timeout`: logout, revoke, revoke others, log out
+    /// everywhere, token revocation and a family ended by refresh-token reuse. Fewer in
+    /// time is [`StoreError::NotReplicated`] (the revocation holds on the master; a
+    /// failover could undo it). Off by default: Redis replication is asynchronous, so a
+    /// master that dies right after a logout may come back, through its replica,
+    /// without it.
+    ///
+    /// Costs one more command (`WAIT`) in the same round trip, and the time the
+    /// replicas take to acknowledge; reads and other writes are unchanged. `timeout`
+    /// must be shorter than the response timeout. The ACL rules add `+wait`.
+    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.durability = Some((replicas, timeout));
         self
     }
 
@@ -308,6 +325,14 @@ impl RedisStoreBuilder {
             )?),
             Topology::Cluster(_) => None,
         };
+        if let Some((replicas, timeout)) = self.durability
+            && (replicas == 0 || timeout.is_zero() || timeout >= self.response_timeout)
+        {
+            return Err(ConfigError::Durability(
+                "wait_for_replicas needs at least one replica and a timeout above 0 and \
+                 below the response timeout",
+            ));
+        }
         let mut sentinel = sentinel;
         if let (Some(s), Some(q)) = (&mut sentinel, self.sentinel_quorum) {
             s.set_quorum(q)?;
@@ -422,6 +447,7 @@ impl RedisStoreBuilder {
         store.sentinel = nodes.sentinel.is_some();
         store.nodes = Some(nodes);
         store.cache = store_cache;
+        store.durability = self.durability;
         store.in_flight = Some(InFlight {
             permits: Arc::new(Semaphore::new(self.max_in_flight)),
             max: self.max_in_flight,
@@ -518,6 +544,7 @@ impl RedisStore {
             tls: None,
             local_cache: None,
             sentinel_quorum: None,
+            durability: None,
         }
     }
 }

@@ -144,6 +144,8 @@ pub struct RedisStore {
     cache: Option<Arc<Cache>>,
     /// Whether [`check`](RedisStore::check) accepts a server that may evict keys.
     eviction_allowed: bool,
+    /// Replicas a revocation waits for, and how long (`wait_for_replicas`).
+    durability: Option<(usize, Duration)>,
 }
 
 #[derive(Clone)]
@@ -212,6 +214,7 @@ impl RedisStore {
             nodes: None,
             cache: None,
             eviction_allowed: false,
+            durability: None,
         }
     }
 
@@ -360,7 +363,10 @@ impl RedisStore {
         };
         conn.map_err(|e| match e {
             // Opening a connection failed: say why (refused, TLS, credentials, version).
-            deadpool::managed::PoolError::Backend(e) => StoreError::Connect(e),
+            deadpool::managed::PoolError::Backend(source) => StoreError::Connect {
+                address: self.address(),
+                source,
+            },
             e => StoreError::Pool(e),
         })
     }
@@ -393,6 +399,21 @@ impl RedisStore {
             }
         }
         Ok(())
+    }
+
+    /// Where this store connects, for error messages: its node URLs (or sentinels)
+    /// with credentials and query parameters redacted.
+    fn address(&self) -> String {
+        match &self.nodes {
+            Some(nodes) => {
+                let urls: Vec<String> = nodes.urls.iter().map(|u| redact_url(u)).collect();
+                match &nodes.sentinel {
+                    Some(s) => format!("master {:?} of sentinels {}", s.master, urls.join(",")),
+                    None => urls.join(","),
+                }
+            }
+            None => "the application's connection pool".to_owned(),
+        }
     }
 
     /// The database this store's keys live in, when it was built from URLs (0 on a
@@ -477,6 +498,54 @@ impl RedisStore {
         .await
     }
 
+    /// Runs a revoking script and, when the store waits for replicas
+    /// ([`RedisStoreBuilder::wait_for_replicas`]) and `revoked` says the reply revoked
+    /// something, `WAIT`s on the same connection (the node of `slot_key` on a Cluster)
+    /// until that many replicas have it. Fewer in time is
+    /// [`StoreError::NotReplicated`]: the revocation holds on the master but a failover
+    /// could still undo it.
+    async fn invoke_durable<T: redis::FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        slot_key: &str,
+        revoked: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let Some((wanted, wait)) = self.durability else {
+            return self.invoke(inv).await;
+        };
+        let op = async {
+            let mut conn = self.conn().await?;
+            let reply: T = inv.invoke_async(&mut conn).await?;
+            if !revoked(&reply) {
+                return Ok((reply, wanted));
+            }
+            let mut cmd = redis::cmd("WAIT");
+            cmd.arg(wanted)
+                .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            let acked: usize = match conn.cluster() {
+                Some(cluster) => {
+                    let route = redis::cluster_routing::RoutingInfo::SingleNode(
+                        SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                            slot_key,
+                            SlotAddr::Master,
+                        )),
+                    );
+                    redis::from_redis_value(cluster.route_command(cmd, route).await?)
+                        .map_err(|_| StoreError::Protocol("unexpected WAIT reply"))?
+                }
+                None => cmd.query_async(&mut conn).await?,
+            };
+            Ok((reply, acked))
+        };
+        let (reply, acked) = tokio::time::timeout(self.timeout + wait, op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.timeout + wait)))?;
+        if acked < wanted {
+            return Err(StoreError::NotReplicated { acked, wanted });
+        }
+        Ok(reply)
+    }
+
     /// Runs `op`, which changes or removes the session at `key`, with the local cache
     /// (if any) dropping the key before and after it (see `Cache::forget`).
     async fn forgetting<T>(
@@ -525,7 +594,11 @@ impl RedisStore {
                 first,
             };
             first = false;
-            let step = protocol::RevokeStep::decode(self.invoke(&call.invocation(&REVOKE)).await?)?;
+            let index = keys::user_index(&self.namespace, tag);
+            let reply = self
+                .invoke_durable(&call.invocation(&REVOKE), &index, |_: &Vec<String>| true)
+                .await?;
+            let step = protocol::RevokeStep::decode(reply)?;
             sessions = step.next_session;
             families = step.next_family;
             revoked.extend(step.revoked);
@@ -747,7 +820,14 @@ impl SessionStore for RedisStore {
             stream: self.stream(&mut stream),
         };
         let reply = self
-            .forgetting(key, self.invoke(&call.invocation(&DELETE)))
+            .forgetting(
+                key,
+                self.invoke_durable(
+                    &call.invocation(&DELETE),
+                    &keys::session(&self.namespace, key),
+                    |r: &Vec<String>| !r.is_empty(),
+                ),
+            )
             .await?;
         Ok(protocol::Delete::decode(reply).map(|(handle, user)| {
             let fields = [(HANDLE, handle), (USER, user)]

@@ -145,7 +145,13 @@ impl RedisStore {
             .arg(access)
             .arg(refresh_idle)
             .arg(grace);
-        let reply: Vec<String> = self.invoke(&inv).await?;
+        // Reuse ends the family: with wait_for_replicas, that waits for the replicas.
+        let slot = keys::family_index(&self.namespace, req.tag);
+        let reply: Vec<String> = self
+            .invoke_durable(&inv, &slot, |r: &Vec<String>| {
+                r.first().is_some_and(|k| k == TOKEN_REUSE)
+            })
+            .await?;
         let reply: Vec<&str> = reply.iter().map(String::as_str).collect();
         Ok(match reply[..] {
             [
@@ -225,7 +231,13 @@ impl RedisStore {
         while let Some(from) = rank {
             let mut inv = self.tokens(tag, op, now_ms);
             inv.arg(user).arg(from);
-            let reply: Vec<String> = self.invoke(&inv).await?;
+            let reply: Vec<String> = if op == TOKEN_REVOKE_USER {
+                let slot = keys::family_index(&self.namespace, tag);
+                self.invoke_durable(&inv, &slot, |_: &Vec<String>| true)
+                    .await?
+            } else {
+                self.invoke(&inv).await?
+            };
             let Some((next, step)) = reply.split_first() else {
                 return Err(StoreError::Protocol("unexpected token script reply"));
             };
@@ -261,7 +273,9 @@ impl RedisStore {
                 return self.token_pages(tag, TOKEN_REVOKE_USER, user, now_ms).await;
             }
         };
-        self.invoke(&inv).await
+        let slot = keys::family_index(&self.namespace, tag);
+        self.invoke_durable(&inv, &slot, |_: &Vec<String>| true)
+            .await
     }
 }
 
