@@ -206,8 +206,8 @@ impl RedisStoreBuilder {
     /// Revocations wait until `replicas` replicas have them (`WAIT`, on the connection
     /// that ran them), at most `timeout`: logout, revoke, revoke others, log out
     /// everywhere, token revocation and a family ended by refresh-token reuse. Fewer in
-    /// time is [`StoreError::NotReplicated`] (the revocation holds on the master; a
-    /// failover could undo it). Off by default: Redis replication is asynchronous, so a
+    /// time is [`StoreError::NotReplicated`](crate::StoreError::NotReplicated) (the
+    /// revocation holds on the master; a failover could undo it). Off by default: Redis replication is asynchronous, so a
     /// master that dies right after a logout may come back, through its replica,
     /// without it.
     ///
