@@ -325,3 +325,7 @@ mod server {
         }
     }
 }
+
+#[cfg(feature = "store-internals")]
+#[doc(hidden)]
+pub use crate::time::set_clock_skew;

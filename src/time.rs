@@ -4,7 +4,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Now, in Unix milliseconds (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> i64 {
-    unix_ms(SystemTime::now())
+    let now = unix_ms(SystemTime::now());
+    #[cfg(feature = "store-internals")]
+    let now = now.saturating_add(SKEW_MS.load(std::sync::atomic::Ordering::Relaxed));
+    now
+}
+
+/// Test hook (feature `store-internals`): how far this process's clock is off.
+#[cfg(feature = "store-internals")]
+static SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Test hook (feature `store-internals`, not covered by semver): makes this process's
+/// clock run `ms` ahead (negative: behind), as a skewed application instance would.
+#[cfg(feature = "store-internals")]
+#[doc(hidden)]
+pub fn set_clock_skew(ms: i64) {
+    SKEW_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A time in Unix milliseconds (0 before 1970).

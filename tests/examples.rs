@@ -403,7 +403,7 @@ async fn examples_reach_redis_over_mutual_tls() {
         assert!(!out.status.success(), "{name} started with a wrong CA");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("Connect(") && stderr.contains("UnknownIssuer"),
+            stderr.contains("Connect {") && stderr.contains("UnknownIssuer"),
             "{name}: {stderr}"
         );
     }

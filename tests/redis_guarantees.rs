@@ -39,8 +39,9 @@ fn calls(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
 }
 
 // What each request runs. `INFO commandstats` counts the commands a script runs inside
-// Redis too; those are listed after the `evalsha`, and all of one script is one round
-// trip.
+// Redis too; those are listed after the `evalsha` (the first, `TIME`, is the clock every
+// session and token script checks the caller's against), and all of one script is one
+// round trip.
 
 /// A read: the record and, in the same round trip, whether the user's handle map still
 /// holds it (a logged-in session without its entry fails closed; for an anonymous
@@ -48,14 +49,27 @@ fn calls(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
 const READ: &[(&str, u64)] = &[("hgetall", 1), ("hexists", 1)];
 /// `write.lua` creating an anonymous session: condition check, one `HSET` (data and
 /// `m:s`/`m:e`), `PEXPIRE`.
-const CREATE: &[(&str, u64)] = &[("evalsha", 1), ("exists", 1), ("hset", 1), ("pexpire", 1)];
+const CREATE: &[(&str, u64)] = &[
+    ("evalsha", 1),
+    ("time", 1),
+    ("exists", 1),
+    ("hset", 1),
+    ("pexpire", 1),
+];
 /// `update.lua` updating a session: one `HMGET` (existence and TTL inputs), `HSET`,
 /// `PEXPIRE`. A logged-in session's index entry was written with slack at login, so
 /// the update leaves the index alone.
-const UPDATE: &[(&str, u64)] = &[("evalsha", 1), ("hmget", 1), ("hset", 1), ("pexpire", 1)];
+const UPDATE: &[(&str, u64)] = &[
+    ("evalsha", 1),
+    ("time", 1),
+    ("hmget", 1),
+    ("hset", 1),
+    ("pexpire", 1),
+];
 /// ... of a logged-in session: also checks that its handle-map entry is still there.
 const UPDATE_INDEXED: &[(&str, u64)] = &[
     ("evalsha", 1),
+    ("time", 1),
     ("hmget", 1),
     ("hexists", 1),
     ("hset", 1),
@@ -65,6 +79,7 @@ const UPDATE_INDEXED: &[(&str, u64)] = &[
 /// (`ZADD`, `PTTL`, `PEXPIRE` of the index and its handle map).
 const TOUCH_INDEXED: &[(&str, u64)] = &[
     ("evalsha", 1),
+    ("time", 1),
     ("hmget", 1),
     ("hexists", 1),
     ("hset", 1),
@@ -81,6 +96,7 @@ const TAKE: &[(&str, u64)] = &[("evalsha", 1), ("hgetall", 1), ("del", 1)];
 /// record its handle for expiry reports.
 const LOGIN: &[(&str, u64)] = &[
     ("evalsha", 1),
+    ("time", 1),
     ("exists", 1),
     ("zrangebyscore", 1),
     ("zrange", 1),
@@ -95,6 +111,7 @@ const LOGIN: &[(&str, u64)] = &[
 /// handle-map entries.
 const ROTATE: &[(&str, u64)] = &[
     ("evalsha", 1),
+    ("time", 1),
     ("hmget", 1),
     ("hexists", 1),
     ("renamenx", 1),
@@ -113,6 +130,7 @@ const RELOGIN: &[(&str, u64)] = ROTATE;
 /// handle -> member after checking it still names this member).
 const DELETE: &[(&str, u64)] = &[
     ("evalsha", 1),
+    ("time", 1),
     ("hmget", 1),
     ("del", 1),
     ("zrem", 1),

@@ -76,12 +76,15 @@ impl Session {
         patch
             .set
             .push((record::HANDLE.to_owned(), handle.to_string()));
+        // Both counted from the store's now (one clock for every instance).
         patch
             .set
-            .push((record::CREATED.to_owned(), clock.now_ms.to_string()));
+            .push((record::CREATED.to_owned(), record::relative(0)));
         let absolute = st.expiry.and_then(|e| e.absolute);
-        if let Some(d) = deadline_ms(absolute, clock.now_ms, None, config.absolute_lifetime) {
-            patch.set.push((record::DEADLINE.to_owned(), d.to_string()));
+        if let Some(d) = deadline_ms(absolute, 0, None, config.absolute_lifetime) {
+            patch
+                .set
+                .push((record::DEADLINE.to_owned(), record::relative(d)));
         }
         if let Some(e) = st.expiry {
             expiry_fields(&mut patch, e);

@@ -112,19 +112,19 @@ impl Session {
         let (patch, new, ttl, evicted) = loop {
             let (patch, written) = match &start {
                 Start::Again(b, from) => {
-                    let patch = self.relogin_patch(&st, b, user_id, now);
+                    let patch = self.relogin_patch(&st, b, user_id);
                     let mode = WriteMode::Rotate { from };
                     let written = self.write_new(generate, mode, &patch, clock).await;
                     (patch, written)
                 }
                 Start::Carry(b) => {
-                    let mut patch = self.login_record(&st, Some(b), user_id, now);
+                    let mut patch = self.login_record(&st, Some(b), user_id);
                     patch.events = "login";
                     let written = self.write_new(generate, login_mode, &patch, clock).await;
                     (patch, written)
                 }
                 Start::Fresh | Start::Switch => {
-                    let mut patch = self.login_record(&st, None, user_id, now);
+                    let mut patch = self.login_record(&st, None, user_id);
                     patch.events = "created login";
                     let written = self.write_new(generate, login_mode, &patch, clock).await;
                     (patch, written)
@@ -247,13 +247,7 @@ impl Session {
     /// The full record of a session logging in: the data it carries (`base`, an
     /// anonymous session, or none for a new or another user's session), this request's
     /// changes, and the user.
-    pub(super) fn login_record(
-        &self,
-        st: &State,
-        base: Option<&Loaded>,
-        user_id: &str,
-        now: i64,
-    ) -> Patch {
+    pub(super) fn login_record(&self, st: &State, base: Option<&Loaded>, user_id: &str) -> Patch {
         let config = &self.inner.ctx.config;
         let mut data: HashMap<&str, &str> = HashMap::new();
         if let Some(b) = base.filter(|_| !st.cleared) {
@@ -277,7 +271,7 @@ impl Session {
             .or(st.new_handle)
             .unwrap_or_else(SessionHandle::generate);
         let expiry = st.expiry;
-        let deadline = login_deadline(self, expiry, base, now);
+        let deadline = login_deadline(self, expiry, base);
         let idle = expiry
             .map(|e| millis(e.idle))
             .or(base.and_then(|b| b.idle_ms));
@@ -290,8 +284,8 @@ impl Session {
         };
         let meta = [
             (record::HANDLE, Some(handle.to_string())),
-            (record::CREATED, Some(now.to_string())),
-            (record::DEADLINE, deadline.map(|d| d.to_string())),
+            (record::CREATED, Some(record::relative(0))),
+            (record::DEADLINE, deadline.map(record::relative)),
             (record::IDLE, idle.map(|i| i.to_string())),
             (
                 record::PERSISTENT,
@@ -311,7 +305,7 @@ impl Session {
 
     /// The patch of a re-login of the session's own user (a rotation): this request's
     /// changes, a restarted lifetime and created time, the client's IP and user agent.
-    fn relogin_patch(&self, st: &State, base: &Loaded, user_id: &str, now: i64) -> Patch {
+    fn relogin_patch(&self, st: &State, base: &Loaded, user_id: &str) -> Patch {
         let mut patch = super::commit::data_patch(st, self.inner.ctx.config.max_session_size);
         patch.events = "login";
         if let Some(e) = st.expiry {
@@ -319,9 +313,11 @@ impl Session {
         }
         patch
             .set
-            .push((record::CREATED.to_owned(), now.to_string()));
-        match login_deadline(self, st.expiry, Some(base), now) {
-            Some(d) => patch.set.push((record::DEADLINE.to_owned(), d.to_string())),
+            .push((record::CREATED.to_owned(), record::relative(0)));
+        match login_deadline(self, st.expiry, Some(base)) {
+            Some(d) => patch
+                .set
+                .push((record::DEADLINE.to_owned(), record::relative(d))),
             None => patch.delete.push(record::DEADLINE.to_owned()),
         }
         patch
@@ -337,20 +333,20 @@ impl Session {
     }
 }
 
-/// The absolute deadline a login gives (Unix ms, `None` for none): counted from the
-/// login. This request's override wins; else the session it carries keeps the lifetime
-/// it had (a "remember me" of 30 days stays 30 days); else the configured one.
+/// The lifetime a login gives, in ms from the login (which the store's clock stamps;
+/// `None` for none). This request's override wins; else the session it carries keeps
+/// the lifetime it had (a "remember me" of 30 days stays 30 days); else the configured
+/// one.
 fn login_deadline(
     session: &Session,
     expiry: Option<crate::Expiry>,
     base: Option<&Loaded>,
-    now: i64,
 ) -> Option<i64> {
     let lifetime = session.inner.ctx.config.absolute_lifetime;
     match (expiry.and_then(|e| e.absolute), base) {
-        (Some(absolute), _) => absolute.map(|a| now + millis(a)),
-        (None, Some(b)) => b.deadline_ms.map(|d| now + (d - b.created_ms).max(0)),
-        (None, None) => lifetime.map(|a| now + millis(a)),
+        (Some(absolute), _) => absolute.map(millis),
+        (None, Some(b)) => b.deadline_ms.map(|d| (d - b.created_ms).max(0)),
+        (None, None) => lifetime.map(millis),
     }
 }
 

@@ -317,10 +317,30 @@ pub enum WriteOutcome {
     },
 }
 
+/// A time `ms` after the store's now, for a written created time or deadline (`+<ms>`):
+/// the store resolves it against its own clock (Redis: `TIME`), so an application
+/// instance whose clock is off cannot move it.
+pub(crate) fn relative(ms: i64) -> String {
+    format!("+{ms}")
+}
+
+/// Resolves the relative created time and deadline of written fields against `now`.
+fn resolve(fields: &mut HashMap<String, String>, now: i64) {
+    for f in [CREATED, DEADLINE] {
+        if let Some(v) = fields.get_mut(f)
+            && let Some(ms) = v.strip_prefix('+').and_then(|r| r.parse::<i64>().ok())
+        {
+            *v = now.saturating_add(ms).to_string();
+        }
+    }
+}
+
 /// The TTL rule every store applies after a write: `min(idle, deadline - now)`, where
-/// idle is the record's `m:i` or the default. Also stamps `m:s` and `m:e`.
+/// idle is the record's `m:i` or the default. Also stamps `m:s` and `m:e`, and resolves
+/// relative times ([`relative`]) against `now`.
 /// Returns `None` when the deadline has passed (the session must be deleted).
 pub fn stamp_ttl(fields: &mut HashMap<String, String>, clock: Clock) -> Option<i64> {
+    resolve(fields, clock.now_ms);
     let idle = fields
         .get(IDLE)
         .and_then(|v| v.parse::<i64>().ok())

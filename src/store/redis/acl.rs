@@ -40,6 +40,7 @@ const IN_SCRIPTS: &[&str] = &[
     "pexpireat",
     "pttl",
     "renamenx",
+    "time",
     "xadd",
     "zadd",
     "zcard",
@@ -122,7 +123,8 @@ mod tests {
             include_str!("scripts/write_lib.lua"),
         ];
         let mut called = Vec::new();
-        for script in scripts {
+        let prelude = super::super::protocol::PRELUDE.as_str();
+        for script in scripts.into_iter().chain([prelude]) {
             for part in script.split("redis.").skip(1) {
                 let Some(rest) = part
                     .strip_prefix("call(")

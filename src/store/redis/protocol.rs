@@ -109,9 +109,31 @@ pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
             prelude.push_str(&format!("local {prefix}_{suffix} = {}\n", i + 1));
         }
     }
+    prelude.push_str(&format!("local CLOCK_SLACK_MS = {CLOCK_SLACK_MS}\n"));
+    prelude.push_str(CLOCK_LUA);
     prelude
 });
 
+/// One clock for every instance: a script takes "now" from Redis (`TIME`) whenever the
+/// calling instance's clock is more than [`CLOCK_SLACK_MS`] off it, so a skewed instance
+/// can move a deadline or an expiry check by at most that much. (Within the slack the
+/// caller's now stands: instances kept by NTP agree to milliseconds, and tests can
+/// drive time.) `clock(i)` settles `ARGV[i]` (the caller's now, Unix ms) and returns
+/// it. A time the caller derived from its own clock travels as `+<ms>` ("that long
+/// after now", `record::relative`) and is resolved against the settled now.
+const CLOCK_LUA: &str = "local function clock(i)
+  local t = redis.call('TIME')
+  local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local caller = tonumber(ARGV[i])
+  if not caller or math.abs(caller - server) > CLOCK_SLACK_MS then
+    ARGV[i] = tostring(server)
+  end
+  return tonumber(ARGV[i])
+end
+";
+
+/// How far an instance's clock may be from Redis's before the scripts use Redis's.
+pub(super) const CLOCK_SLACK_MS: i64 = 1_000;
 /// A script made of the prelude and `parts`.
 pub(super) fn script(parts: &[&str]) -> Script {
     let mut source = PRELUDE.clone();

@@ -4,6 +4,7 @@
 -- ARGV[1] the session's index member (the last segment of KEYS[1]); ARGV[2] now, Unix
 -- ms; ARGV[3] the event stream key ('' = none); ARGV[4] its approximate MAXLEN.
 -- Returns {handle, user} ('' when absent) if the session existed, else {}.
+clock(2) -- now: Redis's, not the caller's
 STREAM, MAXLEN = ARGV[3], ARGV[4]
 local m = redis.call('HMGET', KEYS[1], 'm:n', 'm:u', 'm:ip', 'm:ua', 'm:x')
 m[1] = handle_of(m[1])

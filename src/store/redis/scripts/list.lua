@@ -7,6 +7,7 @@
 -- Returns the next page's first rank ('' after the last page), then 7 strings per
 -- session: member, handle, created, last seen, ip, user agent, details ('' when
 -- absent).
+clock(2) -- now: Redis's, not the caller's
 STREAM, MAXLEN = ARGV[4], ARGV[5]
 prune(KEYS[1], ARGV[2])
 local offset = tonumber(ARGV[6])

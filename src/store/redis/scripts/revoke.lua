@@ -16,6 +16,7 @@
 -- that part is done. One step reads at most USER_BATCH index entries and, once the
 -- sessions are done, ('a', log out everywhere) at most USER_BATCH token families. The
 -- caller repeats the step until both ranks are ''.
+clock(2) -- now: Redis's, not the caller's
 STREAM, MAXLEN = ARGV[6], ARGV[7]
 local index, uh = KEYS[1], KEYS[1] .. 'h'
 prune(index, ARGV[2])

@@ -4,7 +4,7 @@
 -- entries of the family index per call.
 -- KEYS[1] the slot's family index P..'tf' (declared so Cluster routes to the slot)
 -- ARGV[1] op (TOKEN_* in protocol.rs CODES, prepended); ARGV[2] P, the slot prefix; ARGV[3] now, Unix ms; the rest per op.
-local idx, op, P, now = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local idx, op, P, now = KEYS[1], ARGV[1], ARGV[2], clock(3)
 
 local function int(x) return string.format('%.0f', x) end
 

@@ -9,7 +9,7 @@
 --
 -- KEYS[1]  the session key: <ns>:{<tag>}:s:<member>
 -- KEYS[2]  the user index of the same slot: <ns>:{<tag>}:u
--- ARGV[1]  now, Unix ms (application clock)
+-- ARGV[1]  now, Unix ms (the caller's; replaced by Redis's, see `clock`)
 -- ARGV[2]  default idle timeout, ms (used when the record has no idle override)
 -- ARGV[3]  '1': delete every d: field before the rest
 -- ARGV[4]  the index member of KEYS[1] (its last key segment)
@@ -31,6 +31,7 @@
 -- than ARGV[8] (nothing written).
 local key, index = KEYS[1], KEYS[2]
 STREAM, MAXLEN = ARGV[5], ARGV[6]
+local now = clock(1)
 local touched = 16
 local sets = touched + tonumber(ARGV[14])
 local dels = sets + 2 * tonumber(ARGV[15])
@@ -50,7 +51,6 @@ end
 change(T_I, ARGV[10])
 change(T_D, ARGV[11])
 change(T_P, ARGV[12])
-local now = tonumber(ARGV[1])
 local ttl = ttl_of(times[T_I], times[T_D], ARGV[2], now)
 if ttl <= 0 then
   drop_expired(key, index, ARGV[4], ARGV[1])

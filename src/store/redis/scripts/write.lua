@@ -11,7 +11,7 @@
 -- KEYS[3]  (rotate only) the current key, renamed to KEYS[1] first; same slot
 -- ARGV[1]  mode: MODE_CREATE (only if absent) | MODE_ROTATE
 --          | MODE_LOGIN (create + user index + session limit)
--- ARGV[2]  now, Unix ms (application clock)
+-- ARGV[2]  now, Unix ms (the caller's; replaced by Redis's, see `clock`)
 -- ARGV[3]  default idle timeout, ms (used when the record has no m:i)
 -- ARGV[4]  '1': delete every d: field before the rest
 -- ARGV[5]  login: the user's session limit, 0 for none
@@ -37,11 +37,19 @@ local key, index = KEYS[1], KEYS[2]
 local uh = index .. 'h'
 STREAM, MAXLEN = ARGV[10], ARGV[11]
 local mode = ARGV[1]
-local now = tonumber(ARGV[2])
+local now = clock(2)
 local member = ARGV[7]
 local evicted = {}
 local first = 14
 local last = first - 1 + 2 * tonumber(ARGV[9])
+-- Created and deadline times the caller gave relative to now ('+<ms>') count from
+-- Redis's now.
+for i = first, last, 2 do
+  local v = ARGV[i + 1]
+  if (ARGV[i] == 'm:d' or ARGV[i] == 'm:c') and string.sub(v, 1, 1) == '+' then
+    ARGV[i + 1] = tostring(now + tonumber(string.sub(v, 2)))
+  end
+end
 local max = tonumber(ARGV[13])
 
 -- The stored metadata and data size: none for a new key; a rotation reads them (and
