@@ -204,13 +204,7 @@ impl Session {
         let key = old.key();
         if logout {
             match store.delete(&key).await {
-                Ok(Some(ended)) => {
-                    let fields = ended.fields();
-                    let handle =
-                        record::meta(fields, record::HANDLE).and_then(SessionHandle::parse);
-                    let user = record::meta(fields, record::USER);
-                    self.emit(EventKind::Logout, handle, user);
-                }
+                Ok(Some(ended)) => self.emit_logout(&ended),
                 Ok(None) => {}
                 Err(e) => log_store_error(&e, "end the previous user's session"),
             }

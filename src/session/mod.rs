@@ -107,6 +107,15 @@ impl Session {
             .emit(kind, handle, user, Some(&self.inner.meta));
     }
 
+    /// Queues the logout event of a session the store deleted (`ended`: its handle and
+    /// user, as `SessionStore::delete` returns them).
+    fn emit_logout(&self, ended: &crate::store::record::Record) {
+        let fields = ended.fields();
+        let handle = record::meta(fields, record::HANDLE).and_then(SessionHandle::parse);
+        let user = record::meta(fields, record::USER);
+        self.emit(EventKind::Logout, handle, user);
+    }
+
     /// Queues an event about this request's session, with its details.
     fn emit_own(
         &self,
@@ -278,13 +287,7 @@ impl Session {
         let store = &self.inner.ctx.store;
         if let Some(id) = &st.id {
             match store.delete(&id.key()).await {
-                Ok(Some(ended)) => {
-                    let fields = ended.fields();
-                    let handle =
-                        record::meta(fields, record::HANDLE).and_then(SessionHandle::parse);
-                    let user = record::meta(fields, record::USER);
-                    self.emit(EventKind::Logout, handle, user);
-                }
+                Ok(Some(ended)) => self.emit_logout(&ended),
                 Ok(None) => {}
                 Err(e) => return Err(st.fail(e, "delete")),
             }

@@ -629,10 +629,7 @@ impl Cache {
                     }
                 }
             }
-            PushKind::Disconnection => {
-                self.lock().clear();
-                self.invalidations.fetch_add(1, Ordering::Relaxed);
-            }
+            PushKind::Disconnection => self.lost_connection(),
             _ => {}
         }
     }
