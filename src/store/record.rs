@@ -337,7 +337,7 @@ fn resolve(fields: &mut HashMap<String, String>, now: i64) {
 
 /// The TTL rule every store applies after a write: `min(idle, deadline - now)`, where
 /// idle is the record's `m:i` or the default. Also stamps `m:s` and `m:e`, and resolves
-/// relative times ([`relative`]) against `now`.
+/// relative times (`+<ms>`) against `now`.
 /// Returns `None` when the deadline has passed (the session must be deleted).
 pub fn stamp_ttl(fields: &mut HashMap<String, String>, clock: Clock) -> Option<i64> {
     resolve(fields, clock.now_ms);
