@@ -63,23 +63,25 @@ pub(crate) struct Context {
     pub(crate) events: Arc<Dispatcher>,
     /// Test hook: awaited by a login between its two store steps.
     #[cfg(feature = "store-internals")]
-    pub(crate) login_pause: Option<LoginPause>,
+    pub(crate) login_pause: Option<Pause>,
 }
 
-/// Test hook (feature `store-internals`): a future a login awaits between reading the
-/// current session and writing the logged-in one, so a test can act in the gap.
+/// Test hook (feature `store-internals`): a future an operation awaits between two of
+/// its store steps (a login between reading the current session and writing the
+/// logged-in one; a revocation between its bounded steps), so a test can act in the
+/// gap.
 #[cfg(feature = "store-internals")]
 #[derive(Clone)]
-pub(crate) struct LoginPause(
+pub(crate) struct Pause(
     pub(crate)  Arc<
         dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
     >,
 );
 
 #[cfg(feature = "store-internals")]
-impl std::fmt::Debug for LoginPause {
+impl std::fmt::Debug for Pause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LoginPause")
+        f.write_str("Pause")
     }
 }
 

@@ -161,9 +161,7 @@ impl<C> SessionLayer<C> {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let mut ctx = (*self.ctx).clone();
-        ctx.login_pause = Some(crate::context::LoginPause(Arc::new(move || {
-            Box::pin(pause())
-        })));
+        ctx.login_pause = Some(crate::context::Pause(Arc::new(move || Box::pin(pause()))));
         self.ctx = Arc::new(ctx);
         self
     }

@@ -675,6 +675,62 @@ async fn per_user_work_goes_in_bounded_steps() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Revoke others walks the user's index in steps; the kept session may be re-scored
+/// (a threshold refresh moves it to the end) between two steps. Every other session is
+/// still visited: deleted, counted and reported, none skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_others_visits_every_session_when_the_kept_one_moves() {
+    let server = RedisServer::shared();
+    let url = server.url();
+    let index: Arc<Mutex<Option<String>>> = Arc::default();
+    let (idx, pause_url) = (index.clone(), url.clone());
+    let store = common::stores::redis_store_on(&url, "rescored").with_step_pause(move || {
+        let (idx, url) = (idx.clone(), pause_url.clone());
+        async move {
+            let Some(index) = idx.lock().unwrap().clone() else {
+                return;
+            };
+            // After the first step the handle map holds only the kept session: move it
+            // to the end of the index, as its threshold refresh would.
+            let mut conn = common::stores::redis_conn(&url).await;
+            let map: HashMap<String, String> = conn.hgetall(format!("{index}h")).await.unwrap();
+            let kept = map.keys().find(|k| !k.starts_with('#')).unwrap().clone();
+            let last: Vec<(String, f64)> = conn.zrange_withscores(&index, -1, -1).await.unwrap();
+            let _: () = redis::cmd("ZADD")
+                .arg(&index)
+                .arg("XX")
+                .arg(last[0].1 + 60_000.0)
+                .arg(&kept)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+    let app = routes::routes()
+        .merge(common::session_routes::per_user())
+        .layer(SessionLayer::new(store, SessionConfig::default().without_session_limit()).unwrap());
+    let mut web = Vec::new();
+    for _ in 0..150 {
+        let mut c = Client::new(app.clone());
+        assert_eq!(c.post("/login?user=alice").await.status, 200);
+        web.push(c);
+    }
+    let tag = web[0]
+        .cookie
+        .as_deref()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    *index.lock().unwrap() = Some(format!("rescored:{{{tag}}}:u"));
+    assert_eq!(web[0].post("/revoke_others").await.body, "149");
+    let mut conn = common::stores::redis_conn(&url).await;
+    let left: Vec<String> = conn.keys(format!("rescored:{{{tag}}}:s:*")).await.unwrap();
+    assert_eq!(left.len(), 1, "only the kept session's record is left");
+    assert_eq!(web[0].get("/read").await.body, "alice");
+}
+
 /// Every write keeps the data size in the record (third value of `m:t`), so the size
 /// limit holds after concurrent writes merge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,9 @@ pub struct RedisStore {
     eviction_allowed: bool,
     /// Replicas a revocation waits for, and how long (`wait_for_replicas`).
     durability: Option<(usize, Duration)>,
+    /// Test hook: awaited between the bounded steps of a revocation.
+    #[cfg(feature = "store-internals")]
+    step_pause: Option<crate::context::Pause>,
 }
 
 #[derive(Clone)]
@@ -215,6 +218,8 @@ impl RedisStore {
             cache: None,
             eviction_allowed: false,
             durability: None,
+            #[cfg(feature = "store-internals")]
+            step_pause: None,
         }
     }
 
@@ -452,6 +457,19 @@ impl RedisStore {
         self
     }
 
+    /// Test hook (feature `store-internals`, not covered by semver): a revocation of a
+    /// user's sessions awaits `pause()` between its bounded steps.
+    #[cfg(feature = "store-internals")]
+    #[doc(hidden)]
+    pub fn with_step_pause<F, Fut>(mut self, pause: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.step_pause = Some(crate::context::Pause(Arc::new(move || Box::pin(pause()))));
+        self
+    }
+
     /// Runs one operation under the in-flight bound and the overall timeout.
     async fn bounded<T>(
         &self,
@@ -602,6 +620,12 @@ impl RedisStore {
             sessions = step.next_session;
             families = step.next_family;
             revoked.extend(step.revoked);
+            #[cfg(feature = "store-internals")]
+            if let Some(pause) = &self.step_pause
+                && (sessions.is_some() || families.is_some())
+            {
+                (pause.0)().await;
+            }
         }
         Ok(revoked)
     }

@@ -484,14 +484,17 @@ pub(super) struct RevokeStep<'a> {
     pub(super) which: Revoke<'a>,
     pub(super) now_ms: i64,
     pub(super) stream: Stream<'a>,
-    /// Where this step starts in the session index and in the token-family index.
+    /// How many entries of the session index and of the token-family index the previous
+    /// step kept (0, 0 on the first): the step reads from rank 0 that many plus a batch,
+    /// so a kept entry re-scored between steps cannot make the walk skip one.
     pub(super) from: (u64, u64),
     /// The first step of the call (log out everywhere and revoke others then cut the
     /// handle map, which ends the sessions at once, before walking the index).
     pub(super) first: bool,
 }
 
-/// What a revoke step did and where the next one starts (`None`: that part is done).
+/// What a revoke step did and what the next one passes back (`None`: that part is
+/// done).
 #[derive(Debug)]
 pub(super) struct RevokeProgress {
     pub(super) next_session: Option<u64>,
@@ -525,8 +528,8 @@ impl RevokeStep<'_> {
         inv
     }
 
-    /// `{next session rank, next family rank, revoked handles...}`, a rank `""` once
-    /// that part is done.
+    /// `{sessions kept, families kept, revoked handles...}`, a count `""` once that part
+    /// is done.
     pub(super) fn decode(reply: Vec<String>) -> Result<RevokeProgress, StoreError> {
         let [next_session, next_family, handles @ ..] = &reply[..] else {
             return Err(StoreError::Protocol("unexpected revoke script reply"));

@@ -218,7 +218,8 @@ impl RedisStore {
 
     /// Runs a paged token op (`list`, `revoke_user`) over the slot's family index, one
     /// bounded script call per step, and joins the steps' replies (each step answers
-    /// the next step's first rank, '' when done, then its items).
+    /// what the next step passes back, '' when done, then its items: for `list` the
+    /// next page's first rank, for `revoke_user` how many families the step kept).
     async fn token_pages(
         &self,
         tag: &str,

@@ -6,16 +6,18 @@
 --         | REVOKE_OTHERS: all but member ARGV[5] (codes from protocol.rs, prepended)
 -- ARGV[6] the event stream key ('' = none); ARGV[7] its approximate MAXLEN;
 -- ARGV[8] the reason recorded with each revocation (EventKind::reason);
--- ARGV[9] the first index rank of this step; ARGV[10] the first rank of this step in
--- the slot's token-family index; ARGV[11] '1' on the first step of the call.
+-- ARGV[9] how many index entries the previous step kept (0 on the first); ARGV[10]
+-- the same for the slot's token-family index; ARGV[11] '1' on the first step of the
+-- call.
 -- A logged-in session is live only while the handle map holds it, so the first step
 -- of REVOKE_ALL deletes the map and that of REVOKE_OTHERS keeps only the current
 -- session's entries: the sessions end at once, even those a lost (evicted) index no
 -- longer lists. The walk over the index then deletes them and records their events.
--- Returns {next session rank, next family rank, revoked handles...}; a rank is '' once
--- that part is done. One step reads at most USER_BATCH index entries and, once the
--- sessions are done, ('a', log out everywhere) at most USER_BATCH token families. The
--- caller repeats the step until both ranks are ''.
+-- Returns {sessions kept, families kept, revoked handles...}; a count is '' once that
+-- part is done. One step reads at most USER_BATCH index entries beyond those the
+-- previous one kept (the current session; other users' only under a tag collision)
+-- and, once the sessions are done, ('a', log out everywhere) as many token families.
+-- The caller repeats the step, passing the counts back, until both are ''.
 clock(2) -- now: Redis's, not the caller's
 STREAM, MAXLEN = ARGV[6], ARGV[7]
 local index, uh = KEYS[1], KEYS[1] .. 'h'
@@ -62,8 +64,15 @@ else
       if ttl > 0 then redis.call('PEXPIRE', uh, ttl) end
     end
   end
-  local offset = tonumber(ARGV[9])
-  local members = redis.call('ZRANGE', index, offset, offset + USER_BATCH - 1)
+  -- The walk goes by what is left, not by rank: every visited entry is deleted but
+  -- the kept ones (the current session; another user's, under a tag collision), so
+  -- the index holds the kept entries and the unvisited ones. A step reads from rank 0
+  -- as many entries as the previous step kept, plus USER_BATCH: a kept session that
+  -- was re-scored between steps (a threshold refresh moves it to the end) can no
+  -- longer make the walk skip one.
+  local seen = tonumber(ARGV[9])
+  local window = seen + USER_BATCH
+  local members = redis.call('ZRANGE', index, 0, window - 1)
   local kept = 0
   for _, m in ipairs(members) do
     local f = fields(m)
@@ -76,7 +85,7 @@ else
       kept = kept + 1
     end
   end
-  if #members == USER_BATCH then out[1] = tostring(offset + kept) end
+  if #members == window then out[1] = tostring(kept) end
   if out[1] == '' and mode == REVOKE_ALL then
     local _, next = kill_user_tokens(string.sub(ARGV[1], 1, -3), ARGV[3],
       tonumber(ARGV[10]))

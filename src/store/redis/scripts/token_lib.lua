@@ -59,12 +59,16 @@ local function kill_family(P, fid)
   redis.call('ZREM', P .. 'tf', fid)
 end
 
--- Revokes the token families of `user` among USER_BATCH of the slot's family index,
--- from rank `offset`. Returns the ids it revoked and the rank to go on from, or nil
--- once the index is done.
-local function kill_user_tokens(P, user, offset)
+-- Revokes the token families of `user` among the first `seen` + USER_BATCH of the
+-- slot's family index, where `seen` is how many the previous step kept (other users'
+-- families in the slot): revoked ones leave the index, so the walk goes by what is
+-- left, and a kept family refreshed (re-scored) between steps cannot make it skip one.
+-- Returns the ids it revoked and the count to go on with, or nil once the index is
+-- done.
+local function kill_user_tokens(P, user, seen)
   local idx = P .. 'tf'
-  local fids = redis.call('ZRANGE', idx, offset, offset + USER_BATCH - 1)
+  local window = seen + USER_BATCH
+  local fids = redis.call('ZRANGE', idx, 0, window - 1)
   local out, kept = {}, 0
   for _, fid in ipairs(fids) do
     local u = redis.call('HGET', P .. 't:' .. fid, 'u')
@@ -78,6 +82,6 @@ local function kill_user_tokens(P, user, offset)
     end
   end
   if redis.call('ZCARD', idx) == 0 then redis.call('DEL', idx) end
-  if #fids == USER_BATCH then return out, offset + kept end
+  if #fids == window then return out, kept end
   return out, nil
 end

@@ -224,8 +224,8 @@ elseif op == TOKEN_LIST then
   return out
 
 elseif op == TOKEN_REVOKE_USER then
-  -- ARGV[4] user, ARGV[5] the step's first rank in the family index. Returns the next
-  -- step's first rank ('' when done), then the revoked families.
+  -- ARGV[4] user, ARGV[5] how many families the previous step kept (0 on the first).
+  -- Returns how many this step kept ('' when done), then the revoked families.
   local killed, next = kill_user_tokens(P, ARGV[4], tonumber(ARGV[5]))
   return {next and tostring(next) or '', unpack(killed)}
 end
