@@ -48,17 +48,21 @@ struct Login {
     nonce: Option<String>,
 }
 
-/// RFC 6749 §6: `grant_type=refresh_token&refresh_token=...`.
+/// RFC 6749 §6: `grant_type=refresh_token&refresh_token=...`, with the `client_id` of
+/// a public client (a confidential one would authenticate; this demo has no client
+/// registry). Tokens issued to a client are refreshed only with its id.
 #[derive(Deserialize)]
 struct RefreshGrant {
     grant_type: Option<String>,
     refresh_token: Option<String>,
+    client_id: Option<String>,
 }
 
-/// RFC 7009: `token=...`.
+/// RFC 7009: `token=...`, with the client's id when the tokens were issued to one.
 #[derive(Deserialize)]
 struct Revoke {
     token: String,
+    client_id: Option<String>,
 }
 
 /// An ID token to check, and the client it must be for.
@@ -206,14 +210,21 @@ async fn token(
     let Some(refresh_token) = f.refresh_token.filter(|t| !t.is_empty()) else {
         return Err(OAuthError::invalid_request("missing refresh_token"));
     };
-    Ok(no_store(Json(tokens.refresh(&refresh_token).await?)))
+    let pair = match f.client_id.as_deref() {
+        Some(client) => tokens.refresh_for_client(client, &refresh_token).await?,
+        None => tokens.refresh(&refresh_token).await?,
+    };
+    Ok(no_store(Json(pair)))
 }
 
 async fn revoke(
     Extension(tokens): Extension<Tokens>,
     Form(f): Form<Revoke>,
 ) -> Result<StatusCode, TokenError> {
-    tokens.revoke(&f.token).await?;
+    match f.client_id.as_deref() {
+        Some(client) => tokens.revoke_for_client(client, &f.token).await?,
+        None => tokens.revoke(&f.token).await?,
+    }
     Ok(StatusCode::OK)
 }
 

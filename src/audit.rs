@@ -30,7 +30,8 @@
 //!     at         timestamptz NOT NULL,
 //!     kind       text        NOT NULL,  -- created, login, id_rotated, refreshed, logout,
 //!                                       -- revoked, expired, token_issued,
-//!                                       -- token_refreshed, token_reused, token_revoked
+//!                                       -- token_refreshed, token_reused, token_revoked,
+//!                                       -- token_grace_replay
 //!     reason     text,                  -- revoke, revoke_others, logout_everywhere,
 //!                                       -- evicted_by_cap
 //!     user_id    text,

@@ -79,6 +79,11 @@ pub enum EventKind {
     TokenReused,
     /// A token, a token family, or all of a user's tokens were revoked.
     TokenRevoked,
+    /// The refresh token just rotated away was presented again within the grace window
+    /// ([`TokenConfig::with_reuse_grace`](crate::tokens::TokenConfig::with_reuse_grace)):
+    /// refused as a double submit, the family kept. Frequent ones from one family may
+    /// be a thief racing its owner.
+    TokenGraceReplay,
 }
 
 /// Why a session was revoked.
@@ -112,11 +117,12 @@ impl EventKind {
         Self::TokenRefreshed,
         Self::TokenReused,
         Self::TokenRevoked,
+        Self::TokenGraceReplay,
     ];
 
     /// A short stable name: `created`, `login`, `id_rotated`, `refreshed`, `logout`,
     /// `revoked`, `expired`, `invalid_cookie`, `store_unavailable`, `token_issued`,
-    /// `token_refreshed`, `token_reused`, `token_revoked`.
+    /// `token_refreshed`, `token_reused`, `token_revoked`, `token_grace_replay`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -132,6 +138,7 @@ impl EventKind {
             Self::TokenRefreshed => "token_refreshed",
             Self::TokenReused => "token_reused",
             Self::TokenRevoked => "token_revoked",
+            Self::TokenGraceReplay => "token_grace_replay",
         }
     }
 

@@ -534,8 +534,26 @@ async fn api_tokens_over_http_against_real_redis() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "wrong audience");
+    // The family was issued to my-app: no other client (nor none) refreshes or revokes it.
     let rt = oidc["refresh_token"].as_str().unwrap();
-    let r = form("/revoke", format!("token={rt}")).await.unwrap();
+    for body in [
+        format!("grant_type=refresh_token&refresh_token={rt}"),
+        format!("grant_type=refresh_token&refresh_token={rt}&client_id=other"),
+        format!("token={rt}&client_id=other"),
+    ] {
+        let path = if body.starts_with("grant") {
+            "/token"
+        } else {
+            "/revoke"
+        };
+        let r = form(path, body).await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(e["error"], "invalid_grant");
+    }
+    let r = form("/revoke", format!("token={rt}&client_id=my-app"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let r = form("/id-token", format!("id_token={id_token}&client_id=my-app"))
         .await

@@ -234,7 +234,10 @@ mod cases {
         // Revoking the refresh token ends the family, ID token included.
         let p = t.issue_with("alice", openid()).await.unwrap();
         let id = p.id_token().unwrap().to_owned();
-        let next = t.refresh(p.refresh_token()).await.unwrap();
+        let next = t
+            .refresh_for_client("app", p.refresh_token())
+            .await
+            .unwrap();
         assert!(
             next.id_token().is_none(),
             "a refresh issues no new ID token"
@@ -248,7 +251,10 @@ mod cases {
         assert!(t.list("alice").await.unwrap().is_empty());
         // Reuse detection ends it too.
         let p = t.issue_with("alice", openid()).await.unwrap();
-        let _ = t.refresh(p.refresh_token()).await.unwrap();
+        let _ = t
+            .refresh_for_client("app", p.refresh_token())
+            .await
+            .unwrap();
         let t0 = Tokens::new(
             s.clone(),
             TokenConfig::default().with_reuse_grace(Duration::ZERO),
@@ -256,7 +262,7 @@ mod cases {
         .unwrap()
         .with_jwt(es256());
         assert!(matches!(
-            t0.refresh(p.refresh_token()).await,
+            t0.refresh_for_client("app", p.refresh_token()).await,
             Err(TokenError::Reused { .. })
         ));
         assert!(!id_live(&t, p.id_token().unwrap()).await);

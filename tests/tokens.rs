@@ -32,7 +32,8 @@ macro_rules! all_cases {
             list_families, long_chain_stays_bounded_and_detects_old_reuse,
             invalid_user_ids_get_no_tokens, session_bound_tokens_follow_id_rotation,
             family_limit_ends_the_family_closest_to_expiry, grace_window_has_a_time_limit,
-            relogin_in_flight_keeps_bound_families,
+            relogin_in_flight_keeps_bound_families, families_remember_their_client,
+            grace_replays_are_reported,
         );
     };
 }
@@ -246,6 +247,87 @@ mod cases {
             !live(&t, refreshed.access_token()).await,
             "reuse ends the family"
         );
+    }
+
+    /// RFC 6749 §6 and RFC 7009 §2.1: a family issued to a client is refreshed and
+    /// revoked only by that client; another client (or none) is refused and changes
+    /// nothing.
+    pub async fn families_remember_their_client<S: TestStore + TokenStore>(s: S) {
+        let t = tokens(s, TokenConfig::default());
+        let mine = t
+            .issue_with("alice", IssueOptions::default().client_id("app-a"))
+            .await
+            .unwrap();
+        for wrong in [Some("app-b"), None] {
+            let refused = match wrong {
+                Some(c) => t.refresh_for_client(c, mine.refresh_token()).await,
+                None => t.refresh(mine.refresh_token()).await,
+            };
+            assert!(
+                matches!(refused, Err(TokenError::InvalidGrant)),
+                "{wrong:?}: {refused:?}"
+            );
+        }
+        for token in [mine.access_token(), mine.refresh_token()] {
+            assert!(matches!(
+                t.revoke_for_client("app-b", token).await,
+                Err(TokenError::InvalidGrant)
+            ));
+        }
+        assert!(live(&t, mine.access_token()).await, "nothing changed");
+        assert_eq!(t.list("alice").await.unwrap()[0].client_id(), Some("app-a"));
+        let next = t
+            .refresh_for_client("app-a", mine.refresh_token())
+            .await
+            .unwrap();
+        // A first-party family (no client) refuses a client's refresh.
+        let plain = t.issue("alice").await.unwrap();
+        assert!(matches!(
+            t.refresh_for_client("app-a", plain.refresh_token()).await,
+            Err(TokenError::InvalidGrant)
+        ));
+        assert!(t.refresh(plain.refresh_token()).await.is_ok());
+        t.revoke_for_client("app-a", next.refresh_token())
+            .await
+            .unwrap();
+        assert!(
+            !live(&t, next.access_token()).await,
+            "its own client revoked it"
+        );
+        // Unknown and malformed tokens stay a success (RFC 7009 §2.2).
+        t.revoke_for_client("app-a", "rt.nope").await.unwrap();
+    }
+
+    /// A replay inside the grace window is not a refresh and not a reuse: its own event.
+    pub async fn grace_replays_are_reported<S: TestStore + TokenStore>(s: S) {
+        use std::sync::{Arc, Mutex};
+        use tower_redis_session::events::{EventKind, SessionEvent};
+        let seen = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+        let sink = seen.clone();
+        let t = tokens(s, TokenConfig::default())
+            .with_events(move |e: &SessionEvent| sink.lock().unwrap().push(e.clone()));
+        let p = t.issue("ivy").await.unwrap();
+        refresh_ok(&t, &p).await;
+        assert!(matches!(
+            t.refresh(p.refresh_token()).await,
+            Err(TokenError::Raced)
+        ));
+        tokio::time::timeout(Duration::from_secs(10), t.flush_events())
+            .await
+            .expect("the hook drains its queue");
+        let events = seen.lock().unwrap().clone();
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::TokenIssued,
+                EventKind::TokenRefreshed,
+                EventKind::TokenGraceReplay
+            ]
+        );
+        assert_eq!(events[2].family, Some(p.family()));
+        assert_eq!(events[2].user_id.as_deref(), Some("ivy"));
+        assert_eq!(EventKind::TokenGraceReplay.name(), "token_grace_replay");
     }
 
     pub async fn relogin_in_flight_keeps_bound_families<S: TestStore + TokenStore>(s: S) {

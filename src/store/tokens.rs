@@ -34,6 +34,8 @@ pub(crate) struct Issue<'a> {
     pub(crate) max_families: usize,
     /// The hash of an ID token issued with the pair, if any.
     pub(crate) id_token: Option<&'a str>,
+    /// The OAuth client the family is issued to: only it may refresh or revoke it.
+    pub(crate) client: Option<&'a str>,
 }
 
 /// Which kind of token a lookup reads.
@@ -117,6 +119,9 @@ pub(crate) struct Refresh<'a> {
     pub(crate) refresh: &'a str,
     pub(crate) now_ms: i64,
     pub(crate) ttl: Ttls,
+    /// The client asking (`None`: a first-party refresh); a family issued to another
+    /// client, or to one when none asks, is refused untouched.
+    pub(crate) client: Option<&'a str>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -127,8 +132,12 @@ pub(crate) enum RefreshOutcome {
     },
     /// Unknown, expired, revoked, or its family or bound session ended.
     Invalid,
-    /// The token just rotated away, presented again within the grace window.
-    Grace,
+    /// The token just rotated away, presented again within the grace window (its
+    /// family and user named).
+    Grace {
+        family: String,
+        user: String,
+    },
     /// A consumed token: its family (named here) was revoked.
     Reused {
         family: String,
@@ -149,14 +158,18 @@ pub(crate) struct FamilyRecord {
     pub(crate) scope: Option<String>,
     /// When its ID token expires, if it has a live one.
     pub(crate) id_expires_ms: Option<i64>,
+    /// The OAuth client it was issued to, if any.
+    pub(crate) client: Option<String>,
 }
 
 /// Which token to revoke.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Target<'a> {
-    Access(&'a str),
-    /// A refresh token (live or consumed): revokes its whole family.
-    Refresh(&'a str),
+    /// An access token; with a client, only if its family was issued to that client.
+    Access(&'a str, Option<&'a str>),
+    /// A refresh token (live or consumed): revokes its whole family; with a client, only
+    /// if the family was issued to that client.
+    Refresh(&'a str, Option<&'a str>),
     Family {
         id: &'a str,
         user: &'a str,
@@ -295,13 +308,14 @@ impl Backend {
     }
 
     /// Returns the ids of the revoked families (for an access token: its family, though
-    /// only that token ended).
+    /// only that token ended), or `None` when the target names a client and the token's
+    /// family was issued to another (nothing was revoked).
     pub(crate) async fn revoke(
         &self,
         tag: &str,
         target: Target<'_>,
         now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Option<Vec<String>>, StoreError> {
         self.measured("token_revoke", async {
             match self {
                 Self::Redis(s) => s.token_revoke(tag, target, now_ms).await,

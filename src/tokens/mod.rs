@@ -388,6 +388,7 @@ pub struct FamilyInfo {
     session: Option<SessionHandle>,
     scope: Option<String>,
     id_token_expires_ms: Option<i64>,
+    client_id: Option<String>,
 }
 
 impl FamilyInfo {
@@ -425,6 +426,11 @@ impl FamilyInfo {
     pub fn id_token_expires(&self) -> Option<SystemTime> {
         self.id_token_expires_ms.map(time)
     }
+
+    /// The OAuth client it was issued to ([`IssueOptions::client_id`]), if any.
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
 }
 
 /// Options for [`Tokens::issue_with`] and [`Tokens::issue_for_session`].
@@ -449,7 +455,10 @@ impl IssueOptions {
         self
     }
 
-    /// The OAuth client the tokens are for: the ID token's audience (`aud`).
+    /// The OAuth client the tokens are for: the ID token's audience (`aud`). The family
+    /// remembers it: only [`Tokens::refresh_for_client`] and
+    /// [`Tokens::revoke_for_client`] with this client refresh or revoke it (RFC 6749 §6,
+    /// RFC 7009 §2.1); [`Tokens::refresh`] refuses it.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
         self
@@ -857,6 +866,7 @@ impl Tokens {
                 scope: options.scope.as_deref(),
                 max_families: self.config.max_families.unwrap_or(0),
                 id_token: id_hash.as_deref(),
+                client: options.client_id.as_deref(),
             };
             match self.backend.issue(&req).await? {
                 IssueOutcome::Issued {
@@ -1063,12 +1073,32 @@ impl Tokens {
     ///   revoked.
     /// - [`TokenError::Store`]: the store failed.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
-        let rotated = self.rotate(refresh_token).await;
+        let rotated = self.rotate(refresh_token, None).await;
         count_refusal("refresh", &rotated);
         rotated
     }
 
-    async fn rotate(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
+    /// As [`refresh`](Self::refresh), for the OAuth client `client_id` that your token
+    /// endpoint authenticated: a family issued to another client (or to none) is refused
+    /// with [`TokenError::InvalidGrant`] and left as it was (RFC 6749 §6).
+    ///
+    /// # Errors
+    /// As [`refresh`](Self::refresh).
+    pub async fn refresh_for_client(
+        &self,
+        client_id: &str,
+        refresh_token: &str,
+    ) -> Result<TokenPair, TokenError> {
+        let rotated = self.rotate(refresh_token, Some(client_id)).await;
+        count_refusal("refresh", &rotated);
+        rotated
+    }
+
+    async fn rotate(
+        &self,
+        refresh_token: &str,
+        client: Option<&str>,
+    ) -> Result<TokenPair, TokenError> {
         let key = self.check_key().await?;
         let presented = Opaque::parse(refresh_token)
             .filter(|t| t.kind() == Kind::Refresh && t.verify(&key))
@@ -1085,6 +1115,7 @@ impl Tokens {
                 refresh: &refresh.stored().hash,
                 now_ms: now,
                 ttl: self.config.ttls(),
+                client,
             };
             match self.backend.refresh(&req).await? {
                 RefreshOutcome::Rotated {
@@ -1108,7 +1139,11 @@ impl Tokens {
                     return self.pair(&access, &refresh, claims, now, refresh_exp);
                 }
                 RefreshOutcome::Invalid => return Err(TokenError::InvalidGrant),
-                RefreshOutcome::Grace => return Err(TokenError::Raced),
+                RefreshOutcome::Grace { family, user } => {
+                    let kind = crate::events::EventKind::TokenGraceReplay;
+                    self.emit(kind, Some(&user), FamilyId::parse(&family));
+                    return Err(TokenError::Raced);
+                }
                 RefreshOutcome::Reused { family, user, .. } => {
                     tracing::warn!(
                         target: "tower_redis_session::tokens",
@@ -1130,11 +1165,34 @@ impl Tokens {
 
     /// Revokes a token (RFC 7009): an access token ends alone; a refresh token (live or
     /// already rotated) ends its whole family, access tokens included. Idempotent, and
-    /// succeeds for unknown or malformed tokens.
+    /// succeeds for unknown or malformed tokens. Whatever client the token was issued
+    /// to: this is the server's own revocation (a logout, an admin); a revocation
+    /// endpoint that serves OAuth clients calls
+    /// [`revoke_for_client`](Self::revoke_for_client).
     ///
     /// # Errors
     /// [`StoreError`] if the store failed.
     pub async fn revoke(&self, token: &str) -> Result<(), StoreError> {
+        self.revoke_as(token, None).await.map(|_| ())
+    }
+
+    /// As [`revoke`](Self::revoke), for the OAuth client `client_id` that your
+    /// revocation endpoint authenticated (RFC 7009 §2.1): a token whose family was
+    /// issued to another client (or to none) is refused and nothing changes.
+    ///
+    /// # Errors
+    /// - [`TokenError::InvalidGrant`]: the token was issued to another client.
+    /// - [`TokenError::Store`]: the store failed.
+    pub async fn revoke_for_client(&self, client_id: &str, token: &str) -> Result<(), TokenError> {
+        match self.revoke_as(token, Some(client_id)).await? {
+            true => Ok(()),
+            false => Err(TokenError::InvalidGrant),
+        }
+    }
+
+    /// Revokes `token` as `client` asks (`None`: unchecked); false when its family
+    /// belongs to another client.
+    async fn revoke_as(&self, token: &str, client: Option<&str>) -> Result<bool, StoreError> {
         #[cfg(feature = "jwt")]
         let unwrapped;
         #[cfg(feature = "jwt")]
@@ -1146,23 +1204,26 @@ impl Tokens {
             None => token,
         };
         let Some(t) = Opaque::parse(token) else {
-            return Ok(());
+            return Ok(true);
         };
         if !t.verify(&self.check_key().await?) {
-            return Ok(());
+            return Ok(true);
         }
         let stored = t.stored();
         let target = match t.kind() {
-            Kind::Access => Target::Access(&stored.hash),
-            Kind::Refresh => Target::Refresh(&stored.hash),
+            Kind::Access => Target::Access(&stored.hash, client),
+            Kind::Refresh => Target::Refresh(&stored.hash, client),
             // An ID token ends with its family.
-            Kind::Id => return Ok(()),
+            Kind::Id => return Ok(true),
         };
-        for family in self.backend.revoke(&stored.tag, target, now_ms()).await? {
+        let Some(ended) = self.backend.revoke(&stored.tag, target, now_ms()).await? else {
+            return Ok(false);
+        };
+        for family in ended {
             let kind = crate::events::EventKind::TokenRevoked;
             self.emit(kind, None, FamilyId::parse(&family));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The live token families of `user_id`, oldest first ("apps signed in to your
@@ -1186,6 +1247,7 @@ impl Tokens {
                     session: r.session,
                     scope: r.scope,
                     id_token_expires_ms: r.id_expires_ms,
+                    client_id: r.client,
                 })
             })
             .collect();
@@ -1205,11 +1267,11 @@ impl Tokens {
             id: &id,
             user: user_id,
         };
-        let revoked = !self
+        let revoked = self
             .backend
             .revoke(&tag, target, now_ms())
             .await?
-            .is_empty();
+            .is_some_and(|ended| !ended.is_empty());
         if revoked {
             let kind = crate::events::EventKind::TokenRevoked;
             self.emit(kind, Some(user_id), Some(family));
@@ -1227,7 +1289,8 @@ impl Tokens {
         let revoked = self
             .backend
             .revoke(&tag, Target::User(user_id), now_ms())
-            .await?;
+            .await?
+            .unwrap_or_default();
         for family in &revoked {
             let kind = crate::events::EventKind::TokenRevoked;
             self.emit(kind, Some(user_id), FamilyId::parse(family));

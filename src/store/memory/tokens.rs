@@ -61,6 +61,8 @@ struct Family {
     id: Option<(String, i64)>,
     /// The expiry of its last token.
     expires: i64,
+    /// The OAuth client it was issued to, if any.
+    client: Option<String>,
 }
 
 impl Slot {
@@ -233,6 +235,7 @@ impl MemoryStore {
                 access: VecDeque::new(),
                 id: None,
                 expires: 0,
+                client: req.client.map(str::to_owned),
             },
         );
         let deadline = req.now_ms + req.ttl.family;
@@ -310,9 +313,15 @@ impl MemoryStore {
                 slot.refresh.remove(req.presented);
                 return RefreshOutcome::Invalid;
             };
+            if f.client.as_deref() != req.client {
+                return RefreshOutcome::Invalid;
+            }
             if let Some((at, next)) = &r.consumed {
                 if req.ttl.grace > 0 && *next == f.current && now - at <= req.ttl.grace {
-                    return RefreshOutcome::Grace;
+                    return RefreshOutcome::Grace {
+                        family: fid,
+                        user: f.user.clone(),
+                    };
                 }
                 let reused = RefreshOutcome::Reused {
                     family: fid.clone(),
@@ -374,45 +383,73 @@ impl MemoryStore {
                 session: f.session,
                 scope: f.scope.clone(),
                 id_expires_ms: f.id.as_ref().map(|(_, e)| *e).filter(|e| *e > now_ms),
+                client: f.client.clone(),
             })
             .collect()
     }
 
-    pub(crate) fn token_revoke(&self, tag: &str, target: Target<'_>, now_ms: i64) -> Vec<String> {
+    /// `None` when a client asks to revoke a token of a family issued to another one
+    /// (nothing changes), as `tokens.lua` answers.
+    pub(crate) fn token_revoke(
+        &self,
+        tag: &str,
+        target: Target<'_>,
+        now_ms: i64,
+    ) -> Option<Vec<String>> {
         let mut map = self.lock();
         if let Target::User(user) = target {
-            return map.kill_user_tokens(&self.namespace, tag, user);
+            return Some(map.kill_user_tokens(&self.namespace, tag, user));
         }
         let Some(slot) = map.tokens.slots.get_mut(&self.slot_key(tag)) else {
-            return Vec::new();
+            return Some(Vec::new());
         };
         slot.sweep(now_ms);
+        // A family whose record is gone has no live tokens: its leftovers go unchecked.
+        let wrong_client = |slot: &Slot, fid: &str, client: Option<&str>| {
+            client.is_some_and(|c| {
+                slot.families
+                    .get(fid)
+                    .is_some_and(|f| f.client.as_deref() != Some(c))
+            })
+        };
         let fid = match target {
-            Target::Access(h) => {
-                let Some(a) = slot.access.remove(h) else {
-                    return Vec::new();
+            Target::Access(h, client) => {
+                let Some(fid) = slot.access.get(h).map(|a| a.record.family.clone()) else {
+                    return Some(Vec::new());
                 };
-                if let Some(f) = slot.families.get_mut(&a.record.family) {
+                if wrong_client(slot, &fid, client) {
+                    return None;
+                }
+                slot.access.remove(h);
+                if let Some(f) = slot.families.get_mut(&fid) {
                     f.access.retain(|kept| kept != h);
                 }
-                return vec![a.record.family];
+                return Some(vec![fid]);
             }
-            Target::Refresh(h) => match slot.refresh.remove(h) {
-                Some(r) if r.expires > now_ms => r.family,
-                _ => return Vec::new(),
-            },
+            Target::Refresh(h, client) => {
+                let Some(fid) = slot.refresh.get(h).map(|r| r.family.clone()) else {
+                    return Some(Vec::new());
+                };
+                if wrong_client(slot, &fid, client) {
+                    return None;
+                }
+                match slot.refresh.remove(h) {
+                    Some(r) if r.expires > now_ms => fid,
+                    _ => return Some(Vec::new()),
+                }
+            }
             Target::Family { id, user } => {
                 if slot.families.get(id).is_none_or(|f| f.user != user) {
-                    return Vec::new();
+                    return Some(Vec::new());
                 }
                 id.to_owned()
             }
-            Target::User(_) => return Vec::new(),
+            Target::User(_) => return Some(Vec::new()),
         };
-        if slot.kill(&fid) {
+        Some(if slot.kill(&fid) {
             vec![fid]
         } else {
             Vec::new()
-        }
+        })
     }
 }

@@ -54,6 +54,7 @@ pub(super) const CODES: &[(&str, &str)] = &[
     ("TOKEN_INVALID", TOKEN_INVALID),
     ("TOKEN_GRACE", TOKEN_GRACE),
     ("TOKEN_REUSE", TOKEN_REUSE),
+    ("TOKEN_WRONG_CLIENT", TOKEN_WRONG_CLIENT),
     ("REFRESH_LIVE", REFRESH_LIVE),
     ("REFRESH_CONSUMED", REFRESH_CONSUMED),
 ];
@@ -91,6 +92,7 @@ pub(super) const TOKEN_COLLISION: &str = "collision";
 pub(super) const TOKEN_INVALID: &str = "invalid";
 pub(super) const TOKEN_GRACE: &str = "grace";
 pub(super) const TOKEN_REUSE: &str = "reuse";
+pub(super) const TOKEN_WRONG_CLIENT: &str = "wrong_client";
 // A refresh token record's state (its `s` field).
 const REFRESH_LIVE: &str = "l";
 const REFRESH_CONSUMED: &str = "c";

@@ -122,6 +122,7 @@ impl SessionEvents for StreamSink {
                 | EventKind::TokenRefreshed
                 | EventKind::TokenReused
                 | EventKind::TokenRevoked
+                | EventKind::TokenGraceReplay
         );
         if !recorded {
             return;

@@ -10,6 +10,7 @@ use super::protocol::{
     self, TOKEN_AUTH, TOKEN_COLLISION, TOKEN_GONE, TOKEN_GRACE, TOKEN_INVALID, TOKEN_ISSUE,
     TOKEN_KIND_ACCESS, TOKEN_KIND_ID, TOKEN_LIST, TOKEN_OK, TOKEN_REFRESH, TOKEN_REUSE,
     TOKEN_REVOKE_ACCESS, TOKEN_REVOKE_FAMILY, TOKEN_REVOKE_REFRESH, TOKEN_REVOKE_USER,
+    TOKEN_WRONG_CLIENT,
 };
 use super::{EVENTS_LIB, RedisStore, keys};
 use crate::error::StoreError;
@@ -74,7 +75,8 @@ impl RedisStore {
             .arg(req.scope.unwrap_or(""))
             .arg(req.max_families)
             .arg(req.id_token.unwrap_or(""))
-            .arg(req.ttl.id);
+            .arg(req.ttl.id)
+            .arg(req.client.unwrap_or(""));
         let reply: Vec<String> = self.invoke(&inv).await?;
         match reply.iter().map(String::as_str).collect::<Vec<_>>()[..] {
             [TOKEN_OK, a, r, i, ref evicted @ ..] => Ok(IssueOutcome::Issued {
@@ -144,7 +146,8 @@ impl RedisStore {
             .arg(req.refresh)
             .arg(access)
             .arg(refresh_idle)
-            .arg(grace);
+            .arg(grace)
+            .arg(req.client.unwrap_or(""));
         // Reuse ends the family: with wait_for_replicas, that waits for the replicas.
         let slot = keys::family_index(&self.namespace, req.tag);
         let reply: Vec<String> = self
@@ -175,7 +178,10 @@ impl RedisStore {
                 refresh_exp: int(refresh_exp)?,
             },
             [TOKEN_INVALID] => RefreshOutcome::Invalid,
-            [TOKEN_GRACE] => RefreshOutcome::Grace,
+            [TOKEN_GRACE, family, user] => RefreshOutcome::Grace {
+                family: family.to_owned(),
+                user: user.to_owned(),
+            },
             [TOKEN_REUSE, family, user, handle] => RefreshOutcome::Reused {
                 family: family.to_owned(),
                 user: user.to_owned(),
@@ -193,7 +199,7 @@ impl RedisStore {
         now_ms: i64,
     ) -> Result<Vec<FamilyRecord>, StoreError> {
         let flat = self.token_pages(tag, TOKEN_LIST, user, now_ms).await?;
-        flat.chunks_exact(7)
+        flat.chunks_exact(8)
             .map(|r| {
                 Ok(FamilyRecord {
                     family: r[0].clone(),
@@ -211,6 +217,7 @@ impl RedisStore {
                     } else {
                         Some(int(&r[6])?)
                     },
+                    client: opt(&r[7]),
                 })
             })
             .collect()
@@ -253,16 +260,16 @@ impl RedisStore {
         tag: &str,
         target: Target<'_>,
         now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let inv = match target {
-            Target::Access(h) => {
+            Target::Access(h, client) => {
                 let mut inv = self.tokens(tag, TOKEN_REVOKE_ACCESS, now_ms);
-                inv.arg(h);
+                inv.arg(h).arg(client.unwrap_or(""));
                 inv
             }
-            Target::Refresh(h) => {
+            Target::Refresh(h, client) => {
                 let mut inv = self.tokens(tag, TOKEN_REVOKE_REFRESH, now_ms);
-                inv.arg(h);
+                inv.arg(h).arg(client.unwrap_or(""));
                 inv
             }
             Target::Family { id, user } => {
@@ -271,12 +278,19 @@ impl RedisStore {
                 inv
             }
             Target::User(user) => {
-                return self.token_pages(tag, TOKEN_REVOKE_USER, user, now_ms).await;
+                return Ok(Some(
+                    self.token_pages(tag, TOKEN_REVOKE_USER, user, now_ms)
+                        .await?,
+                ));
             }
         };
         let slot = keys::family_index(&self.namespace, tag);
-        self.invoke_durable(&inv, &slot, |_: &Vec<String>| true)
-            .await
+        let reply: Vec<String> = self
+            .invoke_durable(&inv, &slot, |r: &Vec<String>| {
+                r.first().is_none_or(|k| k != TOKEN_WRONG_CLIENT)
+            })
+            .await?;
+        Ok((reply.first().map(String::as_str) != Some(TOKEN_WRONG_CLIENT)).then_some(reply))
     }
 }
 

@@ -12,7 +12,8 @@
 --                               at issue ('' when unbound), sh its handle, sc scope,
 --                               e expiry of its last token, a the
 --                               hashes of its newest ACCESS_KEPT access tokens, i its
---                               ID token's hash and ie that token's expiry, if any)
+--                               ID token's hash and ie that token's expiry, if any,
+--                               cl the OAuth client it was issued to ('' = none))
 --   P..'i:'..h  ID token       (hash: u, f, c, e, sh, sk, sc; its family's 'i' names it)
 --   P..'tf'     family index   (sorted set: family id scored by its expiry)
 -- h is base64url(sha256(token secret)): Redis never holds a token. A token is valid

@@ -24,6 +24,15 @@ local function put(kind, h, fid, ttl, deadline, fields)
   return e
 end
 
+-- Whether `client` ('' = unchecked) asks to revoke a token of family record `fk`
+-- that was issued to another client (or to none). A family whose record is gone has
+-- no live tokens (they are refused without it): revoking its leftovers is harmless.
+local function wrong_client(fk, client)
+  if client == '' then return false end
+  local cl = redis.call('HGET', fk, 'cl')
+  return cl ~= false and cl ~= client
+end
+
 local function taken(ah, rh)
   return redis.call('EXISTS', P .. 'a:' .. ah, P .. 'r:' .. rh) > 0
 end
@@ -58,10 +67,10 @@ local function pair(fid, fam, ah, rh, att, rtt, deadline)
 end
 
 if op == TOKEN_ISSUE then
-  -- ARGV[4..16]: user, family id, access hash, refresh hash, access TTL, refresh idle
+  -- ARGV[4..17]: user, family id, access hash, refresh hash, access TTL, refresh idle
   -- TTL, family lifetime (ms), bound session hash, its handle, scope ('' = none), the
   -- most families of the slot (0: no limit; at it, the family closest to expiry ends),
-  -- ID token hash ('' = none), ID token TTL (ms)
+  -- ID token hash ('' = none), ID token TTL (ms), OAuth client ('' = none)
   -- Returns {'ok', access expiry, refresh expiry, ID token expiry ('' = none),
   --          evicted families...}
   -- | {'gone'} (bound session ended)
@@ -88,7 +97,7 @@ if op == TOKEN_ISSUE then
   end
   local deadline = now + tonumber(ARGV[10])
   redis.call('HSET', fk, 'u', user, 'c', now, 'd', int(deadline), 'sk', sk, 'sh', sh,
-    'sc', sc)
+    'sc', sc, 'cl', ARGV[17])
   local ie = ''
   if ih ~= '' then
     ie = int(put('i', ih, fid, tonumber(ARGV[16]), deadline,
@@ -128,10 +137,11 @@ elseif op == TOKEN_AUTH then
   return {a[1], a[2], a[3], a[4], a[5] or '', a[6] or '', member, t}
 
 elseif op == TOKEN_REFRESH then
-  -- ARGV[4..9]: presented refresh hash, new access hash, new refresh hash, access
-  -- TTL, refresh idle TTL, grace window (ms)
+  -- ARGV[4..10]: presented refresh hash, new access hash, new refresh hash, access
+  -- TTL, refresh idle TTL, grace window (ms), the client asking ('' = none)
   -- Returns {'ok', user, family, access expiry, refresh expiry, handle, scope}
-  -- | {'invalid'} | {'grace'} (the immediately previous token, within the window)
+  -- | {'invalid'} (also for a family of another client: nothing changes)
+  -- | {'grace', family, user} (the immediately previous token, within the window)
   -- | {'reuse', family, user, handle} (a consumed token: the family is revoked)
   -- | {'collision'}
   local rk = P .. 'r:' .. ARGV[4]
@@ -139,14 +149,18 @@ elseif op == TOKEN_REFRESH then
   if not r[1] then return {TOKEN_INVALID} end
   local fid = r[1]
   local fk = P .. 't:' .. fid
-  local f = redis.call('HMGET', fk, 'u', 'd', 'r', 'sk', 'sh', 'sc', 'a', 'e')
+  local f = redis.call('HMGET', fk, 'u', 'd', 'r', 'sk', 'sh', 'sc', 'a', 'e', 'cl')
   if not f[1] then
     redis.call('DEL', rk)
     return {TOKEN_INVALID}
   end
+  -- RFC 6749 section 6: only the client the family was issued to refreshes it.
+  if (f[9] or '') ~= ARGV[10] then return {TOKEN_INVALID} end
   if r[2] == REFRESH_CONSUMED then
     local grace = tonumber(ARGV[9])
-    if grace > 0 and f[3] == r[3] and now - tonumber(r[4]) <= grace then return {TOKEN_GRACE} end
+    if grace > 0 and f[3] == r[3] and now - tonumber(r[4]) <= grace then
+      return {TOKEN_GRACE, fid, f[1]}
+    end
     kill_family(P, fid)
     return {TOKEN_REUSE, fid, f[1], f[5] or ''}
   end
@@ -166,12 +180,15 @@ elseif op == TOKEN_REFRESH then
   return {TOKEN_OK, f[1], fid, int(ae), int(re), f[5] or '', f[6] or ''}
 
 elseif op == TOKEN_REVOKE_ACCESS then
-  -- ARGV[4] access hash. Returns {} or {family}.
+  -- ARGV[4] access hash, ARGV[5] the client asking ('' = unchecked). Returns {},
+  -- {family} or {'wrong_client'} (its family was issued to another client: nothing
+  -- changes; RFC 7009 section 2.1).
   local k = P .. 'a:' .. ARGV[4]
   local fid = redis.call('HGET', k, 'f')
   if not fid then return {} end
-  redis.call('DEL', k)
   local fk = P .. 't:' .. fid
+  if wrong_client(fk, ARGV[5]) then return {TOKEN_WRONG_CLIENT} end
+  redis.call('DEL', k)
   local kept = redis.call('HGET', fk, 'a')
   if kept then
     local list = {}
@@ -183,10 +200,12 @@ elseif op == TOKEN_REVOKE_ACCESS then
   return {fid}
 
 elseif op == TOKEN_REVOKE_REFRESH then
-  -- ARGV[4] refresh hash (live or consumed): revokes its family. Returns {} or {family}.
+  -- ARGV[4] refresh hash (live or consumed): revokes its family; ARGV[5] as for an
+  -- access token. Returns {}, {family} or {'wrong_client'}.
   local k = P .. 'r:' .. ARGV[4]
   local fid = redis.call('HGET', k, 'f')
   if not fid then return {} end
+  if wrong_client(P .. 't:' .. fid, ARGV[5]) then return {TOKEN_WRONG_CLIENT} end
   redis.call('DEL', k)
   if redis.call('EXISTS', P .. 't:' .. fid) == 0 then return {} end
   kill_family(P, fid)
@@ -203,14 +222,15 @@ elseif op == TOKEN_LIST then
   -- ARGV[4] user, ARGV[5] the page's first rank in the family index. Returns the next
   -- page's first rank ('' after the last), then per live family: id,
   -- created, last refreshed ('' if never), expires (its last token), session handle,
-  -- scope, then the ID token's expiry ('' if none is live): 7 strings.
+  -- scope, the ID token's expiry ('' if none is live), then the client ('' if none):
+  -- 8 strings.
   prune_families()
   local out = {''}
   local offset = tonumber(ARGV[5])
   local fams = redis.call('ZRANGE', idx, offset, offset + USER_BATCH - 1, 'WITHSCORES')
   if #fams == 2 * USER_BATCH then out[1] = tostring(offset + USER_BATCH) end
   for i = 1, #fams, 2 do
-    local f = redis.call('HMGET', P .. 't:' .. fams[i], 'u', 'c', 'l', 'sh', 'sc', 'ie')
+    local f = redis.call('HMGET', P .. 't:' .. fams[i], 'u', 'c', 'l', 'sh', 'sc', 'ie', 'cl')
     if f[1] == ARGV[4] then
       out[#out + 1] = fams[i]
       out[#out + 1] = f[2] or ''
@@ -219,6 +239,7 @@ elseif op == TOKEN_LIST then
       out[#out + 1] = f[4] or ''
       out[#out + 1] = f[5] or ''
       out[#out + 1] = (f[6] and tonumber(f[6]) > now) and f[6] or ''
+      out[#out + 1] = f[7] or ''
     end
   end
   return out
