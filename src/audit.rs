@@ -224,6 +224,15 @@ const INSERT_DEAD: &str = "INSERT INTO session_audit_dead (namespace, event_id, 
 /// The dead-letter reason of an entry trimmed after it was read, before it was copied.
 const TRIMMED: &str = "trimmed from the stream after it was read, before it was copied";
 
+/// A dead letter for an entry that came back without its fields (trimmed while
+/// pending), unless it was copied before (committed, then the writer stopped before its
+/// XACK): that one is not lost.
+const INSERT_TRIMMED: &str = "INSERT INTO session_audit_dead (namespace, event_id, error, entry)
+    SELECT $1::text, $2::text, $3::text, ''
+    WHERE NOT EXISTS
+        (SELECT 1 FROM session_audit WHERE namespace = $1::text AND event_id = $2::text)
+    ON CONFLICT (namespace, event_id) DO NOTHING";
+
 const INSERT_GAP: &str = "INSERT INTO session_audit_gaps (namespace, before_event, missing)
     VALUES ($1, $2, $3) ON CONFLICT (namespace, before_event) DO NOTHING";
 
@@ -314,13 +323,40 @@ impl AuditWriter {
         namespace: &str,
         postgres: &str,
     ) -> Result<Self, AuditError> {
-        // Replies to a blocking read take up to the block time.
-        let redis = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
-            .response_timeout(Duration::from_secs(30))
-            .build()?
-            .get_async_connection()
-            .await?;
+        let redis = Self::cluster(nodes, None).await?;
         Self::with(Conn::Cluster(redis), namespace, postgres, None).await
+    }
+
+    /// As [`connect_cluster`](Self::connect_cluster), with TLS to the cluster's nodes
+    /// (`rediss://` addresses) and optionally to PostgreSQL, as
+    /// [`connect_with_tls`](Self::connect_with_tls) does for one Redis.
+    ///
+    /// # Errors
+    /// [`AuditError::Config`] for unusable TLS files, else as [`connect`](Self::connect).
+    pub async fn connect_cluster_with_tls(
+        nodes: &[&str],
+        redis_tls: &crate::tls::TlsConfig,
+        namespace: &str,
+        postgres: &str,
+        postgres_tls: Option<&crate::tls::TlsConfig>,
+    ) -> Result<Self, AuditError> {
+        let certificates = redis_tls.certificates()?;
+        crate::tls::install_crypto_provider();
+        let redis = Self::cluster(nodes, Some(certificates)).await?;
+        Self::with(Conn::Cluster(redis), namespace, postgres, postgres_tls).await
+    }
+
+    async fn cluster(
+        nodes: &[&str],
+        tls: Option<redis::TlsCertificates>,
+    ) -> Result<ClusterConnection, AuditError> {
+        // Replies to a blocking read take up to the block time.
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .response_timeout(Duration::from_secs(30));
+        if let Some(certs) = tls {
+            builder = builder.certs(certs);
+        }
+        Ok(builder.build()?.get_async_connection().await?)
     }
 
     async fn with(
@@ -581,17 +617,24 @@ impl AuditWriter {
             .arg("COUNT")
             .arg(self.batch);
         let reply: Value = self.redis.query(&cmd).await?;
-        // [next-id, [[id, fields], ...], [deleted ids]]
-        let Some(Value::Array(mut parts)) = as_array(reply) else {
+        // [next-id, [[id, fields], ...], [deleted ids]]: the deleted ones were pending
+        // but trimmed from the stream (Redis drops them from the pending list as it
+        // answers), so they come back as entries without fields, for the dead letters.
+        let Some(Value::Array(parts)) = as_array(reply) else {
             return Ok(Vec::new());
         };
-        if parts.len() < 2 {
-            return Ok(Vec::new());
+        let mut parts = parts.into_iter().skip(1);
+        let mut out = Vec::new();
+        if let Some(Value::Array(items)) = parts.next() {
+            out.extend(items.into_iter().filter_map(entry));
         }
-        let Some(Value::Array(items)) = as_array(parts.swap_remove(1)) else {
-            return Ok(Vec::new());
-        };
-        Ok(items.into_iter().filter_map(entry).collect())
+        if let Some(Value::Array(deleted)) = parts.next() {
+            out.extend(deleted.into_iter().filter_map(text).map(|id| Entry {
+                id,
+                fields: Vec::new(),
+            }));
+        }
+        Ok(out)
     }
 
     /// Inserts a batch (and the gap before it) in one transaction. If PostgreSQL refuses
@@ -627,7 +670,7 @@ impl AuditWriter {
             // An entry read earlier but trimmed before it was copied comes back without
             // fields: its event is lost, and the dead letters say so.
             let Some(kind) = e.get("kind") else {
-                tx.execute(INSERT_DEAD, &[&self.namespace, &e.id, &TRIMMED, &""])
+                tx.execute(INSERT_TRIMMED, &[&self.namespace, &e.id, &TRIMMED])
                     .await?;
                 continue;
             };
@@ -717,6 +760,15 @@ fn text(v: Value) -> Option<String> {
     }
 }
 
+/// A field value as text, bytes that are not UTF-8 replaced by U+FFFD.
+fn lossy(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 /// `[id, [field, value, ...]]` (fields nil if the entry was deleted).
 fn entry(v: Value) -> Option<Entry> {
     let Value::Array(mut parts) = v else {
@@ -727,13 +779,13 @@ fn entry(v: Value) -> Option<Entry> {
     }
     let fields = parts.pop()?;
     let id = text(parts.pop()?)?;
+    // Pairs first, then text: a value that is not UTF-8 (a user agent's obs-text bytes)
+    // is kept with U+FFFD in place of what it cannot show, and never shifts the pairs.
     let fields = match fields {
-        Value::Array(flat) => {
-            let flat: Vec<String> = flat.into_iter().filter_map(text).collect();
-            flat.chunks_exact(2)
-                .map(|kv| (kv[0].clone(), kv[1].clone()))
-                .collect()
-        }
+        Value::Array(flat) => flat
+            .chunks_exact(2)
+            .filter_map(|kv| Some((text(kv[0].clone())?, lossy(&kv[1])?)))
+            .collect(),
         _ => Vec::new(),
     };
     Some(Entry { id, fields })

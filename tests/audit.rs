@@ -606,6 +606,132 @@ async fn events_trimmed_before_they_were_read_are_counted_once() {
     assert_eq!(n, 1);
 }
 
+/// Reads an entry of `ns`'s stream as `consumer` of the writer's group, leaving it
+/// pending (as a writer that crashed before its XACK would).
+async fn read_as(url: &str, ns: &str, consumer: &str, count: usize) {
+    let mut conn = common::stores::redis_conn(url).await;
+    let read: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("audit-postgres")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(format!("{ns}:events"))
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(read, redis::Value::Array(_)));
+}
+
+async fn trim_all(url: &str, ns: &str) {
+    let mut conn = common::stores::redis_conn(url).await;
+    let _: u64 = redis::cmd("XTRIM")
+        .arg(format!("{ns}:events"))
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn dead_ids(db: &tokio_postgres::Client, ns: &str) -> Vec<String> {
+    db.query(
+        "SELECT event_id FROM session_audit_dead WHERE namespace = $1 ORDER BY event_id",
+        &[&ns],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// What the stream loses while entries are pending is accounted for exactly: entries a
+/// stalled consumer held and that were trimmed (`XAUTOCLAIM` reports them deleted) go
+/// to the dead letters; entries this consumer committed before a crash and that were
+/// trimmed before its XACK are not reported lost; a value that is not UTF-8 does not
+/// shift the fields after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_entries_lost_to_trimming_are_accounted_exactly() {
+    let redis = RedisServer::start();
+    let postgres = Postgres::start();
+    let url = redis.url();
+    let ns = "audit-pending";
+    let at = [("kind", "created"), ("at", "1700000000000")];
+    let first = xadd(&url, ns, &at).await;
+    let mut writer = AuditWriter::connect(&url, ns, &postgres.conn_str())
+        .await
+        .unwrap()
+        .block(Duration::from_millis(50))
+        .claim_after(Duration::from_millis(1));
+    assert_eq!(drain(&mut writer).await, 1);
+    let db = pg(&postgres).await;
+
+    // A stalled consumer holds two entries; they are trimmed before anyone copied them.
+    let held = [xadd(&url, ns, &at).await, xadd(&url, ns, &at).await];
+    read_as(&url, ns, "stalled", 2).await;
+    // This consumer committed one more before it crashed, unacknowledged.
+    let committed = xadd(&url, ns, &at).await;
+    read_as(&url, ns, "audit-1", 1).await;
+    db.execute(
+        "INSERT INTO session_audit (namespace, event_id, at, kind) VALUES ($1, $2, now(), 'created')",
+        &[&ns, &committed],
+    )
+    .await
+    .unwrap();
+    trim_all(&url, ns).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drain(&mut writer).await;
+    let mut expected = held.to_vec();
+    expected.sort();
+    assert_eq!(
+        dead_ids(&db, ns).await,
+        expected,
+        "the stalled consumer's entries"
+    );
+    assert_eq!(
+        row_ids(&db, ns).await.len(),
+        2,
+        "the committed entry is kept once"
+    );
+    assert!(!held.contains(&first));
+
+    // A user agent that is not UTF-8, between other fields.
+    let mut conn = common::stores::redis_conn(&url).await;
+    let odd: String = redis::cmd("XADD")
+        .arg(format!("{ns}:events"))
+        .arg("*")
+        .arg("kind")
+        .arg("login")
+        .arg("ua")
+        .arg(&b"agent \xff\xfe"[..])
+        .arg("user")
+        .arg("bob")
+        .arg("at")
+        .arg("1700000000500")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut writer).await, 1);
+    let row = db
+        .query_one(
+            "SELECT kind, user_id, user_agent, (extract(epoch from at) * 1000)::bigint \
+             FROM session_audit WHERE namespace = $1 AND event_id = $2",
+            &[&ns, &odd],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "login");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("bob"));
+    assert_eq!(
+        row.get::<_, Option<String>>(2).as_deref(),
+        Some("agent \u{fffd}\u{fffd}")
+    );
+    assert_eq!(row.get::<_, i64>(3), 1_700_000_000_500);
+}
+
 /// TLS to PostgreSQL: a server that accepts only TLS, the writer verifying it with the
 /// CA that signed its certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -679,6 +805,50 @@ async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
 /// being built without TLS).
 mod tls {
     use super::*;
+
+    /// The cluster writer takes TLS settings like the standalone one: it copies the
+    /// events of a TLS-only cluster, and a wrong CA is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cluster_writer_reaches_a_tls_cluster() {
+        use tower_redis_session::TlsConfig;
+        let (certs, cluster) = &*common::stores::TLS_CLUSTER;
+        let postgres = Postgres::start();
+        let ns = "audit-cluster-tls";
+        let store = RedisStore::cluster_builder(cluster.tls_urls())
+            .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+            .build()
+            .unwrap()
+            .with_namespace(ns)
+            .unwrap();
+        let layer = SessionLayer::new(store.clone(), SessionConfig::default())
+            .unwrap()
+            .with_events(store.event_stream_sink(1000).unwrap());
+        traffic(&routes::routes().layer(layer), 2).await; // 6 events
+        let urls = cluster.tls_urls();
+        let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let wrong = TlsConfig::new().ca_pem(certs.other_ca_pem.clone());
+        assert!(
+            AuditWriter::connect_cluster_with_tls(&nodes, &wrong, ns, &postgres.conn_str(), None)
+                .await
+                .is_err()
+        );
+        let right = TlsConfig::new().ca_pem(certs.ca_pem.clone());
+        let mut writer =
+            AuditWriter::connect_cluster_with_tls(&nodes, &right, ns, &postgres.conn_str(), None)
+                .await
+                .unwrap()
+                .block(Duration::from_millis(50));
+        let db = pg(&postgres).await;
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            writer.step().await.unwrap();
+            rows = row_ids(&db, ns).await;
+            if rows.len() >= 6 {
+                break;
+            }
+        }
+        assert_eq!(rows.len(), 6);
+    }
 
     /// The writer reaches a mutual-TLS Redis with a private CA and a client certificate,
     /// as the store does; a CA that did not sign the server's certificate is refused.
