@@ -317,3 +317,60 @@ async fn a_sentinel_that_names_another_master_is_refused() {
         Err(ConfigError::Sentinel(_))
     ));
 }
+
+mod tls {
+    use super::*;
+
+    /// `rediss+sentinel://`: TLS to the sentinels and to the master they name, whose
+    /// certificate is checked against the configured CA. A master (or a sentinel) whose
+    /// certificate that CA did not sign is refused, so a sentinel cannot send the
+    /// sessions to a node of its choosing without a certificate from your CA.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_sentinels_and_master_are_checked_against_the_ca() {
+        use tower_redis_session::TlsConfig;
+        let dir = std::env::temp_dir().join(format!("trs-sentinel-certs-{}", std::process::id()));
+        let certs = common::tls::Certs::generate(&dir);
+        let master = RedisServer::start_tls(&certs, "no", &[]);
+        let tls_port = common::redis_server::free_port();
+        let mut conf = vec![
+            format!(
+                "sentinel monitor tlsmaster 127.0.0.1 {} 1",
+                master.tls_port.unwrap()
+            ),
+            "tls-replication yes".to_owned(),
+            format!("tls-port {tls_port}"),
+            "tls-auth-clients no".to_owned(),
+        ];
+        for (k, f) in [
+            ("tls-cert-file", "server.crt"),
+            ("tls-key-file", "server.key"),
+            ("tls-ca-cert-file", "ca.crt"),
+        ] {
+            conf.push(format!("{k} {}", certs.path(f)));
+        }
+        let _sentinel = RedisServer::start_sentinel(&conf);
+        let url = format!("rediss+sentinel://127.0.0.1:{tls_port}/tlsmaster");
+        let store = |ca: &str| {
+            RedisStore::builder(&url)
+                .tls(TlsConfig::new().ca_pem(ca.to_owned()))
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap()
+                .with_namespace("sentinel-tls")
+                .unwrap()
+        };
+        let start = Instant::now();
+        let good = store(&certs.ca_pem);
+        while let Err(e) = good.check().await {
+            assert!(start.elapsed() < Duration::from_secs(10), "{e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let app =
+            routes::routes().layer(SessionLayer::new(good, SessionConfig::default()).unwrap());
+        assert_eq!(Client::new(app).post("/incr").await.status, 200);
+        assert!(matches!(
+            store(&certs.other_ca_pem).check().await,
+            Err(StoreError::Connect { .. })
+        ));
+    }
+}

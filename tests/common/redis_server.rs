@@ -27,7 +27,7 @@ pub struct RedisServer {
 
 static SHARED: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
