@@ -69,7 +69,9 @@ def run_example_on_own_redis(example):
     """Builds `example` in release mode and runs it with REDIS_URL pointing at a
     redis-server of its own, removed afterwards."""
     need("redis-server", "redis-server")
-    subprocess.run(["cargo", "build", "--release", "-q", "--example", example], cwd=ROOT, check=True)
+    # The examples run by themselves (refresh_chain, user_bounds) use tokens.
+    subprocess.run(["cargo", "build", "--release", "-q", "--features", "tokens", "--example", example],
+                   cwd=ROOT, check=True)
     port = free_port()
     rdir = tempfile.mkdtemp()
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",

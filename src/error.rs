@@ -61,7 +61,7 @@ pub enum ConfigError {
     /// `http(s)://host[:port]`.
     #[error("invalid trusted origin {0:?}: use http(s)://host[:port], without a path")]
     TrustedOrigin(String),
-    /// A token lifetime is out of range (see [`TokenConfig`](crate::tokens::TokenConfig)).
+    /// A token lifetime is out of range (see `tokens::TokenConfig`).
     #[error("invalid {what}: {got:?}")]
     TokenLifetime {
         /// Which lifetime.
@@ -86,7 +86,7 @@ pub enum ConfigError {
     /// A JWT key is unusable.
     #[error("invalid JWT key: {0}")]
     JwtKey(&'static str),
-    /// [`Tokens::with_session_layer`](crate::tokens::Tokens::with_session_layer) was
+    /// `tokens::Tokens::with_session_layer` was
     /// given a layer whose store is in another namespace than the tokens'.
     #[error("the session layer's namespace {layer:?} is not the tokens' {tokens:?}")]
     NamespaceMismatch {

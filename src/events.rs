@@ -70,7 +70,7 @@ pub enum EventKind {
     /// The store failed for this request.
     StoreUnavailable,
     /// A token family was issued (a login of an API client); see
-    /// [`Tokens::with_events`](crate::tokens::Tokens::with_events).
+    /// `tokens::Tokens::with_events`.
     TokenIssued,
     /// A refresh token was rotated.
     TokenRefreshed,
@@ -80,7 +80,7 @@ pub enum EventKind {
     /// A token, a token family, or all of a user's tokens were revoked.
     TokenRevoked,
     /// The refresh token just rotated away was presented again within the grace window
-    /// ([`TokenConfig::with_reuse_grace`](crate::tokens::TokenConfig::with_reuse_grace)):
+    /// (`tokens::TokenConfig::with_reuse_grace`):
     /// refused as a double submit, the family kept. Frequent ones from one family may
     /// be a thief racing its owner.
     TokenGraceReplay,

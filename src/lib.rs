@@ -160,12 +160,12 @@
 //!
 //! # Tokens for API clients
 //!
-//! Mobile and single-page apps use bearer tokens instead of cookies. [`tokens::Tokens`]
-//! issues access and refresh tokens on the same store, in the same per-user slot:
-//! rotation with reuse detection, RFC 7009 revocation, an axum [`tokens::Bearer`]
-//! extractor with RFC 6750 errors, optional JWT access tokens (feature `jwt`).
-//! [`Session::logout_everywhere`] and [`Users::revoke_all`] end the user's tokens in the
-//! same atomic step as the sessions. See the [`tokens`] module.
+//! Mobile and single-page apps use bearer tokens instead of cookies. With the feature
+//! `tokens`, `tokens::Tokens` issues access and refresh tokens on the same store, in the
+//! same per-user slot: rotation with reuse detection, RFC 7009 revocation, an axum
+//! `tokens::Bearer` extractor with RFC 6750 errors, optional JWT access tokens (feature
+//! `jwt`). [`Session::logout_everywhere`] and [`Users::revoke_all`] end the user's
+//! tokens in the same atomic step as the sessions. See the `tokens` module.
 //!
 //! # Testing your app
 //!
@@ -186,7 +186,7 @@
 //! Modules depend only on modules below them: identifiers, time, errors,
 //! [`config`], [`events`] and [`cookie`] at the bottom; the store contract and the
 //! stores ([`store`]) above them; the request's [`Session`] ([`session`]), admin
-//! [`Users`] ([`users`]) and [`tokens`] above the stores; [`SessionLayer`] and
+//! [`Users`] ([`users`]) and `tokens` above the stores; [`SessionLayer`] and
 //! [`SessionService`] on top. A store reports background events to an
 //! [`events::EventSink`], never to the layer. [`SessionStore`] is sealed (see
 //! [`store`] for why).
@@ -229,6 +229,7 @@ pub mod testing;
 mod time;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tokens")]
 pub mod tokens;
 pub mod users;
 

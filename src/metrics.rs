@@ -98,6 +98,7 @@ pub(crate) fn cookie_refused(reason: &'static str) {
 }
 
 /// A token refused by `operation` (`authenticate`, `refresh`) for `reason`.
+#[cfg(feature = "tokens")]
 pub(crate) fn token_refused(operation: &'static str, reason: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!(TOKENS_REFUSED, "operation" => operation, "reason" => reason).increment(1);

@@ -359,6 +359,7 @@ async fn cluster_events_reach_postgres_through_the_stream_sink() {
 }
 
 /// Token activity reaches the audit table too: `Tokens::with_events(store.event_stream_sink(..))`.
+#[cfg(feature = "tokens")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_activity_is_audited() {
     use tower_redis_session::tokens::{TokenConfig, TokenError, Tokens};

@@ -566,6 +566,7 @@ async fn longest_lifetimes_work_and_longer_are_refused() {
 
 /// Per script call in a `MONITOR` stream: how many commands the script ran inside
 /// Redis, and how many of them were `name`.
+#[cfg(feature = "tokens")]
 fn per_script_call(monitored: &str, name: &str) -> Vec<(usize, usize)> {
     let quoted = format!("\"{name}\"");
     let mut calls = Vec::new();
@@ -589,6 +590,7 @@ fn per_script_call(monitored: &str, name: &str) -> Vec<(usize, usize)> {
 /// With 250 sessions and 250 token families of one user (no limits), listing goes in
 /// pages of 100 and revoking in steps that each read at most 100 index entries or
 /// families; every session and family still ends.
+#[cfg(feature = "tokens")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_work_goes_in_bounded_steps() {
     use tower_redis_session::ListCursor;

@@ -5,7 +5,9 @@ use super::Session;
 use super::state::Load;
 use crate::error::SessionError;
 use crate::events::EventKind;
-use crate::id::{SessionHandle, SessionKey};
+use crate::id::SessionHandle;
+#[cfg(feature = "tokens")]
+use crate::id::SessionKey;
 use crate::store::Revoke;
 use crate::store::{ListCursor, SessionInfo, SessionPage};
 use crate::time::now_ms;
@@ -123,6 +125,7 @@ impl Session {
 
     /// What a token family bound to this session needs: the user, the session's store
     /// key and handle, and the store's namespace; `None` when not logged in.
+    #[cfg(feature = "tokens")]
     pub(crate) async fn binding(
         &self,
     ) -> Result<Option<(String, SessionKey, SessionHandle, String)>, SessionError> {

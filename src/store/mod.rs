@@ -22,6 +22,7 @@ mod listing;
 pub mod memory;
 pub(crate) mod record;
 pub mod redis;
+#[cfg(feature = "tokens")]
 pub(crate) mod tokens;
 mod user_key;
 mod watcher;

@@ -19,6 +19,7 @@ use crate::id::user_tag;
 use crate::id::{SessionHandle, SessionKey};
 use crate::store::record::{CREATED, DETAILS, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
 
+#[cfg(feature = "tokens")]
 mod tokens;
 
 /// Most expiries kept for a watched namespace until its watcher reports them.
@@ -39,6 +40,7 @@ struct Entry {
 struct Map {
     entries: HashMap<MapKey, Entry>,
     last_sweep: Instant,
+    #[cfg(feature = "tokens")]
     tokens: tokens::TokenMap,
     /// Expired logged-in sessions not yet reported, per watched namespace
     /// ([`MemoryStore::watch_expired`]); unwatched namespaces record nothing.
@@ -113,6 +115,7 @@ impl MemoryStore {
             map: Arc::new(Mutex::new(Map {
                 entries: HashMap::new(),
                 last_sweep: Instant::now(),
+                #[cfg(feature = "tokens")]
                 tokens: tokens::TokenMap::default(),
                 expired: HashMap::new(),
             })),
@@ -223,6 +226,7 @@ impl MemoryStore {
     }
 
     /// The store's secret salt (keys user tags and token checks).
+    #[cfg(feature = "tokens")]
     pub(crate) fn salt(&self) -> [u8; 32] {
         self.salt
     }
@@ -509,6 +513,7 @@ impl SessionStore for MemoryStore {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        #[cfg(feature = "tokens")]
         if matches!(which, Revoke::All) {
             // Log out everywhere ends the user's tokens in the same step.
             map.kill_user_tokens(&self.namespace, tag, user_id);

@@ -34,6 +34,7 @@ pub(crate) fn slot_prefix(namespace: &str, tag: &str) -> String {
 
 /// `<ns>:{<tag>}:tf`: the token families of a slot, a sorted set of family ids scored
 /// by the expiry of their last token (ms).
+#[cfg(feature = "tokens")]
 pub(crate) fn family_index(namespace: &str, tag: &str) -> String {
     format!("{namespace}:{{{tag}}}:tf")
 }

@@ -29,6 +29,7 @@ mod protocol;
 mod salt;
 mod sentinel;
 mod sink;
+#[cfg(feature = "tokens")]
 mod tokens;
 mod watch;
 
@@ -61,6 +62,10 @@ static TAKE: LazyLock<Script> =
     LazyLock::new(|| protocol::script(&[include_str!("scripts/take.lua")]));
 /// Shared by the scripts that record lifecycle events.
 pub(super) const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");
+/// The token key layout and the family walks: revoke.lua (log out everywhere ends the
+/// user's tokens too) and tokens.lua share it, so it is here whether or not the feature
+/// `tokens` is on.
+pub(super) const TOKEN_LIB: &str = include_str!("scripts/token_lib.lua");
 
 /// Most user-index entries or token families one script call reads (pruning, a listing
 /// page, a revocation step). `events_lib.lua` repeats it; a unit test keeps the two
@@ -71,7 +76,7 @@ static DELETE: LazyLock<Script> =
 static LIST: LazyLock<Script> =
     LazyLock::new(|| protocol::script(&[EVENTS_LIB, include_str!("scripts/list.lua")]));
 static REVOKE: LazyLock<Script> = LazyLock::new(|| {
-    protocol::script(&[EVENTS_LIB, tokens::LIB, include_str!("scripts/revoke.lua")])
+    protocol::script(&[EVENTS_LIB, TOKEN_LIB, include_str!("scripts/revoke.lua")])
 });
 /// [`RedisStore::check`]: runs a script that reads a key of the namespace.
 static CHECK: LazyLock<Script> =

@@ -14,7 +14,7 @@ use crate::events::{EventKind, SessionEvent, SessionEvents};
 /// reused, revoked; with a `family` field) to the namespace's stream `<ns>:events`, in
 /// the same format as [`RedisStore::with_event_stream`], so the same consumers (such as
 /// the audit writer) read it. Made by [`RedisStore::event_stream_sink`]; give it to
-/// [`Tokens::with_events`](crate::tokens::Tokens::with_events) to audit token activity.
+/// `tokens::Tokens::with_events` to audit token activity.
 ///
 /// Use it on a Redis Cluster; on standalone Redis prefer `with_event_stream`, which
 /// writes each event in the same atomic script as its change. This sink writes after

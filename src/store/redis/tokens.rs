@@ -12,7 +12,7 @@ use super::protocol::{
     TOKEN_REVOKE_ACCESS, TOKEN_REVOKE_FAMILY, TOKEN_REVOKE_REFRESH, TOKEN_REVOKE_USER,
     TOKEN_WRONG_CLIENT,
 };
-use super::{EVENTS_LIB, RedisStore, keys};
+use super::{EVENTS_LIB, RedisStore, TOKEN_LIB as LIB, keys};
 use crate::error::StoreError;
 use crate::id::{SessionHandle, SessionKey};
 use crate::store::record;
@@ -20,8 +20,6 @@ use crate::store::tokens::{
     AccessRecord, BoundSession, FamilyRecord, Issue, IssueOutcome, Lookup, Refresh, RefreshOutcome,
     Target, Ttls,
 };
-
-pub(super) const LIB: &str = include_str!("scripts/token_lib.lua");
 
 static TOKENS: LazyLock<Script> =
     LazyLock::new(|| protocol::script(&[EVENTS_LIB, LIB, include_str!("scripts/tokens.lua")]));
