@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::error::SessionError;
+
 /// A small, bounded set of display fields of a session (at most
 /// [`MAX_FIELDS`](Self::MAX_FIELDS) names of up to [`MAX_NAME`](Self::MAX_NAME) bytes
 /// of ASCII letters, digits, `_`, `-` and `.`, each with a value of 1 to
@@ -19,7 +21,7 @@ use std::fmt;
 /// use tower_redis_session::SessionDetails;
 /// let d = SessionDetails::new().with("device", "Alice's phone")?.with("city", "Lyon")?;
 /// assert_eq!(d.get("device"), Some("Alice's phone"));
-/// # Ok::<(), tower_redis_session::InvalidDetails>(())
+/// # Ok::<(), tower_redis_session::SessionError>(())
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
@@ -27,21 +29,10 @@ pub struct SessionDetails {
     fields: BTreeMap<String, String>,
 }
 
-/// Why a detail was refused; nothing was changed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InvalidDetails {
-    /// More than [`SessionDetails::MAX_FIELDS`] fields.
-    #[error("at most {} session details", SessionDetails::MAX_FIELDS)]
-    TooMany,
-    /// The name is empty, too long, or has a character other than ASCII letters,
-    /// digits, `_`, `-` and `.`.
-    #[error("invalid session detail name")]
-    Name,
-    /// The value is empty, too long, or has a control character.
-    #[error("invalid session detail value")]
-    Value,
-}
+/// Why a detail is refused (the text of [`SessionError::InvalidDetails`]).
+const TOO_MANY: &str = "more than 8 fields";
+const BAD_NAME: &str = "a name must be 1 to 32 bytes of ASCII letters, digits, '_', '-' and '.'";
+const BAD_VALUE: &str = "a value must be 1 to 128 bytes without control characters";
 
 impl SessionDetails {
     /// Most fields.
@@ -59,13 +50,13 @@ impl SessionDetails {
     /// With `name` set to `value`.
     ///
     /// # Errors
-    /// [`InvalidDetails`] if the name or value breaks the limits, or there would be
-    /// more than [`MAX_FIELDS`](Self::MAX_FIELDS) fields.
+    /// [`SessionError::InvalidDetails`] if the name or value breaks the limits, or there
+    /// would be more than [`MAX_FIELDS`](Self::MAX_FIELDS) fields.
     pub fn with(
         mut self,
         name: impl Into<String>,
         value: impl Into<String>,
-    ) -> Result<Self, InvalidDetails> {
+    ) -> Result<Self, SessionError> {
         self.insert(name, value)?;
         Ok(self)
     }
@@ -78,11 +69,11 @@ impl SessionDetails {
         &mut self,
         name: impl Into<String>,
         value: impl Into<String>,
-    ) -> Result<(), InvalidDetails> {
+    ) -> Result<(), SessionError> {
         let (name, value) = (name.into(), value.into());
-        check(&name, &value)?;
+        check(&name, &value).map_err(SessionError::InvalidDetails)?;
         if self.fields.len() >= Self::MAX_FIELDS && !self.fields.contains_key(&name) {
-            return Err(InvalidDetails::TooMany);
+            return Err(SessionError::InvalidDetails(TOO_MANY));
         }
         self.fields.insert(name, value);
         Ok(())
@@ -127,16 +118,16 @@ impl SessionDetails {
     }
 }
 
-fn check(name: &str, value: &str) -> Result<(), InvalidDetails> {
+fn check(name: &str, value: &str) -> Result<(), &'static str> {
     let name_char = |b: u8| b.is_ascii_alphanumeric() || b"_-.".contains(&b);
     if name.is_empty() || name.len() > SessionDetails::MAX_NAME || !name.bytes().all(name_char) {
-        return Err(InvalidDetails::Name);
+        return Err(BAD_NAME);
     }
     if value.is_empty()
         || value.len() > SessionDetails::MAX_VALUE
         || value.chars().any(char::is_control)
     {
-        return Err(InvalidDetails::Value);
+        return Err(BAD_VALUE);
     }
     Ok(())
 }
@@ -153,27 +144,28 @@ mod tests {
 
     #[test]
     fn limits() {
+        let refused = |r: Result<(), SessionError>| match r {
+            Err(SessionError::InvalidDetails(why)) => why,
+            other => panic!("{other:?}"),
+        };
         let mut d = SessionDetails::new();
         for i in 0..SessionDetails::MAX_FIELDS {
             d.insert(format!("k{i}"), "v").unwrap();
         }
-        assert_eq!(d.insert("one-more", "v"), Err(InvalidDetails::TooMany));
+        assert_eq!(refused(d.insert("one-more", "v")), TOO_MANY);
         d.insert("k0", "replaced").unwrap();
         assert_eq!(d.get("k0"), Some("replaced"));
         for (name, value, err) in [
-            ("", "v", InvalidDetails::Name),
-            ("a b", "v", InvalidDetails::Name),
-            ("é", "v", InvalidDetails::Name),
-            (&"n".repeat(33), "v", InvalidDetails::Name),
-            ("n", "", InvalidDetails::Value),
-            ("n", "a\nb", InvalidDetails::Value),
-            ("n", &"v".repeat(129), InvalidDetails::Value),
+            ("", "v", BAD_NAME),
+            ("a b", "v", BAD_NAME),
+            ("é", "v", BAD_NAME),
+            (&"n".repeat(33), "v", BAD_NAME),
+            ("n", "", BAD_VALUE),
+            ("n", "a\nb", BAD_VALUE),
+            ("n", &"v".repeat(129), BAD_VALUE),
         ] {
-            assert_eq!(
-                SessionDetails::new().with(name, value),
-                Err(err),
-                "{name:?}"
-            );
+            let r = SessionDetails::new().with(name, value).map(|_| ());
+            assert_eq!(refused(r), err, "{name:?}");
         }
         let ok = SessionDetails::new().with("city", "Zürich").unwrap();
         assert_eq!(SessionDetails::from_json(&ok.to_json()), ok);

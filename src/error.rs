@@ -198,39 +198,20 @@ pub enum StoreError {
     Random(#[from] getrandom::Error),
 }
 
-/// Why a user id was refused (see [`SessionError::InvalidUserId`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InvalidUserId {
-    /// The empty string.
-    #[error("empty")]
-    Empty,
-    /// Longer than 256 bytes.
-    #[error("{0} bytes, more than 256")]
-    TooLong(usize),
-    /// A control character (NUL, a line break, DEL, …).
-    #[error("contains a control character")]
-    ControlCharacter,
-}
+/// Longest user id, in bytes.
+pub(crate) const MAX_USER_ID: usize = 256;
 
-impl InvalidUserId {
-    /// Longest user id, in bytes.
-    pub const MAX_LEN: usize = 256;
-
-    /// Checks a user id given to `login` or a token issue.
-    ///
-    /// # Errors
-    /// Why it is refused.
-    pub fn check(user_id: &str) -> Result<(), Self> {
-        if user_id.is_empty() {
-            Err(Self::Empty)
-        } else if user_id.len() > Self::MAX_LEN {
-            Err(Self::TooLong(user_id.len()))
-        } else if user_id.chars().any(char::is_control) {
-            Err(Self::ControlCharacter)
-        } else {
-            Ok(())
-        }
+/// Checks a user id given to `login` or a token issue: why it is refused, if it is
+/// (empty, longer than 256 bytes, or holding a control character).
+pub(crate) fn check_user_id(user_id: &str) -> Result<(), &'static str> {
+    if user_id.is_empty() {
+        Err("empty")
+    } else if user_id.len() > MAX_USER_ID {
+        Err("longer than 256 bytes")
+    } else if user_id.chars().any(char::is_control) {
+        Err("contains a control character")
+    } else {
+        Ok(())
     }
 }
 
@@ -286,7 +267,15 @@ pub enum SessionError {
     /// A user id must be 1 to 256 bytes without control characters (it is stored,
     /// logged in events and written to the audit table). Nothing changed.
     #[error("invalid user id: {0}")]
-    InvalidUserId(InvalidUserId),
+    InvalidUserId(&'static str),
+    /// A [`SessionDetails`](crate::SessionDetails) field breaks its limits (named here).
+    /// Nothing changed.
+    #[error("invalid session details: {0}")]
+    InvalidDetails(&'static str),
+    /// The [`Session`](crate::Session) extractor ran on a route without the
+    /// [`SessionLayer`](crate::SessionLayer): a wiring mistake, answered with `500`.
+    #[error("no session in the request extensions: is SessionLayer installed on this route?")]
+    MissingLayer,
     /// The stored value does not deserialize into the requested type. The value is kept.
     #[error("session value {key:?} does not deserialize into the requested type")]
     Deserialize {
@@ -322,6 +311,14 @@ impl IntoResponse for SessionError {
             }
             SessionError::InvalidUserId(_) => {
                 (StatusCode::BAD_REQUEST, "invalid user id").into_response()
+            }
+            SessionError::InvalidDetails(_) => {
+                (StatusCode::BAD_REQUEST, "invalid session details").into_response()
+            }
+            SessionError::MissingLayer => {
+                let text = self.to_string();
+                tracing::error!("{text}");
+                (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
             }
             SessionError::TooLarge { .. } | SessionError::TooManyKeys { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "session too large").into_response()

@@ -236,13 +236,12 @@ pub mod users;
 pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit, StoreDownPolicy};
 pub use cookie::{Key, KeyRing};
 pub use csrf::{CsrfLayer, CsrfToken};
-pub use details::{InvalidDetails, SessionDetails};
-pub use error::{ConfigError, InvalidUserId, SessionError, StoreError};
+pub use details::SessionDetails;
+pub use error::{ConfigError, SessionError, StoreError};
 pub use id::{SessionHandle, SessionKey};
 pub use layer::SessionLayer;
 pub use service::SessionService;
 pub use session::Session;
-pub use session::extractor::MissingSessionLayer;
 pub use store::{
     CacheStats, ExpiryWatcher, LocalCache, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder,
     SessionStore, UserKey,

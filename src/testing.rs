@@ -138,7 +138,7 @@ impl<C: CookieCodec> SessionTester<C> {
 }
 
 #[cfg(feature = "test-redis")]
-pub use self::server::{TestRedis, TestRedisError};
+pub use self::server::TestRedis;
 
 /// A real Redis for your tests (feature `test-redis`).
 #[cfg(feature = "test-redis")]
@@ -178,16 +178,13 @@ mod server {
         server: Option<(Child, PathBuf)>,
     }
 
-    /// Why no Redis could be had for a test.
-    #[derive(Debug, thiserror::Error)]
-    #[non_exhaustive]
-    pub enum TestRedisError {
-        /// `redis-server` could not be started (not installed, or it failed).
-        #[error("cannot start redis-server (install it, or set REDIS_URL): {0}")]
-        Start(#[source] std::io::Error),
-        /// The server did not answer `PING` in time.
-        #[error("redis-server did not answer within 10 s")]
-        NotReady,
+    /// `redis-server` could not be started (not installed, or it failed): why, and
+    /// what to do.
+    fn cannot_start(e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot start redis-server (install it, or set REDIS_URL): {e}"),
+        )
     }
 
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -202,19 +199,20 @@ mod server {
         /// A Redis at `REDIS_URL`, or a throwaway `redis-server`.
         ///
         /// # Errors
-        /// [`TestRedisError`] if no server could be started.
-        pub fn start() -> Result<Self, TestRedisError> {
+        /// An I/O error if `redis-server` could not be started (not installed, or it
+        /// failed) or did not answer `PING` within 10 s.
+        pub fn start() -> Result<Self, std::io::Error> {
             if let Ok(url) = std::env::var("REDIS_URL") {
                 return Ok(Self::on(url));
             }
             let namespace = next_namespace();
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
-                .map_err(TestRedisError::Start)?
+                .map_err(cannot_start)?
                 .port();
             let dir =
                 std::env::temp_dir().join(format!("test-redis-{}-{port}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(TestRedisError::Start)?;
+            std::fs::create_dir_all(&dir).map_err(cannot_start)?;
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -224,7 +222,7 @@ mod server {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .map_err(TestRedisError::Start)?;
+                .map_err(cannot_start)?;
             let redis = Self {
                 url: format!("redis://127.0.0.1:{port}"),
                 namespace,
@@ -233,7 +231,10 @@ mod server {
             let deadline = Instant::now() + Duration::from_secs(10);
             while !ping(port) {
                 if Instant::now() > deadline {
-                    return Err(TestRedisError::NotReady);
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "redis-server did not answer within 10 s",
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -620,7 +620,7 @@ mod cases {
             );
             assert!(t.list(bad).await.unwrap_or_default().is_empty());
         }
-        let r = TokenError::InvalidUserId(tower_redis_session::InvalidUserId::Empty);
+        let r = TokenError::InvalidUserId("empty");
         assert_eq!(axum::response::IntoResponse::into_response(r).status(), 400);
         t.issue(&"u".repeat(256)).await.unwrap();
     }

@@ -16,7 +16,7 @@ use super::state::{Fate, Load, State, parse_live};
 use super::{COLLISION_RETRIES, Session};
 use crate::config::millis;
 use crate::error::log_store_error;
-use crate::error::{InvalidUserId, SessionError, StoreError};
+use crate::error::{SessionError, StoreError, check_user_id};
 use crate::events::{EventKind, RevokeReason};
 use crate::id::{SessionHandle, SessionId};
 use crate::store::record::{
@@ -67,7 +67,7 @@ impl Session {
     /// [`SessionError::Store`] if the store failed. In each case the current session is
     /// left as it was (or as a concurrent revocation left it).
     pub async fn login(&self, user_id: &str) -> Result<(), SessionError> {
-        InvalidUserId::check(user_id).map_err(SessionError::InvalidUserId)?;
+        check_user_id(user_id).map_err(SessionError::InvalidUserId)?;
         let ctx = &self.inner.ctx;
         let store = &ctx.store;
         let login_mode = WriteMode::Login {

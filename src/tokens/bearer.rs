@@ -25,27 +25,6 @@ use super::{TokenClaims, TokenError, Tokens};
 #[derive(Clone, Debug)]
 pub struct Bearer(pub TokenClaims);
 
-/// Why [`Bearer`] refused a request; answers per RFC 6750 §3.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BearerRejection {
-    /// No `Authorization: Bearer` header.
-    #[error("no bearer token")]
-    Missing,
-    /// The header is not `Bearer <token68>`, or appears more than once.
-    #[error("malformed Authorization header")]
-    Malformed,
-    /// The token is not a live access token.
-    #[error("invalid bearer token")]
-    Invalid,
-    /// The token store failed.
-    #[error("token store unavailable")]
-    Store(#[source] TokenError),
-    /// [`Tokens::layer`] is not installed on this route.
-    #[error("Tokens missing from request extensions: add `.layer(tokens.layer())`")]
-    MissingLayer,
-}
-
 /// A `WWW-Authenticate: Bearer` challenge with an optional RFC 6750 error code.
 pub(crate) fn challenge(status: StatusCode, error: Option<&'static str>) -> Response {
     let value = match error {
@@ -62,62 +41,51 @@ pub(crate) fn challenge(status: StatusCode, error: Option<&'static str>) -> Resp
     r
 }
 
-impl IntoResponse for BearerRejection {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Missing => challenge(StatusCode::UNAUTHORIZED, None),
-            Self::Malformed => challenge(StatusCode::BAD_REQUEST, Some("invalid_request")),
-            Self::Invalid => challenge(StatusCode::UNAUTHORIZED, Some("invalid_token")),
-            Self::Store(e) => e.into_response(),
-            Self::MissingLayer => {
-                tracing::error!("{self}");
-                StatusCode::INTERNAL_SERVER_ERROR.into_response()
-            }
-        }
-    }
-}
-
 /// The token of an `Authorization` header: `Bearer <token68>` (scheme
 /// case-insensitive, RFC 6750 §2.1).
-fn token(parts: &Parts) -> Result<&str, BearerRejection> {
+fn token(parts: &Parts) -> Result<&str, TokenError> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let value = values.next().ok_or(BearerRejection::Missing)?;
+    let value = values.next().ok_or(TokenError::MissingToken)?;
     if values.next().is_some() {
-        return Err(BearerRejection::Malformed);
+        return Err(TokenError::MalformedAuthorization);
     }
-    let value = value.to_str().map_err(|_| BearerRejection::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(BearerRejection::Malformed)?;
+    let value = value
+        .to_str()
+        .map_err(|_| TokenError::MalformedAuthorization)?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(TokenError::MalformedAuthorization)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(BearerRejection::Missing);
+        return Err(TokenError::MissingToken);
     }
     let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
     let body = token.trim_end_matches('=');
     if body.is_empty() || !body.bytes().all(token68) {
-        return Err(BearerRejection::Malformed);
+        return Err(TokenError::MalformedAuthorization);
     }
     Ok(token)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Bearer {
-    type Rejection = BearerRejection;
+    /// Answers per RFC 6750 §3: [`TokenError::MissingToken`] (401 with a bare
+    /// challenge), [`TokenError::MalformedAuthorization`] (400, `invalid_request`),
+    /// [`TokenError::InvalidToken`] (401, `invalid_token`), a store failure (503), or
+    /// [`TokenError::MissingLayer`] (500).
+    type Rejection = TokenError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let tokens = parts
             .extensions
             .get::<Tokens>()
             .cloned()
-            .ok_or(BearerRejection::MissingLayer)?;
+            .ok_or(TokenError::MissingLayer)?;
         let token = token(parts)?;
-        match tokens.authenticate(token).await {
-            Ok(claims) => Ok(Self(claims)),
-            Err(TokenError::InvalidToken) => Err(BearerRejection::Invalid),
-            Err(e) => Err(BearerRejection::Store(e)),
-        }
+        Ok(Self(tokens.authenticate(token).await?))
     }
 }
 
 impl<S: Send + Sync> axum_core::extract::OptionalFromRequestParts<S> for Bearer {
-    type Rejection = BearerRejection;
+    type Rejection = TokenError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -125,7 +93,7 @@ impl<S: Send + Sync> axum_core::extract::OptionalFromRequestParts<S> for Bearer 
     ) -> Result<Option<Self>, Self::Rejection> {
         match <Self as FromRequestParts<S>>::from_request_parts(parts, state).await {
             Ok(b) => Ok(Some(b)),
-            Err(BearerRejection::Missing) => Ok(None),
+            Err(TokenError::MissingToken) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -147,10 +115,10 @@ mod tests {
     fn header_parsing() {
         assert_eq!(token(&parts(&["Bearer at.x"])).unwrap(), "at.x");
         assert_eq!(token(&parts(&["bearer abc=="])).unwrap(), "abc==");
-        assert!(matches!(token(&parts(&[])), Err(BearerRejection::Missing)));
+        assert!(matches!(token(&parts(&[])), Err(TokenError::MissingToken)));
         assert!(matches!(
             token(&parts(&["Basic abc"])),
-            Err(BearerRejection::Missing)
+            Err(TokenError::MissingToken)
         ));
         for bad in [
             "Bearer",
@@ -161,13 +129,16 @@ mod tests {
             "Bearer =",
         ] {
             assert!(
-                matches!(token(&parts(&[bad])), Err(BearerRejection::Malformed)),
+                matches!(
+                    token(&parts(&[bad])),
+                    Err(TokenError::MalformedAuthorization)
+                ),
                 "{bad}"
             );
         }
         assert!(matches!(
             token(&parts(&["Bearer a", "Bearer b"])),
-            Err(BearerRejection::Malformed)
+            Err(TokenError::MalformedAuthorization)
         ));
     }
 }

@@ -73,12 +73,12 @@ mod bearer;
 mod jwt;
 mod token;
 
-pub use self::bearer::{Bearer, BearerRejection};
+pub use self::bearer::Bearer;
 #[cfg(feature = "jwt")]
 pub use self::jwt::{JwtKey, JwtKeys};
 use self::token::{Kind, Opaque};
 use crate::config::{MAX_DURATION, MIN_DURATION, millis};
-use crate::error::{ConfigError, InvalidUserId, SessionError, StoreError};
+use crate::error::{ConfigError, SessionError, StoreError, check_user_id};
 use crate::id::SessionHandle;
 use crate::session::Session;
 use crate::store::tokens::{
@@ -517,6 +517,16 @@ pub enum TokenError {
     /// The access token is malformed, forged, expired or revoked.
     #[error("invalid access token")]
     InvalidToken,
+    /// No `Authorization: Bearer` header ([`Bearer`]).
+    #[error("no bearer token")]
+    MissingToken,
+    /// The `Authorization` header is not `Bearer <token68>`, or appears more than once
+    /// ([`Bearer`]).
+    #[error("malformed Authorization header")]
+    MalformedAuthorization,
+    /// [`Tokens::layer`] is not installed on the route of a [`Bearer`] extractor.
+    #[error("Tokens missing from request extensions: add `.layer(tokens.layer())`")]
+    MissingLayer,
     /// The refresh token is malformed, unknown, expired, or its family or session ended.
     #[error("invalid refresh token")]
     InvalidGrant,
@@ -540,7 +550,7 @@ pub enum TokenError {
     /// The user id is empty, longer than 256 bytes or holds a control character.
     /// Nothing was issued.
     #[error("invalid user id: {0}")]
-    InvalidUserId(#[from] InvalidUserId),
+    InvalidUserId(&'static str),
     /// A request parameter (named here: `scope`, `client_id`, `nonce`) is empty,
     /// longer than 256 bytes or not printable ASCII, or one an ID token needs is
     /// missing. Nothing was issued.
@@ -565,6 +575,10 @@ impl IntoResponse for TokenError {
             Self::InvalidToken | Self::NotLoggedIn | Self::SessionEnded => {
                 bearer::challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"))
             }
+            Self::MissingToken => bearer::challenge(StatusCode::UNAUTHORIZED, None),
+            Self::MalformedAuthorization => {
+                bearer::challenge(StatusCode::BAD_REQUEST, Some("invalid_request"))
+            }
             Self::InvalidGrant | Self::Reused { .. } | Self::Raced => {
                 oauth_error(r#"{"error":"invalid_grant"}"#)
             }
@@ -575,7 +589,7 @@ impl IntoResponse for TokenError {
                 .into_response(),
             Self::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid user id").into_response(),
             Self::InvalidRequest(_) => oauth_error(r#"{"error":"invalid_request"}"#),
-            Self::IdTokenUnavailable(_) => {
+            Self::IdTokenUnavailable(_) | Self::MissingLayer => {
                 tracing::error!("{self}");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }
@@ -776,7 +790,7 @@ impl Tokens {
         user_id: &str,
         options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
-        InvalidUserId::check(user_id)?;
+        check_user_id(user_id).map_err(TokenError::InvalidUserId)?;
         options.check()?;
         self.id_token_wanted(&options)?;
         let tag = self.backend.user_tag(user_id).await?;
