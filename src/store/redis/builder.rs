@@ -5,9 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _,
-};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo as _};
 use tokio::sync::Semaphore;
 
 use super::cache::{Cache, LocalCache};
@@ -119,15 +117,6 @@ fn master_template(
         }
     }
     Ok(info.set_redis_settings(settings))
-}
-
-/// The same connection settings, speaking RESP3 (for client-side caching's pushes).
-pub(crate) fn resp3(info: ConnectionInfo) -> ConnectionInfo {
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(redis::ProtocolVersion::RESP3);
-    info.set_redis_settings(settings)
 }
 
 /// A Redis URL without its credentials: user and password, and the query (which can
@@ -429,7 +418,7 @@ impl RedisStoreBuilder {
             let url = nodes.urls.first().map_or("", String::as_str);
             let mut info = url.into_connection_info().map_err(ConfigError::RedisUrl)?;
             if cache.is_some() {
-                info = resp3(info);
+                info = super::node::resp3(info);
             }
             let client = nodes.client(info).map_err(ConfigError::RedisUrl)?;
             let manager = Manager {
@@ -547,22 +536,4 @@ impl RedisStore {
             durability: None,
         }
     }
-}
-
-/// `seed`'s connection settings (credentials, TLS, database) for another node.
-pub(super) fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
-    let addr = match seed.addr() {
-        ConnectionAddr::TcpTls {
-            insecure,
-            tls_params,
-            ..
-        } => ConnectionAddr::TcpTls {
-            host: host.to_owned(),
-            port,
-            insecure: *insecure,
-            tls_params: tls_params.clone(),
-        },
-        _ => ConnectionAddr::Tcp(host.to_owned(), port),
-    };
-    seed.clone().set_addr(addr)
 }

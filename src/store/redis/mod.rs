@@ -24,6 +24,7 @@ mod acl;
 mod builder;
 mod cache;
 mod keys;
+mod node;
 mod pool;
 mod protocol;
 mod salt;

@@ -182,7 +182,7 @@ impl Sentinel {
 
     /// Masters are reached over RESP3 (for the local cache's invalidation pushes).
     pub(crate) fn use_resp3(&mut self) {
-        self.template = super::builder::resp3(self.template.clone());
+        self.template = super::node::resp3(self.template.clone());
     }
 
     /// The master's database.
@@ -199,7 +199,7 @@ impl Sentinel {
 
     /// The master's connection settings at `host:port`.
     fn master_at(&self, host: &str, port: u16) -> ConnectionInfo {
-        super::builder::at(&self.template, host, port)
+        super::node::at(&self.template, host, port)
     }
 
     /// Asks every sentinel (at once) where the master is; the answer is theirs only if

@@ -240,7 +240,7 @@ async fn masters(nodes: &Nodes, cluster: bool) -> Result<Vec<ConnectionInfo>, re
                 .await?;
             Ok(super::cluster_masters(&nodes)
                 .iter()
-                .map(|(host, port)| super::builder::at(&info, host, *port))
+                .map(|(host, port)| super::node::at(&info, host, *port))
                 .collect())
         }
         .await;
