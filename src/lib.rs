@@ -1,3 +1,4 @@
+#![deny(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 //! Cookie sessions for [axum] and [tower], stored in Redis.
 //!

@@ -177,7 +177,7 @@ impl Record {
 
 /// The size [`SessionConfig::with_max_session_size`](crate::SessionConfig::with_max_session_size)
 /// bounds: over the data fields, the key name (without `d:`) plus the serialized value.
-pub fn data_size(fields: &HashMap<String, String>) -> usize {
+pub(crate) fn data_size(fields: &HashMap<String, String>) -> usize {
     fields
         .iter()
         .filter_map(|(k, v)| Some(k.strip_prefix(DATA_PREFIX)?.len() + v.len()))
@@ -339,6 +339,8 @@ fn resolve(fields: &mut HashMap<String, String>, now: i64) {
 /// idle is the record's `m:i` or the default. Also stamps `m:s` and `m:e`, and resolves
 /// relative times (`+<ms>`) against `now`.
 /// Returns `None` when the deadline has passed (the session must be deleted).
+// Public only under `store-internals` (store/mod.rs re-exports it there).
+#[cfg_attr(not(feature = "store-internals"), allow(unreachable_pub))]
 pub fn stamp_ttl(fields: &mut HashMap<String, String>, clock: Clock) -> Option<i64> {
     resolve(fields, clock.now_ms);
     let idle = fields
