@@ -222,7 +222,10 @@ pub mod events;
 pub mod future;
 mod id;
 mod layer;
+#[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod service;
 pub mod session;
 pub mod store;
@@ -234,8 +237,13 @@ mod tls;
 pub mod tokens;
 pub mod users;
 
-pub use config::{Expiry, LimitPolicy, SameSite, SessionConfig, SessionLimit, StoreDownPolicy};
-pub use cookie::{Key, KeyRing};
+pub use config::{Expiry, LimitPolicy, SessionConfig, SessionLimit, StoreDownPolicy};
+// The cookie crate's types, documented where the modules re-export them.
+#[doc(no_inline)]
+pub use config::SameSite;
+#[doc(no_inline)]
+pub use cookie::Key;
+pub use cookie::KeyRing;
 pub use csrf::{CsrfLayer, CsrfToken};
 pub use details::SessionDetails;
 pub use error::{ConfigError, SessionError, StoreError};

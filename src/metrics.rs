@@ -21,18 +21,24 @@ use std::time::Instant;
 use crate::error::StoreError;
 
 /// Store operation latency (OpenTelemetry `db.client.operation.duration`).
+#[cfg(feature = "metrics")]
 pub const STORE_DURATION: &str = "db.client.operation.duration";
 /// Failed store operations.
+#[cfg(feature = "metrics")]
 pub const STORE_ERRORS: &str = "tower_redis_session.store.errors";
 /// Session cookies refused before the store was asked (forged, malformed, oversized,
 /// duplicated, or of another namespace).
+#[cfg(feature = "metrics")]
 pub const COOKIES_REFUSED: &str = "tower_redis_session.cookies.refused";
 /// Tokens refused (malformed, forged, unknown, expired, revoked, reused).
+#[cfg(feature = "metrics")]
 pub const TOKENS_REFUSED: &str = "tower_redis_session.tokens.refused";
 /// Lifecycle events dropped because the hook's queue was full.
+#[cfg(feature = "metrics")]
 pub const EVENTS_DROPPED: &str = "tower_redis_session.events.dropped";
 /// Loads answered by the local session cache (`result=hit`) or sent to Redis
 /// (`result=miss`); the hit ratio is hit / (hit + miss).
+#[cfg(feature = "metrics")]
 pub const CACHE_READS: &str = "tower_redis_session.local_cache.reads";
 
 /// The `error.type` of a store failure: a short fixed word.
