@@ -10,7 +10,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps
 cargo package --allow-dirty
 cargo check --lib --no-default-features
-for feature in tls tokens jwt audit-postgres store-internals test-redis metrics; do
+for feature in tls tokens messages jwt audit-postgres store-internals test-redis metrics; do
   cargo check --lib --no-default-features --features "$feature"
 done
 cargo clippy --lib --no-default-features -- -D warnings

@@ -222,6 +222,8 @@ pub mod events;
 pub mod future;
 mod id;
 mod layer;
+#[cfg(feature = "messages")]
+pub mod messages;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(not(feature = "metrics"))]

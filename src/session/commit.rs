@@ -19,6 +19,19 @@ impl Session {
     /// Runs after the handler: writes what changed and says what the cookie becomes.
     pub(crate) async fn commit(&self) -> Commit {
         let mut st = self.inner.state.lock().await;
+        let hooks = std::mem::take(
+            &mut *self
+                .inner
+                .before_commit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for change in hooks {
+            // Only on a session this request loaded: an unloaded one is not written.
+            if let (Some((key, value)), Load::Done(_)) = (change(), &st.load) {
+                st.changes.insert(key, value);
+            }
+        }
         let st = std::mem::take(&mut *st);
         if let Health::Failed(e) = st.health {
             self.emit(EventKind::StoreUnavailable, None, None);

@@ -73,7 +73,14 @@ struct Inner {
     incoming: Incoming,
     meta: RequestMeta,
     state: Mutex<State>,
+    /// Run when the request ends, before the write: each may give one change (a key
+    /// and its JSON, or `None` to remove it), as an extension built on the session
+    /// (flash messages) keeps its own state during the request.
+    before_commit: std::sync::Mutex<Vec<BeforeCommit>>,
 }
+
+/// A change an extension makes when the request ends (see `Inner::before_commit`).
+pub(crate) type BeforeCommit = Box<dyn FnOnce() -> Option<(String, Option<String>)> + Send>;
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,8 +103,21 @@ impl Session {
                     id,
                     ..State::default()
                 }),
+                before_commit: std::sync::Mutex::default(),
             }),
         }
+    }
+
+    /// Runs `change` when the request ends, before the session is written; the change
+    /// it returns is applied as an insert (or remove) would be, without a size check of
+    /// its own (the write refuses a session past the limit: 413, nothing written).
+    #[cfg_attr(not(feature = "messages"), allow(dead_code))]
+    pub(crate) fn before_commit(&self, change: BeforeCommit) {
+        self.inner
+            .before_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(change);
     }
 
     /// Queues an event about this request's session.
