@@ -264,6 +264,14 @@ pub enum SessionError {
     /// The operation needs a logged-in session.
     #[error("the session is not logged in")]
     NotLoggedIn,
+    /// The user authenticated longer ago than the action allows
+    /// ([`Session::require_recent_auth`](crate::Session::require_recent_auth)): they
+    /// must log in again. Answers `401`.
+    #[error("authentication older than {max_age:?}: log in again")]
+    StaleAuthentication {
+        /// The most time since the login the action accepts.
+        max_age: Duration,
+    },
     /// A user id must be 1 to 256 bytes without control characters (it is stored,
     /// logged in events and written to the audit table). Nothing changed.
     #[error("invalid user id: {0}")]
@@ -308,6 +316,9 @@ impl IntoResponse for SessionError {
             }
             SessionError::NotLoggedIn => {
                 (StatusCode::UNAUTHORIZED, "not logged in").into_response()
+            }
+            SessionError::StaleAuthentication { .. } => {
+                (StatusCode::UNAUTHORIZED, "re-authentication required").into_response()
             }
             SessionError::InvalidUserId(_) => {
                 (StatusCode::BAD_REQUEST, "invalid user id").into_response()

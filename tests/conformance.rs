@@ -40,7 +40,7 @@ macro_rules! all_cases {
             size_limit_holds_where_concurrent_writes_merge,
             login_as_another_user_starts_clean, login_as_the_same_user_keeps_data,
             login_restarts_the_lifetime, failed_login_never_resurrects,
-            too_many_fields_lose_nothing,
+            too_many_fields_lose_nothing, recent_authentication,
         );
     };
 }
@@ -1107,6 +1107,65 @@ mod cases {
             "the lifetime counts from the login: {deadline} < {before} + 3000"
         );
         assert_eq!(c.get("/get?key=cart").await.body, "book");
+    }
+
+    /// "Sudo mode": the login time is kept through id rotation and reset by a new login;
+    /// a guard refuses an action when it is older than allowed, or when not logged in.
+    pub async fn recent_authentication<S: TestStore>(s: S) {
+        let guarded = Router::new()
+            .route(
+                "/sudo",
+                post(|session: Session| async move {
+                    session
+                        .require_recent_auth(Duration::from_millis(800))
+                        .await?;
+                    Ok::<_, SessionError>("allowed")
+                }),
+            )
+            .route(
+                "/auth_at",
+                get(|session: Session| async move {
+                    let at = session.authenticated_at().await?;
+                    Ok::<_, SessionError>(format!(
+                        "{:?}",
+                        at.map(|t| {
+                            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+                        })
+                    ))
+                }),
+            )
+            .route(
+                "/cycle",
+                post(|session: Session| async move {
+                    session.cycle_id().await?;
+                    Ok::<_, SessionError>("cycled")
+                }),
+            );
+        let app = routes::routes()
+            .merge(guarded)
+            .layer(SessionLayer::new(s, config()).unwrap());
+        let mut c = Client::new(app);
+        c.post("/set?key=a&value=1").await;
+        assert_eq!(c.get("/auth_at").await.body, "None");
+        assert_eq!(c.post("/sudo").await.status, 401, "not logged in");
+        c.post("/login?user=alice").await;
+        let first = c.get("/auth_at").await.body;
+        assert_ne!(first, "None");
+        assert_eq!(c.post("/sudo").await.body, "allowed");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c.post("/cycle").await;
+        assert_eq!(
+            c.get("/auth_at").await.body,
+            first,
+            "kept through id rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stale = c.post("/sudo").await;
+        assert_eq!(stale.status, 401, "{}", stale.body);
+        assert_eq!(stale.body, "re-authentication required");
+        c.post("/login?user=alice").await;
+        assert_ne!(c.get("/auth_at").await.body, first, "a new login resets it");
+        assert_eq!(c.post("/sudo").await.body, "allowed");
     }
 
     pub async fn failed_login_never_resurrects<S: TestStore>(s: S) {

@@ -286,8 +286,15 @@ mod cases {
         let layer = SessionLayer::new(s, SessionConfig::default()).unwrap();
         let app = app(layer, &t);
         let mut web = login(&app, "alice").await;
+        // Issued a while after the login: auth_time is the login, not the issue.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let pair = bound_pair(&mut web).await;
         let id = pair["id_token"].as_str().unwrap();
+        let (auth_time, iat) = (
+            payload(id)["auth_time"].as_i64(),
+            payload(id)["iat"].as_i64(),
+        );
+        assert!(auth_time < iat, "auth_time {auth_time:?}, iat {iat:?}");
         let handle = web_handle(&t, pair["access_token"].as_str().unwrap()).await;
         assert_eq!(
             payload(id)["sid"],

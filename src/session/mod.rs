@@ -328,6 +328,47 @@ impl Session {
         })
     }
 
+    /// When this session's user authenticated: its last [`login`](Self::login) (a new
+    /// login, of the same user or another, resets it; [`cycle_id`](Self::cycle_id) and
+    /// refreshes keep it). `None` when not logged in.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn authenticated_at(&self) -> Result<Option<std::time::SystemTime>, SessionError> {
+        let st = self.loaded().await?;
+        Ok(match &st.load {
+            Load::Done(Some(l)) if l.user.is_some() => Some(crate::time::system_time(l.created_ms)),
+            _ => None,
+        })
+    }
+
+    /// A guard for sensitive actions ("sudo mode": change the password, sign out every
+    /// device): `Ok` when the user authenticated within `max_age`.
+    ///
+    /// # Errors
+    /// - [`SessionError::NotLoggedIn`] (401) when the session is not logged in;
+    /// - [`SessionError::StaleAuthentication`] (401) when the login is older than
+    ///   `max_age`: ask for the password again (log in again), or match the error to
+    ///   redirect to your login page;
+    /// - [`SessionError::Store`] if the session could not be loaded.
+    pub async fn require_recent_auth(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Result<(), SessionError> {
+        let at = self
+            .authenticated_at()
+            .await?
+            .ok_or(SessionError::NotLoggedIn)?;
+        // A login stamped ahead of this clock (another instance's) counts as just now.
+        let age = std::time::SystemTime::now()
+            .duration_since(at)
+            .unwrap_or_default();
+        if age > max_age {
+            return Err(SessionError::StaleAuthentication { max_age });
+        }
+        Ok(())
+    }
+
     /// Overrides this session's expiry, e.g. [`Expiry::remember_me`]. Stored with the
     /// session, so it holds on later requests; written after the handler.
     ///

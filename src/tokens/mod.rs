@@ -470,8 +470,9 @@ impl IssueOptions {
         self
     }
 
-    /// When the user authenticated (the ID token's `auth_time`). Default: the time of
-    /// issue.
+    /// When the user authenticated (the ID token's `auth_time`). Default: the session's
+    /// login ([`Session::authenticated_at`]) for [`Tokens::issue_for_session`], else the
+    /// time of issue.
     pub fn auth_time(mut self, at: SystemTime) -> Self {
         self.auth_time = Some(at);
         self
@@ -809,13 +810,17 @@ impl Tokens {
     pub async fn issue_for_session(
         &self,
         session: &Session,
-        options: IssueOptions,
+        mut options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
         options.check()?;
         self.id_token_wanted(&options)?;
         let Some((user, key, handle, ns)) = session.binding().await? else {
             return Err(TokenError::NotLoggedIn);
         };
+        // The ID token's auth_time is the session's login, not the issue.
+        if options.auth_time.is_none() {
+            options.auth_time = session.authenticated_at().await?;
+        }
         if ns != self.backend.namespace() {
             return Err(TokenError::NotLoggedIn);
         }
