@@ -37,5 +37,5 @@ cargo test --all-features \
   --test conformance --test acl --test sentinel --test cluster --test event_stream \
   --test events --test tokens --test redis_guarantees --test faults --test key_rotation \
   --test hostile --test audit --test extractor --test local_cache --test stores_agree \
-  --test eviction \
+  --test eviction --test tokens_agree --test messages \
   -- --skip tls:: --skip events_trimmed_before_they_were_read_are_counted_once
