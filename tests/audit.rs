@@ -47,6 +47,25 @@ async fn traffic(app: &axum::Router, n: usize) {
     }
 }
 
+/// Steps `writer` until `ns` has at least `n` rows (events a stream sink appends from
+/// its own thread arrive a little later), at most 100 steps; returns the row ids.
+async fn steps_until(
+    writer: &mut AuditWriter,
+    db: &tokio_postgres::Client,
+    ns: &str,
+    n: usize,
+) -> Vec<String> {
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        writer.step().await.unwrap();
+        rows = row_ids(db, ns).await;
+        if rows.len() >= n {
+            break;
+        }
+    }
+    rows
+}
+
 async fn stream_ids(url: &str, stream: &str) -> Vec<String> {
     common::stores::stream_entries(url, stream)
         .await
@@ -332,15 +351,7 @@ async fn cluster_events_reach_postgres_through_the_stream_sink() {
         .unwrap()
         .block(Duration::from_millis(50));
     let db = pg(&postgres).await;
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        writer.step().await.unwrap();
-        rows = row_ids(&db, ns).await;
-        if rows.len() >= 9 {
-            break;
-        }
-    }
-    assert_eq!(rows.len(), 9);
+    assert_eq!(steps_until(&mut writer, &db, ns, 9).await.len(), 9);
     let kinds: Vec<String> = db
         .query(
             "SELECT kind FROM session_audit WHERE namespace = $1 ORDER BY event_id",
@@ -840,15 +851,7 @@ mod tls {
                 .unwrap()
                 .block(Duration::from_millis(50));
         let db = pg(&postgres).await;
-        let mut rows = Vec::new();
-        for _ in 0..100 {
-            writer.step().await.unwrap();
-            rows = row_ids(&db, ns).await;
-            if rows.len() >= 6 {
-                break;
-            }
-        }
-        assert_eq!(rows.len(), 6);
+        assert_eq!(steps_until(&mut writer, &db, ns, 6).await.len(), 6);
     }
 
     /// The writer reaches a mutual-TLS Redis with a private CA and a client certificate,

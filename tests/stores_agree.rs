@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use tower_redis_session::store::{Clock, Patch, Revoke, WriteMode, WriteOutcome};
 use tower_redis_session::{
-    LimitPolicy, ListCursor, MemoryStore, RedisStore, SessionHandle, SessionKey, SessionLimit,
-    SessionStore, UserKey,
+    LimitPolicy, ListCursor, SessionHandle, SessionKey, SessionLimit, SessionStore,
 };
 
 const USERS: [&str; 2] = ["ann", "bob"];
@@ -318,20 +317,7 @@ fn check(ops: &[Op]) {
         .enable_all()
         .build()
         .unwrap();
-    static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        + u64::from(std::process::id()) * 1_000;
-    let user_key = UserKey::from_bytes(&[9u8; 32]).unwrap();
-    let ns = format!("agree{case}");
-    let redis = RedisStore::from_url(&common::RedisServer::shared().url())
-        .unwrap()
-        .with_namespace(&ns)
-        .unwrap()
-        .with_user_key(user_key.clone());
-    let memory = MemoryStore::new()
-        .with_namespace(&ns)
-        .unwrap()
-        .with_user_key(user_key);
+    let (case, memory, redis) = common::stores::twin_stores("agree", 9);
     rt.block_on(async {
         let (m, r) = (
             World::new(memory, case).await,

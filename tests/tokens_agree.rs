@@ -11,7 +11,6 @@ use proptest::prelude::*;
 use tower_redis_session::tokens::{
     IssueOptions, TokenConfig, TokenError, TokenPair, TokenStore, Tokens,
 };
-use tower_redis_session::{MemoryStore, RedisStore, UserKey};
 
 const USERS: [&str; 2] = ["ann", "bob"];
 const CLIENTS: [Option<&str>; 3] = [None, Some("app-a"), Some("app-b")];
@@ -166,20 +165,7 @@ fn check(ops: &[Op]) {
         .enable_all()
         .build()
         .unwrap();
-    static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        + u64::from(std::process::id()) * 1_000;
-    let user_key = UserKey::from_bytes(&[7u8; 32]).unwrap();
-    let ns = format!("tagree{case}");
-    let redis = RedisStore::from_url(&common::RedisServer::shared().url())
-        .unwrap()
-        .with_namespace(&ns)
-        .unwrap()
-        .with_user_key(user_key.clone());
-    let memory = MemoryStore::new()
-        .with_namespace(&ns)
-        .unwrap()
-        .with_user_key(user_key);
+    let (case, memory, redis) = common::stores::twin_stores("tagree", 7);
     rt.block_on(async {
         let (mut m, mut r) = (World::new(memory, case), World::new(redis, case));
         for (step, op) in ops.iter().enumerate() {

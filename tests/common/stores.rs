@@ -118,6 +118,28 @@ pub fn redis_store_on(url: &str, namespace: &str) -> RedisStore {
         .unwrap()
 }
 
+/// A `MemoryStore` and a `RedisStore` (on the shared server) for one case of a
+/// property test that runs the same operations on both: a fresh namespace
+/// `<prefix><case>` and the same user key (`key_byte` repeated), so user tags, and so
+/// keys, are the same on both. Returns the case number too (unique in the process).
+pub fn twin_stores(prefix: &str, key_byte: u8) -> (u64, MemoryStore, RedisStore) {
+    static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + u64::from(std::process::id()) * 1_000;
+    let user_key = tower_redis_session::UserKey::from_bytes(&[key_byte; 32]).unwrap();
+    let ns = format!("{prefix}{case}");
+    let redis = RedisStore::from_url(&super::RedisServer::shared().url())
+        .unwrap()
+        .with_namespace(&ns)
+        .unwrap()
+        .with_user_key(user_key.clone());
+    let memory = MemoryStore::new()
+        .with_namespace(&ns)
+        .unwrap()
+        .with_user_key(user_key);
+    (case, memory, redis)
+}
+
 /// A `MemoryStore` under `namespace`.
 pub fn memory_store(namespace: &str) -> MemoryStore {
     MemoryStore::new().with_namespace(namespace).unwrap()
