@@ -305,9 +305,7 @@ impl AuditWriter {
         postgres: &str,
         postgres_tls: Option<&crate::tls::TlsConfig>,
     ) -> Result<Self, AuditError> {
-        let certificates = redis_tls.certificates()?;
-        crate::tls::install_crypto_provider();
-        let redis = redis::Client::build_with_tls(redis_url, certificates)?
+        let redis = redis::Client::build_with_tls(redis_url, redis_certificates(redis_tls)?)?
             .get_multiplexed_async_connection()
             .await?;
         Self::with(Conn::Single(redis), namespace, postgres, postgres_tls).await
@@ -340,9 +338,7 @@ impl AuditWriter {
         postgres: &str,
         postgres_tls: Option<&crate::tls::TlsConfig>,
     ) -> Result<Self, AuditError> {
-        let certificates = redis_tls.certificates()?;
-        crate::tls::install_crypto_provider();
-        let redis = Self::cluster(nodes, Some(certificates)).await?;
+        let redis = Self::cluster(nodes, Some(redis_certificates(redis_tls)?)).await?;
         Self::with(Conn::Cluster(redis), namespace, postgres, postgres_tls).await
     }
 
@@ -728,6 +724,14 @@ impl AuditWriter {
         self.redis.query::<()>(&cmd).await?;
         Ok(())
     }
+}
+
+/// The certificates a TLS connection to Redis uses, with rustls's crypto provider
+/// installed (both writers' TLS connections need the pair).
+fn redis_certificates(tls: &crate::tls::TlsConfig) -> Result<redis::TlsCertificates, AuditError> {
+    let certificates = tls.certificates()?;
+    crate::tls::install_crypto_provider();
+    Ok(certificates)
 }
 
 /// A field of an `XINFO` reply (a flat list of names and values, or a map in RESP3).

@@ -79,6 +79,17 @@ pub(crate) struct Pause(
 );
 
 #[cfg(feature = "store-internals")]
+impl Pause {
+    pub(crate) fn new<F, Fut>(pause: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        Self(Arc::new(move || Box::pin(pause())))
+    }
+}
+
+#[cfg(feature = "store-internals")]
 impl std::fmt::Debug for Pause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pause")

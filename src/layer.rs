@@ -161,7 +161,7 @@ impl<C> SessionLayer<C> {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let mut ctx = (*self.ctx).clone();
-        ctx.login_pause = Some(crate::context::Pause(Arc::new(move || Box::pin(pause()))));
+        ctx.login_pause = Some(crate::context::Pause::new(pause));
         self.ctx = Arc::new(ctx);
         self
     }

@@ -360,10 +360,8 @@ impl Session {
             .await?
             .ok_or(SessionError::NotLoggedIn)?;
         // A login stamped ahead of this clock (another instance's) counts as just now.
-        let age = std::time::SystemTime::now()
-            .duration_since(at)
-            .unwrap_or_default();
-        if age > max_age {
+        let age_ms = now_ms().saturating_sub(crate::time::unix_ms(at)).max(0);
+        if age_ms > crate::time::millis(max_age) {
             return Err(SessionError::StaleAuthentication { max_age });
         }
         Ok(())

@@ -472,7 +472,7 @@ impl RedisStore {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.step_pause = Some(crate::context::Pause(Arc::new(move || Box::pin(pause()))));
+        self.step_pause = Some(crate::context::Pause::new(pause));
         self
     }
 
