@@ -4,7 +4,7 @@
 //! ```text
 //! DATABASE_URL='host=127.0.0.1 user=postgres dbname=app' \
 //! REDIS_URL=redis://127.0.0.1:6379 SESSION_NAMESPACE=session \
-//!   cargo run --features audit-postgres --example audit_writer
+//!   cargo run --example audit_writer
 //! ```
 //!
 //! `AUDIT_CONSUMER` (default `audit-1`) names this instance in the consumer group:
@@ -20,7 +20,7 @@
 mod redis_env;
 
 use tower_redis_session::TlsConfig;
-use tower_redis_session::audit::AuditWriter;
+use tower_redis_session_audit::AuditWriter;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

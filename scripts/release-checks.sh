@@ -6,11 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps
-cargo package --allow-dirty
+# Both crates; the audit crate is verified against the packaged core.
+cargo package --workspace --allow-dirty
 cargo check --lib --no-default-features
-for feature in tls tokens messages jwt audit-postgres store-internals test-redis metrics; do
+for feature in tls tokens messages jwt store-internals test-redis metrics; do
   cargo check --lib --no-default-features --features "$feature"
 done
 cargo clippy --lib --no-default-features -- -D warnings

@@ -27,7 +27,7 @@ if ! command -v chromedriver >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v
     || echo "could not install chromium: the browser test will be skipped" >&2
 fi
 
-cargo test --all-features "$@"
+cargo test --workspace --all-features "$@"
 
 # The same tests against Valkey 8 (skip with SKIP_VALKEY=1).
 if [ "${SKIP_VALKEY:-}" != 1 ] && [ $# -eq 0 ]; then

@@ -33,7 +33,7 @@ done
 export PATH="$dir/bin:$PATH"
 redis-server --version
 
-cargo test --all-features \
+cargo test --workspace --all-features \
   --test conformance --test acl --test sentinel --test cluster --test event_stream \
   --test events --test tokens --test redis_guarantees --test faults --test key_rotation \
   --test hostile --test audit --test extractor --test local_cache --test stores_agree \

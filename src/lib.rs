@@ -155,7 +155,7 @@
 //! refreshed, logout, revoked, expired, invalid-cookie and store-unavailable events; it
 //! never blocks a request. [`RedisStore::with_event_stream`] also appends every change
 //! to a Redis Stream in the same script as the change, [`RedisStore::watch_expired`]
-//! reports expired sessions, and `audit::AuditWriter` (feature `audit-postgres`) copies
+//! reports expired sessions, and the sibling crate `tower-redis-session-audit` copies
 //! the stream into PostgreSQL: exactly once for every event the stream still held,
 //! refused rows to dead letters, trimmed events counted. See the [`events`] module.
 //!
@@ -210,8 +210,6 @@ macro_rules! store_internal {
     };
 }
 
-#[cfg(feature = "audit-postgres")]
-pub mod audit;
 pub mod config;
 mod context;
 pub mod cookie;
@@ -259,4 +257,12 @@ pub use store::{
 };
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;
+
+/// Not public API: what the sibling crate `tower-redis-session-audit` (which pins this
+/// exact version) takes from the core. Not covered by semver.
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::tls::{redis_certificates, rustls_client_config};
+}
 pub use users::{ListCursor, SessionInfo, SessionPage, Users};

@@ -16,7 +16,7 @@ use crate::error::ConfigError;
 
 /// A CA and client certificate for TLS connections, in PEM: to Redis
 /// ([`RedisStoreBuilder::tls`](crate::RedisStoreBuilder::tls)) or to PostgreSQL (the
-/// audit writer).
+/// audit writer of `tower-redis-session-audit`).
 ///
 /// ```rust,no_run
 /// use tower_redis_session::{RedisStore, TlsConfig};
@@ -145,8 +145,7 @@ impl TlsConfig {
 impl TlsConfig {
     /// A rustls client configuration: the CA if given, else the system trust store;
     /// the client certificate if given. Verification is always on.
-    #[cfg(feature = "audit-postgres")]
-    pub(crate) fn rustls_client_config(&self) -> Result<rustls::ClientConfig, ConfigError> {
+    fn rustls_client_config(&self) -> Result<rustls::ClientConfig, ConfigError> {
         install_crypto_provider();
         let certs = self.certificates()?;
         let mut roots = rustls::RootCertStore::empty();
@@ -182,6 +181,20 @@ impl TlsConfig {
             None => Ok(builder.with_no_client_auth()),
         }
     }
+}
+
+/// The certificates a TLS connection to Redis uses, with the crypto provider installed.
+/// For the audit crate (through `__private`); not public API.
+pub fn redis_certificates(tls: &TlsConfig) -> Result<redis::TlsCertificates, ConfigError> {
+    let certificates = tls.certificates()?;
+    install_crypto_provider();
+    Ok(certificates)
+}
+
+/// A rustls client configuration for `tls` (for PostgreSQL in the audit crate, through
+/// `__private`); not public API.
+pub fn rustls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ConfigError> {
+    tls.rustls_client_config()
 }
 
 /// Fails unless `pem` holds at least one certificate, and every one parses.

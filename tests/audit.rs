@@ -1,6 +1,6 @@
 //! The audit writer against a throwaway PostgreSQL and a real Redis: one row per event
 //! with the right fields, and exactly once across a writer killed mid-batch.
-#![cfg(feature = "audit-postgres")]
+#![cfg(feature = "tls")]
 
 mod common;
 #[path = "../examples/shared/routes.rs"]
@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Client, Postgres, RedisServer};
-use tower_redis_session::audit::AuditWriter;
 use tower_redis_session::{RedisStore, SessionConfig, SessionLayer};
+use tower_redis_session_audit::AuditWriter;
 
 async fn pg(pg: &Postgres) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(&pg.conn_str(), tokio_postgres::NoTls)
@@ -749,7 +749,7 @@ async fn pending_entries_lost_to_trimming_are_accounted_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
     use tower_redis_session::TlsConfig;
-    use tower_redis_session::audit::AuditError;
+    use tower_redis_session_audit::AuditError;
     let redis = RedisServer::start();
     let dir = std::env::temp_dir().join(format!("trs-pg-certs-{}", std::process::id()));
     let certs = common::tls::Certs::generate(&dir);
@@ -859,7 +859,7 @@ mod tls {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writer_reaches_redis_over_mutual_tls() {
         use tower_redis_session::TlsConfig;
-        use tower_redis_session::audit::AuditError;
+        use tower_redis_session_audit::AuditError;
         let (certs, server) = &*common::stores::TLS;
         let postgres = Postgres::start();
         let ns = "audit-redis-tls";

@@ -39,8 +39,6 @@ use self::builder::{Nodes, redact_url};
 use self::cache::Cache;
 use self::cache::Forget;
 pub use self::cache::{CacheStats, LocalCache};
-#[cfg_attr(not(feature = "audit-postgres"), allow(unused_imports))]
-pub(crate) use self::pool::collect_text;
 use self::pool::{Conn, OwnClusterPool, OwnPool, OwnSentinelPool};
 pub use self::sink::StreamSink;
 use super::{

@@ -1,6 +1,8 @@
-//! An audit writer (feature `audit-postgres`): copies the lifecycle event stream of a
-//! namespace ([`RedisStore::with_event_stream`](crate::RedisStore::with_event_stream))
-//! into a PostgreSQL table, one row per event.
+//! The audit writer of [tower-redis-session](tower_redis_session): copies the lifecycle
+//! event stream of a namespace
+//! ([`RedisStore::with_event_stream`](tower_redis_session::RedisStore::with_event_stream))
+//! into a PostgreSQL table, one row per event. It is its own crate so that the session
+//! layer never depends on a PostgreSQL client.
 //!
 //! - It reads with a Redis consumer group, so a restarted writer resumes where it
 //!   stopped: first the entries it had read but not acknowledged, then new ones.
@@ -60,8 +62,8 @@
 //! ```
 //!
 //! ```rust,no_run
-//! # async fn run() -> Result<(), tower_redis_session::audit::AuditError> {
-//! use tower_redis_session::audit::AuditWriter;
+//! # async fn run() -> Result<(), tower_redis_session_audit::AuditError> {
+//! use tower_redis_session_audit::AuditWriter;
 //!
 //! let writer = AuditWriter::connect(
 //!     "redis://127.0.0.1:6379",
@@ -80,6 +82,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Value};
+use tower_redis_session::__private::{redis_certificates, rustls_client_config};
+use tower_redis_session::TlsConfig;
 
 /// What stopped the audit writer.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +97,7 @@ pub enum AuditError {
     Postgres(#[from] tokio_postgres::Error),
     /// The TLS settings cannot be used.
     #[error("invalid audit writer settings")]
-    Config(#[from] crate::error::ConfigError),
+    Config(#[from] tower_redis_session::ConfigError),
 }
 
 /// One stream entry.
@@ -148,7 +152,7 @@ async fn warn_if_trims_are_unreported(redis: &mut Conn) {
     let info: Result<Value, _> = redis.query(redis::cmd("INFO").arg("server")).await;
     let mut texts = Vec::new();
     if let Ok(info) = info {
-        crate::store::redis::collect_text(&info, &mut texts);
+        collect_text(&info, &mut texts);
     }
     if texts.iter().any(|t| t.contains("server_name:valkey")) {
         tracing::warn!(
@@ -281,7 +285,7 @@ impl AuditWriter {
         redis_url: &str,
         namespace: &str,
         postgres: &str,
-        tls: &crate::tls::TlsConfig,
+        tls: &TlsConfig,
     ) -> Result<Self, AuditError> {
         let redis = redis::Client::open(redis_url)?
             .get_multiplexed_async_connection()
@@ -292,7 +296,7 @@ impl AuditWriter {
     /// As [`connect_tls`](Self::connect_tls), with TLS to Redis as well: `redis_tls`
     /// verifies a `rediss://` Redis with a private CA (the system trust store when it
     /// names none) and gives a client certificate if it has one, as
-    /// [`RedisStoreBuilder::tls`](crate::RedisStoreBuilder::tls) does for the store.
+    /// [`RedisStoreBuilder::tls`](tower_redis_session::RedisStoreBuilder::tls) does for the store.
     /// `postgres_tls` is the TLS to PostgreSQL (`None`: none).
     ///
     /// # Errors
@@ -300,10 +304,10 @@ impl AuditWriter {
     /// (a certificate the CA did not sign fails the connection).
     pub async fn connect_with_tls(
         redis_url: &str,
-        redis_tls: &crate::tls::TlsConfig,
+        redis_tls: &TlsConfig,
         namespace: &str,
         postgres: &str,
-        postgres_tls: Option<&crate::tls::TlsConfig>,
+        postgres_tls: Option<&TlsConfig>,
     ) -> Result<Self, AuditError> {
         let redis = redis::Client::build_with_tls(redis_url, redis_certificates(redis_tls)?)?
             .get_multiplexed_async_connection()
@@ -312,7 +316,7 @@ impl AuditWriter {
     }
 
     /// As [`connect`](Self::connect), for a stream on a Redis Cluster (given some of
-    /// its nodes), as written by [`StreamSink`](crate::store::StreamSink).
+    /// its nodes), as written by [`StreamSink`](tower_redis_session::store::StreamSink).
     ///
     /// # Errors
     /// [`AuditError`] if either connection fails.
@@ -333,10 +337,10 @@ impl AuditWriter {
     /// [`AuditError::Config`] for unusable TLS files, else as [`connect`](Self::connect).
     pub async fn connect_cluster_with_tls(
         nodes: &[&str],
-        redis_tls: &crate::tls::TlsConfig,
+        redis_tls: &TlsConfig,
         namespace: &str,
         postgres: &str,
-        postgres_tls: Option<&crate::tls::TlsConfig>,
+        postgres_tls: Option<&TlsConfig>,
     ) -> Result<Self, AuditError> {
         let redis = Self::cluster(nodes, Some(redis_certificates(redis_tls)?)).await?;
         Self::with(Conn::Cluster(redis), namespace, postgres, postgres_tls).await
@@ -359,13 +363,13 @@ impl AuditWriter {
         mut redis: Conn,
         namespace: &str,
         postgres: &str,
-        tls: Option<&crate::tls::TlsConfig>,
+        tls: Option<&TlsConfig>,
     ) -> Result<Self, AuditError> {
         warn_if_trims_are_unreported(&mut redis).await;
         let pg = match tls {
             Some(tls) => {
                 let connector =
-                    tokio_postgres_rustls::MakeRustlsConnect::new(tls.rustls_client_config()?);
+                    tokio_postgres_rustls::MakeRustlsConnect::new(rustls_client_config(tls)?);
                 let (pg, connection) = tokio_postgres::connect(postgres, connector).await?;
                 tokio::spawn(log_end(connection));
                 pg
@@ -726,12 +730,18 @@ impl AuditWriter {
     }
 }
 
-/// The certificates a TLS connection to Redis uses, with rustls's crypto provider
-/// installed (both writers' TLS connections need the pair).
-fn redis_certificates(tls: &crate::tls::TlsConfig) -> Result<redis::TlsCertificates, AuditError> {
-    let certificates = tls.certificates()?;
-    crate::tls::install_crypto_provider();
-    Ok(certificates)
+/// Every text in a reply, at any depth (`INFO` on a cluster answers a map of nodes).
+fn collect_text(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::VerbatimString { text, .. } => out.push(text.clone()),
+        Value::Array(items) | Value::Set(items) => {
+            items.iter().for_each(|i| collect_text(i, out));
+        }
+        Value::Map(pairs) => pairs.iter().for_each(|(_, i)| collect_text(i, out)),
+        _ => {}
+    }
 }
 
 /// A field of an `XINFO` reply (a flat list of names and values, or a map in RESP3).
