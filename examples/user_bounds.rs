@@ -190,11 +190,11 @@ async fn main() {
     let page = measure!(
         "list (first page of 100)",
         users
-            .list_page(USER, ListCursor::START)
+            .list_page(USER, ListCursor::default())
             .await
             .expect("list")
     );
-    let handle = page.sessions()[0].handle();
+    let handle = page.sessions[0].handle();
     measure!(
         "revoke one",
         assert!(users.revoke(USER, handle).await.expect("revoke"))

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+#[doc(no_inline)]
 pub use cookie::SameSite;
 
 use crate::error::ConfigError;
@@ -12,13 +13,14 @@ use crate::error::ConfigError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_redis_session::SessionConfig;
+/// use tower_redis_session::{MemoryStore, SessionConfig, SessionLayer};
 ///
 /// let config = SessionConfig::default()
 ///     .with_cookie_name("__Host-sid")
 ///     .with_idle_timeout(Duration::from_secs(15 * 60))
 ///     .with_absolute_lifetime(Some(Duration::from_secs(8 * 3600)));
-/// assert!(config.validate().is_ok());
+/// // The layer checks the configuration once, when it is built.
+/// assert!(SessionLayer::new(MemoryStore::new(), config).is_ok());
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
@@ -118,7 +120,7 @@ impl SessionConfig {
     /// A name starting with `__Host-` is checked to be `Secure`, `Path=/` and without
     /// `Domain`; `__Secure-` to be `Secure`. To set a `Domain` or another `Path`, or to
     /// turn `Secure` off, choose another name (e.g. `id`, or `__Secure-id` with a
-    /// `Domain`): [`validate`](Self::validate) refuses the combination otherwise.
+    /// `Domain`): [`SessionLayer::new`](crate::SessionLayer::new) refuses the combination otherwise.
     pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie.name = name.into();
         self
@@ -259,11 +261,9 @@ impl SessionConfig {
         self
     }
 
-    /// Checks the configuration; [`SessionLayer::new`](crate::SessionLayer::new) calls it.
-    ///
-    /// # Errors
-    /// The first [`ConfigError`] found.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the configuration; [`SessionLayer::new`](crate::SessionLayer::new) calls it
+    /// and returns the first [`ConfigError`] found.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.cookie;
         if c.name.is_empty() || !c.name.bytes().all(is_token_char) {
             return Err(ConfigError::InvalidCookieName(c.name.clone()));

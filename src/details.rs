@@ -8,9 +8,9 @@ use std::fmt;
 use crate::error::SessionError;
 
 /// A small, bounded set of display fields of a session (at most
-/// [`MAX_FIELDS`](Self::MAX_FIELDS) names of up to [`MAX_NAME`](Self::MAX_NAME) bytes
+/// 8 names of up to 32 bytes
 /// of ASCII letters, digits, `_`, `-` and `.`, each with a value of 1 to
-/// [`MAX_VALUE`](Self::MAX_VALUE) bytes of text without control characters).
+/// 128 bytes of text without control characters).
 ///
 /// Set with [`Session::set_details`](crate::Session::set_details) at login or later;
 /// shown by [`SessionInfo::details`](crate::SessionInfo::details) and in
@@ -36,11 +36,11 @@ const BAD_VALUE: &str = "a value must be 1 to 128 bytes without control characte
 
 impl SessionDetails {
     /// Most fields.
-    pub const MAX_FIELDS: usize = 8;
+    const MAX_FIELDS: usize = 8;
     /// Longest name, in bytes.
-    pub const MAX_NAME: usize = 32;
+    const MAX_NAME: usize = 32;
     /// Longest value, in bytes.
-    pub const MAX_VALUE: usize = 128;
+    const MAX_VALUE: usize = 128;
 
     /// No details.
     pub fn new() -> Self {
@@ -51,7 +51,7 @@ impl SessionDetails {
     ///
     /// # Errors
     /// [`SessionError::InvalidDetails`] if the name or value breaks the limits, or there
-    /// would be more than [`MAX_FIELDS`](Self::MAX_FIELDS) fields.
+    /// would be more than 8 fields.
     pub fn with(
         mut self,
         name: impl Into<String>,

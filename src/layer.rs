@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::config::SessionConfig;
-use crate::cookie::{CookieCodec, KeyRing, PlainCookie, PrivateCookie, SignedCookie};
+use crate::cookie::{Codec, KeyRing};
 use crate::error::{ConfigError, StoreError};
 use crate::events::SessionEvents;
 use crate::session::Context;
 use crate::store::SessionStore;
 
-impl<C> From<&SessionLayer<C>> for crate::events::EventSink {
-    fn from(layer: &SessionLayer<C>) -> Self {
+impl From<&SessionLayer> for crate::events::EventSink {
+    fn from(layer: &SessionLayer) -> Self {
         crate::events::EventSink::new(layer.ctx.events.clone())
     }
 }
@@ -43,23 +43,14 @@ pub(crate) type ErrorResponder = Arc<dyn Fn(&StoreError) -> Response<()> + Send 
 /// # Ok::<(), tower_redis_session::ConfigError>(())
 /// ```
 #[must_use]
-pub struct SessionLayer<C = PlainCookie> {
+#[derive(Clone)]
+pub struct SessionLayer {
     pub(crate) ctx: Arc<Context>,
-    pub(crate) codec: C,
+    pub(crate) codec: Codec,
     pub(crate) on_store_error: ErrorResponder,
 }
 
-impl<C: Clone> Clone for SessionLayer<C> {
-    fn clone(&self) -> Self {
-        Self {
-            ctx: self.ctx.clone(),
-            codec: self.codec.clone(),
-            on_store_error: self.on_store_error.clone(),
-        }
-    }
-}
-
-impl<C: fmt::Debug> fmt::Debug for SessionLayer<C> {
+impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
             .field("config", &self.ctx.config)
@@ -83,7 +74,7 @@ impl SessionLayer {
     /// A layer on `store` with `config`, plain cookies.
     ///
     /// # Errors
-    /// The [`ConfigError`] of [`SessionConfig::validate`].
+    /// A [`ConfigError`] for a configuration that cannot work (the first one found).
     pub fn new(store: impl SessionStore, config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
@@ -95,25 +86,24 @@ impl SessionLayer {
                 #[cfg(feature = "store-internals")]
                 login_pause: None,
             }),
-            codec: PlainCookie,
+            codec: Codec::Plain,
             on_store_error: Arc::new(unavailable),
         })
     }
-}
-
-impl<C> SessionLayer<C> {
     /// Signs the cookie with HMAC-SHA256: forged or altered cookies are rejected before
     /// the store is asked. Keep the key secret and stable across restarts and instances
     /// (`Key::from` 64 bytes of your secret). Pass a [`KeyRing`] to rotate keys
     /// without logging anyone out.
-    pub fn with_signed(self, keys: impl Into<KeyRing>) -> SessionLayer<SignedCookie> {
-        self.with_codec(SignedCookie::new(keys))
+    pub fn with_signed(mut self, keys: impl Into<KeyRing>) -> Self {
+        self.codec = Codec::Signed(keys.into());
+        self
     }
 
     /// Encrypts and authenticates the cookie (AES-256-GCM). Pass a [`KeyRing`] to
     /// rotate keys without logging anyone out.
-    pub fn with_private(self, keys: impl Into<KeyRing>) -> SessionLayer<PrivateCookie> {
-        self.with_codec(PrivateCookie::new(keys))
+    pub fn with_private(mut self, keys: impl Into<KeyRing>) -> Self {
+        self.codec = Codec::Private(keys.into());
+        self
     }
 
     /// How many requests carried a session cookie that was refused unread (malformed,
@@ -181,21 +171,10 @@ impl<C> SessionLayer<C> {
 
     /// The session cookie's value for `id`: sealed by the codec for this layer's
     /// cookie name and namespace.
-    pub(crate) fn cookie_value(&self, id: &crate::id::SessionId) -> Option<String>
-    where
-        C: CookieCodec,
-    {
+    pub(crate) fn cookie_value(&self, id: &crate::id::SessionId) -> Option<String> {
         let name = &self.ctx.config.cookie.name;
         self.codec
             .seal(name, self.ctx.store.namespace(), id.encode())
-    }
-
-    fn with_codec<D: CookieCodec>(self, codec: D) -> SessionLayer<D> {
-        SessionLayer {
-            ctx: self.ctx,
-            codec,
-            on_store_error: self.on_store_error,
-        }
     }
 
     /// The response sent when the store fails for a request that needs its session.

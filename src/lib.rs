@@ -247,7 +247,10 @@ pub use cookie::KeyRing;
 pub use csrf::{CsrfLayer, CsrfToken};
 pub use details::SessionDetails;
 pub use error::{ConfigError, SessionError, StoreError};
-pub use id::{SessionHandle, SessionKey};
+pub use id::SessionHandle;
+// What a store sees of a session: part of the store contract.
+#[cfg(feature = "store-internals")]
+pub use id::SessionKey;
 pub use layer::SessionLayer;
 pub use service::SessionService;
 pub use session::Session;

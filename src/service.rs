@@ -9,20 +9,20 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::context::{Context as SessionContext, RequestMeta};
-use crate::cookie::{self, CookieCodec};
+use crate::cookie;
 use crate::events::EventKind;
 use crate::future::ResponseFuture;
 use crate::layer::SessionLayer;
 use crate::session::{Commit, CookieAction, Session};
 
 /// Wraps a service with sessions; made by [`SessionLayer`].
-pub struct SessionService<S, C = cookie::PlainCookie> {
+pub struct SessionService<S> {
     pub(crate) inner: S,
-    pub(crate) layer: SessionLayer<C>,
+    pub(crate) layer: SessionLayer,
 }
 
-impl<S, C: Clone> Layer<S> for SessionLayer<C> {
-    type Service = SessionService<S, C>;
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         SessionService {
@@ -32,7 +32,7 @@ impl<S, C: Clone> Layer<S> for SessionLayer<C> {
     }
 }
 
-impl<S: Clone, C: Clone> Clone for SessionService<S, C> {
+impl<S: Clone> Clone for SessionService<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -41,7 +41,7 @@ impl<S: Clone, C: Clone> Clone for SessionService<S, C> {
     }
 }
 
-impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for SessionService<S, C> {
+impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionService")
             .field("inner", &self.inner)
@@ -50,11 +50,10 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for SessionService<S, C> {
     }
 }
 
-impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, C>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    C: CookieCodec,
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
@@ -142,7 +141,7 @@ fn invalid_cookie_event<B>(ctx: &SessionContext, req: &Request<B>, meta: &Reques
     ctx.events.emit(event);
 }
 
-fn apply<C: CookieCodec, B>(layer: &SessionLayer<C>, action: CookieAction, res: &mut Response<B>) {
+fn apply<B>(layer: &SessionLayer, action: CookieAction, res: &mut Response<B>) {
     let config = &layer.ctx.config.cookie;
     let value = match action {
         CookieAction::Keep => return,

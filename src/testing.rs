@@ -42,15 +42,15 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::context::RequestMeta;
-use crate::cookie::{self, CookieCodec, PlainCookie};
+use crate::cookie;
 use crate::error::StoreError;
 use crate::layer::SessionLayer;
 use crate::session::{Commit, CookieAction, Session};
 
 /// A browser's cookie jar and the layer's write-back, for calling handlers directly.
 #[derive(Debug)]
-pub struct SessionTester<C = PlainCookie> {
-    layer: SessionLayer<C>,
+pub struct SessionTester {
+    layer: SessionLayer,
     /// The session cookie's value, as a browser would send it.
     cookie: Option<String>,
 }
@@ -75,9 +75,9 @@ pub enum Finished {
     TooLarge,
 }
 
-impl<C: CookieCodec> SessionTester<C> {
+impl SessionTester {
     /// A tester with an empty cookie jar.
-    pub fn new(layer: SessionLayer<C>) -> Self {
+    pub fn new(layer: SessionLayer) -> Self {
         Self {
             layer,
             cookie: None,
@@ -132,7 +132,7 @@ impl<C: CookieCodec> SessionTester<C> {
     }
 
     /// The layer, e.g. for [`users`](SessionLayer::users) in admin assertions.
-    pub fn layer(&self) -> &SessionLayer<C> {
+    pub fn layer(&self) -> &SessionLayer {
         &self.layer
     }
 }

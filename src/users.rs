@@ -7,7 +7,7 @@
 //! (default: 100 sessions per user, the least recently active evicted).
 //!
 //! No Redis call does work proportional to a user's sessions: listing goes in pages of
-//! [`PAGE_SIZE`] ([`Users::list_page`], with the first page the default), revoking all
+//! 100 ([`Users::list_page`], with the first page the default), revoking all
 //! or all others runs in steps of at most 100 index entries each (the call returns once
 //! every session it found is revoked), and pruning expired entries drops at most 100
 //! per call. Revoking one session by handle costs O(1). No `KEYS`, no `SCAN`; the index
@@ -38,7 +38,7 @@ use crate::error::SessionError;
 use crate::events::EventKind;
 use crate::id::SessionHandle;
 use crate::store::Revoke;
-pub use crate::store::{ListCursor, PAGE_SIZE, SessionInfo, SessionPage};
+pub use crate::store::{ListCursor, SessionInfo, SessionPage};
 use crate::time::now_ms;
 
 /// The sessions of any user, for admin code without a request.
@@ -48,19 +48,19 @@ pub struct Users {
 }
 
 impl Users {
-    /// The first page of `user_id`'s live sessions (at most [`PAGE_SIZE`]), oldest
+    /// The first page of `user_id`'s live sessions (at most 100), oldest
     /// first; [`list_page`](Self::list_page) goes on.
     ///
     /// # Errors
     /// [`SessionError::Store`] if the store failed.
     pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, SessionError> {
         Ok(self
-            .list_page(user_id, ListCursor::START)
+            .list_page(user_id, ListCursor::default())
             .await?
-            .into_sessions())
+            .sessions)
     }
 
-    /// One page of `user_id`'s live sessions, from `cursor` ([`ListCursor::START`], or a
+    /// One page of `user_id`'s live sessions, from `cursor` (`ListCursor::default()`, or a
     /// previous page's [`next`](SessionPage::next)). A session that logs in or ends
     /// while pages are read may be missed or shown twice.
     ///

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use axum::Router;
 use common::{Client, RedisServer};
-use tower_redis_session::cookie::{CookieCodec, KeyRing};
+use tower_redis_session::cookie::KeyRing;
 use tower_redis_session::{
     Expiry, Key, RedisStore, Session, SessionConfig, SessionError, SessionLayer,
 };
 
-fn app<C: CookieCodec>(layer: SessionLayer<C>) -> Router {
+fn app(layer: SessionLayer) -> Router {
     routes::routes()
         .route(
             "/remember",
@@ -54,10 +54,7 @@ async fn commands(
 }
 
 /// Every transition, for a codec family made by `seal(layer, keys)`.
-async fn rotation<C: CookieCodec>(
-    ns: &str,
-    seal: impl Fn(SessionLayer, KeyRing) -> SessionLayer<C>,
-) {
+async fn rotation(ns: &str, seal: impl Fn(SessionLayer, KeyRing) -> SessionLayer) {
     let server = RedisServer::start();
     let (a, b) = (Key::generate(), Key::generate());
     // One store, connected before anything is counted (a new connection's handshake

@@ -624,13 +624,13 @@ async fn per_user_work_goes_in_bounded_steps() {
     // Pages of 100: every session once.
     let users = layer.users();
     let mut seen = std::collections::HashSet::new();
-    let mut cursor = Some(ListCursor::START);
+    let mut cursor = Some(ListCursor::default());
     let mut pages = 0;
     while let Some(c) = cursor {
         let page = users.list_page("alice", c).await.unwrap();
-        assert!(page.sessions().len() <= 100);
-        seen.extend(page.sessions().iter().map(|s| s.handle()));
-        cursor = page.next();
+        assert!(page.sessions.len() <= 100);
+        seen.extend(page.sessions.iter().map(|s| s.handle()));
+        cursor = page.next;
         pages += 1;
     }
     assert_eq!((seen.len(), pages), (250, 3));

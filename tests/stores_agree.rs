@@ -242,13 +242,13 @@ impl<S: SessionStore> World<S> {
                     .list_user(
                         &self.user_tags[*u],
                         USERS[*u],
-                        ListCursor::START,
+                        ListCursor::default(),
                         clock.now_ms,
                     )
                     .await
                     .unwrap();
                 let mut handles: Vec<String> = page
-                    .sessions()
+                    .sessions
                     .iter()
                     .map(|i| i.handle().to_string())
                     .collect();

@@ -1,4 +1,4 @@
-//! Cookie codecs (plain, signed, private) and session-cookie parsing.
+//! Cookie keys and their rotation ([`KeyRing`]), and session-cookie parsing.
 //!
 //! Every `Cookie` header is read. The session cookie is accepted only if exactly one is
 //! present, it is at most [`MAX_VALUE_LEN`] bytes, its signature or encryption checks
@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+#[doc(no_inline)]
 pub use cookie::Key;
 use cookie::{Cookie, CookieJar};
 use http::{HeaderMap, HeaderValue, header};
@@ -17,32 +18,9 @@ use crate::id::SessionId;
 /// Longest session cookie value looked at; longer ones are rejected unread.
 pub const MAX_VALUE_LEN: usize = 256;
 
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// How the session id is carried in the cookie value. Implemented by [`PlainCookie`],
-/// [`SignedCookie`] and [`PrivateCookie`]; chosen with
-/// [`SessionLayer::with_signed`](crate::SessionLayer::with_signed) and
-/// [`SessionLayer::with_private`](crate::SessionLayer::with_private).
-///
-/// Signed and private cookies also carry the store's namespace inside the signature or
-/// encryption, so a genuine cookie of another namespace (e.g. a user cookie sent to the
-/// admin layer with the same key and name) is refused without asking the store.
-pub trait CookieCodec: Clone + Send + Sync + 'static + sealed::Sealed {
-    /// Wraps a value for the cookie `name` of `namespace`.
-    #[doc(hidden)]
-    fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String>;
-    /// Unwraps a cookie value; `None` if the signature, encryption or namespace does not
-    /// check out under any key. The flag says whether the newest key opened it.
-    #[doc(hidden)]
-    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<(String, Newest)>;
-}
-
 /// Whether a cookie was opened with the newest key of its [`KeyRing`].
-#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Newest {
+pub(crate) enum Newest {
     /// The newest key (or no key at all, for plain cookies).
     Yes,
     /// An older key still accepted: the cookie is re-issued under the newest one.
@@ -126,55 +104,32 @@ fn unbind(namespace: &str, payload: String) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The id as is: 256 random bits need no signature to be unguessable.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PlainCookie;
-
-/// The id signed with HMAC-SHA256 (the `cookie` crate's signed jar): forged cookies are
-/// rejected without asking the store.
+/// How the session id is carried in the cookie value, chosen with
+/// [`SessionLayer::with_signed`](crate::SessionLayer::with_signed) and
+/// [`SessionLayer::with_private`](crate::SessionLayer::with_private).
+///
+/// Signed and private cookies also carry the store's namespace inside the signature or
+/// encryption, so a genuine cookie of another namespace (e.g. a user cookie sent to the
+/// admin layer with the same key and name) is refused without asking the store.
 #[derive(Clone)]
-pub struct SignedCookie(KeyRing);
-
-/// The id encrypted and authenticated with AES-256-GCM (the `cookie` crate's private
-/// jar).
-#[derive(Clone)]
-pub struct PrivateCookie(KeyRing);
-
-impl SignedCookie {
-    pub(crate) fn new(keys: impl Into<KeyRing>) -> Self {
-        Self(keys.into())
-    }
+pub(crate) enum Codec {
+    /// The id as is: 256 random bits need no signature to be unguessable.
+    Plain,
+    /// The id signed with HMAC-SHA256 (the `cookie` crate's signed jar): forged cookies
+    /// are rejected without asking the store.
+    Signed(KeyRing),
+    /// The id encrypted and authenticated with AES-256-GCM (the `cookie` crate's
+    /// private jar).
+    Private(KeyRing),
 }
 
-impl PrivateCookie {
-    pub(crate) fn new(keys: impl Into<KeyRing>) -> Self {
-        Self(keys.into())
-    }
-}
-
-impl fmt::Debug for SignedCookie {
+impl fmt::Debug for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SignedCookie(<key redacted>)")
-    }
-}
-
-impl fmt::Debug for PrivateCookie {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PrivateCookie(<key redacted>)")
-    }
-}
-
-impl sealed::Sealed for PlainCookie {}
-impl sealed::Sealed for SignedCookie {}
-impl sealed::Sealed for PrivateCookie {}
-
-impl CookieCodec for PlainCookie {
-    fn seal(&self, _: &str, _: &str, value: String) -> Option<String> {
-        Some(value)
-    }
-
-    fn open(&self, _: &str, _: &str, value: &str) -> Option<(String, Newest)> {
-        Some((value.to_owned(), Newest::Yes))
+        f.write_str(match self {
+            Self::Plain => "Plain",
+            Self::Signed(_) => "Signed(<key redacted>)",
+            Self::Private(_) => "Private(<key redacted>)",
+        })
     }
 }
 
@@ -184,37 +139,33 @@ fn jar_with(name: &str, value: &str) -> CookieJar {
     jar
 }
 
-impl CookieCodec for SignedCookie {
-    fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String> {
+impl Codec {
+    /// Wraps a value for the cookie `name` of `namespace`.
+    pub(crate) fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String> {
         let mut jar = CookieJar::new();
-        jar.signed_mut(self.0.newest())
-            .add(Cookie::new(name.to_owned(), bind(namespace, value)));
+        match self {
+            Self::Plain => return Some(value),
+            Self::Signed(keys) => jar
+                .signed_mut(keys.newest())
+                .add(Cookie::new(name.to_owned(), bind(namespace, value))),
+            Self::Private(keys) => jar
+                .private_mut(keys.newest())
+                .add(Cookie::new(name.to_owned(), bind(namespace, value))),
+        }
         jar.get(name).map(|c| c.value().to_owned())
     }
 
+    /// Unwraps a cookie value; `None` if the signature, encryption or namespace does not
+    /// check out under any key. The flag says whether the newest key opened it.
     fn open(&self, name: &str, namespace: &str, value: &str) -> Option<(String, Newest)> {
         let jar = jar_with(name, value);
-        self.0.open_with(|key| {
-            let payload = jar.signed(key).get(name)?.value().to_owned();
-            unbind(namespace, payload)
-        })
-    }
-}
-
-impl CookieCodec for PrivateCookie {
-    fn seal(&self, name: &str, namespace: &str, value: String) -> Option<String> {
-        let mut jar = CookieJar::new();
-        jar.private_mut(self.0.newest())
-            .add(Cookie::new(name.to_owned(), bind(namespace, value)));
-        jar.get(name).map(|c| c.value().to_owned())
-    }
-
-    fn open(&self, name: &str, namespace: &str, value: &str) -> Option<(String, Newest)> {
-        let jar = jar_with(name, value);
-        self.0.open_with(|key| {
-            let payload = jar.private(key).get(name)?.value().to_owned();
-            unbind(namespace, payload)
-        })
+        match self {
+            Self::Plain => Some((value.to_owned(), Newest::Yes)),
+            Self::Signed(keys) => keys
+                .open_with(|key| unbind(namespace, jar.signed(key).get(name)?.value().to_owned())),
+            Self::Private(keys) => keys
+                .open_with(|key| unbind(namespace, jar.private(key).get(name)?.value().to_owned())),
+        }
     }
 }
 
@@ -232,12 +183,7 @@ pub(crate) enum Incoming {
 }
 
 /// Reads the session cookie from every `Cookie` header. No I/O.
-pub(crate) fn extract<C: CookieCodec>(
-    headers: &HeaderMap,
-    name: &str,
-    namespace: &str,
-    codec: &C,
-) -> Incoming {
+pub(crate) fn extract(headers: &HeaderMap, name: &str, namespace: &str, codec: &Codec) -> Incoming {
     let mut found: Option<String> = None;
     let mut count = 0usize;
     for header in headers.get_all(header::COOKIE) {
@@ -322,7 +268,9 @@ mod tests {
         let id = SessionId::generate().unwrap();
         let v = format!("a=1; id={}; b=2", id.encode());
         let h = headers(&[b"x=y", v.as_bytes()]);
-        assert!(matches!(extract(&h, "id", "ns", &PlainCookie), Incoming::Valid(got) if got == id));
+        assert!(
+            matches!(extract(&h, "id", "ns", &Codec::Plain), Incoming::Valid(got) if got == id)
+        );
     }
 
     #[test]
@@ -341,13 +289,13 @@ mod tests {
         for c in cases {
             let h = headers(&[&c]);
             assert!(
-                matches!(extract(&h, "id", "ns", &PlainCookie), Incoming::Invalid(_)),
+                matches!(extract(&h, "id", "ns", &Codec::Plain), Incoming::Invalid(_)),
                 "{:?}",
                 String::from_utf8_lossy(&c)
             );
         }
         assert!(matches!(
-            extract(&headers(&[b"other=1"]), "id", "ns", &PlainCookie),
+            extract(&headers(&[b"other=1"]), "id", "ns", &Codec::Plain),
             Incoming::Absent
         ));
     }
@@ -358,7 +306,7 @@ mod tests {
         // limit the value reaches the codec (and fails there as malformed).
         let reason = |len: usize| {
             let v = format!("id={}", "A".repeat(len));
-            match extract(&headers(&[v.as_bytes()]), "id", "ns", &PlainCookie) {
+            match extract(&headers(&[v.as_bytes()]), "id", "ns", &Codec::Plain) {
                 Incoming::Invalid(reason) => reason,
                 _ => "accepted",
             }
@@ -368,7 +316,7 @@ mod tests {
         assert_eq!(reason(256), "malformed session cookie");
         // The limit leaves room for the longest genuine value (a private cookie).
         let longest_namespace = "n".repeat(64);
-        let sealed = PrivateCookie::new(Key::generate())
+        let sealed = Codec::Private(Key::generate().into())
             .seal(
                 "id",
                 &longest_namespace,
@@ -378,7 +326,7 @@ mod tests {
         assert!(sealed.len() <= MAX_VALUE_LEN, "{}", sealed.len());
     }
 
-    fn roundtrip_and_reject_tampering<C: CookieCodec>(codec: C) {
+    fn roundtrip_and_reject_tampering(codec: Codec) {
         let check = |v: &str| {
             extract(
                 &headers(&[format!("id={v}").as_bytes()]),
@@ -411,12 +359,12 @@ mod tests {
 
     #[test]
     fn signed_roundtrip_and_reject_tampering() {
-        roundtrip_and_reject_tampering(SignedCookie::new(Key::generate()));
+        roundtrip_and_reject_tampering(Codec::Signed(Key::generate().into()));
     }
 
     #[test]
     fn private_roundtrip_and_reject_tampering() {
-        roundtrip_and_reject_tampering(PrivateCookie::new(Key::generate()));
+        roundtrip_and_reject_tampering(Codec::Private(Key::generate().into()));
     }
 
     #[test]

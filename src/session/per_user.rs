@@ -14,7 +14,7 @@ use crate::time::now_ms;
 
 impl Session {
     /// The first page of the logged-in user's live sessions (at most
-    /// [`PAGE_SIZE`](crate::users::PAGE_SIZE)), oldest first, with the current one
+    /// 100), oldest first, with the current one
     /// marked; empty when not logged in. [`user_sessions_page`](Self::user_sessions_page)
     /// goes on.
     ///
@@ -22,13 +22,13 @@ impl Session {
     /// [`SessionError::Store`] if the store failed.
     pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
         Ok(self
-            .user_sessions_page(ListCursor::START)
+            .user_sessions_page(ListCursor::default())
             .await?
-            .into_sessions())
+            .sessions)
     }
 
     /// One page of the logged-in user's live sessions from `cursor`
-    /// ([`ListCursor::START`] or a previous page's [`next`](SessionPage::next)), with
+    /// (`ListCursor::default()` for the first, or a previous page's [`next`](SessionPage::next)), with
     /// the current one marked; empty when not logged in.
     ///
     /// # Errors
@@ -52,8 +52,8 @@ impl Session {
             Err(e) => return Err(st.fail(e, "list")),
         };
         let key = id.key();
-        let next = page.next();
-        let mut list = page.into_sessions();
+        let next = page.next;
+        let mut list = page.sessions;
         for s in &mut list {
             s.mark_current(&key);
         }

@@ -8,23 +8,25 @@ use crate::id::{SessionHandle, SessionKey};
 use crate::time::system_time as time;
 
 /// Most sessions one listing returns; [`SessionPage::next`] goes on from there.
-pub const PAGE_SIZE: usize = 100;
+pub(crate) const PAGE_SIZE: usize = 100;
 
-/// Where a listing of a user's sessions goes on, from [`SessionPage::next`]. It prints
-/// (`Display`) and parses back, for a "more" link.
+/// Where a listing of a user's sessions goes on, from [`SessionPage::next`]; the
+/// default is the first page. It prints (`Display`) and parses back (`FromStr`), for a
+/// "more" link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct ListCursor(u64);
 
-impl ListCursor {
-    /// The first page.
-    pub const START: Self = Self(0);
+impl std::str::FromStr for ListCursor {
+    type Err = std::num::ParseIntError;
 
-    /// A cursor printed by `Display`, or `None` if `s` is not one.
-    pub fn parse(s: &str) -> Option<Self> {
-        s.parse().ok().map(Self)
+    /// A cursor printed by `Display`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
     }
+}
 
+impl ListCursor {
     store_internal! {
         /// For store implementations: a position in the user's index.
         fn from_position(position: u64) -> Self {
@@ -46,11 +48,14 @@ impl std::fmt::Display for ListCursor {
     }
 }
 
-/// One page of a user's sessions: at most [`PAGE_SIZE`], oldest first within the page.
+/// One page of a user's sessions: at most 100, oldest first within the page.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct SessionPage {
-    sessions: Vec<SessionInfo>,
-    next: Option<ListCursor>,
+    /// The sessions of this page.
+    pub sessions: Vec<SessionInfo>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<ListCursor>,
 }
 
 impl SessionPage {
@@ -65,21 +70,6 @@ impl SessionPage {
     /// Sorts the page oldest first (creation time, then handle).
     pub(crate) fn sort_oldest_first(&mut self) {
         oldest_first(&mut self.sessions);
-    }
-
-    /// The sessions of this page.
-    pub fn sessions(&self) -> &[SessionInfo] {
-        &self.sessions
-    }
-
-    /// Takes the sessions of this page.
-    pub fn into_sessions(self) -> Vec<SessionInfo> {
-        self.sessions
-    }
-
-    /// Where the next page starts; `None` after the last page.
-    pub fn next(&self) -> Option<ListCursor> {
-        self.next
     }
 }
 

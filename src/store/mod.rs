@@ -1,7 +1,7 @@
 //! Session stores: [`RedisStore`] (standalone Redis) and [`MemoryStore`] (development
 //! and tests), behind the [`SessionStore`] trait.
 //!
-//! A store sees [`SessionKey`]s (the SHA-256 of the cookie secret), never secrets.
+//! A store sees session keys (the SHA-256 of the cookie secret), never secrets.
 //!
 //! [`SessionStore`] is sealed: the two stores here are the only implementations. The
 //! contract a store keeps is more than its method signatures: each write is atomic
@@ -34,12 +34,13 @@ pub use watcher::ExpiryWatcher;
 
 use crate::error::StoreError;
 use crate::id::{SessionHandle, SessionKey};
+pub(crate) use listing::PAGE_SIZE;
 #[cfg(feature = "store-internals")]
 pub use listing::Revoke;
 #[cfg(not(feature = "store-internals"))]
 pub(crate) use listing::Revoke;
 pub(crate) use listing::oldest_first;
-pub use listing::{ListCursor, PAGE_SIZE, SessionInfo, SessionPage};
+pub use listing::{ListCursor, SessionInfo, SessionPage};
 #[cfg(feature = "store-internals")]
 pub use record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 #[cfg(not(feature = "store-internals"))]
@@ -109,7 +110,7 @@ pub trait SessionStore: sealed::Sealed + Clone + Send + Sync + 'static {
     /// that reveals nothing about it.
     fn user_tag(&self, user_id: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
 
-    /// One page (at most [`PAGE_SIZE`]) of the live sessions of `user_id` in slot `tag`
+    /// One page (at most `PAGE_SIZE`, 100) of the live sessions of `user_id` in slot `tag`
     /// from `cursor`, pruning expired index entries. Each call does bounded work.
     fn list_user(
         &self,

@@ -29,18 +29,8 @@ impl ExpiryWatcher {
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
-    /// Whether the watcher listens on every node right now.
-    pub fn is_subscribed(&self) -> bool {
-        *self.subscribed.borrow()
-    }
-
     /// Stops the watcher.
     pub fn abort(&self) {
         self.task.abort();
-    }
-
-    /// Whether the watcher has stopped (aborted, or its runtime shut down).
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
     }
 }

@@ -668,10 +668,7 @@ impl Tokens {
     ///
     /// # Errors
     /// [`ConfigError::NamespaceMismatch`] if the layer's store is in another namespace.
-    pub fn with_session_layer<C>(
-        mut self,
-        layer: &crate::SessionLayer<C>,
-    ) -> Result<Self, ConfigError> {
+    pub fn with_session_layer(mut self, layer: &crate::SessionLayer) -> Result<Self, ConfigError> {
         let ns = layer.ctx.store.namespace();
         if ns != self.backend.namespace() {
             return Err(ConfigError::NamespaceMismatch {

@@ -89,21 +89,6 @@ impl LocalCache {
         self
     }
 
-    /// The entry bound.
-    pub fn max_entries(&self) -> usize {
-        self.max_entries
-    }
-
-    /// The byte bound.
-    pub fn max_bytes(&self) -> usize {
-        self.max_bytes
-    }
-
-    /// The staleness bound.
-    pub fn max_staleness(&self) -> Duration {
-        self.max_staleness
-    }
-
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.max_entries == 0 || self.max_bytes == 0 {
             return Err(ConfigError::LocalCache(
