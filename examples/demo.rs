@@ -210,30 +210,30 @@ async fn sessions(
     }
     let mut rows = String::new();
     for s in session.user_sessions().await? {
-        let action = if s.is_current() {
+        let action = if s.current {
             "<span class=badge>this device</span>".to_owned()
         } else {
             format!(
                 "<form method=post action=/sessions/revoke>{t}\
                  <input type=hidden name=handle value={}><button class=quiet>Sign out</button></form>",
-                s.handle()
+                s.handle
             )
         };
-        let ua = s.user_agent().unwrap_or("unknown");
+        let ua = s.user_agent.as_deref().unwrap_or("unknown");
         // The name the user gave this device at login (a session detail), if any.
         let named = s
-            .details()
+            .details
             .get("device")
             .map(|name| format!("<b>{}</b> · ", escape(name)))
             .unwrap_or_default();
         rows.push_str(&format!(
             "<tr><td><code>{}</code></td><td title=\"{}\">{named}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-            s.handle(),
+            s.handle,
             escape(ua),
             escape(&device(ua)),
-            escape(s.ip().unwrap_or("?")),
-            ago(s.created()),
-            ago(s.last_active()),
+            escape(s.ip.as_deref().unwrap_or("?")),
+            ago(s.created),
+            ago(s.last_active),
         ));
     }
     Ok(page(&format!(

@@ -194,7 +194,7 @@ async fn main() {
             .await
             .expect("list")
     );
-    let handle = page.sessions[0].handle();
+    let handle = page.sessions[0].handle;
     measure!(
         "revoke one",
         assert!(users.revoke(USER, handle).await.expect("revoke"))

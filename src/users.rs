@@ -25,7 +25,7 @@
 //! let layer = SessionLayer::new(RedisStore::from_url("redis://127.0.0.1")?, config)?;
 //! let users = layer.users();
 //! for s in users.list("alice").await? {
-//!     println!("{} {:?} {:?}", s.handle(), s.ip(), s.user_agent());
+//!     println!("{} {:?} {:?}", s.handle, s.ip, s.user_agent);
 //! }
 //! users.revoke_all("alice").await?; // e.g. after a password reset
 //! # Ok(()) }

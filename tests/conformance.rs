@@ -402,10 +402,10 @@ mod cases {
                         .map(|s| {
                             format!(
                                 "{}|{}|{}|{}\n",
-                                s.handle(),
-                                s.ip().unwrap_or("-"),
-                                s.user_agent().unwrap_or("-"),
-                                s.is_current()
+                                s.handle,
+                                s.ip.as_deref().unwrap_or("-"),
+                                s.user_agent.as_deref().unwrap_or("-"),
+                                s.current
                             )
                         })
                         .collect::<String>(),
@@ -600,14 +600,15 @@ mod cases {
 
     pub async fn refresh_only_below_threshold<S: TestStore>(s: S) {
         let config = config()
-            .with_idle_timeout(Duration::from_millis(1500))
+            .with_idle_timeout(Duration::from_millis(2500))
             .with_refresh_threshold(Duration::from_millis(1000))
             .with_persistent_cookie(true);
         let mut c = Client::new(app_with(s.clone(), config));
         c.post("/set?key=k&value=v").await;
         let k = skey(&c);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        // ~1300 ms left: above the threshold, the read writes nothing.
+        // ~2300 ms left: above the threshold (by 1.3 s, room for a loaded TLS cluster),
+        // the read writes nothing.
         let before = s.pttl(&k).await.unwrap();
         let r = c.get("/plain").await;
         assert!(r.set_cookie.is_none());
@@ -616,13 +617,13 @@ mod cases {
         assert!(r.set_cookie.is_none(), "no refresh above the threshold");
         let after = s.pttl(&k).await.unwrap();
         assert!(after <= before, "TTL was extended: {before} -> {after}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        // ~800 ms left: below the threshold, the read refreshes once.
+        tokio::time::sleep(Duration::from_millis(1400)).await;
+        // At most ~900 ms left: below the threshold, the read refreshes once.
         let r = c.get("/get?key=k").await;
         let age = r.set_cookie.expect("persistent cookie re-sent").max_age();
-        assert_eq!(age, Some(2), "Max-Age rounds 1500 ms up");
+        assert_eq!(age, Some(3), "Max-Age rounds 2500 ms up");
         let refreshed = s.pttl(&k).await.unwrap();
-        assert!(refreshed > 1300, "not refreshed: {refreshed}");
+        assert!(refreshed > 2300, "not refreshed: {refreshed}");
         // Right after a refresh the next read is above the threshold again.
         let r = c.get("/get?key=k").await;
         assert!(r.set_cookie.is_none());
@@ -990,7 +991,7 @@ mod cases {
         assert_eq!(third.next, None);
         let all: std::collections::HashSet<_> = [first, second, third]
             .iter()
-            .flat_map(|p| p.sessions.iter().map(|s| s.handle()))
+            .flat_map(|p| p.sessions.iter().map(|s| s.handle))
             .collect();
         assert_eq!(all.len(), 205, "every session once");
         assert_eq!(users.list("ed").await.unwrap().len(), 100, "the first page");
@@ -1357,9 +1358,9 @@ mod cases {
         let users = users_of(s.clone(), ip_config());
         let list = users.list("hana").await.unwrap();
         assert_eq!(list.len(), 2);
-        assert!(list.iter().all(|s| !s.is_current()));
-        assert!(list[0].created() <= list[1].created());
-        assert!(users.revoke("hana", list[0].handle()).await.unwrap());
+        assert!(list.iter().all(|s| !s.current));
+        assert!(list[0].created <= list[1].created);
+        assert!(users.revoke("hana", list[0].handle).await.unwrap());
         assert_eq!(users.list("hana").await.unwrap().len(), 1);
         assert_eq!(users.revoke_all("hana").await.unwrap(), 1);
         assert_eq!(a.get("/read").await.status, 401);

@@ -350,7 +350,7 @@ mod cases {
             .as_str()
             .unwrap()
             .to_owned();
-        let seen = |list: Vec<tower_redis_session::SessionInfo>| list[0].last_active();
+        let seen = |list: Vec<tower_redis_session::SessionInfo>| list[0].last_active;
         let first_seen = seen(layer.users().list("alice").await.unwrap());
 
         // Above the threshold: nothing written (last active unchanged).
@@ -448,15 +448,15 @@ mod cases {
         let devices = |list: Vec<tower_redis_session::SessionInfo>| {
             let mut d: Vec<Option<String>> = list
                 .iter()
-                .map(|s| s.details().get("device").map(str::to_owned))
+                .map(|s| s.details.get("device").map(str::to_owned))
                 .collect();
             d.sort();
             d
         };
         let list = layer.users().list("alice").await.unwrap();
         assert_eq!(devices(list.clone()), [None, Some("Laptop".to_owned())]);
-        let with = list.iter().find(|s| !s.details().is_empty()).unwrap();
-        assert_eq!(with.details().get("city"), Some("Lyon"));
+        let with = list.iter().find(|s| !s.details.is_empty()).unwrap();
+        assert_eq!(with.details.get("city"), Some("Lyon"));
         let json = serde_json::to_value(with).unwrap();
         assert_eq!(json["details"]["device"], "Laptop", "{json}");
 

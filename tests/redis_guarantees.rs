@@ -629,7 +629,7 @@ async fn per_user_work_goes_in_bounded_steps() {
     while let Some(c) = cursor {
         let page = users.list_page("alice", c).await.unwrap();
         assert!(page.sessions.len() <= 100);
-        seen.extend(page.sessions.iter().map(|s| s.handle()));
+        seen.extend(page.sessions.iter().map(|s| s.handle));
         cursor = page.next;
         pages += 1;
     }

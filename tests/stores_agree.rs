@@ -247,11 +247,8 @@ impl<S: SessionStore> World<S> {
                     )
                     .await
                     .unwrap();
-                let mut handles: Vec<String> = page
-                    .sessions
-                    .iter()
-                    .map(|i| i.handle().to_string())
-                    .collect();
+                let mut handles: Vec<String> =
+                    page.sessions.iter().map(|i| i.handle.to_string()).collect();
                 handles.sort();
                 format!("{handles:?}")
             }

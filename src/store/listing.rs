@@ -73,18 +73,36 @@ impl SessionPage {
     }
 }
 
-/// One live session of a user, as listed.
+/// One live session of a user, as listed. Serialized with the times as Unix
+/// milliseconds (`created_ms`, `last_active_ms`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct SessionInfo {
     #[serde(skip)]
     hash: String,
-    handle: SessionHandle,
-    created_ms: i64,
-    last_active_ms: i64,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    details: crate::SessionDetails,
-    current: bool,
+    /// The public handle: pass it to [`Users::revoke`](crate::users::Users::revoke) or
+    /// [`Session::revoke`](crate::Session::revoke).
+    pub handle: SessionHandle,
+    /// When the session was created.
+    #[serde(rename = "created_ms", serialize_with = "unix_ms")]
+    pub created: SystemTime,
+    /// When the session was last written or refreshed (within the refresh threshold).
+    #[serde(rename = "last_active_ms", serialize_with = "unix_ms")]
+    pub last_active: SystemTime,
+    /// The client IP at creation or login, if known.
+    pub ip: Option<String>,
+    /// The user agent at creation or login, if sent.
+    pub user_agent: Option<String>,
+    /// The application's display details
+    /// ([`Session::set_details`](crate::Session::set_details)); empty when none were
+    /// set. For display only.
+    pub details: crate::SessionDetails,
+    /// Whether this is the session of the current request.
+    pub current: bool,
+}
+
+fn unix_ms<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(crate::time::unix_ms(*t))
 }
 
 impl SessionInfo {
@@ -102,8 +120,8 @@ impl SessionInfo {
             Self {
                 hash: key_hash,
                 handle,
-                created_ms,
-                last_active_ms,
+                created: time(created_ms),
+                last_active: time(last_active_ms),
                 ip,
                 user_agent,
                 details: crate::SessionDetails::default(),
@@ -120,43 +138,6 @@ impl SessionInfo {
         self
     }
 
-    /// The public handle: pass it to [`Users::revoke`](crate::users::Users::revoke) or
-    /// [`Session::revoke`](crate::Session::revoke).
-    pub fn handle(&self) -> SessionHandle {
-        self.handle
-    }
-
-    /// When the session was created.
-    pub fn created(&self) -> SystemTime {
-        time(self.created_ms)
-    }
-
-    /// When the session was last written or refreshed (within the refresh threshold).
-    pub fn last_active(&self) -> SystemTime {
-        time(self.last_active_ms)
-    }
-
-    /// The client IP at creation or login, if known.
-    pub fn ip(&self) -> Option<&str> {
-        self.ip.as_deref()
-    }
-
-    /// The user agent at creation or login, if sent.
-    pub fn user_agent(&self) -> Option<&str> {
-        self.user_agent.as_deref()
-    }
-
-    /// The application's display details ([`Session::set_details`](crate::Session::set_details));
-    /// empty when none were set. For display only.
-    pub fn details(&self) -> &crate::SessionDetails {
-        &self.details
-    }
-
-    /// Whether this is the session of the current request.
-    pub fn is_current(&self) -> bool {
-        self.current
-    }
-
     pub(crate) fn mark_current(&mut self, key: &SessionKey) {
         self.current = self.hash == key.hash();
     }
@@ -165,7 +146,7 @@ impl SessionInfo {
 /// The order of every listing: oldest first, ties by handle.
 /// Sorts one page's sessions, oldest first.
 pub(crate) fn oldest_first(list: &mut [SessionInfo]) {
-    list.sort_by_key(|s| (s.created_ms, s.handle));
+    list.sort_by_key(|s| (s.created, s.handle));
 }
 
 /// Which sessions of a user to revoke.
