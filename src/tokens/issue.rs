@@ -1,0 +1,201 @@
+//! Issuing token families: plain, with options (scope, client, OpenID Connect), or
+//! bound to a session.
+
+use super::*;
+
+impl Tokens {
+    /// Issues a new token family for `user_id` and returns its first pair.
+    ///
+    /// # Errors
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn issue(&self, user_id: &str) -> Result<TokenPair, TokenError> {
+        self.issue_with(user_id, IssueOptions::default()).await
+    }
+
+    /// As [`issue`](Self::issue), with options (a scope).
+    ///
+    /// # Errors
+    /// [`TokenError::InvalidUserId`] for an empty or over-long user id, or one with a
+    /// control character; [`TokenError::Store`] if the store failed.
+    pub async fn issue_with(
+        &self,
+        user_id: &str,
+        options: IssueOptions,
+    ) -> Result<TokenPair, TokenError> {
+        check_user_id(user_id).map_err(TokenError::InvalidUserId)?;
+        options.check()?;
+        self.id_token_wanted(&options)?;
+        let tag = self.backend.user_tag(user_id).await?;
+        self.issue_in(&tag, user_id, None, options).await
+    }
+
+    /// Issues a token family for the user logged in on `session`, bound to it: when the
+    /// session ends (logout, revoke, expiry, or a login as another user), its tokens
+    /// stop working too. The binding is by the session's handle, so it survives id
+    /// rotation ([`Session::cycle_id`], a new login of the same user).
+    ///
+    /// # Errors
+    /// [`TokenError::NotLoggedIn`] if the session is not logged in (or belongs to another
+    /// namespace); [`TokenError::SessionEnded`] if it ended meanwhile;
+    /// [`TokenError::Store`] / [`TokenError::Session`] if a store failed.
+    pub async fn issue_for_session(
+        &self,
+        session: &Session,
+        mut options: IssueOptions,
+    ) -> Result<TokenPair, TokenError> {
+        options.check()?;
+        self.id_token_wanted(&options)?;
+        let Some((user, key, handle, ns)) = session.binding().await? else {
+            return Err(TokenError::NotLoggedIn);
+        };
+        // The ID token's auth_time is the session's login, not the issue.
+        if options.auth_time.is_none() {
+            options.auth_time = session.authenticated_at().await?;
+        }
+        if ns != self.backend.namespace() {
+            return Err(TokenError::NotLoggedIn);
+        }
+        self.issue_in(key.tag(), &user, Some((key.hash(), handle)), options)
+            .await
+    }
+
+    /// Whether `options` ask for an ID token; an error if they do and none can be made.
+    pub(super) fn id_token_wanted(&self, options: &IssueOptions) -> Result<bool, TokenError> {
+        if !options.openid() {
+            return Ok(false);
+        }
+        #[cfg(feature = "jwt")]
+        return match &self.jwt {
+            Some(keys) if keys.signs_with_secret() => Err(TokenError::IdTokenUnavailable(
+                "ID tokens need a public-key signing key (JwtKey::rs256_pem or es256_pem), \
+                 not a shared secret",
+            )),
+            Some(keys) if keys.issuer().is_some() => Ok(true),
+            Some(_) => Err(TokenError::IdTokenUnavailable(
+                "the JWT keys have no issuer (JwtKeys::with_issuer)",
+            )),
+            None => Err(TokenError::IdTokenUnavailable(
+                "no JWT keys (Tokens::with_jwt)",
+            )),
+        };
+        #[cfg(not(feature = "jwt"))]
+        Err(TokenError::IdTokenUnavailable(
+            "built without the `jwt` feature",
+        ))
+    }
+
+    pub(super) async fn issue_in(
+        &self,
+        tag: &str,
+        user: &str,
+        session: Option<(&str, SessionHandle)>,
+        options: IssueOptions,
+    ) -> Result<TokenPair, TokenError> {
+        let with_id = self.id_token_wanted(&options)?;
+        for _ in 0..COLLISION_RETRIES {
+            let family = FamilyId::generate();
+            let fid = family.to_string();
+            let key = self.check_key().await?;
+            let access = Opaque::generate(Kind::Access, tag, &key)?;
+            let refresh = Opaque::generate(Kind::Refresh, tag, &key)?;
+            let id = match with_id {
+                true => Some(Opaque::generate(Kind::Id, tag, &key)?),
+                false => None,
+            };
+            let id_hash = id.as_ref().map(|t| t.stored().hash);
+            let now = now_ms();
+            let req = Issue {
+                user,
+                tag,
+                family: &fid,
+                access: &access.stored().hash,
+                refresh: &refresh.stored().hash,
+                now_ms: now,
+                ttl: self.config.ttls(),
+                session,
+                scope: options.scope.as_deref(),
+                max_families: self.config.max_families.unwrap_or(0),
+                id_token: id_hash.as_deref(),
+                client: options.client_id.as_deref(),
+            };
+            match self.backend.issue(&req).await? {
+                IssueOutcome::Issued {
+                    access_exp,
+                    refresh_exp,
+                    id_exp,
+                    evicted,
+                } => {
+                    for gone in &evicted {
+                        let kind = crate::events::EventKind::TokenRevoked;
+                        self.emit(kind, Some(user), FamilyId::parse(gone));
+                    }
+                    self.emit(
+                        crate::events::EventKind::TokenIssued,
+                        Some(user),
+                        Some(family),
+                    );
+                    let claims = TokenClaims {
+                        user_id: user.to_owned(),
+                        family,
+                        session: session.map(|s| s.1),
+                        scope: options.scope.clone(),
+                        issued_ms: now,
+                        expires_ms: access_exp,
+                    };
+                    #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
+                    let mut pair = self.pair(&access, &refresh, claims, now, refresh_exp)?;
+                    #[cfg(feature = "jwt")]
+                    if let (Some(keys), Some(id), Some(exp)) = (&self.jwt, &id, id_exp) {
+                        let claims = jwt::IdClaims {
+                            iss: keys.issuer().unwrap_or_default().to_owned(),
+                            sub: user.to_owned(),
+                            aud: options.client_id.clone().unwrap_or_default(),
+                            exp: exp / 1000,
+                            iat: now / 1000,
+                            auth_time: options.auth_time.map_or(now, crate::time::unix_ms) / 1000,
+                            nonce: options.nonce.clone(),
+                            sid: session.map(|s| s.1.to_string()),
+                            at_hash: keys.at_hash(&pair.access_token),
+                            jti: id.encode(),
+                        };
+                        pair.id_token = Some(keys.sign_id(&claims)?);
+                    }
+                    #[cfg(not(feature = "jwt"))]
+                    let _ = (id, id_exp);
+                    return Ok(pair);
+                }
+                IssueOutcome::SessionGone => return Err(TokenError::SessionEnded),
+                IssueOutcome::Collision => continue,
+            }
+        }
+        Err(StoreError::Protocol("token collision persisted; is the RNG broken?").into())
+    }
+
+    pub(super) fn pair(
+        &self,
+        access: &Opaque,
+        refresh: &Opaque,
+        claims: TokenClaims,
+        now: i64,
+        refresh_exp: i64,
+    ) -> Result<TokenPair, TokenError> {
+        let secs = |exp: i64| u64::try_from((exp - now) / 1000).unwrap_or(0);
+        #[cfg(feature = "jwt")]
+        let access_token = match &self.jwt {
+            Some(keys) => keys.sign(&access.encode(), &claims)?,
+            None => access.encode(),
+        };
+        #[cfg(not(feature = "jwt"))]
+        let access_token = access.encode();
+        Ok(TokenPair {
+            access_token,
+            token_type: "Bearer",
+            expires_in: secs(claims.expires_ms),
+            refresh_token: refresh.encode(),
+            refresh_token_expires_in: secs(refresh_exp),
+            scope: claims.scope,
+            id_token: None,
+            family: claims.family,
+        })
+    }
+}
