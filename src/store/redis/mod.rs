@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use redis::ScriptInvocation;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Script, ScriptInvocation};
 use tokio::sync::Semaphore;
 
 mod acl;
@@ -25,11 +25,14 @@ mod builder;
 mod cache;
 mod keys;
 mod node;
+mod ops;
 mod pool;
 mod protocol;
 mod salt;
+mod scripts;
 mod sentinel;
 mod sink;
+mod stream;
 #[cfg(feature = "tokens")]
 mod tokens;
 mod watch;
@@ -40,6 +43,7 @@ use self::cache::Cache;
 use self::cache::Forget;
 pub use self::cache::{CacheStats, LocalCache};
 use self::pool::{Conn, OwnClusterPool, OwnPool, OwnSentinelPool};
+use self::scripts::{CHECK, DELETE, EXPIRED, LIST, REVOKE, TAKE, UPDATE, WRITE};
 pub use self::sink::StreamSink;
 use super::{
     Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionPage, SessionStore, UserKey,
@@ -50,38 +54,10 @@ use crate::id::user_tag;
 use crate::id::{SessionHandle, SessionKey};
 use crate::store::record::{self, HANDLE, USER};
 
-static WRITE: LazyLock<Script> =
-    LazyLock::new(|| protocol::script(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/write.lua")]));
-static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    protocol::script(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/update.lua")])
-});
-/// Shared by the two session-writing scripts (TTL rule, deletions, events).
-const WRITE_LIB: &str = include_str!("scripts/write_lib.lua");
-static TAKE: LazyLock<Script> =
-    LazyLock::new(|| protocol::script(&[include_str!("scripts/take.lua")]));
-/// Shared by the scripts that record lifecycle events.
-pub(super) const EVENTS_LIB: &str = include_str!("scripts/events_lib.lua");
-/// The token key layout and the family walks: revoke.lua (log out everywhere ends the
-/// user's tokens too) and tokens.lua share it, so it is here whether or not the feature
-/// `tokens` is on.
-pub(super) const TOKEN_LIB: &str = include_str!("scripts/token_lib.lua");
-
 /// Most user-index entries or token families one script call reads (pruning, a listing
 /// page, a revocation step). `events_lib.lua` repeats it; a unit test keeps the two
 /// equal.
 pub(crate) const USER_BATCH: usize = 100;
-static DELETE: LazyLock<Script> =
-    LazyLock::new(|| protocol::script(&[EVENTS_LIB, include_str!("scripts/delete.lua")]));
-static LIST: LazyLock<Script> =
-    LazyLock::new(|| protocol::script(&[EVENTS_LIB, include_str!("scripts/list.lua")]));
-static REVOKE: LazyLock<Script> = LazyLock::new(|| {
-    protocol::script(&[EVENTS_LIB, TOKEN_LIB, include_str!("scripts/revoke.lua")])
-});
-/// [`RedisStore::check`]: runs a script that reads a key of the namespace.
-static CHECK: LazyLock<Script> =
-    LazyLock::new(|| Script::new("return redis.call('EXISTS', KEYS[1])"));
-static EXPIRED: LazyLock<Script> =
-    LazyLock::new(|| protocol::script(&[EVENTS_LIB, include_str!("scripts/expired.lua")]));
 
 #[derive(Clone)]
 enum Pool {
@@ -225,83 +201,6 @@ impl RedisStore {
             #[cfg(feature = "store-internals")]
             step_pause: None,
         }
-    }
-
-    /// Records lifecycle events in the Redis Stream `<ns>:events`, trimmed to about
-    /// `max_len` entries (`XADD … MAXLEN ~`), each in the same atomic script as the
-    /// change it describes: created, login, id rotated, refreshed, logout, revoked (with
-    /// the reason), and expired (found when a user's index is pruned, or reported by
-    /// [`watch_expired`](Self::watch_expired)). An event is in the stream if and only if
-    /// its change happened. Read it with a consumer group (`XREADGROUP`), so a crashed
-    /// consumer resumes where it stopped.
-    ///
-    /// Entries hold `kind`, `reason`, `handle`, `user`, `ip`, `ua` (the session's
-    /// recorded client) and `at` (Unix ms); never a cookie or key.
-    ///
-    /// # Errors
-    /// [`ConfigError::EventStreamOnCluster`] on a Redis Cluster: a stream lives in one
-    /// slot and a script cannot write outside its own.
-    pub fn with_event_stream(mut self, max_len: usize) -> Result<Self, ConfigError> {
-        if self.cluster {
-            return Err(ConfigError::EventStreamOnCluster);
-        }
-        self.event_stream = Some(max_len.max(1));
-        Ok(self)
-    }
-
-    /// The key of this namespace's event stream (see
-    /// [`with_event_stream`](Self::with_event_stream)).
-    pub fn event_stream_key(&self) -> String {
-        keys::events(&self.namespace)
-    }
-
-    /// The newest `count` events (at most [`RECENT_EVENTS_MAX`](Self::RECENT_EVENTS_MAX))
-    /// of this namespace's durable event stream, newest first: one bounded `XREVRANGE`
-    /// through the store's own connections (TLS, Sentinel and ACL included), e.g. for an
-    /// activity page. Entries this crate did not write are skipped. Empty when the
-    /// stream does not exist (no [`with_event_stream`](Self::with_event_stream) yet).
-    ///
-    /// # Errors
-    /// [`StoreError`] if Redis failed.
-    pub async fn recent_events(
-        &self,
-        count: usize,
-    ) -> Result<Vec<crate::events::SessionEvent>, StoreError> {
-        let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(self.event_stream_key())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(count.clamp(1, Self::RECENT_EVENTS_MAX));
-        let entries: Vec<(String, Vec<String>)> = self.command(&cmd).await?;
-        Ok(entries
-            .iter()
-            .filter_map(|(_, flat)| {
-                let field = |name: &str| {
-                    flat.chunks_exact(2)
-                        .find(|kv| kv[0] == name)
-                        .map(|kv| kv[1].as_str())
-                        .filter(|v| !v.is_empty())
-                };
-                crate::events::SessionEvent::from_stream(&self.namespace, field)
-            })
-            .collect())
-    }
-
-    /// The most events [`recent_events`](Self::recent_events) reads at once.
-    pub const RECENT_EVENTS_MAX: usize = 1000;
-
-    /// The stream key and MAXLEN arguments of the event-recording scripts.
-    /// The event stream as the session scripts take it (`key` borrowed from `buf`).
-    fn stream<'a>(&self, buf: &'a mut String) -> protocol::Stream<'a> {
-        let max_len = match self.event_stream {
-            Some(n) => {
-                *buf = keys::events(&self.namespace);
-                n
-            }
-            None => 0,
-        };
-        protocol::Stream { key: buf, max_len }
     }
 
     /// Puts this store's keys under `namespace` (default `session`). Stores with
@@ -567,356 +466,6 @@ impl RedisStore {
         }
         Ok(reply)
     }
-
-    /// Runs `op`, which changes or removes the session at `key`, with the local cache
-    /// (if any) dropping the key before and after it (see `Cache::forget`).
-    async fn forgetting<T>(
-        &self,
-        key: &SessionKey,
-        op: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let Some(cache) = &self.cache else {
-            return op.await;
-        };
-        let _forget = cache.forgetting(Forget::Key(keys::session(&self.namespace, key)));
-        op.await
-    }
-
-    /// The local cache's counts; `None` when the store was built without one (see
-    /// [`RedisStoreBuilder::local_cache`]).
-    pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.cache.as_ref().map(|c| c.stats())
-    }
-
-    /// [`SessionStore::revoke_user`]'s steps.
-    async fn revoke_steps(
-        &self,
-        tag: &str,
-        user_id: &str,
-        which: Revoke<'_>,
-        now_ms: i64,
-    ) -> Result<Vec<SessionHandle>, StoreError> {
-        // Bounded steps: each reads at most USER_BATCH index entries (then, for log out
-        // everywhere, token families); every step's revocations are final when it
-        // returns, so a session revoked by an early step can never come back.
-        let mut stream = String::new();
-        let stream = self.stream(&mut stream);
-        let (mut sessions, mut families) = (Some(0u64), Some(0u64));
-        let mut revoked = Vec::new();
-        let mut first = true;
-        while sessions.is_some() || families.is_some() {
-            let call = protocol::RevokeStep {
-                namespace: &self.namespace,
-                tag,
-                user_id,
-                which,
-                now_ms,
-                stream,
-                from: (sessions.unwrap_or(0), families.unwrap_or(0)),
-                first,
-            };
-            first = false;
-            let index = keys::user_index(&self.namespace, tag);
-            let reply = self
-                .invoke_durable(&call.invocation(&REVOKE), &index, |_: &Vec<String>| true)
-                .await?;
-            let step = protocol::RevokeStep::decode(reply)?;
-            sessions = step.next_session;
-            families = step.next_family;
-            revoked.extend(step.revoked);
-            #[cfg(feature = "store-internals")]
-            if let Some(pause) = &self.step_pause
-                && (sessions.is_some() || families.is_some())
-            {
-                (pause.0)().await;
-            }
-        }
-        Ok(revoked)
-    }
-
-    /// The session `key` (at Redis key `rkey`), from Redis: its fields and, in the same
-    /// round trip, whether its user's handle map still holds it (`HEXISTS`, ~0.1 µs of
-    /// Redis CPU; for an anonymous session the map does not exist).
-    async fn read(&self, key: &SessionKey, rkey: &str) -> Result<Option<Record>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL")
-            .arg(rkey)
-            .cmd("HEXISTS")
-            .arg(keys::handle_map(&self.namespace, key.tag()))
-            .arg(key.hash());
-        let (fields, mapped): (HashMap<String, String>, bool) = self
-            .bounded(async {
-                let mut conn = self.conn().await?;
-                Ok(pipe.query_async(&mut conn).await?)
-            })
-            .await?;
-        Self::record_of(fields, mapped)
-    }
-
-    /// [`RedisStore::read`] on a Redis Cluster with the local cache: `CLIENT TRACKING`
-    /// in the same pipeline, so the node connection that reads the key tracks it
-    /// whichever node it is, also one connected after a failover or a resharding.
-    /// A cache miss: reads `rkey` (tracked) and fills the reservation made before.
-    async fn fill_cache(
-        &self,
-        cache: &Cache,
-        key: &SessionKey,
-        rkey: &str,
-    ) -> Result<Option<Record>, StoreError> {
-        let ticket = cache.reserve(rkey);
-        let read = if self.cluster {
-            self.read_tracked(key, rkey).await
-        } else {
-            self.read(key, rkey).await
-        };
-        match (&read, ticket) {
-            (Ok(record), Some(ticket)) => cache.fill(rkey, ticket, record.as_ref()),
-            _ => cache.evict(rkey),
-        }
-        read
-    }
-
-    async fn read_tracked(
-        &self,
-        key: &SessionKey,
-        rkey: &str,
-    ) -> Result<Option<Record>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("ON")
-            .arg("NOLOOP")
-            .ignore()
-            .cmd("HGETALL")
-            .arg(rkey)
-            .cmd("HEXISTS")
-            .arg(keys::handle_map(&self.namespace, key.tag()))
-            .arg(key.hash());
-        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(rkey, SlotAddr::Master));
-        let replies = self
-            .bounded(async {
-                let mut conn = self.conn().await?;
-                let cluster = conn.cluster().ok_or(StoreError::Protocol(
-                    "cluster store without a cluster connection",
-                ))?;
-                Ok(cluster.route_pipeline(pipe, 0, 3, route).await?)
-            })
-            .await?;
-        let mut replies = replies.into_iter().rev();
-        let (Some(mapped), Some(fields)) = (replies.next(), replies.next()) else {
-            return Err(StoreError::Protocol("unexpected read reply"));
-        };
-        let bad = |_| StoreError::Protocol("unexpected read reply");
-        let fields: HashMap<String, String> = redis::from_redis_value(fields).map_err(bad)?;
-        let mapped: bool = redis::from_redis_value(mapped).map_err(bad)?;
-        Self::record_of(fields, mapped)
-    }
-
-    /// A session read from Redis: `None` for no key, for a record of another layout,
-    /// and for a logged-in session that its user's handle map no longer holds (`mapped`
-    /// false: the map was evicted or deleted, or revocation cut it): fail closed.
-    fn record_of(
-        fields: HashMap<String, String>,
-        mapped: bool,
-    ) -> Result<Option<Record>, StoreError> {
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        if !mapped && fields.contains_key(record::USER) {
-            tracing::warn!(
-                "a logged-in session without its handle-map entry (evicted?) was read as no session"
-            );
-            return Ok(None);
-        }
-        if !fields.contains_key(record::TIMES_FIELD) {
-            // Written by tower-redis-session 0.1 (per-field layout): no session here.
-            tracing::warn!("a session record in the pre-0.2 layout was read as no session");
-            return Ok(None);
-        }
-        Ok(Some(Record::from_fields(fields)))
-    }
-
-    /// [`WriteMode::Update`], the write of every read-modify-write and refresh: its own
-    /// lean script (`update.lua`), ~30 % less Redis CPU than the general one.
-    async fn update(
-        &self,
-        key: &SessionKey,
-        patch: &Patch,
-        clock: Clock,
-    ) -> Result<WriteOutcome, StoreError> {
-        let mut stream = String::new();
-        let cache = self.cache.as_deref().filter(|c| c.enabled());
-        let call = protocol::Update {
-            namespace: &self.namespace,
-            key,
-            patch,
-            clock,
-            stream: self.stream(&mut stream),
-            // On a cluster the node connection may not track (see `read_tracked`):
-            // there an update drops the entry instead.
-            track: cache.is_some() && !self.cluster,
-        };
-        let inv = call.invocation(&UPDATE)?;
-        let outcome = match self.invoke::<Vec<i64>>(&inv).await {
-            Ok(reply) => protocol::Update::decode(&reply),
-            Err(e) => Err(e),
-        };
-        if let Some(cache) = cache {
-            let rkey = keys::session(&self.namespace, key);
-            match &outcome {
-                Ok((WriteOutcome::Written { ttl, .. }, Some(version))) if !self.cluster => {
-                    cache.updated(&rkey, patch, clock.now_ms, *ttl, *version);
-                }
-                // Nothing was written.
-                Ok((WriteOutcome::TooLarge { .. }, _)) => {}
-                // Gone, unknown whether it ran, or on a cluster: drop it, and keep
-                // reads in flight across it from filling.
-                _ => cache.forget(&rkey),
-            }
-        }
-        outcome.map(|(outcome, _)| outcome)
-    }
-}
-
-impl SessionStore for RedisStore {
-    fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let rkey = keys::session(&self.namespace, key);
-        let Some(cache) = self.cache.as_deref().filter(|c| c.enabled()) else {
-            return self.read(key, &rkey).await;
-        };
-        if let Some(hit) = cache.get(&rkey, crate::time::now_ms()) {
-            return Ok(Some(hit));
-        }
-        // Boxed: the Cluster's tracked read is a large future, and every load would
-        // otherwise carry its size.
-        Box::pin(self.fill_cache(cache, key, &rkey)).await
-    }
-
-    async fn write(
-        &self,
-        key: &SessionKey,
-        mode: WriteMode<'_>,
-        patch: &Patch,
-        clock: Clock,
-    ) -> Result<WriteOutcome, StoreError> {
-        let kind = match mode {
-            WriteMode::Update => return self.update(key, patch, clock).await,
-            WriteMode::Create => protocol::WriteKind::Create,
-            WriteMode::Rotate { from } => protocol::WriteKind::Rotate { from },
-            WriteMode::Login { limit } => protocol::WriteKind::Login { limit },
-        };
-        // Our own writes are not pushed back to us: drop what this one changes, before
-        // and after (also if this future is dropped before the reply).
-        let _forget = self.cache.as_deref().map(|cache| {
-            cache.forgetting(match mode {
-                WriteMode::Rotate { from } => Forget::Keys(
-                    keys::session(&self.namespace, from),
-                    keys::session(&self.namespace, key),
-                ),
-                // The limit may evict any session of the user's slot.
-                WriteMode::Login { .. } => {
-                    Forget::Slot(keys::session_prefix(&self.namespace, key.tag()))
-                }
-                WriteMode::Create | WriteMode::Update => {
-                    Forget::Key(keys::session(&self.namespace, key))
-                }
-            })
-        });
-        let mut stream = String::new();
-        let call = protocol::Write {
-            namespace: &self.namespace,
-            key,
-            kind,
-            patch,
-            clock,
-            stream: self.stream(&mut stream),
-        };
-        let outcome = self.invoke(&call.invocation(&WRITE)).await;
-        protocol::Write::decode(outcome?)
-    }
-
-    async fn delete(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let mut stream = String::new();
-        let call = protocol::Delete {
-            namespace: &self.namespace,
-            key,
-            now_ms: crate::time::now_ms(),
-            stream: self.stream(&mut stream),
-        };
-        let reply = self
-            .forgetting(
-                key,
-                self.invoke_durable(
-                    &call.invocation(&DELETE),
-                    &keys::session(&self.namespace, key),
-                    |r: &Vec<String>| !r.is_empty(),
-                ),
-            )
-            .await?;
-        Ok(protocol::Delete::decode(reply).map(|(handle, user)| {
-            let fields = [(HANDLE, handle), (USER, user)]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
-            Record::from_fields(fields)
-        }))
-    }
-
-    async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let call = protocol::Take {
-            namespace: &self.namespace,
-            key,
-        };
-        // A flat field/value list, decoded like HGETALL's reply; written back as a
-        // patch, so in the per-field layout.
-        let mut fields: HashMap<String, String> = self
-            .forgetting(key, self.invoke(&call.invocation(&TAKE)))
-            .await?;
-        record::unpack(&mut fields);
-        Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
-    }
-
-    async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
-        user_tag(self.salt().await?, user_id.as_bytes())
-    }
-
-    async fn list_user(
-        &self,
-        tag: &str,
-        user_id: &str,
-        cursor: ListCursor,
-        now_ms: i64,
-    ) -> Result<SessionPage, StoreError> {
-        let mut stream = String::new();
-        let call = protocol::List {
-            namespace: &self.namespace,
-            tag,
-            user_id,
-            cursor,
-            page_size: PAGE_SIZE.min(USER_BATCH),
-            now_ms,
-            stream: self.stream(&mut stream),
-        };
-        protocol::List::decode(self.invoke(&call.invocation(&LIST)).await?)
-    }
-
-    async fn revoke_user(
-        &self,
-        tag: &str,
-        user_id: &str,
-        which: Revoke<'_>,
-        now_ms: i64,
-    ) -> Result<Vec<SessionHandle>, StoreError> {
-        let _forget = self.cache.as_deref().map(|cache| {
-            cache.forgetting(Forget::Slot(keys::session_prefix(&self.namespace, tag)))
-        });
-        self.revoke_steps(tag, user_id, which, now_ms).await
-    }
 }
 
 /// The `maxmemory_policy` an `INFO memory` reply names: the first that is not
@@ -950,74 +499,4 @@ fn eviction_policy(info: &redis::Value) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A store operation's future is boxed (and moved) on every request, so its size is
-    /// a per-request cost: a pool checkout awaited inline made `load` ~14 KB, a large
-    /// allocation plus a 14 KB copy per read. Below 1 KB, glibc serves it from its small
-    /// bins without consolidating its free lists.
-    #[test]
-    fn scripts_read_as_many_index_entries_as_the_store_says() {
-        let line = format!("local USER_BATCH = {USER_BATCH}\n");
-        assert!(
-            EVENTS_LIB.contains(&line),
-            "events_lib.lua must say {line:?}"
-        );
-        const { assert!(PAGE_SIZE <= USER_BATCH, "a listing page is one script call") };
-    }
-
-    #[test]
-    fn cluster_masters_skips_replicas_and_failed_nodes() {
-        let nodes = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-a2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
-a3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected 10923-16383
-a4 127.0.0.1:7003@17003 master,fail? - 0 0 4 connected
-a5 127.0.0.1:7004@17004 slave a1 0 0 5 connected
-";
-        assert_eq!(
-            cluster_masters(nodes),
-            [
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001)
-            ]
-        );
-    }
-
-    #[test]
-    fn debug_never_shows_credentials() {
-        for builder in [
-            RedisStore::builder("redis://alice:hunter2-pw@127.0.0.1:6379/0"),
-            RedisStore::builder("rediss://:hunter2-pw@cache.example:6380"),
-            RedisStore::builder("redis+unix:///run/redis.sock?pass=hunter2-pw"),
-            RedisStore::cluster_builder(["redis://alice:hunter2-pw@127.0.0.1:7000"]),
-        ] {
-            let shown = format!("{builder:?}");
-            assert!(!shown.contains("hunter2"), "{shown}");
-            assert!(!shown.contains("alice"), "{shown}");
-            assert!(shown.contains("<redacted>"), "{shown}");
-        }
-        let plain = format!("{:?}", RedisStore::builder("redis://127.0.0.1:6379"));
-        assert!(plain.contains("redis://127.0.0.1:6379"), "{plain}");
-    }
-
-    #[test]
-    fn read_futures_stay_small() {
-        let store = RedisStore::from_url("redis://127.0.0.1:1").unwrap();
-        let key = SessionKey::from_parts("t".into(), "h".into());
-        let load = SessionStore::load(&store, &key);
-        assert!(
-            size_of_val(&load) < 1024,
-            "load: {} bytes",
-            size_of_val(&load)
-        );
-        let cmd = redis::cmd("GET");
-        let command = store.command::<String>(&cmd);
-        assert!(
-            size_of_val(&command) < 1024,
-            "command: {} bytes",
-            size_of_val(&command)
-        );
-    }
-}
+mod tests;

@@ -12,7 +12,8 @@ use super::protocol::{
     TOKEN_REVOKE_ACCESS, TOKEN_REVOKE_FAMILY, TOKEN_REVOKE_REFRESH, TOKEN_REVOKE_USER,
     TOKEN_WRONG_CLIENT,
 };
-use super::{EVENTS_LIB, RedisStore, TOKEN_LIB as LIB, keys};
+use super::scripts::{EVENTS_LIB, TOKEN_LIB as LIB};
+use super::{RedisStore, keys};
 use crate::error::StoreError;
 use crate::id::{SessionHandle, SessionKey};
 use crate::store::record;

@@ -1,0 +1,360 @@
+//! The store operations on Redis: reads (through the local cache when there is one),
+//! writes, deletes, listings and revocations, each one bounded script or command.
+
+use super::*;
+
+impl RedisStore {
+    /// Runs `op`, which changes or removes the session at `key`, with the local cache
+    /// (if any) dropping the key before and after it (see `Cache::forget`).
+    pub(super) async fn forgetting<T>(
+        &self,
+        key: &SessionKey,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let Some(cache) = &self.cache else {
+            return op.await;
+        };
+        let _forget = cache.forgetting(Forget::Key(keys::session(&self.namespace, key)));
+        op.await
+    }
+
+    /// The local cache's counts; `None` when the store was built without one (see
+    /// [`RedisStoreBuilder::local_cache`]).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// [`SessionStore::revoke_user`]'s steps.
+    pub(super) async fn revoke_steps(
+        &self,
+        tag: &str,
+        user_id: &str,
+        which: Revoke<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<SessionHandle>, StoreError> {
+        // Bounded steps: each reads at most USER_BATCH index entries (then, for log out
+        // everywhere, token families); every step's revocations are final when it
+        // returns, so a session revoked by an early step can never come back.
+        let mut stream = String::new();
+        let stream = self.stream(&mut stream);
+        let (mut sessions, mut families) = (Some(0u64), Some(0u64));
+        let mut revoked = Vec::new();
+        let mut first = true;
+        while sessions.is_some() || families.is_some() {
+            let call = protocol::RevokeStep {
+                namespace: &self.namespace,
+                tag,
+                user_id,
+                which,
+                now_ms,
+                stream,
+                from: (sessions.unwrap_or(0), families.unwrap_or(0)),
+                first,
+            };
+            first = false;
+            let index = keys::user_index(&self.namespace, tag);
+            let reply = self
+                .invoke_durable(&call.invocation(&REVOKE), &index, |_: &Vec<String>| true)
+                .await?;
+            let step = protocol::RevokeStep::decode(reply)?;
+            sessions = step.next_session;
+            families = step.next_family;
+            revoked.extend(step.revoked);
+            #[cfg(feature = "store-internals")]
+            if let Some(pause) = &self.step_pause
+                && (sessions.is_some() || families.is_some())
+            {
+                (pause.0)().await;
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// The session `key` (at Redis key `rkey`), from Redis: its fields and, in the same
+    /// round trip, whether its user's handle map still holds it (`HEXISTS`, ~0.1 µs of
+    /// Redis CPU; for an anonymous session the map does not exist).
+    pub(super) async fn read(
+        &self,
+        key: &SessionKey,
+        rkey: &str,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
+            .arg(rkey)
+            .cmd("HEXISTS")
+            .arg(keys::handle_map(&self.namespace, key.tag()))
+            .arg(key.hash());
+        let (fields, mapped): (HashMap<String, String>, bool) = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                Ok(pipe.query_async(&mut conn).await?)
+            })
+            .await?;
+        Self::record_of(fields, mapped)
+    }
+
+    /// [`RedisStore::read`] on a Redis Cluster with the local cache: `CLIENT TRACKING`
+    /// in the same pipeline, so the node connection that reads the key tracks it
+    /// whichever node it is, also one connected after a failover or a resharding.
+    /// A cache miss: reads `rkey` (tracked) and fills the reservation made before.
+    pub(super) async fn fill_cache(
+        &self,
+        cache: &Cache,
+        key: &SessionKey,
+        rkey: &str,
+    ) -> Result<Option<Record>, StoreError> {
+        let ticket = cache.reserve(rkey);
+        let read = if self.cluster {
+            self.read_tracked(key, rkey).await
+        } else {
+            self.read(key, rkey).await
+        };
+        match (&read, ticket) {
+            (Ok(record), Some(ticket)) => cache.fill(rkey, ticket, record.as_ref()),
+            _ => cache.evict(rkey),
+        }
+        read
+    }
+
+    pub(super) async fn read_tracked(
+        &self,
+        key: &SessionKey,
+        rkey: &str,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("NOLOOP")
+            .ignore()
+            .cmd("HGETALL")
+            .arg(rkey)
+            .cmd("HEXISTS")
+            .arg(keys::handle_map(&self.namespace, key.tag()))
+            .arg(key.hash());
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(rkey, SlotAddr::Master));
+        let replies = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                let cluster = conn.cluster().ok_or(StoreError::Protocol(
+                    "cluster store without a cluster connection",
+                ))?;
+                Ok(cluster.route_pipeline(pipe, 0, 3, route).await?)
+            })
+            .await?;
+        let mut replies = replies.into_iter().rev();
+        let (Some(mapped), Some(fields)) = (replies.next(), replies.next()) else {
+            return Err(StoreError::Protocol("unexpected read reply"));
+        };
+        let bad = |_| StoreError::Protocol("unexpected read reply");
+        let fields: HashMap<String, String> = redis::from_redis_value(fields).map_err(bad)?;
+        let mapped: bool = redis::from_redis_value(mapped).map_err(bad)?;
+        Self::record_of(fields, mapped)
+    }
+
+    /// A session read from Redis: `None` for no key, for a record of another layout,
+    /// and for a logged-in session that its user's handle map no longer holds (`mapped`
+    /// false: the map was evicted or deleted, or revocation cut it): fail closed.
+    pub(super) fn record_of(
+        fields: HashMap<String, String>,
+        mapped: bool,
+    ) -> Result<Option<Record>, StoreError> {
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        if !mapped && fields.contains_key(record::USER) {
+            tracing::warn!(
+                "a logged-in session without its handle-map entry (evicted?) was read as no session"
+            );
+            return Ok(None);
+        }
+        if !fields.contains_key(record::TIMES_FIELD) {
+            // Written by tower-redis-session 0.1 (per-field layout): no session here.
+            tracing::warn!("a session record in the pre-0.2 layout was read as no session");
+            return Ok(None);
+        }
+        Ok(Some(Record::from_fields(fields)))
+    }
+
+    /// [`WriteMode::Update`], the write of every read-modify-write and refresh: its own
+    /// lean script (`update.lua`), ~30 % less Redis CPU than the general one.
+    pub(super) async fn update(
+        &self,
+        key: &SessionKey,
+        patch: &Patch,
+        clock: Clock,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut stream = String::new();
+        let cache = self.cache.as_deref().filter(|c| c.enabled());
+        let call = protocol::Update {
+            namespace: &self.namespace,
+            key,
+            patch,
+            clock,
+            stream: self.stream(&mut stream),
+            // On a cluster the node connection may not track (see `read_tracked`):
+            // there an update drops the entry instead.
+            track: cache.is_some() && !self.cluster,
+        };
+        let inv = call.invocation(&UPDATE)?;
+        let outcome = match self.invoke::<Vec<i64>>(&inv).await {
+            Ok(reply) => protocol::Update::decode(&reply),
+            Err(e) => Err(e),
+        };
+        if let Some(cache) = cache {
+            let rkey = keys::session(&self.namespace, key);
+            match &outcome {
+                Ok((WriteOutcome::Written { ttl, .. }, Some(version))) if !self.cluster => {
+                    cache.updated(&rkey, patch, clock.now_ms, *ttl, *version);
+                }
+                // Nothing was written.
+                Ok((WriteOutcome::TooLarge { .. }, _)) => {}
+                // Gone, unknown whether it ran, or on a cluster: drop it, and keep
+                // reads in flight across it from filling.
+                _ => cache.forget(&rkey),
+            }
+        }
+        outcome.map(|(outcome, _)| outcome)
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let rkey = keys::session(&self.namespace, key);
+        let Some(cache) = self.cache.as_deref().filter(|c| c.enabled()) else {
+            return self.read(key, &rkey).await;
+        };
+        if let Some(hit) = cache.get(&rkey, crate::time::now_ms()) {
+            return Ok(Some(hit));
+        }
+        // Boxed: the Cluster's tracked read is a large future, and every load would
+        // otherwise carry its size.
+        Box::pin(self.fill_cache(cache, key, &rkey)).await
+    }
+
+    async fn write(
+        &self,
+        key: &SessionKey,
+        mode: WriteMode<'_>,
+        patch: &Patch,
+        clock: Clock,
+    ) -> Result<WriteOutcome, StoreError> {
+        let kind = match mode {
+            WriteMode::Update => return self.update(key, patch, clock).await,
+            WriteMode::Create => protocol::WriteKind::Create,
+            WriteMode::Rotate { from } => protocol::WriteKind::Rotate { from },
+            WriteMode::Login { limit } => protocol::WriteKind::Login { limit },
+        };
+        // Our own writes are not pushed back to us: drop what this one changes, before
+        // and after (also if this future is dropped before the reply).
+        let _forget = self.cache.as_deref().map(|cache| {
+            cache.forgetting(match mode {
+                WriteMode::Rotate { from } => Forget::Keys(
+                    keys::session(&self.namespace, from),
+                    keys::session(&self.namespace, key),
+                ),
+                // The limit may evict any session of the user's slot.
+                WriteMode::Login { .. } => {
+                    Forget::Slot(keys::session_prefix(&self.namespace, key.tag()))
+                }
+                WriteMode::Create | WriteMode::Update => {
+                    Forget::Key(keys::session(&self.namespace, key))
+                }
+            })
+        });
+        let mut stream = String::new();
+        let call = protocol::Write {
+            namespace: &self.namespace,
+            key,
+            kind,
+            patch,
+            clock,
+            stream: self.stream(&mut stream),
+        };
+        let outcome = self.invoke(&call.invocation(&WRITE)).await;
+        protocol::Write::decode(outcome?)
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let mut stream = String::new();
+        let call = protocol::Delete {
+            namespace: &self.namespace,
+            key,
+            now_ms: crate::time::now_ms(),
+            stream: self.stream(&mut stream),
+        };
+        let reply = self
+            .forgetting(
+                key,
+                self.invoke_durable(
+                    &call.invocation(&DELETE),
+                    &keys::session(&self.namespace, key),
+                    |r: &Vec<String>| !r.is_empty(),
+                ),
+            )
+            .await?;
+        Ok(protocol::Delete::decode(reply).map(|(handle, user)| {
+            let fields = [(HANDLE, handle), (USER, user)]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            Record::from_fields(fields)
+        }))
+    }
+
+    async fn take(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let call = protocol::Take {
+            namespace: &self.namespace,
+            key,
+        };
+        // A flat field/value list, decoded like HGETALL's reply; written back as a
+        // patch, so in the per-field layout.
+        let mut fields: HashMap<String, String> = self
+            .forgetting(key, self.invoke(&call.invocation(&TAKE)))
+            .await?;
+        record::unpack(&mut fields);
+        Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
+    }
+
+    async fn user_tag(&self, user_id: &str) -> Result<String, StoreError> {
+        user_tag(self.salt().await?, user_id.as_bytes())
+    }
+
+    async fn list_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        cursor: ListCursor,
+        now_ms: i64,
+    ) -> Result<SessionPage, StoreError> {
+        let mut stream = String::new();
+        let call = protocol::List {
+            namespace: &self.namespace,
+            tag,
+            user_id,
+            cursor,
+            page_size: PAGE_SIZE.min(USER_BATCH),
+            now_ms,
+            stream: self.stream(&mut stream),
+        };
+        protocol::List::decode(self.invoke(&call.invocation(&LIST)).await?)
+    }
+
+    async fn revoke_user(
+        &self,
+        tag: &str,
+        user_id: &str,
+        which: Revoke<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<SessionHandle>, StoreError> {
+        let _forget = self.cache.as_deref().map(|cache| {
+            cache.forgetting(Forget::Slot(keys::session_prefix(&self.namespace, tag)))
+        });
+        self.revoke_steps(tag, user_id, which, now_ms).await
+    }
+}
