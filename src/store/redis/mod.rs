@@ -35,16 +35,18 @@ mod sink;
 mod stream;
 #[cfg(feature = "tokens")]
 mod tokens;
+mod topology;
 mod watch;
 
 pub use self::builder::RedisStoreBuilder;
-use self::builder::{Nodes, redact_url};
 use self::cache::Cache;
 use self::cache::Forget;
 pub use self::cache::{CacheStats, LocalCache};
+pub use self::pool::PoolStatus;
 use self::pool::{Conn, OwnClusterPool, OwnPool, OwnSentinelPool};
 use self::scripts::{CHECK, DELETE, EXPIRED, LIST, REVOKE, TAKE, UPDATE, WRITE};
 pub use self::sink::StreamSink;
+use self::topology::{Nodes, redact_url};
 use super::{
     Clock, ListCursor, PAGE_SIZE, Patch, Record, Revoke, SessionPage, SessionStore, UserKey,
     WriteMode, WriteOutcome,
@@ -145,24 +147,6 @@ impl fmt::Debug for RedisStore {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// Connections of a [`RedisStore`]'s pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PoolStatus {
-    /// Most connections the pool opens.
-    pub max_size: usize,
-    /// Connections open now.
-    pub size: usize,
-    /// Open connections not checked out.
-    pub available: usize,
-    /// Requests waiting for a connection.
-    pub waiting: usize,
-    /// Store operations running now, bounded by
-    /// [`max_in_flight`](RedisStoreBuilder::max_in_flight) (always 0 on a user's pool,
-    /// which bounds itself by its checkouts).
-    pub in_flight: usize,
 }
 
 impl RedisStore {

@@ -15,6 +15,24 @@ use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFutur
 
 use super::cache::Cache;
 
+/// Connections of a [`RedisStore`](super::RedisStore)'s pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections not checked out.
+    pub available: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+    /// Store operations running now, bounded by
+    /// [`max_in_flight`](super::RedisStoreBuilder::max_in_flight) (always 0 on a user's pool,
+    /// which bounds itself by its checkouts).
+    pub in_flight: usize,
+}
+
 /// Creates connections and recycles them without I/O.
 ///
 /// `deadpool_redis`'s managers send `PING` on every checkout, which would add a round
