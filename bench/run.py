@@ -218,7 +218,8 @@ def main():
     need("wrk", "wrk")
     need("redis-server", "redis-server")
     print("building (release)...", flush=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench_server"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "--features", "local-cache", "--example", "bench_server"],
+                   cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "bench"), check=True)
     rport = free_port()
     rdir = tempfile.mkdtemp()

@@ -11,7 +11,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps
 # Both crates; the audit crate is verified against the packaged core.
 cargo package --workspace --allow-dirty
 cargo check --lib --no-default-features
-for feature in tls tokens messages jwt store-internals test-redis metrics; do
+for feature in tls local-cache tokens messages jwt store-internals test-redis metrics; do
   cargo check --lib --no-default-features --features "$feature"
 done
 cargo clippy --lib --no-default-features -- -D warnings

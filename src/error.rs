@@ -98,7 +98,7 @@ pub enum ConfigError {
     /// A [`UserKey`](crate::store::UserKey) needs at least 32 bytes.
     #[error("a user key needs at least 32 bytes, got {0}")]
     UserKeyTooShort(usize),
-    /// Local cache settings out of range (see [`LocalCache`](crate::LocalCache)).
+    /// Local cache settings out of range (`LocalCache`, feature `local-cache`).
     #[error("invalid local cache settings: {0}")]
     LocalCache(&'static str),
     /// The Redis URL could not be parsed.

@@ -84,10 +84,11 @@
 //! - TLS (feature `tls`, on by default): `rediss://` URLs, and `TlsConfig` for a
 //!   private CA and client certificates (`RedisStoreBuilder::tls`).
 //! - [`MemoryStore`]: the same semantics in process, for development and tests.
-//! - A local session cache ([`RedisStoreBuilder::local_cache`], opt-in): repeat reads
-//!   cost no round trip and a read-modify-write only its write; Redis keeps the copies
-//!   coherent (RESP3 `CLIENT TRACKING`), and a copy is never served longer than
-//!   [`LocalCache::with_max_staleness`] after it was read, nor after a lost connection.
+//! - A local session cache (feature `local-cache`, then `RedisStoreBuilder::local_cache`):
+//!   repeat reads cost no round trip and a read-modify-write only its write; Redis
+//!   keeps the copies coherent (RESP3 `CLIENT TRACKING`), and a copy is never served
+//!   longer than `LocalCache::with_max_staleness` after it was read, nor after a lost
+//!   connection.
 //!
 //! [`RedisStore::check`] connects at start-up and reports a misconfiguration (TLS,
 //! credentials, server version, ACL) as a typed error; [`RedisStore::acl_rules`] gives
@@ -192,6 +193,23 @@
 //! [`events::EventSink`], never to the layer. [`SessionStore`] is sealed (see
 //! [`store`] for why).
 //!
+//! A request, top-down (file of each hop in parentheses):
+//!
+//! 1. [`SessionService::call`](SessionService) (`service.rs`) reads the cookie with
+//!    the layer's codec (`cookie/mod.rs`: the one module that reads and writes it) and
+//!    puts a lazy [`Session`] in the request's extensions. No store command yet.
+//! 2. The handler's first read ([`Session::get`], `session/mod.rs`) loads the record
+//!    once for the request.
+//! 3. The store, behind one boxed future per operation (`store/mod.rs`: the span and
+//!    the store-latency metric).
+//! 4. The operation (`store/redis/ops.rs`): the local cache first when there is one,
+//!    else one `HGETALL` (or one script call, typed in `store/redis/protocol/`).
+//! 5. The bounded call (`store/redis/mod.rs`: the timeout and the in-flight bound),
+//!    on a pooled connection (`store/redis/pool.rs`), to Redis.
+//! 6. On the way back, the response future (`future.rs`) commits the session
+//!    (`session/commit.rs`): nothing when unchanged, else one write through hops 3-5.
+//! 7. The service sets, re-sends or removes the cookie (`service.rs`, `cookie/mod.rs`).
+//!
 //! [axum]: https://docs.rs/axum
 //! [tower]: https://docs.rs/tower
 
@@ -254,9 +272,10 @@ pub use id::SessionKey;
 pub use layer::SessionLayer;
 pub use service::SessionService;
 pub use session::Session;
+#[cfg(feature = "local-cache")]
+pub use store::{CacheStats, LocalCache};
 pub use store::{
-    CacheStats, ExpiryWatcher, LocalCache, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder,
-    SessionStore, UserKey,
+    ExpiryWatcher, MemoryStore, PoolStatus, RedisStore, RedisStoreBuilder, SessionStore, UserKey,
 };
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;

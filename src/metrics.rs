@@ -119,6 +119,7 @@ pub(crate) fn event_dropped() {
 }
 
 /// A load the local cache answered (`hit`) or passed to Redis.
+#[cfg(feature = "local-cache")]
 pub(crate) fn cache_read(hit: bool) {
     #[cfg(feature = "metrics")]
     metrics::counter!(CACHE_READS, "result" => if hit { "hit" } else { "miss" }).increment(1);

@@ -62,8 +62,10 @@ all_cases!(memory_store, super::common::stores::memory_store);
 all_cases!(redis_store, super::common::stores::redis_store);
 all_cases!(redis_user_pool, super::redis_user_pool);
 // With the local session cache (client tracking) in the loop.
+#[cfg(feature = "local-cache")]
 all_cases!(redis_cached, super::common::stores::cached_store);
 all_cases!(redis_cluster, super::common::stores::cluster_store);
+#[cfg(feature = "local-cache")]
 all_cases!(cluster_cached, super::common::stores::cached_cluster_store);
 all_cases!(sentinel, super::common::stores::sentinel_store);
 // As a Redis user with only the documented ACL rules.

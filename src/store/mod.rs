@@ -28,7 +28,9 @@ mod user_key;
 mod watcher;
 
 pub use memory::MemoryStore;
-pub use redis::{CacheStats, LocalCache, PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
+#[cfg(feature = "local-cache")]
+pub use redis::{CacheStats, LocalCache};
+pub use redis::{PoolStatus, RedisStore, RedisStoreBuilder, StreamSink};
 pub use user_key::UserKey;
 pub use watcher::ExpiryWatcher;
 

@@ -155,6 +155,7 @@ pub fn redis_store(namespace: &str) -> RedisStore {
 
 /// A Redis store with the local session cache, on the shared server of this test
 /// binary.
+#[cfg(feature = "local-cache")]
 pub fn cached_store(namespace: &str) -> RedisStore {
     RedisStore::builder(super::RedisServer::shared().url())
         .local_cache(tower_redis_session::LocalCache::default())
@@ -175,6 +176,7 @@ pub fn cluster_store(namespace: &str) -> RedisStore {
 }
 
 /// A cluster store with the local session cache, on the shared cluster.
+#[cfg(feature = "local-cache")]
 pub fn cached_cluster_store(namespace: &str) -> RedisStore {
     let urls = super::RedisCluster::shared().urls();
     register(namespace, urls.clone());

@@ -7,7 +7,9 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo as _};
 use tokio::sync::Semaphore;
 
-use super::cache::{Cache, LocalCache};
+use super::cache::Cache;
+#[cfg(feature = "local-cache")]
+use super::cache::LocalCache;
 use super::pool::{ClusterManager, Manager, SentinelManager, Shared};
 use super::topology::{MasterAuth, Nodes, Topology, master_template};
 use super::{InFlight, Pool, RedisStore, sentinel};
@@ -28,6 +30,7 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     #[cfg(feature = "tls")]
     tls: Option<TlsConfig>,
+    #[cfg(feature = "local-cache")]
     local_cache: Option<LocalCache>,
     sentinel_quorum: Option<usize>,
     durability: Option<(usize, Duration)>,
@@ -50,6 +53,9 @@ impl RedisStoreBuilder {
     /// goes to Redis. Where the server refuses `CLIENT TRACKING` (an ACL without it, a
     /// proxy), the store reads from Redis as without a cache and logs one line saying
     /// so.
+    ///
+    /// Feature `local-cache`.
+    #[cfg(feature = "local-cache")]
     pub fn local_cache(mut self, cache: LocalCache) -> Self {
         self.local_cache = Some(cache);
         self
@@ -230,6 +236,7 @@ impl RedisStoreBuilder {
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout));
         // The local cache; its connections speak RESP3 and hand it their pushes.
+        #[cfg(feature = "local-cache")]
         let store_cache = match self.local_cache {
             Some(limits) => {
                 limits.validate()?;
@@ -237,6 +244,8 @@ impl RedisStoreBuilder {
             }
             None => None,
         };
+        #[cfg(not(feature = "local-cache"))]
+        let store_cache: Option<Arc<Cache>> = None;
         let mut data_config = config.clone();
         let cluster = matches!(self.topology, Topology::Cluster(_));
         let cache = match &store_cache {
@@ -394,6 +403,7 @@ impl RedisStore {
             timeout: Duration::from_secs(3),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "local-cache")]
             local_cache: None,
             sentinel_quorum: None,
             durability: None,

@@ -22,6 +22,10 @@ use tokio::sync::Semaphore;
 
 mod acl;
 mod builder;
+#[cfg(feature = "local-cache")]
+mod cache;
+#[cfg(not(feature = "local-cache"))]
+#[path = "no_cache.rs"]
 mod cache;
 mod keys;
 mod node;
@@ -41,6 +45,7 @@ mod watch;
 pub use self::builder::RedisStoreBuilder;
 use self::cache::Cache;
 use self::cache::Forget;
+#[cfg(feature = "local-cache")]
 pub use self::cache::{CacheStats, LocalCache};
 pub use self::pool::PoolStatus;
 use self::pool::{Conn, OwnClusterPool, OwnPool, OwnSentinelPool};

@@ -20,6 +20,9 @@ impl RedisStore {
 
     /// The local cache's counts; `None` when the store was built without one (see
     /// [`RedisStoreBuilder::local_cache`]).
+    ///
+    /// Feature `local-cache`.
+    #[cfg(feature = "local-cache")]
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|c| c.stats())
     }
