@@ -251,12 +251,12 @@ async fn id_token(
             .unwrap_or(0)
     };
     Ok(Json(serde_json::json!({
-        "sub": c.subject(),
-        "aud": c.audience(),
-        "iss": c.issuer(),
-        "exp": secs(c.expires_at()),
-        "auth_time": secs(c.auth_time()),
-        "nonce": c.nonce(),
+        "sub": c.subject,
+        "aud": c.audience,
+        "iss": c.issuer,
+        "exp": secs(c.expires_at),
+        "auth_time": secs(c.auth_time),
+        "nonce": c.nonce.as_deref(),
     })))
 }
 

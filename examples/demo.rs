@@ -265,10 +265,7 @@ impl Activity {
                 let events = events.lock().unwrap_or_else(|p| p.into_inner());
                 events.iter().rev().cloned().collect()
             }
-            Self::Stream(store) => store
-                .recent_events(RedisStore::RECENT_EVENTS_MAX)
-                .await
-                .unwrap_or_default(),
+            Self::Stream(store) => store.recent_events(1000).await.unwrap_or_default(),
         };
         events
             .into_iter()
@@ -306,7 +303,7 @@ async fn activity(
 
 async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, SessionError> {
     let mut n = 0;
-    if let Some(handle) = SessionHandle::parse(&form.handle) {
+    if let Some(handle) = form.handle.parse::<SessionHandle>().ok() {
         n = usize::from(session.revoke(handle).await?);
     }
     Ok(Redirect::to(&format!("/sessions?signed_out={n}")))
@@ -338,7 +335,7 @@ async fn login(session: Session, Form(form): Form<Login>) -> Result<Response, Se
         .as_deref()
         .map(str::trim)
         .filter(|d| !d.is_empty())
-        .and_then(|d| SessionDetails::new().with("device", d).ok());
+        .and_then(|d| SessionDetails::default().with("device", d).ok());
     if let Some(details) = named {
         session.set_details(details).await?;
     }

@@ -148,7 +148,9 @@ async fn main() {
     // Load every script once, so no SCRIPT LOAD is measured.
     let probe = layer.users();
     probe.list(USER).await.expect("list");
-    let gone = tower_redis_session::SessionHandle::parse("00000000-0000-4000-8000-000000000000")
+    let gone = "00000000-0000-4000-8000-000000000000"
+        .parse::<tower_redis_session::SessionHandle>()
+        .ok()
         .expect("handle");
     probe.revoke(USER, gone).await.expect("revoke");
     probe.revoke_all("nobody").await.expect("revoke all");

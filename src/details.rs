@@ -19,7 +19,7 @@ use crate::error::SessionError;
 ///
 /// ```
 /// use tower_redis_session::SessionDetails;
-/// let d = SessionDetails::new().with("device", "Alice's phone")?.with("city", "Lyon")?;
+/// let d = SessionDetails::default().with("device", "Alice's phone")?.with("city", "Lyon")?;
 /// assert_eq!(d.get("device"), Some("Alice's phone"));
 /// # Ok::<(), tower_redis_session::SessionError>(())
 /// ```
@@ -41,11 +41,6 @@ impl SessionDetails {
     const MAX_NAME: usize = 32;
     /// Longest value, in bytes.
     const MAX_VALUE: usize = 128;
-
-    /// No details.
-    pub fn new() -> Self {
-        Self::default()
-    }
 
     /// With `name` set to `value`.
     ///
@@ -108,10 +103,10 @@ impl SessionDetails {
     /// something else) is dropped rather than shown.
     pub(crate) fn from_json(raw: &str) -> Self {
         let fields: BTreeMap<String, String> = serde_json::from_str(raw).unwrap_or_default();
-        let mut d = Self::new();
+        let mut d = Self::default();
         for (k, v) in fields {
             if d.insert(k, v).is_err() {
-                return Self::new();
+                return Self::default();
             }
         }
         d
@@ -148,7 +143,7 @@ mod tests {
             Err(SessionError::InvalidDetails(why)) => why,
             other => panic!("{other:?}"),
         };
-        let mut d = SessionDetails::new();
+        let mut d = SessionDetails::default();
         for i in 0..SessionDetails::MAX_FIELDS {
             d.insert(format!("k{i}"), "v").unwrap();
         }
@@ -164,10 +159,10 @@ mod tests {
             ("n", "a\nb", BAD_VALUE),
             ("n", &"v".repeat(129), BAD_VALUE),
         ] {
-            let r = SessionDetails::new().with(name, value).map(|_| ());
+            let r = SessionDetails::default().with(name, value).map(|_| ());
             assert_eq!(refused(r), err, "{name:?}");
         }
-        let ok = SessionDetails::new().with("city", "Zürich").unwrap();
+        let ok = SessionDetails::default().with("city", "Zürich").unwrap();
         assert_eq!(SessionDetails::from_json(&ok.to_json()), ok);
         assert!(SessionDetails::from_json("not json").is_empty());
         assert!(SessionDetails::from_json(r#"{"a b":"x"}"#).is_empty());

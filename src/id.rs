@@ -180,14 +180,23 @@ impl SessionHandle {
         Self(Uuid::new_v4())
     }
 
-    /// Parses a handle, e.g. from a revoke form or URL.
-    pub fn parse(s: &str) -> Option<Self> {
+    /// `s` as a handle, or `None` (the public form is `FromStr`).
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Uuid::try_parse(s).ok().map(Self)
     }
 
     /// The UUID.
     pub fn as_uuid(&self) -> Uuid {
         self.0
+    }
+}
+
+/// Parses a handle, e.g. from a revoke form or URL.
+impl std::str::FromStr for SessionHandle {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(Self)
     }
 }
 
@@ -209,9 +218,19 @@ impl FamilyId {
         Self(Uuid::new_v4())
     }
 
-    /// Parses a family id.
-    pub fn parse(s: &str) -> Option<Self> {
+    /// `s` as a family id, or `None` (the public form is `FromStr`).
+    #[cfg(feature = "tokens")]
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Uuid::try_parse(s).ok().map(Self)
+    }
+}
+
+/// Parses a family id.
+impl std::str::FromStr for FamilyId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(Self)
     }
 }
 

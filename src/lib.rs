@@ -75,7 +75,7 @@
 //!   ([`RedisStore::builder`]) or your own `deadpool_redis::Pool`
 //!   ([`RedisStore::from_pool`]). [`RedisStore::with_namespace`] separates e.g. `user`
 //!   and `admin` sessions on one Redis.
-//! - Redis Cluster: [`RedisStore::cluster`] / [`RedisStore::cluster_builder`] from some
+//! - Redis Cluster: [`RedisStore::cluster_builder`] from some
 //!   node URLs, or [`RedisStore::from_cluster_pool`]. Every feature works unchanged; see
 //!   below.
 //! - Sentinel: [`RedisStore::sentinel_builder`], or a

@@ -130,11 +130,6 @@ impl SessionTester {
     pub fn set_cookie(&mut self, value: Option<String>) {
         self.cookie = value;
     }
-
-    /// The layer, e.g. for [`users`](SessionLayer::users) in admin assertions.
-    pub fn layer(&self) -> &SessionLayer {
-        &self.layer
-    }
 }
 
 #[cfg(feature = "test-redis")]

@@ -32,6 +32,23 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Serializes a time as Unix milliseconds (the JSON of listings and claims).
+pub(crate) fn serialize_ms<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(unix_ms(*t))
+}
+
+/// As [`serialize_ms`], for a time that may be missing (`null`).
+#[cfg(feature = "tokens")]
+pub(crate) fn serialize_opt_ms<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&unix_ms(*t)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Unix milliseconds as a `SystemTime` (negative values as the epoch).
 pub(crate) fn system_time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))

@@ -108,7 +108,7 @@ async fn session_details_reach_the_stream_and_the_table() {
         .route(
             "/named",
             post(|session: Session| async move {
-                let details = SessionDetails::new().with("device", "desk").unwrap();
+                let details = SessionDetails::default().with("device", "desk").unwrap();
                 session.set_details(details).await?;
                 session.login("dora").await?;
                 Ok::<_, SessionError>("ok")
@@ -334,7 +334,8 @@ async fn cluster_events_reach_postgres_through_the_stream_sink() {
     let cluster = common::RedisCluster::start(3, 0);
     let postgres = Postgres::start();
     let ns = "audit-cluster";
-    let store = RedisStore::cluster(cluster.urls())
+    let store = RedisStore::cluster_builder(cluster.urls())
+        .build()
         .unwrap()
         .with_namespace(ns)
         .unwrap();

@@ -32,7 +32,8 @@ fn errorstats(node: &common::RedisServer) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_many_users_spread_over_all_masters_without_crossslot() {
     let cluster = RedisCluster::start(3, 0);
-    let store = RedisStore::cluster(cluster.urls())
+    let store = RedisStore::cluster_builder(cluster.urls())
+        .build()
         .unwrap()
         .with_namespace("spread")
         .unwrap();

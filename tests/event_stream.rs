@@ -341,7 +341,8 @@ async fn keyspace_notifications_report_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_notifications_on_a_cluster() {
     let cluster = common::RedisCluster::shared();
-    let s = RedisStore::cluster(cluster.urls())
+    let s = RedisStore::cluster_builder(cluster.urls())
+        .build()
         .unwrap()
         .with_namespace("watched-cluster")
         .unwrap();
@@ -370,7 +371,8 @@ async fn keyspace_notifications_on_a_password_cluster() {
             .map(|u| u.replace("redis://", &format!("redis://:{password}@")))
             .collect()
     };
-    let s = RedisStore::cluster(with_password("s3cret"))
+    let s = RedisStore::cluster_builder(with_password("s3cret"))
+        .build()
         .unwrap()
         .with_namespace("watched-auth")
         .unwrap();
@@ -380,7 +382,8 @@ async fn keyspace_notifications_on_a_password_cluster() {
     watcher.abort();
 
     // A watcher that can never subscribe says so through the hook, once.
-    let wrong = RedisStore::cluster(with_password("wrong"))
+    let wrong = RedisStore::cluster_builder(with_password("wrong"))
+        .build()
         .unwrap()
         .with_namespace("watched-auth")
         .unwrap();
@@ -447,8 +450,7 @@ async fn recent_events_read_the_stream_back() {
     assert_eq!(revoked.namespace, "recent-events");
     assert!(revoked.at > std::time::UNIX_EPOCH);
     assert_eq!(events[3].user_agent.as_deref(), Some("laptop"));
-    // Bounded by the count asked for (and by RECENT_EVENTS_MAX).
+    // Bounded by the count asked for (and by 1000: `RECENT_EVENTS_MAX`, a unit test).
     assert_eq!(s.recent_events(2).await.unwrap().len(), 2);
     assert_eq!(s.recent_events(0).await.unwrap().len(), 1);
-    assert_eq!(RedisStore::RECENT_EVENTS_MAX, 1000);
 }

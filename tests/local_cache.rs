@@ -436,7 +436,8 @@ async fn works_on_a_cluster() {
         .unwrap()
         .with_namespace("clcache")
         .unwrap();
-    let other = RedisStore::cluster(cluster.urls())
+    let other = RedisStore::cluster_builder(cluster.urls())
+        .build()
         .unwrap()
         .with_namespace("clcache")
         .unwrap();

@@ -140,11 +140,16 @@ mod cases {
 
         let c = t.verify_id_token(id, "app").await.unwrap();
         assert_eq!(
-            (c.subject(), c.audience(), c.issuer(), c.nonce()),
+            (
+                c.subject.as_str(),
+                c.audience.as_str(),
+                c.issuer.as_str(),
+                c.nonce.as_deref()
+            ),
             ("alice", "app", ISSUER, Some("n-0S6_WzA2Mj"))
         );
-        assert_eq!(c.family(), p.family());
-        assert!(c.expires_at() > std::time::SystemTime::now());
+        assert_eq!(c.family, p.family());
+        assert!(c.expires_at > std::time::SystemTime::now());
         assert!(matches!(
             t.verify_id_token(id, "other-app").await,
             Err(TokenError::InvalidToken)
@@ -152,7 +157,7 @@ mod cases {
         // Listed with its family.
         let list = t.list("alice").await.unwrap();
         assert_eq!(list.len(), 1);
-        assert!(list[0].id_token_expires().is_some());
+        assert!(list[0].id_token_expires.is_some());
 
         // No `openid`: no ID token, and no ID-token expiry in the listing.
         let plain = t
@@ -166,7 +171,7 @@ mod cases {
                 .get("id_token")
                 .is_none()
         );
-        assert!(t.list("bob").await.unwrap()[0].id_token_expires().is_none());
+        assert!(t.list("bob").await.unwrap()[0].id_token_expires.is_none());
 
         // `openid` without a client id, or hostile parameters: refused, nothing issued.
         for bad in [
@@ -302,7 +307,7 @@ mod cases {
             "sid is the session's public handle"
         );
         let c = t.verify_id_token(id, "app").await.unwrap();
-        assert_eq!(c.session().map(|h| h.to_string()), Some(handle));
+        assert_eq!(c.session.map(|h| h.to_string()), Some(handle));
         assert_eq!(web.post("/logout").await.status, 200);
         assert!(!id_live(&t, id).await, "ended with its session");
     }
@@ -324,7 +329,7 @@ mod cases {
         assert!(t.authenticate(p.access_token()).await.is_ok(), "1 h access");
         let list = t.list("alice").await.unwrap();
         assert_eq!(list.len(), 1, "the family lives on");
-        assert!(list[0].id_token_expires().is_none(), "its ID token is gone");
+        assert!(list[0].id_token_expires.is_none(), "its ID token is gone");
     }
 
     pub async fn bearer_requests_keep_the_session_alive<S: TestStore + TokenStore>(s: S) {
@@ -397,7 +402,7 @@ mod cases {
             .unwrap()
             .with_events(hook);
         let details = |device: &str| {
-            SessionDetails::new()
+            SessionDetails::default()
                 .with("device", device)
                 .unwrap()
                 .with("city", "Lyon")
@@ -425,7 +430,7 @@ mod cases {
             .route(
                 "/clear",
                 post(|session: Session| async move {
-                    session.set_details(SessionDetails::new()).await?;
+                    session.set_details(SessionDetails::default()).await?;
                     Ok::<_, tower_redis_session::SessionError>("ok")
                 }),
             )

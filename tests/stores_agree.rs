@@ -98,7 +98,7 @@ fn secret(case: u64, i: usize) -> String {
 /// sessions, which the library never makes, is where the stores may differ: Redis
 /// revokes the one its handle map names, the memory store every match.)
 fn handle(case: u64, i: usize, step: usize) -> SessionHandle {
-    SessionHandle::parse(&format!(
+    <SessionHandle as std::str::FromStr>::from_str(&format!(
         "00000000-0000-4000-8000-{:06x}{:02x}{:04x}",
         case % 0xff_ffff,
         i,

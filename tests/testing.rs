@@ -29,6 +29,7 @@ async fn a_handler_called_directly_keeps_its_session_across_requests() {
     let layer = SessionLayer::new(store.clone(), SessionConfig::default())
         .unwrap()
         .with_signed(Key::generate());
+    let users = layer.users();
     let mut browser = SessionTester::new(layer);
 
     let s = browser.session();
@@ -60,7 +61,7 @@ async fn a_handler_called_directly_keeps_its_session_across_requests() {
         "the data moved with the login"
     );
     browser.finish(s).await;
-    assert_eq!(browser.layer().users().list("ada").await.unwrap().len(), 1);
+    assert_eq!(users.list("ada").await.unwrap().len(), 1);
 
     // The old cookie names no session any more; a forged one neither.
     browser.set_cookie(Some(first));

@@ -147,9 +147,9 @@ impl World {
                         let i = self
                             .chains
                             .iter()
-                            .position(|(_, c)| c[0].family() == f.family())
+                            .position(|(_, c)| c[0].family() == f.family)
                             .unwrap();
-                        (i, f.client_id().map(str::to_owned))
+                        (i, f.client_id.as_deref().map(str::to_owned))
                     })
                     .collect();
                 idx.sort();

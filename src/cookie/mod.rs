@@ -1,7 +1,7 @@
 //! Cookie keys and their rotation ([`KeyRing`]), and session-cookie parsing.
 //!
 //! Every `Cookie` header is read. The session cookie is accepted only if exactly one is
-//! present, it is at most [`MAX_VALUE_LEN`] bytes, its signature or encryption checks
+//! present, it is at most 256 bytes, its signature or encryption checks
 //! out, and its value has the exact `<tag>.<secret>` format. Anything else is "no
 //! session": logged as suspicious without the value, and the store is never asked.
 
@@ -16,7 +16,7 @@ use crate::config::CookieConfig;
 use crate::id::SessionId;
 
 /// Longest session cookie value looked at; longer ones are rejected unread.
-pub const MAX_VALUE_LEN: usize = 256;
+pub(crate) const MAX_VALUE_LEN: usize = 256;
 
 /// Whether a cookie was opened with the newest key of its [`KeyRing`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

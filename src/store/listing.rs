@@ -84,10 +84,13 @@ pub struct SessionInfo {
     /// [`Session::revoke`](crate::Session::revoke).
     pub handle: SessionHandle,
     /// When the session was created.
-    #[serde(rename = "created_ms", serialize_with = "unix_ms")]
+    #[serde(rename = "created_ms", serialize_with = "crate::time::serialize_ms")]
     pub created: SystemTime,
     /// When the session was last written or refreshed (within the refresh threshold).
-    #[serde(rename = "last_active_ms", serialize_with = "unix_ms")]
+    #[serde(
+        rename = "last_active_ms",
+        serialize_with = "crate::time::serialize_ms"
+    )]
     pub last_active: SystemTime,
     /// The client IP at creation or login, if known.
     pub ip: Option<String>,
@@ -99,10 +102,6 @@ pub struct SessionInfo {
     pub details: crate::SessionDetails,
     /// Whether this is the session of the current request.
     pub current: bool,
-}
-
-fn unix_ms<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_i64(crate::time::unix_ms(*t))
 }
 
 impl SessionInfo {

@@ -9,7 +9,7 @@ use sha2::Sha256;
 
 use crate::error::ConfigError;
 
-/// Shortest key [`UserKey::from_bytes`] accepts.
+/// Shortest key a [`UserKey`] accepts.
 const MIN_LEN: usize = 32;
 
 /// The application's user-tag key.
@@ -33,18 +33,21 @@ const MIN_LEN: usize = 32;
 #[derive(Clone)]
 pub struct UserKey(Arc<[u8]>);
 
-impl UserKey {
-    /// A key from secret bytes (at least 32, e.g. from your secret manager).
-    ///
-    /// # Errors
-    /// [`ConfigError::UserKeyTooShort`] for fewer than 32 bytes.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
+/// A key from secret bytes (at least 32, e.g. from your secret manager):
+/// `UserKey::try_from(&secret[..])`; fewer than 32 bytes are
+/// [`ConfigError::UserKeyTooShort`].
+impl TryFrom<&[u8]> for UserKey {
+    type Error = ConfigError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, ConfigError> {
         if bytes.len() < MIN_LEN {
             return Err(ConfigError::UserKeyTooShort(bytes.len()));
         }
         Ok(Self(Arc::from(bytes)))
     }
+}
 
+impl UserKey {
     /// The salt of `namespace`: `HMAC-SHA256(key, label ‖ namespace)`.
     pub(crate) fn salt_for(&self, namespace: &str) -> Vec<u8> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
@@ -68,10 +71,10 @@ mod tests {
     #[test]
     fn short_keys_are_refused_and_debug_is_redacted() {
         assert!(matches!(
-            UserKey::from_bytes(&[7; 31]),
+            UserKey::try_from(&[7; 31][..]),
             Err(ConfigError::UserKeyTooShort(31))
         ));
-        let key = UserKey::from_bytes(&[7; 32]).unwrap();
+        let key = UserKey::try_from(&[7; 32][..]).unwrap();
         assert_eq!(format!("{key:?}"), "UserKey(<redacted>)");
         assert_ne!(
             key.salt_for("a"),

@@ -85,17 +85,17 @@ impl Tokens {
             .filter_map(|r| {
                 Some(FamilyInfo {
                     family: FamilyId::parse(&r.family)?,
-                    created_ms: r.created_ms,
-                    refreshed_ms: r.refreshed_ms,
-                    expires_ms: r.expires_ms,
+                    created: time(r.created_ms),
+                    last_refreshed: r.refreshed_ms.map(time),
+                    expires: time(r.expires_ms),
                     session: r.session,
                     scope: r.scope,
-                    id_token_expires_ms: r.id_expires_ms,
+                    id_token_expires: r.id_expires_ms.map(time),
                     client_id: r.client,
                 })
             })
             .collect();
-        list.sort_by_key(|f| (f.created_ms, f.family));
+        list.sort_by_key(|f| (f.created, f.family));
         Ok(list)
     }
 

@@ -109,122 +109,67 @@ impl TokenClaims {
 }
 
 /// What a verified OpenID Connect ID token says ([`Tokens::verify_id_token`]).
+/// Serialized with the times as Unix milliseconds (`issued_ms`, `expires_ms`,
+/// `auth_time_ms`).
 #[cfg(feature = "jwt")]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct IdTokenClaims {
-    pub(super) subject: String,
-    pub(super) audience: String,
-    pub(super) issuer: String,
-    pub(super) issued_ms: i64,
-    pub(super) expires_ms: i64,
-    pub(super) auth_time_ms: i64,
-    pub(super) nonce: Option<String>,
-    pub(super) session: Option<SessionHandle>,
-    pub(super) family: FamilyId,
-}
-
-#[cfg(feature = "jwt")]
-impl IdTokenClaims {
     /// The user (`sub`).
-    pub fn subject(&self) -> &str {
-        &self.subject
-    }
-
+    pub subject: String,
     /// The client it was issued to (`aud`).
-    pub fn audience(&self) -> &str {
-        &self.audience
-    }
-
+    pub audience: String,
     /// The issuer (`iss`).
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
+    pub issuer: String,
     /// When it was issued.
-    pub fn issued_at(&self) -> SystemTime {
-        time(self.issued_ms)
-    }
-
+    #[serde(rename = "issued_ms", serialize_with = "crate::time::serialize_ms")]
+    pub issued_at: SystemTime,
     /// When it expires.
-    pub fn expires_at(&self) -> SystemTime {
-        time(self.expires_ms)
-    }
-
+    #[serde(rename = "expires_ms", serialize_with = "crate::time::serialize_ms")]
+    pub expires_at: SystemTime,
     /// When the user authenticated (`auth_time`).
-    pub fn auth_time(&self) -> SystemTime {
-        time(self.auth_time_ms)
-    }
-
+    #[serde(rename = "auth_time_ms", serialize_with = "crate::time::serialize_ms")]
+    pub auth_time: SystemTime,
     /// The client's `nonce`, if it sent one.
-    pub fn nonce(&self) -> Option<&str> {
-        self.nonce.as_deref()
-    }
-
+    pub nonce: Option<String>,
     /// The session it is bound to (`sid`), if any.
-    pub fn session(&self) -> Option<SessionHandle> {
-        self.session
-    }
-
+    pub session: Option<SessionHandle>,
     /// The token family it belongs to.
-    pub fn family(&self) -> FamilyId {
-        self.family
-    }
+    pub family: FamilyId,
 }
 
 /// A live token family of a user (one signed-in app or device), as listed by
-/// [`Tokens::list`].
+/// [`Tokens::list`]. Serialized with the times as Unix milliseconds (`created_ms`,
+/// `refreshed_ms`, `expires_ms`, `id_token_expires_ms`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct FamilyInfo {
-    pub(super) family: FamilyId,
-    pub(super) created_ms: i64,
-    pub(super) refreshed_ms: Option<i64>,
-    pub(super) expires_ms: i64,
-    pub(super) session: Option<SessionHandle>,
-    pub(super) scope: Option<String>,
-    pub(super) id_token_expires_ms: Option<i64>,
-    pub(super) client_id: Option<String>,
-}
-
-impl FamilyInfo {
     /// The family's id: pass it to [`Tokens::revoke_family`].
-    pub fn family(&self) -> FamilyId {
-        self.family
-    }
-
+    pub family: FamilyId,
     /// When it was issued (the login).
-    pub fn created(&self) -> SystemTime {
-        time(self.created_ms)
-    }
-
+    #[serde(rename = "created_ms", serialize_with = "crate::time::serialize_ms")]
+    pub created: SystemTime,
     /// When it was last refreshed, if ever.
-    pub fn last_refreshed(&self) -> Option<SystemTime> {
-        self.refreshed_ms.map(time)
-    }
-
+    #[serde(
+        rename = "refreshed_ms",
+        serialize_with = "crate::time::serialize_opt_ms"
+    )]
+    pub last_refreshed: Option<SystemTime>,
     /// When its last token expires unless refreshed.
-    pub fn expires(&self) -> SystemTime {
-        time(self.expires_ms)
-    }
-
+    #[serde(rename = "expires_ms", serialize_with = "crate::time::serialize_ms")]
+    pub expires: SystemTime,
     /// The session it is bound to, if any.
-    pub fn session(&self) -> Option<SessionHandle> {
-        self.session
-    }
-
+    pub session: Option<SessionHandle>,
     /// Its scope, if any.
-    pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
-    }
-
+    pub scope: Option<String>,
     /// When its OpenID Connect ID token expires, if it has a live one.
-    pub fn id_token_expires(&self) -> Option<SystemTime> {
-        self.id_token_expires_ms.map(time)
-    }
-
+    #[serde(
+        rename = "id_token_expires_ms",
+        serialize_with = "crate::time::serialize_opt_ms"
+    )]
+    pub id_token_expires: Option<SystemTime>,
     /// The OAuth client it was issued to ([`IssueOptions::client_id`]), if any.
-    pub fn client_id(&self) -> Option<&str> {
-        self.client_id.as_deref()
-    }
+    pub client_id: Option<String>,
 }
 
 /// Options for [`Tokens::issue_with`] and [`Tokens::issue_for_session`].

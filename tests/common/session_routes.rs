@@ -28,7 +28,7 @@ pub fn per_user() -> Router {
         .route(
             "/revoke",
             post(|s: Session, Query(q): Query<HandleParam>| async move {
-                let h = SessionHandle::parse(&q.handle).unwrap();
+                let h = q.handle.parse::<SessionHandle>().unwrap();
                 Ok::<_, SessionError>(s.revoke(h).await?.to_string())
             }),
         )

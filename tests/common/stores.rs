@@ -126,7 +126,7 @@ pub fn twin_stores(prefix: &str, key_byte: u8) -> (u64, MemoryStore, RedisStore)
     static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + u64::from(std::process::id()) * 1_000;
-    let user_key = tower_redis_session::UserKey::from_bytes(&[key_byte; 32]).unwrap();
+    let user_key = tower_redis_session::UserKey::try_from(&[key_byte; 32][..]).unwrap();
     let ns = format!("{prefix}{case}");
     let redis = RedisStore::from_url(&super::RedisServer::shared().url())
         .unwrap()
@@ -169,7 +169,8 @@ pub fn cached_store(namespace: &str) -> RedisStore {
 pub fn cluster_store(namespace: &str) -> RedisStore {
     let urls = super::RedisCluster::shared().urls();
     register(namespace, urls.clone());
-    RedisStore::cluster(urls)
+    RedisStore::cluster_builder(urls)
+        .build()
         .unwrap()
         .with_namespace(namespace)
         .unwrap()

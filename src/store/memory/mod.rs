@@ -152,19 +152,16 @@ impl MemoryStore {
         Ok(self)
     }
 
-    /// Number of live (unexpired) sessions in this store's namespace.
-    pub fn len(&self) -> usize {
-        let now = Instant::now();
-        self.lock()
-            .entries
-            .iter()
-            .filter(|((ns, _), e)| *ns == self.namespace && e.expires > now)
-            .count()
-    }
-
-    /// Whether there are no live sessions.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    store_internal! {
+        /// Number of live (unexpired) sessions in this store's namespace (for tests).
+        fn len(&self) -> usize {
+            let now = Instant::now();
+            self.lock()
+                .entries
+                .iter()
+                .filter(|((ns, _), e)| *ns == self.namespace && e.expires > now)
+                .count()
+        }
     }
 
     store_internal! {

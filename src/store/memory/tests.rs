@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn debug_shows_the_namespace_only() {
-    let store = MemoryStore::new().with_user_key(UserKey::from_bytes(&[0xAB; 32]).unwrap());
+    let store = MemoryStore::new().with_user_key(UserKey::try_from(&[0xAB; 32][..]).unwrap());
     assert_eq!(
         format!("{store:?}"),
         r#"MemoryStore { namespace: "session", .. }"#

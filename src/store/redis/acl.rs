@@ -195,7 +195,7 @@ mod tests {
         for salt in [" +get", " +set", " +scan"] {
             assert!(rules.contains(salt), "{rules}");
         }
-        let keyed = store.with_user_key(crate::UserKey::from_bytes(&[7; 32]).unwrap());
+        let keyed = store.with_user_key(crate::UserKey::try_from(&[7; 32][..]).unwrap());
         let rules = keyed.acl_rules();
         for salt in [" +get", " +set", " +scan"] {
             assert!(
@@ -203,7 +203,9 @@ mod tests {
                 "{salt} without a salt in Redis: {rules}"
             );
         }
-        let cluster = RedisStore::cluster(["redis://127.0.0.1:1"]).unwrap();
+        let cluster = RedisStore::cluster_builder(["redis://127.0.0.1:1"])
+            .build()
+            .unwrap();
         assert!(cluster.acl_rules().contains("&__keyevent@0__:expired"));
         // A glob in the namespace would widen ~<ns>:* to other namespaces.
         for ns in ["a*", "a?", "a[b]", "a\\b"] {

@@ -345,19 +345,6 @@ impl RedisStore {
         Self::builder_for(Topology::Standalone(url.into()))
     }
 
-    /// A store on a Redis Cluster with default pool settings, given some of its nodes
-    /// (`redis://host:port`); the rest are discovered.
-    ///
-    /// # Errors
-    /// As [`RedisStoreBuilder::build`].
-    pub fn cluster<I, S>(nodes: I) -> Result<Self, ConfigError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::cluster_builder(nodes).build()
-    }
-
     /// A builder for a store on the master that Sentinel monitors under `master`,
     /// given some sentinels (`redis://host:26379`, with the sentinel's credentials if
     /// it needs any; `rediss://` for TLS to the sentinels and the master). Give the

@@ -32,7 +32,7 @@ impl RedisStore {
         keys::events(&self.namespace)
     }
 
-    /// The newest `count` events (at most [`RECENT_EVENTS_MAX`](Self::RECENT_EVENTS_MAX))
+    /// The newest `count` events (at most 1000)
     /// of this namespace's durable event stream, newest first: one bounded `XREVRANGE`
     /// through the store's own connections (TLS, Sentinel and ACL included), e.g. for an
     /// activity page. Entries this crate did not write are skipped. Empty when the
@@ -66,7 +66,7 @@ impl RedisStore {
     }
 
     /// The most events [`recent_events`](Self::recent_events) reads at once.
-    pub const RECENT_EVENTS_MAX: usize = 1000;
+    pub(super) const RECENT_EVENTS_MAX: usize = 1000;
 
     /// The stream key and MAXLEN arguments of the event-recording scripts.
     /// The event stream as the session scripts take it (`key` borrowed from `buf`).

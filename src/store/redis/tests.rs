@@ -68,3 +68,9 @@ fn read_futures_stay_small() {
         size_of_val(&command)
     );
 }
+
+/// `recent_events` reads at most 1000 entries, as documented.
+#[test]
+fn recent_events_are_bounded_as_documented() {
+    assert_eq!(RedisStore::RECENT_EVENTS_MAX, 1000);
+}
