@@ -95,6 +95,11 @@ pub enum ConfigError {
         /// The tokens' namespace.
         tokens: String,
     },
+    /// `tokens::Tokens::with_session_layer` was given a layer on another store than
+    /// the tokens' (another memory store, other Redis nodes or another database): the
+    /// tokens would keep alive sessions the layer never reads.
+    #[error("the session layer's store is not the tokens' store")]
+    StoreMismatch,
     /// A [`UserKey`](crate::store::UserKey) needs at least 32 bytes.
     #[error("a user key needs at least 32 bytes, got {0}")]
     UserKeyTooShort(usize),

@@ -219,7 +219,6 @@ impl FamilyId {
     }
 
     /// `s` as a family id, or `None` (the public form is `FromStr`).
-    #[cfg(feature = "tokens")]
     pub(crate) fn parse(s: &str) -> Option<Self> {
         Uuid::try_parse(s).ok().map(Self)
     }

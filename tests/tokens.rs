@@ -1269,3 +1269,54 @@ mod jwt {
         );
     }
 }
+
+/// `with_session_layer` refuses a layer on another store, even one with the same
+/// namespace: the tokens would keep alive sessions in data the layer never reads. The
+/// same store (a clone) or the same Redis built again from its URL is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_layer_on_another_store_is_refused() {
+    use tower_redis_session::{MemoryStore, RedisStore};
+    let memory = Tokens::new(MemoryStore::new(), TokenConfig::default()).unwrap();
+    let other_memory = SessionLayer::new(MemoryStore::new(), SessionConfig::default()).unwrap();
+    assert!(
+        matches!(
+            memory.clone().with_session_layer(&other_memory),
+            Err(tower_redis_session::ConfigError::StoreMismatch)
+        ),
+        "another memory store"
+    );
+    let ns = "another-store";
+    let redis = common::stores::redis_store(ns);
+    let tokens = Tokens::new(redis.clone(), TokenConfig::default()).unwrap();
+    assert!(
+        tokens.clone().with_session_layer(&other_memory).is_err(),
+        "a memory layer for Redis tokens"
+    );
+    let other_db = RedisStore::from_url(&format!("{}/3", common::RedisServer::shared().url()))
+        .unwrap()
+        .with_namespace(ns)
+        .unwrap();
+    let other_db = SessionLayer::new(other_db, SessionConfig::default()).unwrap();
+    assert!(
+        tokens.clone().with_session_layer(&other_db).is_err(),
+        "another database"
+    );
+    let same = SessionLayer::new(redis, SessionConfig::default()).unwrap();
+    assert!(tokens.clone().with_session_layer(&same).is_ok());
+    let again = RedisStore::from_url(&common::RedisServer::shared().url())
+        .unwrap()
+        .with_namespace(ns)
+        .unwrap();
+    let again = SessionLayer::new(again, SessionConfig::default()).unwrap();
+    assert!(
+        tokens.with_session_layer(&again).is_ok(),
+        "the same Redis again"
+    );
+    let memory_store = MemoryStore::new();
+    let shared = SessionLayer::new(memory_store.clone(), SessionConfig::default()).unwrap();
+    let t = Tokens::new(memory_store, TokenConfig::default()).unwrap();
+    assert!(
+        t.with_session_layer(&shared).is_ok(),
+        "the same memory store"
+    );
+}

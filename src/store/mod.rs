@@ -140,6 +140,9 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// over the store.
 pub(crate) trait DynStore: Send + Sync + 'static {
     fn namespace(&self) -> &str;
+    /// The concrete store, to tell whether another handle reaches the same data.
+    #[cfg(feature = "tokens")]
+    fn as_any(&self) -> &dyn std::any::Any;
     fn load<'a>(&'a self, key: &'a SessionKey)
     -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     fn write<'a>(
@@ -202,6 +205,11 @@ fn measured<'a, S: SessionStore, T: 'a>(
 impl<T: SessionStore> DynStore for T {
     fn namespace(&self) -> &str {
         SessionStore::namespace(self)
+    }
+
+    #[cfg(feature = "tokens")]
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn load<'a>(

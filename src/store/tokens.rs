@@ -205,6 +205,20 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Whether `store` (a layer's) reaches the same data as this backend: the same
+    /// memory map, or the same Redis nodes and database (or the same user pool).
+    pub(crate) fn same_data_as(&self, store: &dyn crate::store::DynStore) -> bool {
+        let any = store.as_any();
+        match self {
+            Self::Redis(s) => any
+                .downcast_ref::<RedisStore>()
+                .is_some_and(|other| s.same_data_as(other)),
+            Self::Memory(s) => any
+                .downcast_ref::<MemoryStore>()
+                .is_some_and(|other| s.same_data_as(other)),
+        }
+    }
+
     pub(crate) fn namespace(&self) -> &str {
         use crate::store::SessionStore as _;
         match self {

@@ -172,6 +172,9 @@ impl Tokens {
                 tokens: self.backend.namespace().to_owned(),
             });
         }
+        if !self.backend.same_data_as(&*layer.ctx.store) {
+            return Err(ConfigError::StoreMismatch);
+        }
         self.sessions = Some(layer.ctx.clone());
         Ok(self)
     }

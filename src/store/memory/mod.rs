@@ -152,6 +152,12 @@ impl MemoryStore {
         Ok(self)
     }
 
+    /// Whether `other` is this store or a clone of it (they share one map).
+    #[cfg(feature = "tokens")]
+    pub(crate) fn same_data_as(&self, other: &MemoryStore) -> bool {
+        Arc::ptr_eq(&self.map, &other.map)
+    }
+
     store_internal! {
         /// Number of live (unexpired) sessions in this store's namespace (for tests).
         fn len(&self) -> usize {

@@ -133,6 +133,10 @@ pub struct RedisStore {
     eviction_allowed: bool,
     /// Replicas a revocation waits for, and how long (`wait_for_replicas`).
     durability: Option<(usize, Duration)>,
+    /// Which construction this store (and its clones) came from: tells apart two
+    /// stores on two application pools, which have no URLs to compare.
+    #[cfg_attr(not(feature = "tokens"), allow(dead_code))]
+    origin: u64,
     /// Test hook: awaited between the bounded steps of a revocation.
     #[cfg(feature = "store-internals")]
     step_pause: Option<crate::context::Pause>,
@@ -173,7 +177,9 @@ impl RedisStore {
     }
 
     fn with_pool(pool: Pool, timeout: Duration) -> Self {
+        static ORIGINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            origin: ORIGINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             in_flight: None,
             pool,
             namespace: Arc::from("session"),
@@ -310,6 +316,22 @@ impl RedisStore {
                 }
             }
             None => "the application's connection pool".to_owned(),
+        }
+    }
+
+    /// Whether `other` reaches the same keys: built from the same node URLs for the
+    /// same database, or made from the same pool (this store or a clone of it).
+    #[cfg(feature = "tokens")]
+    pub(crate) fn same_data_as(&self, other: &RedisStore) -> bool {
+        match (&self.nodes, &other.nodes) {
+            (Some(a), Some(b)) => {
+                a.urls == b.urls
+                    && a.sentinel.as_ref().map(|s| &s.master)
+                        == b.sentinel.as_ref().map(|s| &s.master)
+                    && self.db() == other.db()
+            }
+            (None, None) => self.origin == other.origin,
+            _ => false,
         }
     }
 
