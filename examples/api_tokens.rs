@@ -232,7 +232,7 @@ async fn logout_everywhere(
     Extension(tokens): Extension<Tokens>,
     Bearer(claims): Bearer,
 ) -> Result<Json<serde_json::Value>, TokenError> {
-    let families = tokens.revoke_all(claims.user_id()).await?;
+    let families = tokens.revoke_all_tokens(claims.user_id()).await?;
     Ok(Json(serde_json::json!({ "revoked_families": families })))
 }
 

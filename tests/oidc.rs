@@ -277,7 +277,7 @@ mod cases {
         assert!(t.revoke_family("alice", a.family()).await.unwrap());
         assert!(!id_live(&t, a.id_token().unwrap()).await);
         assert!(id_live(&t, b.id_token().unwrap()).await);
-        assert_eq!(t.revoke_all("alice").await.unwrap(), 1);
+        assert_eq!(t.revoke_all_tokens("alice").await.unwrap(), 1);
         assert!(!id_live(&t, b.id_token().unwrap()).await);
         // Log out everywhere (sessions and tokens in one step).
         let c = t.issue_with("alice", openid()).await.unwrap();

@@ -484,9 +484,9 @@ mod cases {
         assert!(live(&t, bob_api.access_token()).await);
         // Tokens alone.
         let again = t.issue("alice").await.unwrap();
-        assert_eq!(t.revoke_all("alice").await.unwrap(), 1);
+        assert_eq!(t.revoke_all_tokens("alice").await.unwrap(), 1);
         assert!(!live(&t, again.access_token()).await);
-        assert_eq!(t.revoke_all("alice").await.unwrap(), 0);
+        assert_eq!(t.revoke_all_tokens("alice").await.unwrap(), 0);
     }
 
     pub async fn logout_everywhere_ends_tokens<S: TestStore + TokenStore>(s: S) {
@@ -772,7 +772,7 @@ mod cases {
             .map(|f| f.family)
             .collect();
         assert_eq!(ids, [a.family()]);
-        t.revoke_all("lee").await.unwrap();
+        t.revoke_all_tokens("lee").await.unwrap();
         assert!(t.list("lee").await.unwrap().is_empty());
     }
 

@@ -134,7 +134,7 @@ impl World {
             Op::RevokeAll(u) => format!(
                 "{:?}",
                 self.tokens
-                    .revoke_all(&self.users[u])
+                    .revoke_all_tokens(&self.users[u])
                     .await
                     .map_err(|e| e.to_string())
             ),

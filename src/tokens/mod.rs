@@ -19,7 +19,7 @@
 //! - **Listing** ([`list`](Tokens::list)): a user's live token families ("apps signed in
 //!   to your account"), with created, last refreshed, expiry, scope and bound session.
 //! - **Revocation** ([`revoke`](Tokens::revoke), RFC 7009): idempotent, succeeds for
-//!   unknown tokens; revoking a refresh token revokes its family. [`Tokens::revoke_all`]
+//!   unknown tokens; revoking a refresh token revokes its family. [`Tokens::revoke_all_tokens`]
 //!   ends every token of a user; [`Session::logout_everywhere`](crate::Session::logout_everywhere)
 //!   and [`Users::revoke_all`](crate::Users::revoke_all) end the user's sessions *and*
 //!   tokens in one atomic step.

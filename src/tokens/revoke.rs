@@ -11,9 +11,9 @@ impl Tokens {
     /// [`revoke_for_client`](Self::revoke_for_client).
     ///
     /// # Errors
-    /// [`StoreError`] if the store failed.
-    pub async fn revoke(&self, token: &str) -> Result<(), StoreError> {
-        self.revoke_as(token, None).await.map(|_| ())
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn revoke(&self, token: &str) -> Result<(), TokenError> {
+        Ok(self.revoke_as(token, None).await.map(|_| ())?)
     }
 
     /// As [`revoke`](Self::revoke), for the OAuth client `client_id` that your
@@ -74,8 +74,8 @@ impl Tokens {
     /// account").
     ///
     /// # Errors
-    /// [`StoreError`] if the store failed.
-    pub async fn list(&self, user_id: &str) -> Result<Vec<FamilyInfo>, StoreError> {
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<FamilyInfo>, TokenError> {
         let tag = self.backend.user_tag(user_id).await?;
         let mut list: Vec<FamilyInfo> = self
             .backend
@@ -103,8 +103,8 @@ impl Tokens {
     /// it existed.
     ///
     /// # Errors
-    /// [`StoreError`] if the store failed.
-    pub async fn revoke_family(&self, user_id: &str, family: FamilyId) -> Result<bool, StoreError> {
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn revoke_family(&self, user_id: &str, family: FamilyId) -> Result<bool, TokenError> {
         let tag = self.backend.user_tag(user_id).await?;
         let id = family.to_string();
         let target = Target::Family {
@@ -127,8 +127,8 @@ impl Tokens {
     /// ended. (To end sessions too, use [`Users::revoke_all`](crate::Users::revoke_all).)
     ///
     /// # Errors
-    /// [`StoreError`] if the store failed.
-    pub async fn revoke_all(&self, user_id: &str) -> Result<usize, StoreError> {
+    /// [`TokenError::Store`] if the store failed.
+    pub async fn revoke_all_tokens(&self, user_id: &str) -> Result<usize, TokenError> {
         let tag = self.backend.user_tag(user_id).await?;
         let revoked = self
             .backend
