@@ -1,4 +1,4 @@
-//! What the layer, its sessions and its admin handle share ([`Context`]: the store, the
+//! What the layer, its sessions and its admin handle share ([`LayerState`]: the store, the
 //! configuration, the event queue), and what a request tells about its client
 //! ([`RequestMeta`]).
 
@@ -54,7 +54,7 @@ impl RequestMeta {
 /// Cloned (not shared) by the layer's `with_*` builders, so a builder called on a clone
 /// of a layer never changes the original.
 #[derive(Clone, Debug)]
-pub(crate) struct Context {
+pub(crate) struct LayerState {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) config: SessionConfig,
     /// Session cookies refused unread.
@@ -96,7 +96,7 @@ impl std::fmt::Debug for Pause {
     }
 }
 
-impl Context {
+impl LayerState {
     /// Queues an event about session `handle` of `user`, with the request's client
     /// details when there is a request. Builds nothing when no hook is installed.
     pub(crate) fn emit(

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::config::SessionConfig;
+use crate::context::LayerState;
 use crate::cookie::{Codec, KeyRing};
 use crate::error::{ConfigError, StoreError};
 use crate::events::SessionEvents;
-use crate::session::Context;
 use crate::store::SessionStore;
 
 impl From<&SessionLayer> for crate::events::EventSink {
@@ -45,7 +45,7 @@ pub(crate) type ErrorResponder = Arc<dyn Fn(&StoreError) -> Response<()> + Send 
 #[must_use]
 #[derive(Clone)]
 pub struct SessionLayer {
-    pub(crate) ctx: Arc<Context>,
+    pub(crate) ctx: Arc<LayerState>,
     pub(crate) codec: Codec,
     pub(crate) on_store_error: ErrorResponder,
 }
@@ -78,7 +78,7 @@ impl SessionLayer {
     pub fn new(store: impl SessionStore, config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            ctx: Arc::new(Context {
+            ctx: Arc::new(LayerState {
                 store: Arc::new(store),
                 config,
                 rejected: Arc::new(AtomicU64::new(0)),

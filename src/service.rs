@@ -8,7 +8,7 @@ use http::{HeaderValue, Request, Response, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::context::{Context as SessionContext, RequestMeta};
+use crate::context::{LayerState, RequestMeta};
 use crate::cookie;
 use crate::events::EventKind;
 use crate::future::ResponseFuture;
@@ -128,7 +128,7 @@ fn request_meta<B>(req: &Request<B>, ip_header: Option<&http::HeaderName>) -> Re
 
 /// Queues an [`EventKind::InvalidCookie`] event, fingerprinted by a keyed hash of the
 /// request's `Cookie` headers.
-fn invalid_cookie_event<B>(ctx: &SessionContext, req: &Request<B>, meta: &RequestMeta) {
+fn invalid_cookie_event<B>(ctx: &LayerState, req: &Request<B>, meta: &RequestMeta) {
     let Some(mut event) = ctx.event(EventKind::InvalidCookie, None, None, Some(meta)) else {
         return;
     };

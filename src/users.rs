@@ -33,7 +33,7 @@
 
 use std::sync::Arc;
 
-use crate::context::Context;
+use crate::context::LayerState;
 use crate::error::SessionError;
 use crate::events::EventKind;
 use crate::id::SessionHandle;
@@ -44,7 +44,7 @@ use crate::time::now_ms;
 /// The sessions of any user, for admin code without a request.
 #[derive(Clone, Debug)]
 pub struct Users {
-    pub(crate) ctx: Arc<Context>,
+    pub(crate) ctx: Arc<LayerState>,
 }
 
 impl Users {

@@ -24,7 +24,7 @@ pub(crate) use self::commit::{Commit, CookieAction};
 use self::state::{Fate, Load, State, parse_live};
 
 use crate::config::{Expiry, StoreDownPolicy};
-pub(crate) use crate::context::{Context, RequestMeta};
+pub(crate) use crate::context::{LayerState, RequestMeta};
 use crate::cookie::Incoming;
 use crate::details::SessionDetails;
 use crate::error::SessionError;
@@ -69,7 +69,7 @@ pub struct Session {
 }
 
 struct Inner {
-    ctx: Arc<Context>,
+    ctx: Arc<LayerState>,
     incoming: Incoming,
     meta: RequestMeta,
     state: Mutex<State>,
@@ -89,7 +89,7 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(ctx: Arc<Context>, incoming: Incoming, meta: RequestMeta) -> Self {
+    pub(crate) fn new(ctx: Arc<LayerState>, incoming: Incoming, meta: RequestMeta) -> Self {
         let id = match &incoming {
             Incoming::Valid(id) | Incoming::OldKey(id) => Some(id.clone()),
             Incoming::Absent | Incoming::Invalid(_) => None,

@@ -8,15 +8,15 @@ use std::sync::atomic::AtomicU64;
 use super::state::{Health, State};
 use super::{Commit, CookieAction, Session};
 use crate::config::SessionConfig;
-use crate::context::{Context, RequestMeta};
+use crate::context::{LayerState, RequestMeta};
 use crate::cookie::Incoming;
 use crate::error::{SessionError, StoreError};
 use crate::events::Dispatcher;
 use crate::id::SessionId;
 use crate::store::{MemoryStore, SessionStore};
 
-fn context(store: &MemoryStore, config: SessionConfig) -> Arc<Context> {
-    Arc::new(Context {
+fn context(store: &MemoryStore, config: SessionConfig) -> Arc<LayerState> {
+    Arc::new(LayerState {
         store: Arc::new(store.clone()),
         config,
         rejected: Arc::new(AtomicU64::new(0)),
@@ -28,7 +28,7 @@ fn context(store: &MemoryStore, config: SessionConfig) -> Arc<Context> {
 
 /// A request's session: with the cookie `id` (as a verified cookie would give it) or
 /// none.
-fn request(ctx: &Arc<Context>, id: Option<&SessionId>) -> Session {
+fn request(ctx: &Arc<LayerState>, id: Option<&SessionId>) -> Session {
     let incoming = match id {
         Some(id) => Incoming::Valid(id.clone()),
         None => Incoming::Absent,

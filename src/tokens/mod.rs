@@ -120,7 +120,7 @@ pub struct Tokens {
     #[cfg(feature = "jwt")]
     jwt: Option<Arc<JwtKeys>>,
     /// The session layer whose sessions bearer requests keep alive, if any.
-    sessions: Option<Arc<crate::context::Context>>,
+    sessions: Option<Arc<crate::context::LayerState>>,
 }
 
 impl fmt::Debug for Tokens {
