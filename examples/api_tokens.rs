@@ -158,10 +158,10 @@ async fn login(
     for (value, set) in [
         (
             f.scope,
-            IssueOptions::scope as fn(IssueOptions, String) -> IssueOptions,
+            IssueOptions::with_scope as fn(IssueOptions, String) -> IssueOptions,
         ),
-        (f.client_id, IssueOptions::client_id),
-        (f.nonce, IssueOptions::nonce),
+        (f.client_id, IssueOptions::with_client_id),
+        (f.nonce, IssueOptions::with_nonce),
     ] {
         if let Some(v) = value {
             options = set(options, v);

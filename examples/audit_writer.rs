@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = env("REDIS_URL", "redis://127.0.0.1:6379");
     let database_tls = std::env::var("DATABASE_CA_FILE")
         .ok()
-        .map(|ca| TlsConfig::new().ca_file(ca));
+        .map(|ca| TlsConfig::new().with_ca_file(ca));
     let writer = match (redis_env::tls(), &database_tls) {
         (Some(redis_tls), pg) => {
             AuditWriter::connect_with_tls(&redis, &redis_tls, &namespace, &database, pg.as_ref())
@@ -47,8 +47,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (None, None) => AuditWriter::connect(&redis, &namespace, &database).await?,
     };
     let mut writer = writer
-        .consumer(env("AUDIT_CONSUMER", "audit-1"))
-        .batch(batch);
+        .with_consumer(env("AUDIT_CONSUMER", "audit-1"))
+        .with_batch(batch);
     println!("audit writer: {namespace}:events -> session_audit");
     loop {
         let n = writer.step().await?;

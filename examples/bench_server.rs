@@ -38,11 +38,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|n| n.parse().ok())
     {
-        store = store.max_connections(n);
+        store = store.with_max_connections(n);
     }
     // LOCAL_CACHE=1: the local session cache, kept coherent by Redis client tracking.
     if std::env::var("LOCAL_CACHE").is_ok_and(|v| v == "1") {
-        store = store.local_cache(tower_redis_session::LocalCache::default());
+        store = store.with_local_cache(tower_redis_session::LocalCache::default());
     }
     let store = store.build()?;
     // Fail at start-up, with the reason, if Redis cannot be reached or used.

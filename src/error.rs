@@ -53,7 +53,7 @@ pub enum ConfigError {
          glob characters ('*', '?', '[', ']', '\\')"
     )]
     InvalidNamespace(String),
-    /// Invalid [`wait_for_replicas`](crate::RedisStoreBuilder::wait_for_replicas)
+    /// Invalid [`with_wait_for_replicas`](crate::RedisStoreBuilder::with_wait_for_replicas)
     /// settings.
     #[error("invalid durability settings: {0}")]
     Durability(&'static str),
@@ -177,7 +177,7 @@ pub enum StoreError {
     },
     /// A revocation (logout, revoke, log out everywhere, a token revoked or a family
     /// ended by reuse) holds on the master, but fewer replicas than
-    /// [`RedisStoreBuilder::wait_for_replicas`](crate::RedisStoreBuilder::wait_for_replicas)
+    /// [`RedisStoreBuilder::with_wait_for_replicas`](crate::RedisStoreBuilder::with_wait_for_replicas)
     /// asks confirmed it in time: a failover now could undo it. Retry it, or alert.
     #[error("revocation reached {acked} of {wanted} replicas in time")]
     NotReplicated {

@@ -82,9 +82,9 @@
 //!   `redis+sentinel://host:26379,host:26379/<master>` URL; each new connection asks the
 //!   sentinels for the master, so a failover needs no restart.
 //! - TLS (feature `tls`, on by default): `rediss://` URLs, and `TlsConfig` for a
-//!   private CA and client certificates (`RedisStoreBuilder::tls`).
+//!   private CA and client certificates (`RedisStoreBuilder::with_tls`).
 //! - [`MemoryStore`]: the same semantics in process, for development and tests.
-//! - A local session cache (feature `local-cache`, then `RedisStoreBuilder::local_cache`):
+//! - A local session cache (feature `local-cache`, then `RedisStoreBuilder::with_local_cache`):
 //!   repeat reads cost no round trip and a read-modify-write only its write; Redis
 //!   keeps the copies coherent (RESP3 `CLIENT TRACKING`), and a copy is never served
 //!   longer than `LocalCache::with_max_staleness` after it was read, nor after a lost

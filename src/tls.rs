@@ -15,17 +15,17 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::error::ConfigError;
 
 /// A CA and client certificate for TLS connections, in PEM: to Redis
-/// ([`RedisStoreBuilder::tls`](crate::RedisStoreBuilder::tls)) or to PostgreSQL (the
+/// ([`RedisStoreBuilder::with_tls`](crate::RedisStoreBuilder::with_tls)) or to PostgreSQL (the
 /// audit writer of `tower-redis-session-audit`).
 ///
 /// ```rust,no_run
 /// use tower_redis_session::{RedisStore, TlsConfig};
 ///
 /// let store = RedisStore::builder("rediss://redis.internal:6380")
-///     .tls(
+///     .with_tls(
 ///         TlsConfig::new()
-///             .ca_file("/etc/redis-tls/ca.crt")
-///             .client_cert_files("/etc/redis-tls/client.crt", "/etc/redis-tls/client.key"),
+///             .with_ca_file("/etc/redis-tls/ca.crt")
+///             .with_client_cert_files("/etc/redis-tls/client.crt", "/etc/redis-tls/client.key"),
 ///     )
 ///     .build()?;
 /// # Ok::<(), tower_redis_session::ConfigError>(())
@@ -82,27 +82,31 @@ impl TlsConfig {
     }
 
     /// Trusts the CA certificates in `pem` instead of the system trust store.
-    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(Pem::Inline(pem.into()));
         self
     }
 
-    /// As [`ca_pem`](Self::ca_pem), read from `path` when the store is built.
-    pub fn ca_file(mut self, path: impl AsRef<Path>) -> Self {
+    /// As [`with_ca_pem`](Self::with_ca_pem), read from `path` when the store is built.
+    pub fn with_ca_file(mut self, path: impl AsRef<Path>) -> Self {
         self.ca = Some(Pem::File(path.as_ref().to_owned()));
         self
     }
 
     /// Presents a client certificate (chain) and its private key, for servers that
     /// require one (`tls-auth-clients yes`).
-    pub fn client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+    pub fn with_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
         self.client = Some((Pem::Inline(cert.into()), Pem::Inline(key.into())));
         self
     }
 
-    /// As [`client_cert_pem`](Self::client_cert_pem), read from files when the store
+    /// As [`with_client_cert_pem`](Self::with_client_cert_pem), read from files when the store
     /// is built.
-    pub fn client_cert_files(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+    pub fn with_client_cert_files(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
         self.client = Some((
             Pem::File(cert.as_ref().to_owned()),
             Pem::File(key.as_ref().to_owned()),

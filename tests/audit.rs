@@ -128,7 +128,7 @@ async fn session_details_reach_the_stream_and_the_table() {
     let mut writer = AuditWriter::connect(&redis.url(), "audit-details", &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     while writer.step().await.unwrap() > 0 {}
     let db = pg(&postgres).await;
     let rows = db
@@ -160,7 +160,7 @@ async fn one_row_per_event_with_its_fields() {
     let mut writer = AuditWriter::connect(&redis.url(), "audit-fields", &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     let mut total = 0;
     loop {
         let n = writer.step().await.unwrap();
@@ -221,8 +221,8 @@ async fn a_batch_committed_but_not_acknowledged_is_not_inserted_twice() {
     let mut first = AuditWriter::connect(&redis.url(), "audit-crash", &postgres.conn_str())
         .await
         .unwrap()
-        .batch(4)
-        .block(Duration::from_millis(50));
+        .with_batch(4)
+        .with_block(Duration::from_millis(50));
     assert_eq!(first.step().await.unwrap(), 4);
     drop(first);
     let mut conn = common::stores::redis_conn(&redis.url()).await;
@@ -254,8 +254,8 @@ async fn a_batch_committed_but_not_acknowledged_is_not_inserted_twice() {
     let mut second = AuditWriter::connect(&redis.url(), "audit-crash", &postgres.conn_str())
         .await
         .unwrap()
-        .batch(4)
-        .block(Duration::from_millis(50));
+        .with_batch(4)
+        .with_block(Duration::from_millis(50));
     while second.step().await.unwrap() > 0 {}
     let rows = row_ids(&db, "audit-crash").await;
     assert_eq!(rows.len(), 12, "every event exactly once");
@@ -350,7 +350,7 @@ async fn cluster_events_reach_postgres_through_the_stream_sink() {
     let mut writer = AuditWriter::connect_cluster(&nodes, ns, &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     let db = pg(&postgres).await;
     assert_eq!(steps_until(&mut writer, &db, ns, 9).await.len(), 9);
     let kinds: Vec<String> = db
@@ -395,7 +395,7 @@ async fn token_activity_is_audited() {
     let mut writer = AuditWriter::connect(&redis.url(), ns, &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     let db = pg(&postgres).await;
     let mut rows = Vec::new();
     for _ in 0..100 {
@@ -494,7 +494,7 @@ async fn a_refused_event_goes_to_the_dead_letters_and_the_writer_keeps_going() {
     let mut writer = AuditWriter::connect(&url, ns, &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     assert_eq!(
         drain(&mut writer).await,
         4,
@@ -560,7 +560,7 @@ async fn events_trimmed_before_they_were_read_are_counted_once() {
     let mut writer = AuditWriter::connect(&url, ns, &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     assert_eq!(drain(&mut writer).await, 5);
     assert_eq!(writer.missed(), 0, "nothing trimmed yet");
     // 20 more events, of which the stream keeps the last 5 (MAXLEN) before the writer
@@ -608,7 +608,7 @@ async fn events_trimmed_before_they_were_read_are_counted_once() {
     let mut restarted = AuditWriter::connect(&url, ns, &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     assert_eq!(drain(&mut restarted).await, 0);
     assert_eq!((writer.missed(), restarted.missed()), (15, 15));
     let n: i64 = db
@@ -677,8 +677,8 @@ async fn pending_entries_lost_to_trimming_are_accounted_exactly() {
     let mut writer = AuditWriter::connect(&url, ns, &postgres.conn_str())
         .await
         .unwrap()
-        .block(Duration::from_millis(50))
-        .claim_after(Duration::from_millis(1));
+        .with_block(Duration::from_millis(50))
+        .with_claim_after(Duration::from_millis(1));
     assert_eq!(drain(&mut writer).await, 1);
     let db = pg(&postgres).await;
 
@@ -766,7 +766,7 @@ async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
         Err(AuditError::Postgres(_))
     ));
     // A CA that did not sign the server's certificate: refused by the writer.
-    let wrong = TlsConfig::new().ca_pem(certs.other_ca_pem.clone());
+    let wrong = TlsConfig::new().with_ca_pem(certs.other_ca_pem.clone());
     match AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &wrong).await {
         Err(AuditError::Postgres(e)) => {
             let chain = format!("{e:?}");
@@ -781,18 +781,18 @@ async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
         Err(AuditError::Postgres(_))
     ));
     // A missing CA file is a configuration error.
-    let missing = TlsConfig::new().ca_file("/nonexistent/ca.crt");
+    let missing = TlsConfig::new().with_ca_file("/nonexistent/ca.crt");
     assert!(matches!(
         AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &missing).await,
         Err(AuditError::Config(_))
     ));
 
     // The right CA: every event arrives, over TLS.
-    let right = TlsConfig::new().ca_file(certs.path("ca.crt"));
+    let right = TlsConfig::new().with_ca_file(certs.path("ca.crt"));
     let mut writer = AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &right)
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
     assert_eq!(drain(&mut writer).await, 15);
     let (db, conn) = tokio_postgres::connect(&postgres.socket_conn_str(), tokio_postgres::NoTls)
         .await
@@ -828,7 +828,7 @@ mod tls {
         let postgres = Postgres::start();
         let ns = "audit-cluster-tls";
         let store = RedisStore::cluster_builder(cluster.tls_urls())
-            .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+            .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
             .build()
             .unwrap()
             .with_namespace(ns)
@@ -839,18 +839,18 @@ mod tls {
         traffic(&routes::routes().layer(layer), 2).await; // 6 events
         let urls = cluster.tls_urls();
         let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
-        let wrong = TlsConfig::new().ca_pem(certs.other_ca_pem.clone());
+        let wrong = TlsConfig::new().with_ca_pem(certs.other_ca_pem.clone());
         assert!(
             AuditWriter::connect_cluster_with_tls(&nodes, &wrong, ns, &postgres.conn_str(), None)
                 .await
                 .is_err()
         );
-        let right = TlsConfig::new().ca_pem(certs.ca_pem.clone());
+        let right = TlsConfig::new().with_ca_pem(certs.ca_pem.clone());
         let mut writer =
             AuditWriter::connect_cluster_with_tls(&nodes, &right, ns, &postgres.conn_str(), None)
                 .await
                 .unwrap()
-                .block(Duration::from_millis(50));
+                .with_block(Duration::from_millis(50));
         let db = pg(&postgres).await;
         assert_eq!(steps_until(&mut writer, &db, ns, 6).await.len(), 6);
     }
@@ -865,7 +865,7 @@ mod tls {
         let postgres = Postgres::start();
         let ns = "audit-redis-tls";
         let store = RedisStore::builder(server.tls_url())
-            .tls(common::stores::client_tls(certs))
+            .with_tls(common::stores::client_tls(certs))
             .build()
             .unwrap()
             .with_namespace(ns)
@@ -877,8 +877,8 @@ mod tls {
         traffic(&app, 2).await; // 6 events
 
         let wrong = TlsConfig::new()
-            .ca_pem(certs.other_ca_pem.clone())
-            .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
+            .with_ca_pem(certs.other_ca_pem.clone())
+            .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
         assert!(matches!(
             AuditWriter::connect_with_tls(
                 &server.tls_url(),
@@ -890,7 +890,7 @@ mod tls {
             .await,
             Err(AuditError::Redis(_))
         ));
-        let missing = TlsConfig::new().ca_file("/nonexistent/ca.crt");
+        let missing = TlsConfig::new().with_ca_file("/nonexistent/ca.crt");
         assert!(matches!(
             AuditWriter::connect_with_tls(
                 &server.tls_url(),
@@ -911,7 +911,7 @@ mod tls {
         )
         .await
         .unwrap()
-        .block(Duration::from_millis(50));
+        .with_block(Duration::from_millis(50));
         assert_eq!(drain(&mut writer).await, 6);
         let db = pg(&postgres).await;
         assert_eq!(row_ids(&db, ns).await.len(), 6);

@@ -112,10 +112,10 @@ fn wait_replicated(master: &common::RedisServer) {
 async fn master_failover_keeps_sessions_and_the_layer_recovers() {
     let mut cluster = RedisCluster::start(3, 1);
     let store = RedisStore::cluster_builder(cluster.urls())
-        .connect_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(300))
-        .wait_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_secs(1))
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_response_timeout(Duration::from_millis(300))
+        .with_wait_timeout(Duration::from_millis(300))
+        .with_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());

@@ -19,9 +19,9 @@ use tower_redis_session::{ConfigError, RedisStore, SessionConfig, SessionLayer};
 /// A builder with short timeouts, so a failure shows quickly.
 fn quick(url: String) -> tower_redis_session::RedisStoreBuilder {
     RedisStore::builder(url)
-        .connect_timeout(Duration::from_secs(1))
-        .response_timeout(Duration::from_secs(1))
-        .wait_timeout(Duration::from_secs(1))
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_response_timeout(Duration::from_secs(1))
+        .with_wait_timeout(Duration::from_secs(1))
 }
 
 /// `check()` on a store built from `builder`: its error text, or "ok"; it must answer
@@ -42,20 +42,20 @@ async fn mutual_tls_is_verified_both_ways() {
     let (certs, server) = &*TLS;
     // The right CA and client certificate.
     assert_eq!(
-        check(quick(server.tls_url()).tls(client_tls(certs))).await,
+        check(quick(server.tls_url()).with_tls(client_tls(certs))).await,
         "ok"
     );
     // The same from files.
     let files = TlsConfig::new()
-        .ca_file(certs.path("ca.crt"))
-        .client_cert_files(certs.path("client.crt"), certs.path("client.key"));
-    assert_eq!(check(quick(server.tls_url()).tls(files)).await, "ok");
+        .with_ca_file(certs.path("ca.crt"))
+        .with_client_cert_files(certs.path("client.crt"), certs.path("client.key"));
+    assert_eq!(check(quick(server.tls_url()).with_tls(files)).await, "ok");
 
     // A CA that did not sign the server's certificate.
     let wrong_ca = TlsConfig::new()
-        .ca_pem(certs.other_ca_pem.clone())
-        .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
-    let e = check(quick(server.tls_url()).tls(wrong_ca)).await;
+        .with_ca_pem(certs.other_ca_pem.clone())
+        .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
+    let e = check(quick(server.tls_url()).with_tls(wrong_ca)).await;
     assert!(
         e.starts_with("cannot connect to Redis") && e.contains("UnknownIssuer"),
         "{e}"
@@ -64,7 +64,9 @@ async fn mutual_tls_is_verified_both_ways() {
     let e = check(quick(server.tls_url())).await;
     assert!(e.contains("UnknownIssuer"), "{e}");
     // The server requires a client certificate.
-    let e = check(quick(server.tls_url()).tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))).await;
+    let e =
+        check(quick(server.tls_url()).with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone())))
+            .await;
     assert!(e.starts_with("cannot connect to Redis"), "{e}");
     // A plaintext URL on the TLS port.
     let plain = server.tls_url().replace("rediss://", "redis://");
@@ -73,9 +75,9 @@ async fn mutual_tls_is_verified_both_ways() {
     // Skipping verification only when the URL asks for it (the client certificate is
     // still presented).
     let insecure = TlsConfig::new()
-        .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
+        .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
     let url = format!("{}/#insecure", server.tls_url());
-    assert_eq!(check(quick(url).tls(insecure)).await, "ok");
+    assert_eq!(check(quick(url).with_tls(insecure)).await, "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +94,8 @@ async fn a_rediss_url_without_settings_needs_a_trusted_server() {
         "ok"
     );
     assert_eq!(
-        check(quick(server.tls_url()).tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))).await,
+        check(quick(server.tls_url()).with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone())))
+            .await,
         "ok"
     );
 }
@@ -107,7 +110,7 @@ fn tls_settings_need_a_tls_url() {
         "redis+sentinel://127.0.0.1:1/mymaster",
     ] {
         let built = RedisStore::builder(url)
-            .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+            .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
             .build();
         match built {
             Err(e @ ConfigError::Tls(_)) => {
@@ -117,12 +120,12 @@ fn tls_settings_need_a_tls_url() {
         }
     }
     let cluster = RedisStore::cluster_builder(vec!["redis://127.0.0.1:1".to_owned()])
-        .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+        .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
         .build();
     assert!(matches!(cluster, Err(ConfigError::Tls(_))), "{cluster:?}");
     // The same settings with a TLS URL build.
     RedisStore::builder("rediss://127.0.0.1:1")
-        .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+        .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
         .build()
         .expect("rediss:// takes TLS settings");
 }
@@ -130,7 +133,7 @@ fn tls_settings_need_a_tls_url() {
 #[test]
 fn bad_tls_settings_are_config_errors_at_build() {
     let missing = RedisStore::builder("rediss://127.0.0.1:1")
-        .tls(TlsConfig::new().ca_file("/nonexistent/ca.crt"))
+        .with_tls(TlsConfig::new().with_ca_file("/nonexistent/ca.crt"))
         .build();
     match missing {
         Err(ConfigError::TlsFile { path, .. }) => {
@@ -141,7 +144,7 @@ fn bad_tls_settings_are_config_errors_at_build() {
     let key =
         "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n";
     let garbage = RedisStore::builder("rediss://127.0.0.1:1")
-        .tls(TlsConfig::new().client_cert_pem("not a certificate", key))
+        .with_tls(TlsConfig::new().with_client_cert_pem("not a certificate", key))
         .build();
     match garbage {
         Err(e @ ConfigError::Tls(_)) => {
@@ -155,14 +158,14 @@ fn bad_tls_settings_are_config_errors_at_build() {
     }
     // Debug names what is configured, never the key.
     let tls = TlsConfig::new()
-        .ca_file("/etc/ca.crt")
-        .client_cert_pem("cert", key);
+        .with_ca_file("/etc/ca.crt")
+        .with_client_cert_pem("cert", key);
     let debug = format!("{tls:?}");
     assert!(debug.contains("/etc/ca.crt"), "{debug}");
     assert!(!debug.contains("c2VjcmV0"), "{debug}");
     let builder = format!(
         "{:?}",
-        RedisStore::builder("rediss://:hunter2@127.0.0.1:1").tls(tls)
+        RedisStore::builder("rediss://:hunter2@127.0.0.1:1").with_tls(tls)
     );
     assert!(
         !builder.contains("hunter2") && !builder.contains("c2VjcmV0"),
@@ -174,9 +177,9 @@ fn bad_tls_settings_are_config_errors_at_build() {
 async fn a_tls_store_that_cannot_connect_answers_503_and_never_panics() {
     let (certs, server) = &*TLS;
     let wrong_ca = TlsConfig::new()
-        .ca_pem(certs.other_ca_pem.clone())
-        .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
-    let store = quick(server.tls_url()).tls(wrong_ca).build().unwrap();
+        .with_ca_pem(certs.other_ca_pem.clone())
+        .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
+    let store = quick(server.tls_url()).with_tls(wrong_ca).build().unwrap();
     let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
     let mut c = Client::new(app);
     assert_eq!(c.post("/incr").await.status, 503);
@@ -193,7 +196,7 @@ async fn a_tls_store_that_cannot_connect_answers_503_and_never_panics() {
 async fn expiry_watcher_and_stream_sink_over_tls_on_a_cluster() {
     let (certs, cluster) = &*TLS_CLUSTER;
     let store = RedisStore::cluster_builder(cluster.tls_urls())
-        .tls(TlsConfig::new().ca_pem(certs.ca_pem.clone()))
+        .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
         .build()
         .unwrap()
         .with_namespace("tls-watched")

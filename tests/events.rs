@@ -407,7 +407,7 @@ async fn store_unavailable_event() {
         .unwrap()
         .port();
     let store = tower_redis_session::RedisStore::builder(format!("redis://127.0.0.1:{port}"))
-        .connect_timeout(Duration::from_millis(200))
+        .with_connect_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
     let rec = Recorder::default();

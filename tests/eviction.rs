@@ -98,7 +98,7 @@ async fn revoke_others_holds_without_the_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_cache_drops_sessions_whose_handle_map_is_lost() {
     let store = RedisStore::builder(RedisServer::shared().url())
-        .local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(30)))
+        .with_local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(30)))
         .build()
         .unwrap()
         .with_namespace("ev-cache")

@@ -14,11 +14,11 @@ use tower_redis_session::{RedisStore, SessionConfig, SessionLayer, StoreDownPoli
 
 fn store(server: &RedisServer, max: usize, response: Duration) -> RedisStore {
     RedisStore::builder(server.url())
-        .max_connections(max)
-        .wait_timeout(Duration::from_millis(200))
-        .connect_timeout(Duration::from_millis(200))
-        .response_timeout(response)
-        .timeout(Duration::from_secs(3))
+        .with_max_connections(max)
+        .with_wait_timeout(Duration::from_millis(200))
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_response_timeout(response)
+        .with_timeout(Duration::from_secs(3))
         .build()
         .unwrap()
 }
@@ -179,11 +179,11 @@ async fn exhausted_pool_waits_then_answers_unavailable() {
     let server = RedisServer::start();
     // Connections are multiplexed; the capacity that runs out is operations in flight.
     let st = RedisStore::builder(server.url())
-        .max_connections(1)
-        .max_in_flight(1)
-        .wait_timeout(Duration::from_millis(200))
-        .response_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(3))
+        .with_max_connections(1)
+        .with_max_in_flight(1)
+        .with_wait_timeout(Duration::from_millis(200))
+        .with_response_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(3))
         .build()
         .unwrap();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -352,7 +352,7 @@ async fn connection_errors_name_the_redacted_address() {
         .unwrap()
         .port();
     let store = RedisStore::builder(format!("redis://app:hunter2@127.0.0.1:{port}/0"))
-        .connect_timeout(Duration::from_millis(300))
+        .with_connect_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     let e = store.check().await.unwrap_err();
@@ -400,8 +400,8 @@ async fn revocations_can_wait_for_replicas() {
     // Generous: a replica acknowledges at once, but CI runs this beside other test
     // binaries on 2 cores (500 ms was once too short there).
     let durable = RedisStore::builder(master.url())
-        .response_timeout(Duration::from_secs(10))
-        .wait_for_replicas(1, Duration::from_secs(5))
+        .with_response_timeout(Duration::from_secs(10))
+        .with_wait_for_replicas(1, Duration::from_secs(5))
         .build()
         .unwrap();
     let app = routes::routes()
@@ -421,7 +421,7 @@ async fn revocations_can_wait_for_replicas() {
 
     // Two replicas asked for, one there.
     let strict = RedisStore::builder(master.url())
-        .wait_for_replicas(2, Duration::from_millis(200))
+        .with_wait_for_replicas(2, Duration::from_millis(200))
         .build()
         .unwrap();
     let app = routes::routes()
@@ -449,7 +449,7 @@ async fn revocations_can_wait_for_replicas() {
     for (n, t) in [(0, 100), (1, 0), (1, 5_000)] {
         assert!(matches!(
             RedisStore::builder(master.url())
-                .wait_for_replicas(n, Duration::from_millis(t))
+                .with_wait_for_replicas(n, Duration::from_millis(t))
                 .build(),
             Err(tower_redis_session::ConfigError::Durability(_))
         ));

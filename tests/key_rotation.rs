@@ -66,7 +66,7 @@ async fn rotation(ns: &str, seal: impl Fn(SessionLayer, KeyRing) -> SessionLayer
         app(seal(base, keys))
     };
     let only_a = layer(KeyRing::new(a.clone()));
-    let b_then_a = layer(KeyRing::new(b.clone()).accept(a.clone()));
+    let b_then_a = layer(KeyRing::new(b.clone()).with_older(a.clone()));
     let only_b = layer(KeyRing::new(b.clone()));
 
     // 1. Under [A]: a browser-session login and a "remember me" login.
@@ -162,6 +162,6 @@ async fn private_cookie_keys_rotate() {
 #[test]
 fn a_key_ring_never_shows_its_keys() {
     let key = Key::from(&[42u8; 64]);
-    let debug = format!("{:?}", KeyRing::new(key.clone()).accept(key));
+    let debug = format!("{:?}", KeyRing::new(key.clone()).with_older(key));
     assert_eq!(debug, "KeyRing(2 keys, redacted)");
 }

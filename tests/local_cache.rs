@@ -20,9 +20,9 @@ use tower_redis_session::{LocalCache, RedisStore, SessionConfig, SessionLayer};
 
 fn cached(url: &str, ns: &str, cache: LocalCache) -> RedisStore {
     RedisStore::builder(url)
-        .local_cache(cache)
-        .response_timeout(Duration::from_millis(200))
-        .timeout(Duration::from_millis(400))
+        .with_local_cache(cache)
+        .with_response_timeout(Duration::from_millis(200))
+        .with_timeout(Duration::from_millis(400))
         .build()
         .unwrap()
         .with_namespace(ns)
@@ -431,7 +431,7 @@ async fn falls_back_without_tracking() {
 async fn works_on_a_cluster() {
     let cluster = common::RedisCluster::shared();
     let store = RedisStore::cluster_builder(cluster.urls())
-        .local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(5)))
+        .with_local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(5)))
         .build()
         .unwrap()
         .with_namespace("clcache")
@@ -474,7 +474,7 @@ async fn works_on_a_cluster() {
 async fn works_behind_sentinel() {
     let sentinels = &*common::stores::SENTINELS;
     let store = RedisStore::builder(sentinels.url())
-        .local_cache(LocalCache::default())
+        .with_local_cache(LocalCache::default())
         .build()
         .unwrap()
         .with_namespace("sentcache")
@@ -560,10 +560,10 @@ async fn concurrent_writes_keep_the_entry_exact() {
 async fn a_connection_dropped_for_a_timeout_empties_the_cache() {
     let server = RedisServer::start();
     let store = RedisStore::builder(server.url())
-        .max_connections(1)
-        .response_timeout(Duration::from_millis(200))
-        .timeout(Duration::from_secs(1))
-        .local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(30)))
+        .with_max_connections(1)
+        .with_response_timeout(Duration::from_millis(200))
+        .with_timeout(Duration::from_secs(1))
+        .with_local_cache(LocalCache::default().with_max_staleness(Duration::from_secs(30)))
         .build()
         .unwrap();
     let app = app(store.clone());

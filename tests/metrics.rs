@@ -29,7 +29,7 @@ async fn metrics_appear_without_secrets() {
     // Store operations (and the local cache) through the layer; a hook whose queue of
     // one event is held, so later events are dropped.
     let store = RedisStore::builder(server.url())
-        .local_cache(LocalCache::default())
+        .with_local_cache(LocalCache::default())
         .build()
         .unwrap()
         .with_namespace("metrics")
@@ -73,8 +73,8 @@ async fn metrics_appear_without_secrets() {
 
     // Failed store operations: nothing listens there.
     let down = RedisStore::builder("redis://127.0.0.1:1")
-        .connect_timeout(Duration::from_millis(200))
-        .timeout(Duration::from_millis(500))
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_timeout(Duration::from_millis(500))
         .build()
         .unwrap()
         .with_namespace("metrics")

@@ -38,9 +38,9 @@ fn rs256() -> JwtKeys {
 
 fn openid() -> IssueOptions {
     IssueOptions::default()
-        .scope("openid profile")
-        .client_id("app")
-        .nonce("n-0S6_WzA2Mj")
+        .with_scope("openid profile")
+        .with_client_id("app")
+        .with_nonce("n-0S6_WzA2Mj")
 }
 
 macro_rules! all_cases {
@@ -161,7 +161,7 @@ mod cases {
 
         // No `openid`: no ID token, and no ID-token expiry in the listing.
         let plain = t
-            .issue_with("bob", IssueOptions::default().scope("profile"))
+            .issue_with("bob", IssueOptions::default().with_scope("profile"))
             .await
             .unwrap();
         assert!(plain.id_token().is_none());
@@ -175,10 +175,10 @@ mod cases {
 
         // `openid` without a client id, or hostile parameters: refused, nothing issued.
         for bad in [
-            IssueOptions::default().scope("openid"),
-            openid().nonce("a\nb"),
-            openid().nonce("x".repeat(257)),
-            openid().client_id(""),
+            IssueOptions::default().with_scope("openid"),
+            openid().with_nonce("a\nb"),
+            openid().with_nonce("x".repeat(257)),
+            openid().with_client_id(""),
         ] {
             assert!(matches!(
                 t.issue_with("carol", bad).await,

@@ -20,9 +20,9 @@ use tower_redis_session::{RedisStore, SessionConfig, SessionLayer};
 
 fn app(url: &str, config: SessionConfig) -> axum::Router {
     let store = RedisStore::builder(url)
-        .wait_timeout(Duration::from_millis(300))
-        .connect_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(300))
+        .with_wait_timeout(Duration::from_millis(300))
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_response_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     routes::routes()
@@ -410,8 +410,8 @@ async fn redis_down_answers_503_and_recovers() {
 async fn store_error_response_is_configurable() {
     let mut server = RedisServer::start();
     let store = RedisStore::builder(server.url())
-        .wait_timeout(Duration::from_millis(200))
-        .connect_timeout(Duration::from_millis(200))
+        .with_wait_timeout(Duration::from_millis(200))
+        .with_connect_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
     let layer = SessionLayer::new(store, SessionConfig::default())

@@ -41,10 +41,10 @@ fn replica_caught_up(set: &mut Sentinels) {
 async fn master_killed_under_load_fails_over_without_a_restart() {
     let mut set = Sentinels::start("failover");
     let store = RedisStore::sentinel_builder(set.sentinel_urls(), "failover")
-        .connect_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_millis(500))
-        .wait_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_response_timeout(Duration::from_millis(500))
+        .with_wait_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     store.check().await.unwrap();
@@ -229,13 +229,13 @@ async fn sentinel_misconfigurations_are_typed_errors() {
     ));
     // The master's password is checked, and never shown.
     let store = RedisStore::sentinel_builder(set.sentinel_urls(), "shared")
-        .master_auth(None, "hunter2", 0)
+        .with_master_auth(None, "hunter2", 0)
         .build()
         .unwrap();
     let e = store.check().await.unwrap_err();
     let debug = format!(
         "{e} {e:?} {store:?} {:?}",
-        RedisStore::sentinel_builder(set.sentinel_urls(), "shared").master_auth(
+        RedisStore::sentinel_builder(set.sentinel_urls(), "shared").with_master_auth(
             Some("app"),
             "hunter2",
             0
@@ -302,7 +302,7 @@ async fn a_sentinel_that_names_another_master_is_refused() {
     // The honest sentinels agree, with the default quorum of 2 and with all three.
     for quorum in [2, 3] {
         RedisStore::sentinel_builder(good.clone(), set.name.as_str())
-            .sentinel_quorum(quorum)
+            .with_sentinel_quorum(quorum)
             .build()
             .unwrap()
             .check()
@@ -312,7 +312,7 @@ async fn a_sentinel_that_names_another_master_is_refused() {
     // A quorum larger than the sentinels given is a configuration error.
     assert!(matches!(
         RedisStore::sentinel_builder(good, set.name.as_str())
-            .sentinel_quorum(4)
+            .with_sentinel_quorum(4)
             .build(),
         Err(ConfigError::Sentinel(_))
     ));
@@ -352,8 +352,8 @@ mod tls {
         let url = format!("rediss+sentinel://127.0.0.1:{tls_port}/tlsmaster");
         let store = |ca: &str| {
             RedisStore::builder(&url)
-                .tls(TlsConfig::new().ca_pem(ca.to_owned()))
-                .connect_timeout(Duration::from_secs(2))
+                .with_tls(TlsConfig::new().with_ca_pem(ca.to_owned()))
+                .with_connect_timeout(Duration::from_secs(2))
                 .build()
                 .unwrap()
                 .with_namespace("sentinel-tls")

@@ -255,7 +255,7 @@ mod cases {
     pub async fn families_remember_their_client<S: TestStore + TokenStore>(s: S) {
         let t = tokens(s, TokenConfig::default());
         let mine = t
-            .issue_with("alice", IssueOptions::default().client_id("app-a"))
+            .issue_with("alice", IssueOptions::default().with_client_id("app-a"))
             .await
             .unwrap();
         for wrong in [Some("app-b"), None] {
@@ -750,7 +750,7 @@ mod cases {
         let a = t.issue("lee").await.unwrap();
         sleep_ms(5).await;
         let b = t
-            .issue_with("lee", IssueOptions::default().scope("read"))
+            .issue_with("lee", IssueOptions::default().with_scope("read"))
             .await
             .unwrap();
         t.issue("someone-else").await.unwrap();
@@ -779,7 +779,7 @@ mod cases {
     pub async fn claims_and_scope<S: TestStore + TokenStore>(s: S) {
         let t = tokens(s, TokenConfig::default());
         let p = t
-            .issue_with("alice", IssueOptions::default().scope("read write"))
+            .issue_with("alice", IssueOptions::default().with_scope("read write"))
             .await
             .unwrap();
         let json = serde_json::to_value(&p).unwrap();

@@ -79,7 +79,7 @@ impl World {
             Op::Issue(u, c) => {
                 let mut options = IssueOptions::default();
                 if let Some(client) = CLIENTS[c] {
-                    options = options.client_id(client);
+                    options = options.with_client_id(client);
                 }
                 let r = self.tokens.issue_with(&self.users[u], options).await;
                 let k = kind(&r);

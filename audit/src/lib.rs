@@ -21,7 +21,7 @@
 //!   logs a warning; [`AuditWriter::missed`] is the running total for metrics. Size
 //!   the stream so that this stays at zero.
 //! - Entries left pending by a writer that never came back are claimed after
-//!   [`AuditWriter::claim_after`] (`XAUTOCLAIM`).
+//!   [`AuditWriter::with_claim_after`] (`XAUTOCLAIM`).
 //!
 //! The table (created if missing):
 //!
@@ -71,7 +71,7 @@
 //!     "host=127.0.0.1 user=postgres dbname=app",
 //! )
 //! .await?
-//! .consumer("audit-1"); // stable per instance: it resumes its own pending entries
+//! .with_consumer("audit-1"); // stable per instance: it resumes its own pending entries
 //! writer.run().await // runs until an error
 //! # }
 //! ```
@@ -296,7 +296,7 @@ impl AuditWriter {
     /// As [`connect_tls`](Self::connect_tls), with TLS to Redis as well: `redis_tls`
     /// verifies a `rediss://` Redis with a private CA (the system trust store when it
     /// names none) and gives a client certificate if it has one, as
-    /// [`RedisStoreBuilder::tls`](tower_redis_session::RedisStoreBuilder::tls) does for the store.
+    /// [`RedisStoreBuilder::with_tls`](tower_redis_session::RedisStoreBuilder::with_tls) does for the store.
     /// `postgres_tls` is the TLS to PostgreSQL (`None`: none).
     ///
     /// # Errors
@@ -399,7 +399,7 @@ impl AuditWriter {
     /// The consumer group (default `audit-postgres`). Writers in one group share the
     /// work; each group gets every event.
     #[must_use]
-    pub fn group(mut self, group: impl Into<String>) -> Self {
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
         self.group = group.into();
         self
     }
@@ -407,14 +407,14 @@ impl AuditWriter {
     /// This writer's consumer name (default `audit-1`). Keep it stable across restarts
     /// of one instance, and distinct between instances.
     #[must_use]
-    pub fn consumer(mut self, consumer: impl Into<String>) -> Self {
+    pub fn with_consumer(mut self, consumer: impl Into<String>) -> Self {
         self.consumer = consumer.into();
         self
     }
 
     /// Most events per transaction (default 100).
     #[must_use]
-    pub fn batch(mut self, n: usize) -> Self {
+    pub fn with_batch(mut self, n: usize) -> Self {
         self.batch = n.max(1);
         self
     }
@@ -422,7 +422,7 @@ impl AuditWriter {
     /// How long a read waits for new events (default 1 s; keep it under the Redis
     /// response timeout).
     #[must_use]
-    pub fn block(mut self, d: Duration) -> Self {
+    pub fn with_block(mut self, d: Duration) -> Self {
         self.block = d;
         self
     }
@@ -430,7 +430,7 @@ impl AuditWriter {
     /// After how long another writer's unacknowledged entries are taken over (default
     /// 60 s).
     #[must_use]
-    pub fn claim_after(mut self, d: Duration) -> Self {
+    pub fn with_claim_after(mut self, d: Duration) -> Self {
         self.claim_after = d;
         self
     }

@@ -21,10 +21,10 @@ pub fn tls() -> Option<TlsConfig> {
     }
     let mut tls = TlsConfig::new();
     if let Some(ca) = ca {
-        tls = tls.ca_file(ca);
+        tls = tls.with_ca_file(ca);
     }
     if let Some((cert, key)) = client {
-        tls = tls.client_cert_files(cert, key);
+        tls = tls.with_client_cert_files(cert, key);
     }
     Some(tls)
 }
@@ -33,7 +33,7 @@ pub fn tls() -> Option<TlsConfig> {
 pub fn store_builder(url: &str) -> RedisStoreBuilder {
     let builder = tower_redis_session::RedisStore::builder(url);
     match tls() {
-        Some(tls) => builder.tls(tls),
+        Some(tls) => builder.with_tls(tls),
         None => builder,
     }
 }

@@ -38,7 +38,7 @@ pub(crate) enum Newest {
 /// ```rust
 /// use tower_redis_session::cookie::{Key, KeyRing};
 /// # let (new_key, old_key) = (Key::generate(), Key::generate());
-/// let keys = KeyRing::new(new_key).accept(old_key);
+/// let keys = KeyRing::new(new_key).with_older(old_key);
 /// # let _ = keys;
 /// ```
 ///
@@ -58,7 +58,7 @@ impl KeyRing {
     /// Also accepts cookies sealed with `older` (call it once per older key, newest
     /// first; each is tried in that order).
     #[must_use]
-    pub fn accept(mut self, older: Key) -> Self {
+    pub fn with_older(mut self, older: Key) -> Self {
         self.keys.push(older);
         self
     }

@@ -168,7 +168,7 @@ pub struct FamilyInfo {
         serialize_with = "crate::time::serialize_opt_ms"
     )]
     pub id_token_expires: Option<SystemTime>,
-    /// The OAuth client it was issued to ([`IssueOptions::client_id`]), if any.
+    /// The OAuth client it was issued to ([`IssueOptions::with_client_id`]), if any.
     pub client_id: Option<String>,
 }
 
@@ -188,8 +188,8 @@ const MAX_PARAMETER: usize = 256;
 impl IssueOptions {
     /// A scope carried by every token of the family (RFC 6749 §3.3). A scope holding
     /// `openid` also issues an OpenID Connect ID token (feature `jwt`; needs a
-    /// [`client_id`](Self::client_id) and `JwtKeys` with an issuer).
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+    /// [`client_id`](Self::with_client_id) and `JwtKeys` with an issuer).
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
     }
@@ -198,13 +198,13 @@ impl IssueOptions {
     /// remembers it: only [`Tokens::refresh_for_client`] and
     /// [`Tokens::revoke_for_client`] with this client refresh or revoke it (RFC 6749 §6,
     /// RFC 7009 §2.1); [`Tokens::refresh`] refuses it.
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
         self
     }
 
     /// The client's `nonce`, echoed in the ID token (OpenID Connect Core §3.1.2.1).
-    pub fn nonce(mut self, nonce: impl Into<String>) -> Self {
+    pub fn with_nonce(mut self, nonce: impl Into<String>) -> Self {
         self.nonce = Some(nonce.into());
         self
     }
@@ -212,7 +212,7 @@ impl IssueOptions {
     /// When the user authenticated (the ID token's `auth_time`). Default: the session's
     /// login ([`Session::authenticated_at`]) for [`Tokens::issue_for_session`], else the
     /// time of issue.
-    pub fn auth_time(mut self, at: SystemTime) -> Self {
+    pub fn with_auth_time(mut self, at: SystemTime) -> Self {
         self.auth_time = Some(at);
         self
     }

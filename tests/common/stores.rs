@@ -158,7 +158,7 @@ pub fn redis_store(namespace: &str) -> RedisStore {
 #[cfg(feature = "local-cache")]
 pub fn cached_store(namespace: &str) -> RedisStore {
     RedisStore::builder(super::RedisServer::shared().url())
-        .local_cache(tower_redis_session::LocalCache::default())
+        .with_local_cache(tower_redis_session::LocalCache::default())
         .build()
         .unwrap()
         .with_namespace(namespace)
@@ -182,7 +182,7 @@ pub fn cached_cluster_store(namespace: &str) -> RedisStore {
     let urls = super::RedisCluster::shared().urls();
     register(namespace, urls.clone());
     RedisStore::cluster_builder(urls)
-        .local_cache(tower_redis_session::LocalCache::default())
+        .with_local_cache(tower_redis_session::LocalCache::default())
         .build()
         .unwrap()
         .with_namespace(namespace)
@@ -212,8 +212,8 @@ pub static TLS_CLUSTER: std::sync::LazyLock<(super::tls::Certs, super::RedisClus
 #[cfg(feature = "tls")]
 pub fn client_tls(certs: &super::tls::Certs) -> tower_redis_session::TlsConfig {
     tower_redis_session::TlsConfig::new()
-        .ca_pem(certs.ca_pem.clone())
-        .client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone())
+        .with_ca_pem(certs.ca_pem.clone())
+        .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone())
 }
 
 /// A Redis store over mutual TLS (the client certificate required) on the shared TLS
@@ -223,7 +223,7 @@ pub fn tls_store(namespace: &str) -> RedisStore {
     let (certs, server) = &*TLS;
     register(namespace, vec![server.url()]);
     RedisStore::builder(server.tls_url())
-        .tls(client_tls(certs))
+        .with_tls(client_tls(certs))
         .build()
         .unwrap()
         .with_namespace(namespace)
@@ -237,7 +237,7 @@ pub fn tls_cluster_store(namespace: &str) -> RedisStore {
     let (certs, cluster) = &*TLS_CLUSTER;
     register(namespace, cluster.urls());
     RedisStore::cluster_builder(cluster.tls_urls())
-        .tls(tower_redis_session::TlsConfig::new().ca_file(certs.path("ca.crt")))
+        .with_tls(tower_redis_session::TlsConfig::new().with_ca_file(certs.path("ca.crt")))
         .build()
         .unwrap()
         .with_namespace(namespace)

@@ -56,7 +56,7 @@ impl RedisStoreBuilder {
     ///
     /// Feature `local-cache`.
     #[cfg(feature = "local-cache")]
-    pub fn local_cache(mut self, cache: LocalCache) -> Self {
+    pub fn with_local_cache(mut self, cache: LocalCache) -> Self {
         self.local_cache = Some(cache);
         self
     }
@@ -72,7 +72,7 @@ impl RedisStoreBuilder {
     /// Costs one more command (`WAIT`) in the same round trip, and the time the
     /// replicas take to acknowledge; reads and other writes are unchanged. `timeout`
     /// must be shorter than the response timeout. The ACL rules add `+wait`.
-    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+    pub fn with_wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
         self.durability = Some((replicas, timeout));
         self
     }
@@ -82,14 +82,14 @@ impl RedisStoreBuilder {
     /// sentinel is asked; a sentinel that names another master is a refusal (the
     /// connection fails and is retried), never outvoted, so one wrong or hostile
     /// sentinel cannot send the store's sessions to its node. Ignored without Sentinel.
-    pub fn sentinel_quorum(mut self, quorum: usize) -> Self {
+    pub fn with_sentinel_quorum(mut self, quorum: usize) -> Self {
         self.sentinel_quorum = Some(quorum);
         self
     }
 
     /// The master's credentials, for a store built with
     /// [`RedisStore::sentinel_builder`] (ignored otherwise), and its database.
-    pub fn master_auth(mut self, username: Option<&str>, password: &str, db: i64) -> Self {
+    pub fn with_master_auth(mut self, username: Option<&str>, password: &str, db: i64) -> Self {
         if let Topology::Sentinel {
             auth,
             db: master_db,
@@ -111,7 +111,7 @@ impl RedisStoreBuilder {
     /// ([`ConfigError::Tls`]) instead of silently talking plaintext. Feature `tls` (on
     /// by default).
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }
@@ -124,41 +124,41 @@ impl RedisStoreBuilder {
     /// CPU each where 16 connections cost 15 µs, and the server gains ~25 % throughput.
     /// Raise it only when one connection's I/O task saturates a core (large values,
     /// many cores).
-    pub fn max_connections(mut self, n: usize) -> Self {
+    pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
     }
 
     /// Most store operations in flight at once; beyond it, operations wait up to
-    /// [`wait_timeout`](Self::wait_timeout) and then fail with
+    /// [`with_wait_timeout`](Self::with_wait_timeout) and then fail with
     /// [`StoreError::Pool`](crate::StoreError::Pool) (the layer answers 503). Default:
     /// 1024.
-    pub fn max_in_flight(mut self, n: usize) -> Self {
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
         self
     }
 
     /// How long an operation waits for capacity (an in-flight slot, or a connection
     /// being opened) before the store reports unavailable. Default: 1 s.
-    pub fn wait_timeout(mut self, d: Duration) -> Self {
+    pub fn with_wait_timeout(mut self, d: Duration) -> Self {
         self.wait_timeout = d;
         self
     }
 
     /// How long opening a connection may take. Default: 1 s.
-    pub fn connect_timeout(mut self, d: Duration) -> Self {
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
     }
 
     /// How long one Redis reply may take. Default: 1 s.
-    pub fn response_timeout(mut self, d: Duration) -> Self {
+    pub fn with_response_timeout(mut self, d: Duration) -> Self {
         self.response_timeout = d;
         self
     }
 
     /// Upper bound for one whole store operation (checkout + command). Default: 3 s.
-    pub fn timeout(mut self, d: Duration) -> Self {
+    pub fn with_timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
         self
     }
@@ -348,7 +348,7 @@ impl RedisStore {
     /// A builder for a store on the master that Sentinel monitors under `master`,
     /// given some sentinels (`redis://host:26379`, with the sentinel's credentials if
     /// it needs any; `rediss://` for TLS to the sentinels and the master). Give the
-    /// master's credentials with [`master_auth`](RedisStoreBuilder::master_auth). The
+    /// master's credentials with [`with_master_auth`](RedisStoreBuilder::with_master_auth). The
     /// URL form `redis+sentinel://[[user]:password@]host:port[,host:port…]/<master>[/<db>]`
     /// works with [`RedisStore::builder`] and [`RedisStore::from_url`] too.
     ///

@@ -46,7 +46,7 @@ pub(crate) use self::entries::Ticket;
 use self::entries::{Entries, MAX_EARLY, Slot, State, Written, expires_of, patch_size, size_of};
 
 /// Settings of the local session cache
-/// ([`RedisStoreBuilder::local_cache`](crate::RedisStoreBuilder::local_cache)).
+/// ([`RedisStoreBuilder::with_local_cache`](crate::RedisStoreBuilder::with_local_cache)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalCache {
     max_entries: usize,

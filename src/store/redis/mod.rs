@@ -8,7 +8,7 @@
 //! - Logout is one script: `DEL` and the user-index entry (`delete.lua`).
 //! - Concurrent operations share the pooled multiplexed connections (pipelining: one
 //!   connection by default, so Redis reads many commands per system call);
-//!   `max_in_flight` bounds them.
+//!   `with_max_in_flight` bounds them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -100,8 +100,8 @@ pub(super) fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
 /// use tower_redis_session::RedisStore;
 ///
 /// let users = RedisStore::builder("redis://127.0.0.1:6379")
-///     .max_connections(2)
-///     .wait_timeout(Duration::from_millis(500))
+///     .with_max_connections(2)
+///     .with_wait_timeout(Duration::from_millis(500))
 ///     .build()?
 ///     .with_namespace("user")?;
 /// // Same pool, separate keys: a user session can never be read as an admin session.
@@ -131,7 +131,7 @@ pub struct RedisStore {
     cache: Option<Arc<Cache>>,
     /// Whether [`check`](RedisStore::check) accepts a server that may evict keys.
     eviction_allowed: bool,
-    /// Replicas a revocation waits for, and how long (`wait_for_replicas`).
+    /// Replicas a revocation waits for, and how long (`with_wait_for_replicas`).
     durability: Option<(usize, Duration)>,
     /// Which construction this store (and its clones) came from: tells apart two
     /// stores on two application pools, which have no URLs to compare.
@@ -431,7 +431,7 @@ impl RedisStore {
     }
 
     /// Runs a revoking script and, when the store waits for replicas
-    /// ([`RedisStoreBuilder::wait_for_replicas`]) and `revoked` says the reply revoked
+    /// ([`RedisStoreBuilder::with_wait_for_replicas`]) and `revoked` says the reply revoked
     /// something, `WAIT`s on the same connection (the node of `slot_key` on a Cluster)
     /// until that many replicas have it. Fewer in time is
     /// [`StoreError::NotReplicated`]: the revocation holds on the master but a failover

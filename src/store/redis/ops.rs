@@ -19,7 +19,7 @@ impl RedisStore {
     }
 
     /// The local cache's counts; `None` when the store was built without one (see
-    /// [`RedisStoreBuilder::local_cache`]).
+    /// [`RedisStoreBuilder::with_local_cache`]).
     ///
     /// Feature `local-cache`.
     #[cfg(feature = "local-cache")]

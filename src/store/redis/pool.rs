@@ -28,7 +28,7 @@ pub struct PoolStatus {
     /// Requests waiting for a connection.
     pub waiting: usize,
     /// Store operations running now, bounded by
-    /// [`max_in_flight`](super::RedisStoreBuilder::max_in_flight) (always 0 on a user's pool,
+    /// [`with_max_in_flight`](super::RedisStoreBuilder::with_max_in_flight) (always 0 on a user's pool,
     /// which bounds itself by its checkouts).
     pub in_flight: usize,
 }
