@@ -146,7 +146,7 @@ async fn main() {
         tokens.issue(USER).await.expect("issue");
     }
     // Load every script once, so no SCRIPT LOAD is measured.
-    let probe = layer.users();
+    let probe = layer.admin();
     probe.list(USER).await.expect("list");
     let gone = "00000000-0000-4000-8000-000000000000"
         .parse::<tower_redis_session::SessionHandle>()
@@ -162,7 +162,7 @@ async fn main() {
     let _: () = cmd(&mut conn, &["CONFIG", "SET", "slowlog-max-len", "100000"]).await;
     let _: () = cmd(&mut conn, &["SLOWLOG", "RESET"]).await;
 
-    let users = layer.users();
+    let users = layer.admin();
     let mut rows = Vec::new();
     macro_rules! measure {
         ($name:expr, $op:expr) => {{

@@ -115,8 +115,8 @@ impl SessionLayer {
 
     /// The per-user session API (list, revoke, log out everywhere) for admin code that
     /// has no request.
-    pub fn users(&self) -> crate::users::Users {
-        crate::users::Users {
+    pub fn admin(&self) -> crate::admin::SessionAdmin {
+        crate::admin::SessionAdmin {
             ctx: self.ctx.clone(),
         }
     }

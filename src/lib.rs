@@ -136,10 +136,10 @@
 //! - [`Session::user_sessions`]: "where am I logged in" (current one marked);
 //! - [`Session::revoke`], [`Session::revoke_other_sessions`],
 //!   [`Session::logout_everywhere`];
-//! - [`Users`] (from [`SessionLayer::users`]): the same for admin code without a request.
+//! - [`SessionAdmin`] (from [`SessionLayer::admin`]): the same for admin code without a request.
 //!
 //! Revoked sessions are gone for requests already in flight too: their writes fail and
-//! their responses remove the cookie. See the [`users`] module.
+//! their responses remove the cookie. See the [`admin`] module.
 //!
 //! ```rust,no_run
 //! use tower_redis_session::{Session, SessionError};
@@ -166,7 +166,7 @@
 //! `tokens`, `tokens::Tokens` issues access and refresh tokens on the same store, in the
 //! same per-user slot: rotation with reuse detection, RFC 7009 revocation, an axum
 //! `tokens::Bearer` extractor with RFC 6750 errors, optional JWT access tokens (feature
-//! `jwt`). [`Session::logout_everywhere`] and [`Users::revoke_all`] end the user's
+//! `jwt`). [`Session::logout_everywhere`] and [`SessionAdmin::revoke_all`] end the user's
 //! tokens in the same atomic step as the sessions. See the `tokens` module.
 //!
 //! # Testing your app
@@ -188,7 +188,7 @@
 //! Modules depend only on modules below them: identifiers, time, errors,
 //! [`config`], [`events`] and [`cookie`] at the bottom; the store contract and the
 //! stores ([`store`]) above them; the request's [`Session`] ([`session`]), admin
-//! [`Users`] ([`users`]) and `tokens` above the stores; [`SessionLayer`] and
+//! [`SessionAdmin`] ([`admin`]) and `tokens` above the stores; [`SessionLayer`] and
 //! [`SessionService`] on top. A store reports background events to an
 //! [`events::EventSink`], never to the layer. [`SessionStore`] is sealed (see
 //! [`store`] for why).
@@ -228,6 +228,7 @@ macro_rules! store_internal {
     };
 }
 
+pub mod admin;
 pub mod config;
 mod context;
 pub mod cookie;
@@ -253,7 +254,6 @@ mod time;
 mod tls;
 #[cfg(feature = "tokens")]
 pub mod tokens;
-pub mod users;
 
 pub use config::{Expiry, LimitPolicy, SessionConfig, SessionLimit, StoreDownPolicy};
 // The cookie crate's types, documented where the modules re-export them.
@@ -287,4 +287,4 @@ pub use tls::TlsConfig;
 pub mod __private {
     pub use crate::tls::{redis_certificates, rustls_client_config};
 }
-pub use users::{ListCursor, SessionInfo, SessionPage, Users};
+pub use admin::{ListCursor, SessionAdmin, SessionInfo, SessionPage};

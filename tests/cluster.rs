@@ -40,7 +40,7 @@ async fn sessions_of_many_users_spread_over_all_masters_without_crossslot() {
     // INFO memory reaches the nodes: a cluster of noeviction nodes passes.
     store.check().await.unwrap();
     let layer = SessionLayer::new(store, SessionConfig::default()).unwrap();
-    let users = layer.users();
+    let users = layer.admin();
     let app = routes::routes().layer(layer);
     let mut clients = Vec::new();
     for i in 0..60 {
@@ -213,7 +213,7 @@ async fn a_users_own_cluster_pool_works() {
         .with_namespace("own-pool")
         .unwrap();
     let layer = SessionLayer::new(store, SessionConfig::default()).unwrap();
-    let users = layer.users();
+    let users = layer.admin();
     let mut c = Client::new(routes::routes().layer(layer));
     c.post("/incr").await;
     c.post("/login?user=zoe").await;

@@ -432,8 +432,8 @@ mod cases {
             .collect()
     }
 
-    fn users_of<S: TestStore>(s: S, config: SessionConfig) -> tower_redis_session::Users {
-        SessionLayer::new(s, config).unwrap().users()
+    fn users_of<S: TestStore>(s: S, config: SessionConfig) -> tower_redis_session::SessionAdmin {
+        SessionLayer::new(s, config).unwrap().admin()
     }
 
     fn app<S: TestStore>(s: S) -> Router {
@@ -1187,7 +1187,7 @@ mod cases {
                     }
                 }
             });
-        let users = layer.users();
+        let users = layer.admin();
         let app = routes::routes()
             .merge(common::session_routes::per_user())
             .layer(layer);

@@ -206,8 +206,8 @@ async fn index_pruning_reports_each_expiry_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Listing the user's sessions prunes the index and reports the expiry.
-    assert!(layer.users().list("erin").await.unwrap().is_empty());
-    assert!(layer.users().list("erin").await.unwrap().is_empty());
+    assert!(layer.admin().list("erin").await.unwrap().is_empty());
+    assert!(layer.admin().list("erin").await.unwrap().is_empty());
     let mut b = Client::new(app.clone());
     b.post("/login?user=erin").await;
     let got = entries(&url, &stream).await;
@@ -324,7 +324,7 @@ async fn keyspace_notifications_report_expiry() {
     assert_eq!(got[0].handle.unwrap().to_string(), handle);
     assert_eq!(got[0].user_id.as_deref(), Some("frank"));
     // Reported once: pruning afterwards finds it already reported.
-    assert!(layer.users().list("frank").await.unwrap().is_empty());
+    assert!(layer.admin().list("frank").await.unwrap().is_empty());
     let stream: Vec<_> = entries(&url, &s.event_stream_key())
         .await
         .into_iter()

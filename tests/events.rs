@@ -233,7 +233,7 @@ mod cases {
         let mut c = client(&app, "192.0.2.11");
         c.post("/login?user=carol").await;
         rec.take(2).await;
-        assert_eq!(layer.users().revoke_all("carol").await.unwrap(), 2);
+        assert_eq!(layer.admin().revoke_all("carol").await.unwrap(), 2);
         let e = &rec.take(2).await[0];
         assert_eq!(e.kind, EventKind::Revoked(RevokeReason::LogoutEverywhere));
         assert_eq!((e.ip, e.user_agent.as_deref()), (None, None));
@@ -294,7 +294,7 @@ mod cases {
         );
         // Later accesses and listings do not report it again.
         assert_eq!(c.get("/read").await.status, 401);
-        assert!(layer.users().list("henry").await.unwrap().is_empty());
+        assert!(layer.admin().list("henry").await.unwrap().is_empty());
         assert_eq!(rec.take(1).await[0].kind, EventKind::Expired);
         watcher.abort();
     }

@@ -152,7 +152,7 @@ async fn revocation_through_another_instance_is_seen() {
         .with_namespace("rev")
         .unwrap();
     let admin = SessionLayer::new(other, SessionConfig::default()).unwrap();
-    assert_eq!(admin.users().revoke_all("ann").await.unwrap(), 1);
+    assert_eq!(admin.admin().revoke_all("ann").await.unwrap(), 1);
     let at = Instant::now();
     while a.get("/read").await.status != 401 {
         assert!(at.elapsed() < Duration::from_secs(1), "revocation not seen");
@@ -180,7 +180,7 @@ async fn own_logout_and_revocation_are_seen_at_once() {
     let mut c = Client::new(app.clone());
     assert_eq!(c.post("/login?user=bo").await.status, 200);
     assert_eq!(c.get("/read").await.body, "bo");
-    layer.users().revoke_all("bo").await.unwrap();
+    layer.admin().revoke_all("bo").await.unwrap();
     assert_eq!(c.get("/read").await.status, 401, "revoked here");
 }
 

@@ -282,7 +282,7 @@ mod cases {
         // Log out everywhere (sessions and tokens in one step).
         let c = t.issue_with("alice", openid()).await.unwrap();
         let layer = SessionLayer::new(s, SessionConfig::default()).unwrap();
-        layer.users().revoke_all("alice").await.unwrap();
+        layer.admin().revoke_all("alice").await.unwrap();
         assert!(!id_live(&t, c.id_token().unwrap()).await);
     }
 
@@ -356,16 +356,16 @@ mod cases {
             .unwrap()
             .to_owned();
         let seen = |list: Vec<tower_redis_session::SessionInfo>| list[0].last_active;
-        let first_seen = seen(layer.users().list("alice").await.unwrap());
+        let first_seen = seen(layer.admin().list("alice").await.unwrap());
 
         // Above the threshold: nothing written (last active unchanged).
         t.authenticate(&access).await.unwrap();
-        assert_eq!(seen(layer.users().list("alice").await.unwrap()), first_seen);
+        assert_eq!(seen(layer.admin().list("alice").await.unwrap()), first_seen);
         // Below it: refreshed, and the request recorded as the last activity.
         tokio::time::sleep(Duration::from_millis(1800)).await;
         t.authenticate(&access).await.unwrap();
         plain.authenticate(&access2).await.unwrap();
-        let refreshed = seen(layer.users().list("alice").await.unwrap());
+        let refreshed = seen(layer.admin().list("alice").await.unwrap());
         assert!(refreshed > first_seen, "last active moved");
         // Past the first idle timeout: the kept session lives, the other expired.
         tokio::time::sleep(Duration::from_millis(1800)).await;
@@ -458,7 +458,7 @@ mod cases {
             d.sort();
             d
         };
-        let list = layer.users().list("alice").await.unwrap();
+        let list = layer.admin().list("alice").await.unwrap();
         assert_eq!(devices(list.clone()), [None, Some("Laptop".to_owned())]);
         let with = list.iter().find(|s| !s.details.is_empty()).unwrap();
         assert_eq!(with.details.get("city"), Some("Lyon"));
@@ -468,7 +468,7 @@ mod cases {
         // Changed later, then removed.
         assert_eq!(laptop.post("/rename").await.status, 200);
         assert_eq!(laptop.get("/mine").await.body, "Work laptop");
-        let list = layer.users().list("alice").await.unwrap();
+        let list = layer.admin().list("alice").await.unwrap();
         assert_eq!(devices(list), [None, Some("Work laptop".to_owned())]);
         assert_eq!(laptop.post("/logout").await.status, 200);
         assert_eq!(phone.post("/clear").await.status, 200);

@@ -466,7 +466,7 @@ async fn user_index_never_leaks() {
     let short = SessionConfig::default().with_idle_timeout(Duration::from_secs(1));
     let store = RedisStore::from_url(&server.url()).unwrap();
     let layer = SessionLayer::new(store, short).unwrap();
-    let users = layer.users();
+    let users = layer.admin();
     let app = routes::routes()
         .route(
             "/remember",
@@ -622,7 +622,7 @@ async fn per_user_work_goes_in_bounded_steps() {
     }
 
     // Pages of 100: every session once.
-    let users = layer.users();
+    let users = layer.admin();
     let mut seen = std::collections::HashSet::new();
     let mut cursor = Some(ListCursor::default());
     let mut pages = 0;

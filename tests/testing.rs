@@ -29,7 +29,7 @@ async fn a_handler_called_directly_keeps_its_session_across_requests() {
     let layer = SessionLayer::new(store.clone(), SessionConfig::default())
         .unwrap()
         .with_signed(Key::generate());
-    let users = layer.users();
+    let users = layer.admin();
     let mut browser = SessionTester::new(layer);
 
     let s = browser.session();

@@ -469,7 +469,7 @@ mod cases {
         let mut bob_web = login(&app, "bob").await;
         let bob_api = t.issue("bob").await.unwrap();
 
-        assert_eq!(layer.users().revoke_all("alice").await.unwrap(), 2);
+        assert_eq!(layer.admin().revoke_all("alice").await.unwrap(), 2);
         for c in &mut alice_web {
             assert_eq!(c.get("/read").await.status, 401);
         }
@@ -873,7 +873,7 @@ mod redis_only {
 
         // A new process finds alice's data but no key: it refuses, mints nothing.
         let second = process(common::stores::redis_store_on(&server.url(), ns));
-        let err = second.layer.users().revoke_all("alice").await.unwrap_err();
+        let err = second.layer.admin().revoke_all("alice").await.unwrap_err();
         assert!(is_key_lost(&err), "{err:?}");
         assert!(matches!(
             second.tokens.issue("bob").await,
@@ -889,7 +889,7 @@ mod redis_only {
             assert_eq!(c.get("/read").await.body, "alice");
         }
         assert!(first.tokens.authenticate(api.access_token()).await.is_ok());
-        assert_eq!(first.layer.users().revoke_all("alice").await.unwrap(), 2);
+        assert_eq!(first.layer.admin().revoke_all("alice").await.unwrap(), 2);
         assert!(alice_is_out(&first, &mut web, &api).await);
     }
 
@@ -908,7 +908,7 @@ mod redis_only {
         // everywhere.
         let second = process(store());
         assert!(second.tokens.authenticate(api.access_token()).await.is_ok());
-        assert_eq!(second.layer.users().revoke_all("alice").await.unwrap(), 2);
+        assert_eq!(second.layer.admin().revoke_all("alice").await.unwrap(), 2);
         assert!(alice_is_out(&second, &mut web, &api).await);
     }
 
@@ -963,7 +963,7 @@ mod redis_only {
         // survived) or every session and token of hers is gone. Never a silent 0 while
         // she is still signed in.
         let second = process(common::stores::redis_store_on(&server.url(), ns));
-        match second.layer.users().revoke_all("alice").await {
+        match second.layer.admin().revoke_all("alice").await {
             Err(e) => {
                 assert!(is_key_lost(&e), "{e:?}");
                 assert!(!conn.exists::<_, bool>(format!("{ns}:salt")).await.unwrap());

@@ -391,7 +391,7 @@ impl Session {
     /// Attaches display details to this session (e.g. a device name, a coarse location
     /// the application resolved), replacing any it had; empty details remove them.
     /// Shown by [`user_sessions`](Self::user_sessions) and
-    /// [`Users::list`](crate::Users::list), and carried by this session's later
+    /// [`SessionAdmin::list`](crate::SessionAdmin::list), and carried by this session's later
     /// events. Call it at [`login`](Self::login) (before or after) or any time later;
     /// written after the handler with the session's other changes. Details alone do
     /// not create a session that has no data.

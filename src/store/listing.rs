@@ -80,7 +80,7 @@ impl SessionPage {
 pub struct SessionInfo {
     #[serde(skip)]
     hash: String,
-    /// The public handle: pass it to [`Users::revoke`](crate::users::Users::revoke) or
+    /// The public handle: pass it to [`SessionAdmin::revoke`](crate::admin::SessionAdmin::revoke) or
     /// [`Session::revoke`](crate::Session::revoke).
     pub handle: SessionHandle,
     /// When the session was created.

@@ -21,7 +21,7 @@
 //! - **Revocation** ([`revoke`](Tokens::revoke), RFC 7009): idempotent, succeeds for
 //!   unknown tokens; revoking a refresh token revokes its family. [`Tokens::revoke_all_tokens`]
 //!   ends every token of a user; [`Session::logout_everywhere`](crate::Session::logout_everywhere)
-//!   and [`Users::revoke_all`](crate::Users::revoke_all) end the user's sessions *and*
+//!   and [`SessionAdmin::revoke_all`](crate::SessionAdmin::revoke_all) end the user's sessions *and*
 //!   tokens in one atomic step.
 //! - **Bound to a session** ([`issue_for_session`](Tokens::issue_for_session)): the family
 //!   dies with the session (logout, revoke, expiry, a login as another user) and
@@ -158,7 +158,7 @@ impl Tokens {
     /// that session as a cookie request would, under `layer`'s idle timeout and refresh
     /// threshold: no extra store command while the session is above the threshold, one
     /// write when below, which also records the request as the session's last activity
-    /// (shown by [`Users::list`](crate::Users::list)) and emits
+    /// (shown by [`SessionAdmin::list`](crate::SessionAdmin::list)) and emits
     /// [`EventKind::Refreshed`](crate::events::EventKind::Refreshed) through the
     /// layer's event hook. Without it, bearer requests do not extend sessions.
     ///

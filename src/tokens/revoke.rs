@@ -124,7 +124,7 @@ impl Tokens {
     }
 
     /// Revokes every token of `user_id`, in one atomic step; returns how many families
-    /// ended. (To end sessions too, use [`Users::revoke_all`](crate::Users::revoke_all).)
+    /// ended. (To end sessions too, use [`SessionAdmin::revoke_all`](crate::SessionAdmin::revoke_all).)
     ///
     /// # Errors
     /// [`TokenError::Store`] if the store failed.

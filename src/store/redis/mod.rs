@@ -304,53 +304,6 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Where this store connects, for error messages: its node URLs (or sentinels)
-    /// with credentials and query parameters redacted.
-    fn address(&self) -> String {
-        match &self.nodes {
-            Some(nodes) => {
-                let urls: Vec<String> = nodes.urls.iter().map(|u| redact_url(u)).collect();
-                match &nodes.sentinel {
-                    Some(s) => format!("master {:?} of sentinels {}", s.master, urls.join(",")),
-                    None => urls.join(","),
-                }
-            }
-            None => "the application's connection pool".to_owned(),
-        }
-    }
-
-    /// Whether `other` reaches the same keys: built from the same node URLs for the
-    /// same database, or made from the same pool (this store or a clone of it).
-    #[cfg(feature = "tokens")]
-    pub(crate) fn same_data_as(&self, other: &RedisStore) -> bool {
-        match (&self.nodes, &other.nodes) {
-            (Some(a), Some(b)) => {
-                a.urls == b.urls
-                    && a.sentinel.as_ref().map(|s| &s.master)
-                        == b.sentinel.as_ref().map(|s| &s.master)
-                    && self.db() == other.db()
-            }
-            (None, None) => self.origin == other.origin,
-            _ => false,
-        }
-    }
-
-    /// The database this store's keys live in, when it was built from URLs (0 on a
-    /// Cluster).
-    fn db(&self) -> Option<i64> {
-        let nodes = self.nodes.as_ref()?;
-        if self.cluster {
-            return Some(0);
-        }
-        if let Some(s) = &nodes.sentinel {
-            return Some(s.db());
-        }
-        let url = nodes.urls.first()?;
-        redis::IntoConnectionInfo::into_connection_info(url.as_str())
-            .ok()
-            .map(|info| info.redis_settings().db())
-    }
-
     /// Lets [`check`](Self::check) accept a server whose `maxmemory-policy` may evict
     /// keys (anything but `noeviction`), and logs a warning saying so.
     ///

@@ -7,15 +7,15 @@
 //! (default: 100 sessions per user, the least recently active evicted).
 //!
 //! No Redis call does work proportional to a user's sessions: listing goes in pages of
-//! 100 ([`Users::list_page`], with the first page the default), revoking all
+//! 100 ([`SessionAdmin::list_page`], with the first page the default), revoking all
 //! or all others runs in steps of at most 100 index entries each (the call returns once
 //! every session it found is revoked), and pruning expired entries drops at most 100
 //! per call. Revoking one session by handle costs O(1). No `KEYS`, no `SCAN`; the index
 //! key expires once its sessions have.
 //!
 //! From a handler, use the [`Session`](crate::Session) methods (they know which session
-//! is current); from admin code without a request, use [`Users`], obtained from
-//! [`SessionLayer::users`](crate::SessionLayer::users).
+//! is current); from admin code without a request, use [`SessionAdmin`], obtained from
+//! [`SessionLayer::admin`](crate::SessionLayer::admin).
 //!
 //! ```rust,no_run
 //! use tower_redis_session::{LimitPolicy, RedisStore, SessionConfig, SessionLayer};
@@ -23,7 +23,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = SessionConfig::default().with_max_sessions_per_user(5, LimitPolicy::EvictOldest);
 //! let layer = SessionLayer::new(RedisStore::from_url("redis://127.0.0.1")?, config)?;
-//! let users = layer.users();
+//! let users = layer.admin();
 //! for s in users.list("alice").await? {
 //!     println!("{} {:?} {:?}", s.handle, s.ip, s.user_agent);
 //! }
@@ -43,11 +43,11 @@ use crate::time::now_ms;
 
 /// The sessions of any user, for admin code without a request.
 #[derive(Clone, Debug)]
-pub struct Users {
+pub struct SessionAdmin {
     pub(crate) ctx: Arc<LayerState>,
 }
 
-impl Users {
+impl SessionAdmin {
     /// The first page of `user_id`'s live sessions (at most 100), oldest
     /// first; [`list_page`](Self::list_page) goes on.
     ///
