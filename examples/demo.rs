@@ -303,7 +303,7 @@ async fn activity(
 
 async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, SessionError> {
     let mut n = 0;
-    if let Some(handle) = form.handle.parse::<SessionHandle>().ok() {
+    if let Ok(handle) = form.handle.parse::<SessionHandle>() {
         n = usize::from(session.revoke(handle).await?);
     }
     Ok(Redirect::to(&format!("/sessions?signed_out={n}")))

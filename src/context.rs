@@ -10,7 +10,7 @@ use http::HeaderValue;
 
 use crate::config::SessionConfig;
 use crate::config::millis;
-use crate::events::{Dispatcher, EventKind, SessionEvent};
+use crate::events::{EventHub, EventKind, SessionEvent};
 use crate::id::SessionHandle;
 use crate::store::DynStore;
 use crate::store::record::{self, Clock, Patch};
@@ -52,15 +52,16 @@ impl RequestMeta {
 /// What the layer and every session of one layer share.
 ///
 /// Cloned (not shared) by the layer's `with_*` builders, so a builder called on a clone
-/// of a layer never changes the original.
+/// of a layer never changes the original; the one exception is the event hub, which
+/// every handle of the layer shares so that a hook reaches all of them.
 #[derive(Clone, Debug)]
 pub(crate) struct LayerState {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) config: SessionConfig,
     /// Session cookies refused unread.
     pub(crate) rejected: Arc<AtomicU64>,
-    /// Lifecycle events.
-    pub(crate) events: Arc<Dispatcher>,
+    /// Lifecycle events: one hub for every handle of the layer (see `EventHub`).
+    pub(crate) events: Arc<EventHub>,
     /// Test hook: awaited by a login between its two store steps.
     #[cfg(feature = "store-internals")]
     pub(crate) login_pause: Option<Pause>,

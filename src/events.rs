@@ -284,11 +284,11 @@ impl<A: SessionEvents, B: SessionEvents> SessionEvents for (A, B) {
 /// `store.watch_expired(&layer)` reads as before while the store never sees the layer.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: Arc<EventHub>,
 }
 
 impl EventSink {
-    pub(crate) fn new(dispatcher: Arc<Dispatcher>) -> Self {
+    pub(crate) fn new(dispatcher: Arc<EventHub>) -> Self {
         Self { dispatcher }
     }
 
@@ -311,7 +311,53 @@ impl EventSink {
     }
 }
 
-/// The event queue of one layer: a bounded channel to a thread running the hook.
+/// The event queue every handle of one layer reports to: its clones, its
+/// [`admin`](crate::SessionLayer::admin), the tokens bound to it and its expiry
+/// watchers. [`SessionLayer::with_events`](crate::SessionLayer::with_events) installs
+/// the hook here, so a handle taken before the call reports to the hook too.
+#[derive(Debug, Default)]
+pub(crate) struct EventHub(std::sync::RwLock<Arc<Dispatcher>>);
+
+impl EventHub {
+    fn current(&self) -> Arc<Dispatcher> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the queue and hook for every handle; events already queued still reach
+    /// the previous hook.
+    pub(crate) fn install(&self, dispatcher: Dispatcher) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(dispatcher);
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.current().enabled()
+    }
+
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        self.current().emit(event);
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.current().dropped()
+    }
+
+    pub(crate) async fn flush(&self) {
+        let current = self.current();
+        current.flush().await;
+    }
+
+    pub(crate) fn fingerprint(&self, raw: &[u8]) -> Option<String> {
+        self.current().fingerprint(raw)
+    }
+}
+
+/// The event queue of one hook: a bounded channel to a thread running it.
 pub(crate) struct Dispatcher {
     tx: Option<SyncSender<SessionEvent>>,
     dropped: AtomicU64,

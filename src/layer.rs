@@ -82,7 +82,7 @@ impl SessionLayer {
                 store: Arc::new(store),
                 config,
                 rejected: Arc::new(AtomicU64::new(0)),
-                events: Arc::new(crate::events::Dispatcher::default()),
+                events: Arc::new(crate::events::EventHub::default()),
                 #[cfg(feature = "store-internals")]
                 login_pause: None,
             }),
@@ -124,20 +124,27 @@ impl SessionLayer {
     /// Sends lifecycle events to `hook` (see [`events`](crate::events)), through a
     /// bounded queue of 4096 events to a dedicated thread: the hook never runs on, or
     /// slows, a request.
+    ///
+    /// The hook serves every handle of this layer, whether taken before or after this
+    /// call: its clones, [`admin`](Self::admin), tokens bound with
+    /// `Tokens::with_session_layer`, and expiry watchers. Calling it again replaces the
+    /// hook for all of them (events already queued still reach the previous one). A
+    /// separate hook needs a separate [`SessionLayer::new`].
     pub fn with_events(self, hook: impl SessionEvents) -> Self {
         self.with_events_queue(hook, crate::events::DEFAULT_CAPACITY)
     }
 
     /// As [`with_events`](Self::with_events), with a queue of `capacity` events; when it
     /// is full, events are dropped and counted.
-    pub fn with_events_queue(mut self, hook: impl SessionEvents, capacity: usize) -> Self {
-        // A new context: clones of this layer made before keep their own hook.
-        let mut ctx = (*self.ctx).clone();
-        ctx.events = Arc::new(crate::events::Dispatcher::with_hook(
-            Arc::new(hook),
-            capacity,
-        ));
-        self.ctx = Arc::new(ctx);
+    pub fn with_events_queue(self, hook: impl SessionEvents, capacity: usize) -> Self {
+        // Installed in the hub every handle of the layer shares, so that none taken
+        // earlier is left without the hook.
+        self.ctx
+            .events
+            .install(crate::events::Dispatcher::with_hook(
+                Arc::new(hook),
+                capacity,
+            ));
         self
     }
 

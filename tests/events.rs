@@ -472,27 +472,32 @@ async fn a_blocked_or_panicking_hook_never_blocks_requests() {
     );
 }
 
-/// `with_events` returns a new layer: the layer it was called on (and its other clones)
-/// keep their own hook.
+/// A hook serves every handle of its layer, taken before or after `with_events`: a
+/// clone serving requests, the admin handle, an expiry watcher's sink. (It used to
+/// reach only the layer value `with_events` returned, leaving earlier handles silent.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hook_added_to_a_clone_leaves_the_original_alone() {
+async fn a_hook_reaches_every_handle_of_its_layer() {
     let base = SessionLayer::new(MemoryStore::new(), SessionConfig::default()).unwrap();
-    let (a, b) = (Recorder::default(), Recorder::default());
-    let with_a = a.attach(base.clone());
-    let with_b = b.attach(base.clone());
-    Client::new(routes::routes().layer(base.clone()))
-        .post("/incr")
-        .await;
-    Client::new(routes::routes().layer(with_a))
-        .post("/incr")
-        .await;
-    Client::new(routes::routes().layer(with_b.clone()))
-        .post("/incr")
-        .await;
-    Client::new(routes::routes().layer(with_b))
-        .post("/incr")
-        .await;
-    base.flush_events().await;
-    assert_eq!(a.take(1).await[0].kind, EventKind::Created);
-    assert_eq!(b.take(2).await.len(), 2);
+    let clone = base.clone();
+    let admin = base.admin();
+    let a = Recorder::default();
+    let with_a = a.attach(base);
+    let mut browser = Client::new(routes::routes().layer(clone));
+    browser.post("/incr").await;
+    browser.post("/login?user=ada").await;
+    assert_eq!(admin.revoke_all("ada").await.unwrap(), 1);
+    let kinds: Vec<EventKind> = a.take(3).await.iter().map(|e| e.kind).collect();
+    assert!(
+        matches!(
+            kinds[..],
+            [EventKind::Created, EventKind::Login, EventKind::Revoked(_)]
+        ),
+        "the clone's requests and the admin handle's revocation reach the hook: {kinds:?}"
+    );
+    // A second hook replaces the first for every handle.
+    let b = Recorder::default();
+    let _with_b = b.attach(with_a);
+    browser.post("/incr").await;
+    assert_eq!(b.take(1).await[0].kind, EventKind::Created);
+    assert!(a.take(0).await.is_empty());
 }

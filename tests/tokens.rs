@@ -1280,7 +1280,7 @@ async fn a_session_layer_on_another_store_is_refused() {
     let other_memory = SessionLayer::new(MemoryStore::new(), SessionConfig::default()).unwrap();
     assert!(
         matches!(
-            memory.clone().with_session_layer(&other_memory),
+            memory.with_session_layer(&other_memory),
             Err(tower_redis_session::ConfigError::StoreMismatch)
         ),
         "another memory store"

@@ -11,7 +11,6 @@ use crate::config::SessionConfig;
 use crate::context::{LayerState, RequestMeta};
 use crate::cookie::Incoming;
 use crate::error::{SessionError, StoreError};
-use crate::events::Dispatcher;
 use crate::id::SessionId;
 use crate::store::{MemoryStore, SessionStore};
 
@@ -20,7 +19,7 @@ fn context(store: &MemoryStore, config: SessionConfig) -> Arc<LayerState> {
         store: Arc::new(store.clone()),
         config,
         rejected: Arc::new(AtomicU64::new(0)),
-        events: Arc::new(Dispatcher::default()),
+        events: Arc::new(crate::events::EventHub::default()),
         #[cfg(feature = "store-internals")]
         login_pause: None,
     })
@@ -65,7 +64,7 @@ async fn untouched_anonymous_session_writes_nothing() {
     let s = request(&ctx, None);
     assert_eq!(s.get::<String>("k").await.unwrap(), None);
     assert!(is(&s.commit().await, "keep"));
-    assert_eq!(store.len(), 0);
+    assert_eq!(store.live_sessions(), 0);
 }
 
 #[tokio::test]
@@ -75,7 +74,7 @@ async fn a_change_creates_the_session_and_later_requests_see_it() {
     let s = request(&ctx, None);
     s.insert("k", "v").await.unwrap();
     let id = set_id(s.commit().await);
-    assert_eq!(store.len(), 1);
+    assert_eq!(store.live_sessions(), 1);
     let s = request(&ctx, Some(&id));
     assert_eq!(s.get::<String>("k").await.unwrap().as_deref(), Some("v"));
     // A read well above the refresh threshold writes nothing and keeps the cookie.
@@ -93,7 +92,7 @@ async fn removing_the_last_key_keeps_an_empty_session() {
     assert_eq!(s.remove::<i32>("k").await.unwrap(), Some(1));
     assert!(s.is_empty().await.unwrap());
     assert!(is(&s.commit().await, "keep"));
-    assert_eq!(store.len(), 1);
+    assert_eq!(store.live_sessions(), 1);
 }
 
 #[tokio::test]
@@ -108,7 +107,7 @@ async fn destroy_removes_the_cookie_and_a_later_change_starts_anew() {
     s.destroy().await.unwrap();
     assert_eq!(s.get::<String>("k").await.unwrap(), None, "gone at once");
     assert!(is(&s.commit().await, "remove"));
-    assert_eq!(store.len(), 0);
+    assert_eq!(store.live_sessions(), 0);
 
     // Destroy, then a change in the same request: a new session with a new id.
     let s = request(&ctx, None);
@@ -119,7 +118,7 @@ async fn destroy_removes_the_cookie_and_a_later_change_starts_anew() {
     s.insert("b", 2).await.unwrap();
     let second = set_id(s.commit().await);
     assert_ne!(first.key(), second.key());
-    assert_eq!(store.len(), 1);
+    assert_eq!(store.live_sessions(), 1);
     let s = request(&ctx, Some(&second));
     assert_eq!(
         s.get::<i32>("a").await.unwrap(),
@@ -207,7 +206,7 @@ async fn a_change_past_the_size_limit_is_refused_and_nothing_is_written() {
         Err(SessionError::TooLarge { .. })
     ));
     assert!(is(&s.commit().await, "keep"));
-    assert_eq!(store.len(), 0);
+    assert_eq!(store.live_sessions(), 0);
 }
 
 #[test]
@@ -269,5 +268,5 @@ async fn a_destroyed_session_is_not_rotated_and_a_later_change_starts_anew() {
     s.destroy().await.unwrap();
     s.cycle_id().await.unwrap();
     assert!(is(&s.commit().await, "remove"));
-    assert_eq!(store.len(), 0);
+    assert_eq!(store.live_sessions(), 0);
 }

@@ -160,7 +160,7 @@ impl MemoryStore {
 
     store_internal! {
         /// Number of live (unexpired) sessions in this store's namespace (for tests).
-        fn len(&self) -> usize {
+        fn live_sessions(&self) -> usize {
             let now = Instant::now();
             self.lock()
                 .entries
