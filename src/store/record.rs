@@ -66,7 +66,8 @@ pub(crate) const IDENTITY_FIELD: &str = "m:n";
 /// Redis only, packed in `m:t`: the data's size in bytes, kept by the write scripts.
 const SIZE: &str = "m:z";
 /// Redis only, packed in `m:t`: the session's score in its user index (with slack).
-const INDEX_SCORE: &str = "m:x";
+/// A name of its own (`T_R` in the scripts): `m:x` is the details field.
+const INDEX_SCORE: &str = "m:r";
 /// Redis only, packed in `m:t`: how many writes the hash has had.
 pub(crate) const VERSION: &str = "m:v";
 /// What `m:t` holds, in order. The scripts index it by the prelude's `T_*` numbers.

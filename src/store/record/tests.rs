@@ -84,3 +84,24 @@ fn clear_keeps_metadata() {
     assert_eq!(f["d:b"], "2");
     assert_eq!(f["m:h"], "x");
 }
+
+/// One name per meaning: a packed record's details (`m:x`, a field of its own) are not
+/// the index score packed in `m:t`, so `Record::get(DETAILS)` answers the same on both
+/// stores, and unpacking keeps the details.
+#[test]
+fn details_are_not_the_packed_index_score() {
+    let details = r#"{"device":"laptop"}"#;
+    let packed: HashMap<String, String> = [
+        (TIMES_FIELD, "2000,1000,12,3000,,5000,1,7".to_owned()),
+        (DETAILS, details.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let record = Record::from_fields(packed);
+    assert_eq!(record.get(DETAILS), Some(details));
+    assert_eq!(
+        record.unpacked().get(DETAILS).map(String::as_str),
+        Some(details)
+    );
+}

@@ -69,7 +69,7 @@ if max > 0 and size > max then return {-size} end
 
 delete_fields(key, ARGV[3], ARGV, dels, #ARGV)
 local expires = now + ttl
-local indexed = tonumber(times[T_X])
+local indexed = tonumber(times[T_R])
 if stored[2] and (not indexed or expires > indexed) then
   -- Re-index with slack (see write.lua); the index and handle map outlive the session.
   local slack = math.floor(ttl / 2)
@@ -78,7 +78,7 @@ if stored[2] and (not indexed or expires > indexed) then
     redis.call('PEXPIRE', index, ttl + slack)
     redis.call('PEXPIRE', index .. 'h', ttl + slack)
   end
-  times[T_X] = expires + slack
+  times[T_R] = expires + slack
 end
 local version = (tonumber(times[T_V]) or 0) + 1
 times[T_E], times[T_S], times[T_Z], times[T_V] = expires, ARGV[1], size, version

@@ -143,7 +143,7 @@ if user then
   elseif extended then
     redis.call('PEXPIRE', uh, pttl)
   end
-  times[T_X] = tostring(expires + slack)
+  times[T_R] = tostring(expires + slack)
 end
 times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[2], tostring(size)
 times[T_V] = (tonumber(times[T_V]) or 0) + 1
