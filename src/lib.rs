@@ -285,6 +285,7 @@ pub use tls::TlsConfig;
 #[cfg(feature = "tls")]
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::store::redis::collect_text;
     pub use crate::tls::{redis_certificates, rustls_client_config};
 }
 pub use admin::{ListCursor, SessionAdmin, SessionInfo, SessionPage};

@@ -82,7 +82,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Value};
-use tower_redis_session::__private::{redis_certificates, rustls_client_config};
+use tower_redis_session::__private::{collect_text, redis_certificates, rustls_client_config};
 use tower_redis_session::TlsConfig;
 
 /// What stopped the audit writer.
@@ -727,20 +727,6 @@ impl AuditWriter {
         }
         self.redis.query::<()>(&cmd).await?;
         Ok(())
-    }
-}
-
-/// Every text in a reply, at any depth (`INFO` on a cluster answers a map of nodes).
-fn collect_text(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => out.push(s.clone()),
-        Value::VerbatimString { text, .. } => out.push(text.clone()),
-        Value::Array(items) | Value::Set(items) => {
-            items.iter().for_each(|i| collect_text(i, out));
-        }
-        Value::Map(pairs) => pairs.iter().for_each(|(_, i)| collect_text(i, out)),
-        _ => {}
     }
 }
 

@@ -48,6 +48,9 @@ use self::cache::Forget;
 #[cfg(feature = "local-cache")]
 pub use self::cache::{CacheStats, LocalCache};
 pub use self::pool::PoolStatus;
+/// Not public API (see `crate::__private`).
+#[doc(hidden)]
+pub use self::pool::collect_text;
 use self::pool::{Conn, OwnClusterPool, OwnPool, OwnSentinelPool};
 use self::scripts::{CHECK, DELETE, EXPIRED, LIST, REVOKE, TAKE, UPDATE, WRITE};
 pub use self::sink::StreamSink;

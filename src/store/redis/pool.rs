@@ -130,7 +130,7 @@ fn too_old(info: &str) -> Option<String> {
 }
 
 /// Every text in a reply, however nested (an `INFO` reply per cluster node).
-pub(crate) fn collect_text(v: &Value, out: &mut Vec<String>) {
+pub fn collect_text(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) => out.push(s.clone()),
