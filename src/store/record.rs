@@ -84,11 +84,8 @@ pub(crate) const TIMES: [&str; 8] = [
 /// What `m:n` holds, in order (`N_*` in the scripts). The handle, which never contains
 /// a comma, comes last.
 pub(crate) const IDENTITY: [&str; 2] = [CREATED, HANDLE];
-/// Every metadata field a script may spell (a unit test checks).
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "checked against the scripts in tests")
-)]
+/// Every metadata field the scripts use, as the prelude's `F_*` names (`F_U` is
+/// `m:u`): the one table of field names for Rust and Lua.
 pub(crate) const FIELDS: &[&str] = &[
     HANDLE,
     CREATED,

@@ -6,9 +6,10 @@
 //! The codes both sides share (write modes, limit policies, revoke modes, reply codes)
 //! are defined once, in [`CODES`], and reach the scripts as a generated Lua prelude; the
 //! scripts use the names, never the letters, and a unit test checks that they do. The
-//! record's field names are defined once in `store/record.rs`; a unit test checks every
-//! field name a script spells against them, and every event name against
-//! [`EventKind`](crate::events::EventKind).
+//! record's field names are defined once in `store/record.rs` and reach the scripts the
+//! same way, as `F_*` locals (`F_U` is `m:u`): a script spells no field name (a unit
+//! test checks), and every event name it records is an
+//! [`EventKind`](crate::events::EventKind)'s.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -110,6 +111,12 @@ pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
             let suffix = field.trim_start_matches("m:").to_uppercase();
             prelude.push_str(&format!("local {prefix}_{suffix} = {}\n", i + 1));
         }
+    }
+    // The record's field names, from the one table in `store/record.rs`: `F_U` is
+    // 'm:u', `F_UA` 'm:ua'. Scripts never spell a field themselves (a unit test checks).
+    for field in record::FIELDS {
+        let suffix = field.trim_start_matches("m:").to_uppercase();
+        prelude.push_str(&format!("local F_{suffix} = '{field}'\n"));
     }
     prelude.push_str(&format!("local CLOCK_SLACK_MS = {CLOCK_SLACK_MS}\n"));
     prelude.push_str(CLOCK_LUA);

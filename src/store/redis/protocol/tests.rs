@@ -57,9 +57,27 @@ fn field_and_event_names_in_scripts_are_the_rust_ones() {
     let events: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
     for (file, source) in SESSION_SCRIPTS {
         for lit in literals(&code(source)) {
-            if lit.starts_with("m:") {
-                assert!(FIELDS.contains(&lit), "{file}: unknown field '{lit}'");
+            assert!(
+                !lit.starts_with("m:"),
+                "{file} spells the field '{lit}': use its F_* name from the prelude"
+            );
+        }
+        // Every F_* name a script uses is one the prelude defines from FIELDS.
+        let code_text = code(source);
+        for (i, _) in code_text.match_indices("F_") {
+            if i > 0 && code_text.as_bytes()[i - 1].is_ascii_alphanumeric() {
+                continue;
             }
+            let name: String = code_text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                FIELDS
+                    .iter()
+                    .any(|f| format!("F_{}", f.trim_start_matches("m:").to_uppercase()) == name),
+                "{file}: {name} is not a field of the record"
+            );
         }
         // Events a script records by name: xadd(now, '<kind>', ...).
         let code = code(source);

@@ -6,7 +6,7 @@
 -- Returns {handle, user} ('' when absent) if the session existed, else {}.
 clock(2) -- now: Redis's, not the caller's
 STREAM, MAXLEN = ARGV[3], ARGV[4]
-local m = redis.call('HMGET', KEYS[1], 'm:n', 'm:u', 'm:ip', 'm:ua', 'm:x')
+local m = redis.call('HMGET', KEYS[1], F_N, F_U, F_IP, F_UA, F_X)
 m[1] = handle_of(m[1])
 if redis.call('DEL', KEYS[1]) == 0 then return {} end
 if m[2] then

@@ -16,7 +16,7 @@ local members = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
 local out = {''}
 local kept = 0
 for _, m in ipairs(members) do
-  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:t', 'm:ip', 'm:ua', 'm:x')
+  local f = redis.call('HMGET', ARGV[1] .. m, F_U, F_N, F_T, F_IP, F_UA, F_X)
   if not f[1] then
     redis.call('ZREM', KEYS[1], m)
     expired(KEYS[1] .. 'h', m, ARGV[2])

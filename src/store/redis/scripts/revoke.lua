@@ -34,7 +34,7 @@ local function revoke(m, f)
 end
 
 local function fields(m)
-  local f = redis.call('HMGET', ARGV[1] .. m, 'm:u', 'm:n', 'm:ip', 'm:ua', 'm:x')
+  local f = redis.call('HMGET', ARGV[1] .. m, F_U, F_N, F_IP, F_UA, F_X)
   f[2] = handle_of(f[2])
   return f
 end

@@ -10,7 +10,7 @@ local fields = redis.call('HGETALL', KEYS[1])
 if #fields > 0 then
   redis.call('DEL', KEYS[1])
   for i = 1, #fields, 2 do
-    if fields[i] == 'm:u' then
+    if fields[i] == F_U then
       redis.call('ZREM', KEYS[2], ARGV[1])
       redis.call('HDEL', KEYS[2] .. 'h', ARGV[1])
     end

@@ -27,7 +27,7 @@
 local function bound_session(P, sh)
   local member = redis.call('HGET', P .. 'uh', '#' .. sh)
   if not member then return nil end
-  local t = redis.call('HGET', P .. 's:' .. member, 'm:t')
+  local t = redis.call('HGET', P .. 's:' .. member, F_T)
   if not t then return nil end
   return member, t
 end

@@ -35,7 +35,7 @@ local now = clock(1)
 local touched = 16
 local sets = touched + tonumber(ARGV[14])
 local dels = sets + 2 * tonumber(ARGV[15])
-local stored = redis.call('HMGET', key, 'm:t', 'm:u', unpack(ARGV, touched, sets - 1))
+local stored = redis.call('HMGET', key, F_T, F_U, unpack(ARGV, touched, sets - 1))
 if not stored[1] then return {0} end
 if stored[2] and redis.call('HEXISTS', index .. 'h', ARGV[4]) == 0 then
   -- Logged in, but its handle-map entry is gone (evicted, or cut by a revocation):
@@ -83,9 +83,9 @@ end
 local version = (tonumber(times[T_V]) or 0) + 1
 times[T_E], times[T_S], times[T_Z], times[T_V] = expires, ARGV[1], size, version
 if dels - sets <= CHUNK then
-  redis.call('HSET', key, 'm:t', table.concat(times, ','), unpack(ARGV, sets, dels - 1))
+  redis.call('HSET', key, F_T, table.concat(times, ','), unpack(ARGV, sets, dels - 1))
 else
-  redis.call('HSET', key, 'm:t', table.concat(times, ','))
+  redis.call('HSET', key, F_T, table.concat(times, ','))
   hset_chunked(key, ARGV, sets, dels - 1)
 end
 redis.call('PEXPIRE', key, ttl)

@@ -46,7 +46,7 @@ local last = first - 1 + 2 * tonumber(ARGV[9])
 -- Redis's now.
 for i = first, last, 2 do
   local v = ARGV[i + 1]
-  if (ARGV[i] == 'm:d' or ARGV[i] == 'm:c') and string.sub(v, 1, 1) == '+' then
+  if (ARGV[i] == F_D or ARGV[i] == F_C) and string.sub(v, 1, 1) == '+' then
     ARGV[i + 1] = tostring(now + tonumber(string.sub(v, 2)))
   end
 end
@@ -62,7 +62,7 @@ if mode == MODE_CREATE or mode == MODE_LOGIN then
   size = size_after(0, '0', first, last, {}, {}) -- nothing stored yet
 else
   local names = touched(first, last)
-  local stored = redis.call('HMGET', KEYS[3], 'm:t', 'm:n', 'm:u', unpack(names))
+  local stored = redis.call('HMGET', KEYS[3], F_T, F_N, F_U, unpack(names))
   if not stored[1] then return {REPLY_GONE} end
   times, identity, user = split(stored[1]), split(stored[2] or ','), stored[3]
   if user and redis.call('HEXISTS', uh, ARGV[8]) == 0 then
@@ -88,7 +88,7 @@ if mode == MODE_LOGIN then
     local prefix = string.sub(key, 1, #key - #member)
     local live = {}
     for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-      local t = redis.call('HGET', prefix .. m, 'm:t')
+      local t = redis.call('HGET', prefix .. m, F_T)
       if t then
         live[#live + 1] = {m, tonumber(split(t)[T_S])}
       else
@@ -104,7 +104,7 @@ if mode == MODE_LOGIN then
       end)
       for i = 1, #live - limit + 1 do
         local k = prefix .. live[i][1]
-        local f = redis.call('HMGET', k, 'm:n', 'm:u', 'm:ip', 'm:ua', 'm:x')
+        local f = redis.call('HMGET', k, F_N, F_U, F_IP, F_UA, F_X)
         f[1] = handle_of(f[1])
         if f[1] then evicted[#evicted + 1] = f[1] end
         redis.call('DEL', k)
@@ -149,9 +149,9 @@ times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[2], tostring(size)
 times[T_V] = (tonumber(times[T_V]) or 0) + 1
 local t, n = table.concat(times, ','), table.concat(identity, ',')
 if #sets <= CHUNK then
-  redis.call('HSET', key, 'm:t', t, 'm:n', n, unpack(sets))
+  redis.call('HSET', key, F_T, t, F_N, n, unpack(sets))
 else
-  redis.call('HSET', key, 'm:t', t, 'm:n', n)
+  redis.call('HSET', key, F_T, t, F_N, n)
   hset_chunked(key, sets, 1, #sets)
 end
 redis.call('PEXPIRE', key, ttl)

@@ -4,9 +4,9 @@
 -- Where a patch field lives when it is packed: 1 for 'm:t', 2 for 'm:n', and the
 -- position there; nothing for a field stored as it is.
 local function packed(f)
-  if f == 'm:i' then return 1, T_I elseif f == 'm:d' then return 1, T_D
-  elseif f == 'm:p' then return 1, T_P elseif f == 'm:c' then return 2, N_C
-  elseif f == 'm:h' then return 2, N_H end
+  if f == F_I then return 1, T_I elseif f == F_D then return 1, T_D
+  elseif f == F_P then return 1, T_P elseif f == F_C then return 2, N_C
+  elseif f == F_H then return 2, N_H end
 end
 
 -- Applies the patch to the packed metadata `meta` ({times, identity}) and the user:
@@ -20,7 +20,7 @@ local function apply(first, last, meta, user)
     local which, at = packed(f)
     if which then meta[which][at] = ''
     else
-      if f == 'm:u' then user = false end
+      if f == F_U then user = false end
       dels[#dels + 1] = f
     end
   end
@@ -29,7 +29,7 @@ local function apply(first, last, meta, user)
     local which, at = packed(f)
     if which then meta[which][at] = v
     else
-      if f == 'm:u' then user = v end
+      if f == F_U then user = v end
       sets[#sets + 1] = f
       sets[#sets + 1] = v
     end
@@ -118,7 +118,7 @@ end
 -- Records the events `kinds` (space-separated) of a write that happened.
 local function record(key, now, kinds)
   if STREAM == '' or kinds == '' then return end
-  local m = redis.call('HMGET', key, 'm:n', 'm:u', 'm:ip', 'm:ua', 'm:x')
+  local m = redis.call('HMGET', key, F_N, F_U, F_IP, F_UA, F_X)
   for kind in string.gmatch(kinds, '%S+') do
     xadd(now, kind, '', handle_of(m[1]), m[2], m[3], m[4], m[5])
   end
