@@ -1320,3 +1320,27 @@ async fn a_session_layer_on_another_store_is_refused() {
         "the same memory store"
     );
 }
+
+/// A refused grant or request answers the RFC 6749 §5.2 body itself, `error` and
+/// `error_description` (the error's own text, never a token), uncached: apps need not
+/// rewrite it.
+#[tokio::test]
+async fn oauth_errors_answer_with_a_description() {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    for (e, code) in [
+        (TokenError::InvalidGrant, "invalid_grant"),
+        (TokenError::Raced, "invalid_grant"),
+        (TokenError::InvalidRequest("grant_type"), "invalid_request"),
+    ] {
+        let description = e.to_string();
+        let res = e.into_response();
+        assert_eq!(res.status(), 400);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], code);
+        assert_eq!(json["error_description"], description.as_str(), "{json}");
+    }
+}

@@ -76,7 +76,7 @@ impl IntoResponse for TokenError {
                 bearer::challenge(StatusCode::BAD_REQUEST, Some("invalid_request"))
             }
             Self::InvalidGrant | Self::Reused { .. } | Self::Raced => {
-                oauth_error(r#"{"error":"invalid_grant"}"#)
+                oauth_error("invalid_grant", &self)
             }
             Self::Store(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -84,7 +84,7 @@ impl IntoResponse for TokenError {
             )
                 .into_response(),
             Self::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid user id").into_response(),
-            Self::InvalidRequest(_) => oauth_error(r#"{"error":"invalid_request"}"#),
+            Self::InvalidRequest(_) => oauth_error("invalid_request", &self),
             Self::IdTokenUnavailable(_) | Self::MissingLayer => {
                 tracing::error!("{self}");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -94,12 +94,15 @@ impl IntoResponse for TokenError {
     }
 }
 
-/// A `400` RFC 6749 §5.2 error with its JSON `body`, never cached.
-fn oauth_error(body: &'static str) -> Response {
+/// A `400` RFC 6749 §5.2 error: `{"error": code, "error_description": <the error's
+/// text>}`, never cached. The text is the variant's fixed message (and for an invalid
+/// request the parameter's name): never a token or a secret.
+fn oauth_error(code: &'static str, error: &TokenError) -> Response {
+    let body = serde_json::json!({ "error": code, "error_description": error.to_string() });
     let mut r = (
         StatusCode::BAD_REQUEST,
         [(header::CONTENT_TYPE, "application/json")],
-        body,
+        body.to_string(),
     )
         .into_response();
     r.headers_mut()
