@@ -311,9 +311,9 @@ impl EventSink {
     }
 }
 
-/// The event queue every handle of one layer reports to: its clones, its
-/// [`admin`](crate::SessionLayer::admin), the tokens bound to it and its expiry
-/// watchers. [`SessionLayer::with_events`](crate::SessionLayer::with_events) installs
+/// The event queue every handle of one layer (or of one `Tokens`) reports to: its
+/// clones, its [`admin`](crate::SessionLayer::admin), the tokens bound to it and its
+/// expiry watchers. [`SessionLayer::with_events`](crate::SessionLayer::with_events) installs
 /// the hook here, so a handle taken before the call reports to the hook too.
 #[derive(Debug, Default)]
 pub(crate) struct EventHub(std::sync::RwLock<Arc<Dispatcher>>);

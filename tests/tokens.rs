@@ -1344,3 +1344,20 @@ async fn oauth_errors_answer_with_a_description() {
         assert_eq!(json["error_description"], description.as_str(), "{json}");
     }
 }
+
+/// As for a layer, a token hook serves every clone of its `Tokens`, taken before or
+/// after `with_events` (e.g. the one `tokens.layer()` put in the router).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_hook_reaches_clones_taken_before_it() {
+    use std::sync::{Arc, Mutex};
+    use tower_redis_session::MemoryStore;
+    use tower_redis_session::events::{EventKind, SessionEvent};
+    let tokens = Tokens::new(MemoryStore::new(), TokenConfig::default()).unwrap();
+    let earlier = tokens.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let tokens = tokens.with_events(move |e: &SessionEvent| sink.lock().unwrap().push(e.kind));
+    earlier.issue("alice").await.unwrap();
+    tokens.flush_events().await;
+    assert_eq!(*seen.lock().unwrap(), [EventKind::TokenIssued]);
+}

@@ -114,7 +114,8 @@ const COLLISION_RETRIES: usize = 3;
 pub struct Tokens {
     backend: Backend,
     config: Arc<TokenConfig>,
-    events: Arc<crate::events::Dispatcher>,
+    /// One hub for every clone, as a layer's (see `EventHub`).
+    events: Arc<crate::events::EventHub>,
     /// The key that checks token secrets, derived once from the namespace salt.
     check_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     #[cfg(feature = "jwt")]
@@ -228,11 +229,12 @@ impl Tokens {
     /// Sends token events (issued, refreshed, reused, revoked) to `hook`, through a
     /// bounded queue to a dedicated thread, like
     /// [`SessionLayer::with_events`](crate::SessionLayer::with_events). Events carry the
-    /// user and the [`FamilyId`], never a token.
+    /// user and the [`FamilyId`], never a token. The hook serves every clone of these
+    /// `Tokens`, taken before or after this call; calling it again replaces it.
     #[must_use]
-    pub fn with_events(mut self, hook: impl crate::events::SessionEvents) -> Self {
-        // A new queue: clones made before keep theirs.
-        self.events = Arc::new(crate::events::Dispatcher::with_hook(
+    pub fn with_events(self, hook: impl crate::events::SessionEvents) -> Self {
+        // Installed in the hub every clone shares, so none taken earlier is left silent.
+        self.events.install(crate::events::Dispatcher::with_hook(
             Arc::new(hook),
             crate::events::DEFAULT_CAPACITY,
         ));
