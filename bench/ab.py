@@ -13,10 +13,7 @@ commandstats` and the redis-server process's CPU per request (`/proc/<pid>/stat`
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
 os.environ.setdefault("DURATION", "5")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,11 +26,7 @@ def main():
     bench.need("wrk", "wrk")
     bench.need("redis-server", "redis-server")
     rounds = int(os.environ.get("ROUNDS", "5"))
-    rport = bench.free_port()
-    rdir = tempfile.mkdtemp()
-    redis = subprocess.Popen(["redis-server", "--port", str(rport), "--save", "", "--appendonly", "no",
-                              "--dir", rdir], stdout=subprocess.DEVNULL)
-    time.sleep(0.3)
+    redis, rport, rdir = bench.start_redis()
     url = f"redis://127.0.0.1:{rport}"
     servers = {}
     try:
@@ -46,14 +39,11 @@ def main():
         for rnd in range(rounds):
             for path, method in (("/read", "GET"), ("/incr", "POST")):
                 for name in ("A", "B") if rnd % 2 == 0 else ("B", "A"):
-                    port, _ = servers[name]
+                    port, proc = servers[name]
                     cookie = bench.cookie_of(port)
                     bench.check(port, path, cookie, method)
-                    before = bench.commandstats(rport)
-                    rcpu = bench.cpu_seconds(redis.pid)
-                    rps, total, _, _, _ = bench.wrk(port, path, cookie, method)
-                    rcpu = (bench.cpu_seconds(redis.pid) - rcpu) * 1e6 / max(total, 1)
-                    _, usec, _ = bench.per_request(before, bench.commandstats(rport), total)
+                    rps, _, _, _, _, _, usec, _, rcpu = bench.measure(
+                        port, path, cookie, method, proc.pid, rport, redis.pid)
                     results.setdefault((path, name), []).append((rps, usec, rcpu))
                     print(f"  round {rnd + 1} {path:6} {name} {rps:9.0f} req/s", flush=True)
         print()

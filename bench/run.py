@@ -65,6 +65,17 @@ def commandstats(port):
     return stats
 
 
+def start_redis():
+    """A redis-server of its own on a free port, without persistence, once it listens:
+    (its process, its port, its directory, which the caller removes)."""
+    port = free_port()
+    rdir = tempfile.mkdtemp()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                              "--dir", rdir], stdout=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return redis, port, rdir
+
+
 def run_example_on_own_redis(example):
     """Builds `example` in release mode and runs it with REDIS_URL pointing at a
     redis-server of its own, removed afterwards."""
@@ -72,12 +83,8 @@ def run_example_on_own_redis(example):
     # The examples run by themselves (refresh_chain, user_bounds) use tokens.
     subprocess.run(["cargo", "build", "--release", "-q", "--features", "tokens", "--example", example],
                    cwd=ROOT, check=True)
-    port = free_port()
-    rdir = tempfile.mkdtemp()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                              "--dir", rdir], stdout=subprocess.DEVNULL)
+    redis, port, rdir = start_redis()
     try:
-        time.sleep(0.3)
         binary = os.path.join(ROOT, "target", "release", "examples", example)
         subprocess.run([binary], env={**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}"}, check=True)
     finally:
@@ -167,6 +174,19 @@ def per_request(before, after, total):
     return n_sent, usec, fmt(sent) + (f" + [{fmt(inner)}]" if inner else "")
 
 
+def measure(port, path, cookie, method, pid, rport, redis_pid):
+    """One wrk run against the server `pid` on `port`, whose Redis is `redis_pid` on
+    `rport`: (req/s, p50, p99, commands sent/req, detail, non-2xx, Redis commandstats
+    µs/req, server CPU µs/req, Redis process CPU µs/req)."""
+    before = commandstats(rport)
+    cpu, rcpu = cpu_seconds(pid), cpu_seconds(redis_pid)
+    rps, total, p50, p99, bad = wrk(port, path, cookie, method)
+    cpu = (cpu_seconds(pid) - cpu) * 1e6 / max(total, 1)
+    rcpu = (cpu_seconds(redis_pid) - rcpu) * 1e6 / max(total, 1)
+    sent, usec, detail = per_request(before, commandstats(rport), total)
+    return rps, p50, p99, sent, detail, bad, usec, cpu, rcpu
+
+
 BROWSER_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/131.0.0.0 Safari/537.36")
 
@@ -221,11 +241,7 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-q", "--features", "local-cache", "--example", "bench_server"],
                    cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=os.path.join(ROOT, "bench"), check=True)
-    rport = free_port()
-    rdir = tempfile.mkdtemp()
-    redis = subprocess.Popen(["redis-server", "--port", str(rport), "--save", "", "--appendonly", "no",
-                              "--dir", rdir], stdout=subprocess.DEVNULL)
-    time.sleep(0.3)
+    redis, rport, rdir = start_redis()
     url = f"redis://127.0.0.1:{rport}"
     ours_bin = os.path.join(ROOT, "target", "release", "examples", "bench_server")
     other_bin = os.path.join(ROOT, "bench", "target", "release", "tower-redis-session-bench")
@@ -276,13 +292,9 @@ def main():
                     else:
                         cookie = cookie_of(port)
                     check(port, path, cookie if isinstance(cookie, str) or cookie is None else cookie[0], method)
-                    before = commandstats(rport)
-                    cpu, rcpu = cpu_seconds(pid), cpu_seconds(redis.pid)
-                    rps, total, p50, p99, bad = wrk(port, path, cookie, method)
-                    cpu = (cpu_seconds(pid) - cpu) * 1e6 / max(total, 1)
-                    rcpu = (cpu_seconds(redis.pid) - rcpu) * 1e6 / max(total, 1)
-                    sent, usec, detail = per_request(before, commandstats(rport), total)
-                    results.setdefault((title, name), []).append((rps, p50, p99, sent, detail, bad, usec, cpu, rcpu))
+                    results.setdefault((title, name), []).append(
+                        measure(port, path, cookie, method, pid, rport, redis.pid))
+                    rps = results[(title, name)][-1][0]
                     print(f"  round {rnd + 1} {title:22} {name:28} {rps:9.0f} req/s", flush=True)
         print()
         print(f"wrk -t{THREADS} -c{CONNS} -d{DURATION}s, {ROUNDS} round(s), alternating; Redis "

@@ -56,19 +56,19 @@ fn field_and_event_names_in_scripts_are_the_rust_ones() {
     use crate::store::record::FIELDS;
     let events: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
     for (file, source) in SESSION_SCRIPTS {
-        for lit in literals(&code(source)) {
+        let code = code(source);
+        for lit in literals(&code) {
             assert!(
                 !lit.starts_with("m:"),
                 "{file} spells the field '{lit}': use its F_* name from the prelude"
             );
         }
         // Every F_* name a script uses is one the prelude defines from FIELDS.
-        let code_text = code(source);
-        for (i, _) in code_text.match_indices("F_") {
-            if i > 0 && code_text.as_bytes()[i - 1].is_ascii_alphanumeric() {
+        for (i, _) in code.match_indices("F_") {
+            if i > 0 && code.as_bytes()[i - 1].is_ascii_alphanumeric() {
                 continue;
             }
-            let name: String = code_text[i..]
+            let name: String = code[i..]
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
@@ -80,7 +80,6 @@ fn field_and_event_names_in_scripts_are_the_rust_ones() {
             );
         }
         // Events a script records by name: xadd(now, '<kind>', ...).
-        let code = code(source);
         for (i, _) in code.match_indices("xadd(") {
             let call = &code[i + "xadd(".len()..];
             let call = &call[..call.find(')').unwrap_or(call.len())];
