@@ -64,37 +64,7 @@ pub(crate) struct LayerState {
     pub(crate) events: Arc<EventHub>,
     /// Test hook: awaited by a login between its two store steps.
     #[cfg(feature = "store-internals")]
-    pub(crate) login_pause: Option<Pause>,
-}
-
-/// Test hook (feature `store-internals`): a future an operation awaits between two of
-/// its store steps (a login between reading the current session and writing the
-/// logged-in one; a revocation between its bounded steps), so a test can act in the
-/// gap.
-#[cfg(feature = "store-internals")]
-#[derive(Clone)]
-pub(crate) struct Pause(
-    pub(crate)  Arc<
-        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
-    >,
-);
-
-#[cfg(feature = "store-internals")]
-impl Pause {
-    pub(crate) fn new<F, Fut>(pause: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        Self(Arc::new(move || Box::pin(pause())))
-    }
-}
-
-#[cfg(feature = "store-internals")]
-impl std::fmt::Debug for Pause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pause")
-    }
+    pub(crate) login_pause: Option<crate::store::Pause>,
 }
 
 impl LayerState {

@@ -20,6 +20,16 @@ impl From<&SessionLayer> for crate::events::EventSink {
     }
 }
 
+/// The layer's admin handle; also what binds `Tokens` to the layer
+/// (`tokens.with_session_layer(&layer)`), so that `tokens/` never names the middleware.
+impl From<&SessionLayer> for crate::admin::SessionAdmin {
+    fn from(layer: &SessionLayer) -> Self {
+        Self {
+            ctx: layer.ctx.clone(),
+        }
+    }
+}
+
 /// Builds the response sent when the store fails.
 pub(crate) type ErrorResponder = Arc<dyn Fn(&StoreError) -> Response<()> + Send + Sync>;
 
@@ -116,9 +126,7 @@ impl SessionLayer {
     /// The per-user session API (list, revoke, log out everywhere) for admin code that
     /// has no request.
     pub fn admin(&self) -> crate::admin::SessionAdmin {
-        crate::admin::SessionAdmin {
-            ctx: self.ctx.clone(),
-        }
+        self.into()
     }
 
     /// Sends lifecycle events to `hook` (see [`events`](crate::events)), through a
@@ -158,7 +166,7 @@ impl SessionLayer {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let mut ctx = (*self.ctx).clone();
-        ctx.login_pause = Some(crate::context::Pause::new(pause));
+        ctx.login_pause = Some(crate::store::Pause::new(pause));
         self.ctx = Arc::new(ctx);
         self
     }

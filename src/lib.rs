@@ -239,6 +239,8 @@ pub mod events;
 pub mod future;
 mod id;
 mod layer;
+#[cfg(test)]
+mod layering;
 #[cfg(feature = "messages")]
 pub mod messages;
 #[cfg(feature = "metrics")]

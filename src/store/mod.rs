@@ -308,3 +308,33 @@ pub(crate) fn validate_namespace(ns: &str) -> Result<(), crate::error::ConfigErr
         Err(crate::ConfigError::InvalidNamespace(ns.to_owned()))
     }
 }
+
+/// Test hook (feature `store-internals`): a future an operation awaits between two of
+/// its store steps (a login between reading the current session and writing the
+/// logged-in one; a revocation between its bounded steps), so a test can act in the
+/// gap.
+#[cfg(feature = "store-internals")]
+#[derive(Clone)]
+pub(crate) struct Pause(
+    pub(crate)  std::sync::Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+    >,
+);
+
+#[cfg(feature = "store-internals")]
+impl Pause {
+    pub(crate) fn new<F, Fut>(pause: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        Self(std::sync::Arc::new(move || Box::pin(pause())))
+    }
+}
+
+#[cfg(feature = "store-internals")]
+impl std::fmt::Debug for Pause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pause")
+    }
+}

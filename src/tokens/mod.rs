@@ -163,9 +163,17 @@ impl Tokens {
     /// [`EventKind::Refreshed`](crate::events::EventKind::Refreshed) through the
     /// layer's event hook. Without it, bearer requests do not extend sessions.
     ///
+    /// Takes the layer (`&layer`) or its [`admin`](crate::SessionLayer::admin) handle:
+    /// both carry the layer's store, configuration and event hook.
+    ///
     /// # Errors
-    /// [`ConfigError::NamespaceMismatch`] if the layer's store is in another namespace.
-    pub fn with_session_layer(mut self, layer: &crate::SessionLayer) -> Result<Self, ConfigError> {
+    /// [`ConfigError::NamespaceMismatch`] if the layer's store is in another namespace,
+    /// [`ConfigError::StoreMismatch`] if it is another store.
+    pub fn with_session_layer(
+        mut self,
+        layer: impl Into<crate::admin::SessionAdmin>,
+    ) -> Result<Self, ConfigError> {
+        let layer = layer.into();
         let ns = layer.ctx.store.namespace();
         if ns != self.backend.namespace() {
             return Err(ConfigError::NamespaceMismatch {

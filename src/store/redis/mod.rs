@@ -142,7 +142,7 @@ pub struct RedisStore {
     origin: u64,
     /// Test hook: awaited between the bounded steps of a revocation.
     #[cfg(feature = "store-internals")]
-    step_pause: Option<crate::context::Pause>,
+    step_pause: Option<crate::store::Pause>,
 }
 
 #[derive(Clone)]
@@ -336,7 +336,7 @@ impl RedisStore {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.step_pause = Some(crate::context::Pause::new(pause));
+        self.step_pause = Some(crate::store::Pause::new(pause));
         self
     }
 
