@@ -120,8 +120,22 @@ async fn master_failover_keeps_sessions_and_the_layer_recovers() {
         .unwrap();
     let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
     let mut c = Client::new(app.clone());
-    c.post("/login?user=alice").await;
-    c.post("/set?key=color&value=blue").await;
+    // Set-up, before any fault: on a loaded machine the first requests of a cold cluster
+    // connection may pass the tight timeouts above (503); a login that did not happen
+    // would leave an anonymous session and the checks below would test nothing, so each
+    // step must end in 200.
+    for path in ["/login?user=alice", "/set?key=color&value=blue"] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = c.post(path).await;
+            if r.status == 200 {
+                break;
+            }
+            assert_eq!(r.status, 503, "{path}: {r:?}");
+            assert!(Instant::now() < deadline, "{path} never succeeded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let cookie = c.cookie.clone().unwrap();
     let key = tower_redis_session::SessionKey::from_cookie_value(&cookie).unwrap();
     let redis_key = format!("session:{{{}}}:s:{}", key.tag(), key.hash());
