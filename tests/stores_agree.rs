@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
-use tower_redis_session::store::{Clock, Patch, Revoke, WriteMode, WriteOutcome};
+use tower_redis_session::store::{Clock, Patch, Revoke, WriteMode, WriteOutcome, rules};
 use tower_redis_session::{
     LimitPolicy, ListCursor, SessionHandle, SessionKey, SessionLimit, SessionStore,
 };
@@ -390,5 +390,153 @@ proptest! {
     #[test]
     fn memory_and_redis_agree(ops in prop::collection::vec(op(), 1..40)) {
         check(&ops);
+    }
+}
+
+/// The rules as the scripts run them (`rules.lua`, evaluated in the test's Redis) and as
+/// Rust does (`store::rules`): `[ttl, merged size, slack]` for one case.
+fn lua_rules(conn: &mut redis::Connection, case: &RulesCase) -> Vec<i64> {
+    // The tail: the case's TTL, then the size a write computes incrementally from the
+    // stored size and the fields the patch touches, then the slack of the TTL.
+    let script = format!(
+        "{}\n{}",
+        rules::RULES_LUA,
+        r#"
+local now = tonumber(ARGV[1])
+local ttl = ttl_of(ARGV[2], ARGV[3], ARGV[4], now)
+local n, at = tonumber(ARGV[7]), 8
+local names, olds = {}, {}
+for k = 1, n do
+  names[k] = ARGV[at]
+  olds[k] = ARGV[at + 1] == '1' and ARGV[at + 2]
+  at = at + 3
+end
+local set = set_bytes(ARGV, at, #ARGV)
+return {ttl, merged_size(ARGV[5], set, ARGV[6], names, 1, olds, 1, n), slack_of(math.max(ttl, 0))}
+"#
+    );
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(0).arg(case.now);
+    cmd.arg(case.idle.map(|i| i.to_string()).unwrap_or_default());
+    cmd.arg(case.deadline.map(|d| d.to_string()).unwrap_or_default());
+    cmd.arg(case.default_idle);
+    let stored: HashMap<String, String> = case.stored.iter().cloned().collect();
+    cmd.arg(rules::data_size(&stored));
+    cmd.arg(if case.clear { "1" } else { "0" });
+    let touched = case.touched();
+    cmd.arg(touched.len());
+    for f in &touched {
+        let old = stored.get(f.as_str());
+        cmd.arg(f).arg(if old.is_some() { "1" } else { "0" });
+        cmd.arg(old.map_or("", String::as_str));
+    }
+    for (f, v) in &case.set {
+        cmd.arg(f).arg(v);
+    }
+    cmd.query(conn).unwrap()
+}
+
+#[derive(Clone, Debug)]
+struct RulesCase {
+    now: i64,
+    idle: Option<i64>,
+    default_idle: i64,
+    deadline: Option<i64>,
+    /// The stored fields (data ones `d:…`, plus metadata the size ignores).
+    stored: Vec<(String, String)>,
+    clear: bool,
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+}
+
+impl RulesCase {
+    /// The data fields the patch sets or deletes, each once.
+    fn touched(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let fields = self.set.iter().map(|(f, _)| f).chain(&self.delete);
+        for f in fields.filter(|f| f.starts_with("d:")) {
+            if !names.contains(f) {
+                names.push(f.clone());
+            }
+        }
+        names
+    }
+
+    /// What Rust says: the TTL rule, the size of the merged record counted from scratch,
+    /// and the documented slack (half the TTL).
+    fn rust(&self) -> Vec<i64> {
+        let ttl = rules::ttl(
+            self.idle.unwrap_or(self.default_idle),
+            self.deadline,
+            self.now,
+        );
+        let mut merged: HashMap<String, String> = self.stored.iter().cloned().collect();
+        if self.clear {
+            merged.retain(|k, _| !k.starts_with("d:"));
+        }
+        for f in &self.delete {
+            merged.remove(f);
+        }
+        merged.extend(self.set.iter().cloned());
+        let size = rules::data_size(&merged) as i64;
+        vec![ttl, size, ttl.max(0) / 2]
+    }
+}
+
+fn rules_case() -> impl Strategy<Value = RulesCase> {
+    // Keys from a small set, so patches meet stored fields; values with multi-byte
+    // characters, so bytes and characters differ.
+    let field = prop_oneof![
+        4 => (0u8..4).prop_map(|k| format!("d:k{k}")),
+        1 => Just("m:u".to_owned()),
+    ];
+    let value = "[a-zé€]{0,12}";
+    let pairs = prop::collection::vec((field.clone(), value), 0..5);
+    (
+        1_600_000_000_000i64..1_900_000_000_000,
+        prop::option::of(1i64..10_000_000_000),
+        1i64..10_000_000_000,
+        prop::option::of(-1_000_000i64..20_000_000_000),
+        pairs.clone(),
+        prop::bool::weighted(0.2),
+        pairs,
+        prop::collection::vec(field, 0..3),
+    )
+        .prop_map(
+            |(now, idle, default_idle, deadline, stored, clear, set, delete)| {
+                // A patch sets each field once (the session's changes are a map).
+                let mut once: Vec<(String, String)> = Vec::new();
+                for (f, v) in set {
+                    if !once.iter().any(|(g, _)| *g == f) {
+                        once.push((f, v));
+                    }
+                }
+                RulesCase {
+                    now,
+                    idle,
+                    default_idle,
+                    deadline: deadline.map(|d| now + d),
+                    stored,
+                    clear,
+                    set: once,
+                    delete,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// One copy of each rule: the TTL with its deadline cap, the size limit's count
+    /// (kept incrementally by the scripts, counted from scratch by Rust) and the index
+    /// slack agree between `store/rules.rs` and `scripts/rules.lua`.
+    #[test]
+    fn rust_and_lua_rules_agree(case in rules_case()) {
+        let mut conn = redis::Client::open(common::RedisServer::shared().url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        prop_assert_eq!(lua_rules(&mut conn, &case), case.rust());
     }
 }

@@ -217,7 +217,7 @@ impl Session {
             return Err(SessionError::TooManyKeys { limit: MAX_KEYS });
         }
         let limit = self.inner.ctx.config.max_session_size;
-        let size = st.size_with(key, json.len());
+        let size = st.size_with(key, &json);
         if size > limit {
             return Err(SessionError::TooLarge { size, limit });
         }

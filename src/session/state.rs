@@ -92,21 +92,23 @@ impl State {
         };
     }
 
-    /// The session's size (keys + JSON values) if `key` had a value of `len` bytes.
-    pub(super) fn size_with(&self, key: &str, len: usize) -> usize {
-        let mut size = key.len() + len;
+    /// The session's size ([`data_size`](crate::store::rules::data_size)) if `key` held
+    /// `value`.
+    pub(super) fn size_with(&self, key: &str, value: &str) -> usize {
+        use crate::store::rules::entry_size;
+        let mut size = entry_size(key, value);
         if let Some(data) = self.stored_data() {
             size += data
                 .iter()
                 .filter(|(k, _)| *k != key && !self.changes.contains_key(*k))
-                .map(|(k, v)| k.len() + v.len())
+                .map(|(k, v)| entry_size(k, v))
                 .sum::<usize>();
         }
         size += self
             .changes
             .iter()
             .filter(|(k, _)| *k != key)
-            .filter_map(|(k, v)| v.as_ref().map(|v| k.len() + v.len()))
+            .filter_map(|(k, v)| v.as_ref().map(|v| entry_size(k, v)))
             .sum::<usize>();
         size
     }

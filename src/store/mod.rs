@@ -22,6 +22,12 @@ mod listing;
 pub mod memory;
 pub(crate) mod record;
 pub mod redis;
+/// The TTL and size rules, shared with the scripts (public with `store-internals`, for
+/// the test that holds the two equal).
+#[cfg(feature = "store-internals")]
+pub mod rules;
+#[cfg(not(feature = "store-internals"))]
+pub(crate) mod rules;
 #[cfg(feature = "tokens")]
 pub(crate) mod tokens;
 mod user_key;

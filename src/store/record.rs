@@ -32,7 +32,7 @@
 //! | `m:t` | [`TIMES`]: expires, last seen, data size, index score, idle override, deadline, persistent, version |
 //! | `m:n` | [`IDENTITY`]: created, handle |
 //!
-//! The data size ([`data_size`]) is kept by every write so the size limit holds after
+//! The data size ([`data_size`](super::rules::data_size)) is kept by every write so the size limit holds after
 //! concurrent writes merge; the index score is the score last written to the user
 //! index (expiry + slack); the version counts the writes of the hash, so the local
 //! cache applies its own writes in the order Redis ran them. All three are the store's
@@ -173,15 +173,6 @@ impl Record {
     }
 }
 
-/// The size [`SessionConfig::with_max_session_size`](crate::SessionConfig::with_max_session_size)
-/// bounds: over the data fields, the key name (without `d:`) plus the serialized value.
-pub(crate) fn data_size(fields: &HashMap<String, String>) -> usize {
-    fields
-        .iter()
-        .filter_map(|(k, v)| Some(k.strip_prefix(DATA_PREFIX)?.len() + v.len()))
-        .sum()
-}
-
 /// A change to one session: fields to set and to delete, applied atomically.
 ///
 /// Only the fields a request changed are written, so concurrent requests that change
@@ -194,7 +185,7 @@ pub struct Patch {
     /// Lifecycle events this write records once it happens (space-separated names),
     /// for stores with a durable event log.
     pub(crate) events: &'static str,
-    /// Most data bytes ([`data_size`]) the session may hold after the patch; 0: none.
+    /// Most data bytes ([`data_size`](super::rules::data_size)) the session may hold after the patch; 0: none.
     pub(crate) max_size: usize,
 }
 
@@ -345,10 +336,8 @@ pub fn stamp_ttl(fields: &mut HashMap<String, String>, clock: Clock) -> Option<i
         .get(IDLE)
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(clock.default_idle_ms);
-    let mut ttl = idle;
-    if let Some(deadline) = fields.get(DEADLINE).and_then(|v| v.parse::<i64>().ok()) {
-        ttl = ttl.min(deadline - clock.now_ms);
-    }
+    let deadline = fields.get(DEADLINE).and_then(|v| v.parse::<i64>().ok());
+    let ttl = super::rules::ttl(idle, deadline, clock.now_ms);
     if ttl <= 0 {
         return None;
     }

@@ -17,7 +17,8 @@ use crate::config::LimitPolicy;
 use crate::error::{ConfigError, StoreError};
 use crate::id::user_tag;
 use crate::id::{SessionHandle, SessionKey};
-use crate::store::record::{CREATED, DETAILS, HANDLE, IP, LAST_SEEN, USER, USER_AGENT, data_size};
+use crate::store::record::{CREATED, DETAILS, HANDLE, IP, LAST_SEEN, USER, USER_AGENT};
+use crate::store::rules::data_size;
 
 mod ops;
 #[cfg(feature = "tokens")]

@@ -121,6 +121,7 @@ mod tests {
             include_str!("scripts/update.lua"),
             include_str!("scripts/write.lua"),
             include_str!("scripts/write_lib.lua"),
+            include_str!("scripts/rules.lua"),
         ];
         let mut called = Vec::new();
         let prelude = super::super::protocol::PRELUDE.as_str();

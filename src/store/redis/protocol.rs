@@ -21,6 +21,7 @@ use crate::config::{LimitPolicy, SessionLimit};
 use crate::error::StoreError;
 use crate::id::{SessionHandle, SessionKey};
 use crate::store::record::{self, Clock, Patch, WriteOutcome};
+use crate::store::rules;
 use crate::store::{ListCursor, Revoke, SessionInfo, SessionPage};
 
 /// Every code shared with the scripts: (Lua name, value).

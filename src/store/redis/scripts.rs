@@ -5,11 +5,23 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::protocol;
+use crate::store::rules::RULES_LUA;
 
-pub(super) static WRITE: LazyLock<Script> =
-    LazyLock::new(|| protocol::script(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/write.lua")]));
+pub(super) static WRITE: LazyLock<Script> = LazyLock::new(|| {
+    protocol::script(&[
+        EVENTS_LIB,
+        RULES_LUA,
+        WRITE_LIB,
+        include_str!("scripts/write.lua"),
+    ])
+});
 pub(super) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    protocol::script(&[EVENTS_LIB, WRITE_LIB, include_str!("scripts/update.lua")])
+    protocol::script(&[
+        EVENTS_LIB,
+        RULES_LUA,
+        WRITE_LIB,
+        include_str!("scripts/update.lua"),
+    ])
 });
 /// Shared by the two session-writing scripts (TTL rule, deletions, events).
 pub(super) const WRITE_LIB: &str = include_str!("scripts/write_lib.lua");

@@ -65,7 +65,7 @@ impl Update<'_> {
         let added: usize = patch
             .set
             .iter()
-            .filter_map(|(f, v)| Some(f.strip_prefix(record::DATA_PREFIX)?.len() + v.len()))
+            .filter_map(|(f, v)| Some(rules::entry_size(f.strip_prefix(record::DATA_PREFIX)?, v)))
             .sum();
         let packed = [record::IDLE, record::DEADLINE, record::PERSISTENT];
         let sets: Vec<&(String, String)> = patch

@@ -5,6 +5,7 @@ const SESSION_SCRIPTS: &[(&str, &str)] = &[
     ("token_lib.lua", include_str!("../scripts/token_lib.lua")),
     ("write.lua", include_str!("../scripts/write.lua")),
     ("write_lib.lua", include_str!("../scripts/write_lib.lua")),
+    ("rules.lua", include_str!("../scripts/rules.lua")),
     ("update.lua", include_str!("../scripts/update.lua")),
     ("delete.lua", include_str!("../scripts/delete.lua")),
     ("take.lua", include_str!("../scripts/take.lua")),

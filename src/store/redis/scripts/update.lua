@@ -5,7 +5,7 @@
 -- case is HMGET (existence and the TTL inputs, packed in m:t, which every write
 -- stamps), HSET, PEXPIRE; the caller precomputes what it can (protocol.rs, Update).
 -- Mirrors MemoryStore::write's update; the conformance suite checks both.
--- (events_lib.lua and write_lib.lua are prepended.)
+-- (events_lib.lua, rules.lua and write_lib.lua are prepended.)
 --
 -- KEYS[1]  the session key: <ns>:{<tag>}:s:<member>
 -- KEYS[2]  the user index of the same slot: <ns>:{<tag>}:u
@@ -56,14 +56,8 @@ if ttl <= 0 then
   drop_expired(key, index, ARGV[4], ARGV[1])
   return {0}
 end
--- The size: what the patch sets, plus what is stored minus what the patch replaces.
-local size = tonumber(ARGV[9])
-if ARGV[3] ~= '1' then
-  size = size + tonumber(times[T_Z])
-  for i = 3, #stored do
-    if stored[i] then size = size - d_len(ARGV[touched + i - 3], stored[i]) end
-  end
-end
+local size = merged_size(times[T_Z], tonumber(ARGV[9]), ARGV[3], ARGV, touched, stored, 3,
+  sets - touched)
 local max = tonumber(ARGV[8])
 if max > 0 and size > max then return {-size} end
 
@@ -71,14 +65,10 @@ delete_fields(key, ARGV[3], ARGV, dels, #ARGV)
 local expires = now + ttl
 local indexed = tonumber(times[T_R])
 if stored[2] and (not indexed or expires > indexed) then
-  -- Re-index with slack (see write.lua); the index and handle map outlive the session.
-  local slack = math.floor(ttl / 2)
-  redis.call('ZADD', index, expires + slack, ARGV[4])
-  if redis.call('PTTL', index) < ttl + slack then
-    redis.call('PEXPIRE', index, ttl + slack)
-    redis.call('PEXPIRE', index .. 'h', ttl + slack)
-  end
-  times[T_R] = expires + slack
+  -- Re-index; the index and handle map outlive the session.
+  local score, pttl, extended = reindex(index, ARGV[4], ttl, expires)
+  if extended then redis.call('PEXPIRE', index .. 'h', pttl) end
+  times[T_R] = score
 end
 local version = (tonumber(times[T_V]) or 0) + 1
 times[T_E], times[T_S], times[T_Z], times[T_V] = expires, ARGV[1], size, version

@@ -24,7 +24,7 @@
 --          'id_rotated', 'refreshed'), or ''
 -- ARGV[13] the most data bytes the session may hold after the write (0: no limit)
 -- ARGV[14 .. 13+2n] field/value pairs; every later ARGV is a field to delete
--- (events_lib.lua and write_lib.lua are prepended: evictions and expiries found on the
+-- (events_lib.lua, rules.lua and write_lib.lua are prepended: evictions and expiries found on the
 -- way are recorded too, and the slot's handle map <index>h is kept in step with the
 -- index.)
 -- Every write counts in the record's version (T_V of m:t).
@@ -59,7 +59,7 @@ local user = false
 local size
 if mode == MODE_CREATE or mode == MODE_LOGIN then
   if redis.call('EXISTS', key) == 1 then return {REPLY_EXISTS} end
-  size = size_after(0, '0', first, last, {}, {}) -- nothing stored yet
+  size = set_bytes(ARGV, first, last) -- nothing stored yet
 else
   local names = touched(first, last)
   local stored = redis.call('HMGET', KEYS[3], F_T, F_N, F_U, unpack(names))
@@ -71,7 +71,7 @@ else
     redis.call('ZREM', index, ARGV[8])
     return {REPLY_GONE}
   end
-  size = size_after(times[T_Z], ARGV[4], first, last, names, {unpack(stored, 4)})
+  size = merged_size(times[T_Z], set_bytes(ARGV, first, last), ARGV[4], names, 1, stored, 4, #names)
 end
 if max > 0 and size > max then return {REPLY_TOO_LARGE, tostring(size)} end
 
@@ -129,13 +129,7 @@ delete_fields(key, ARGV[4], dels, 1, #dels)
 local expires = now + ttl
 if user then
   -- (Re)index with slack; the index outlives its longest session.
-  local slack = math.floor(ttl / 2)
-  redis.call('ZADD', index, expires + slack, member)
-  local pttl, extended = redis.call('PTTL', index), false
-  if pttl < ttl + slack then
-    pttl, extended = ttl + slack, true
-    redis.call('PEXPIRE', index, pttl)
-  end
+  local score, pttl, extended = reindex(index, member, ttl, expires)
   -- The handle map lives as long as the index.
   if mode == MODE_LOGIN or mode == MODE_ROTATE then
     map_handle(uh, member, identity[N_H], user)
@@ -143,7 +137,7 @@ if user then
   elseif extended then
     redis.call('PEXPIRE', uh, pttl)
   end
-  times[T_R] = tostring(expires + slack)
+  times[T_R] = tostring(score)
 end
 times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[2], tostring(size)
 times[T_V] = (tonumber(times[T_V]) or 0) + 1

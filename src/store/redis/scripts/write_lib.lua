@@ -1,5 +1,5 @@
--- Prepended (after events_lib.lua) to write.lua and update.lua: what every write of a
--- session hash does the same way.
+-- Prepended (after events_lib.lua and rules.lua) to write.lua and update.lua: what
+-- every write of a session hash does the same way.
 
 -- Where a patch field lives when it is packed: 1 for 'm:t', 2 for 'm:n', and the
 -- position there; nothing for a field stored as it is.
@@ -37,11 +37,6 @@ local function apply(first, last, meta, user)
   return user, sets, dels
 end
 
--- Session data size, what SessionConfig::with_max_session_size bounds: over the d:
--- fields, the key name (without 'd:') plus the value. Kept in m:t, so a write knows
--- the size after it merges its patch with what concurrent requests wrote.
-local function d_len(f, v) return #f - 2 + #v end
-
 -- The d: fields a patch touches (sets or deletes), each once.
 local function touched(first, last)
   local names, seen = {}, {}
@@ -56,30 +51,19 @@ local function touched(first, last)
   return names
 end
 
--- The data size after the patch: `size` is the stored size, `olds` the current values
--- of the touched fields `names` (false when absent); `clear` '1' drops every d: field
--- first.
-local function size_after(size, clear, first, last, names, olds)
-  local new = 0
-  if clear ~= '1' then
-    new = tonumber(size) or 0
-    for i, f in ipairs(names) do
-      if olds[i] then new = new - d_len(f, olds[i]) end
-    end
+-- (Re)indexes a logged-in session `member` that expires at `expires` (in `ttl` ms):
+-- its score is the expiry plus the slack, and the index lives at least ttl + slack.
+-- Returns the score, the index's TTL and whether this call extended it (the caller
+-- keeps the handle map as long).
+local function reindex(index, member, ttl, expires)
+  local slack = slack_of(ttl)
+  redis.call('ZADD', index, expires + slack, member)
+  local pttl = redis.call('PTTL', index)
+  if pttl < ttl + slack then
+    redis.call('PEXPIRE', index, ttl + slack)
+    return expires + slack, ttl + slack, true
   end
-  for i = first, last, 2 do
-    if string.sub(ARGV[i], 1, 2) == 'd:' then new = new + d_len(ARGV[i], ARGV[i + 1]) end
-  end
-  return new
-end
-
--- The TTL rule: min(idle override or the default, deadline - now); <= 0 once the
--- deadline has passed.
-local function ttl_of(idle, deadline, default_idle, now)
-  local ttl = tonumber(idle) or tonumber(default_idle)
-  deadline = tonumber(deadline)
-  if deadline and deadline - now < ttl then ttl = deadline - now end
-  return ttl
+  return expires + slack, pttl, false
 end
 
 -- Deletes a session past its deadline, reporting its expiry once if it was indexed.
