@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use crate::id::SessionHandle;
 
-pub(crate) const DATA_PREFIX: &str = "d:";
+pub(crate) use super::rules::DATA_PREFIX;
 pub(crate) const HANDLE: &str = "m:h";
 pub(crate) const CREATED: &str = "m:c";
 pub(crate) const LAST_SEEN: &str = "m:s";

@@ -1,6 +1,6 @@
 //! The rules every write of a session follows, once: the TTL and the deadline cap, and
 //! the size the limit bounds. `MemoryStore` and the session handle use them here; the
-//! Redis scripts use the same rules from [`RULES_LUA`] (`scripts/rules.lua`, prepended to
+//! Redis scripts use the same rules from `RULES_LUA` (`scripts/rules.lua`, prepended to
 //! both session-writing scripts), and `tests/stores_agree.rs`
 //! (`rust_and_lua_rules_agree`) runs the two on random inputs in a real Redis.
 //!
@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 
-use super::record::DATA_PREFIX;
+/// The prefix of a data field in the stored record (`d:<key>`): what the size counts.
+pub(crate) const DATA_PREFIX: &str = "d:";
 
 /// `rules.lua`: the same rules for the Redis scripts (`ttl_of`, `d_len`,
 /// `merged_size`, `slack_of`).
