@@ -202,8 +202,9 @@
 //!    once for the request.
 //! 3. The store, behind one boxed future per operation (`store/mod.rs`: the span and
 //!    the store-latency metric).
-//! 4. The operation (`store/redis/ops.rs`): the local cache first when there is one,
-//!    else one `HGETALL` (or one script call, typed in `store/redis/protocol/`).
+//! 4. The local cache when there is one (`store/redis/cached.rs`, the one place it
+//!    stands around reads and writes), then the operation (`store/redis/ops.rs`): one
+//!    `HGETALL` (or one script call, typed in `store/redis/protocol/`).
 //! 5. The bounded call (`store/redis/mod.rs`: the timeout and the in-flight bound),
 //!    on a pooled connection (`store/redis/pool.rs`), to Redis.
 //! 6. On the way back, the response future (`future.rs`) commits the session

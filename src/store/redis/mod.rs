@@ -27,6 +27,7 @@ mod cache;
 #[cfg(not(feature = "local-cache"))]
 #[path = "no_cache.rs"]
 mod cache;
+mod cached;
 mod keys;
 mod node;
 mod ops;

@@ -1,23 +1,10 @@
-//! The store operations on Redis: reads (through the local cache when there is one),
-//! writes, deletes, listings and revocations, each one bounded script or command.
+//! The store operations on Redis: reads, writes, deletes, listings and revocations,
+//! each one bounded script or command. The local cache stands around them in one place,
+//! `cached.rs`: this file only names what each operation changes.
 
 use super::*;
 
 impl RedisStore {
-    /// Runs `op`, which changes or removes the session at `key`, with the local cache
-    /// (if any) dropping the key before and after it (see `Cache::forget`).
-    pub(super) async fn forgetting<T>(
-        &self,
-        key: &SessionKey,
-        op: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let Some(cache) = &self.cache else {
-            return op.await;
-        };
-        let _forget = cache.forgetting(Forget::Key(keys::session(&self.namespace, key)));
-        op.await
-    }
-
     /// The local cache's counts; `None` when the store was built without one (see
     /// [`RedisStoreBuilder::with_local_cache`]).
     ///
@@ -99,26 +86,6 @@ impl RedisStore {
     /// [`RedisStore::read`] on a Redis Cluster with the local cache: `CLIENT TRACKING`
     /// in the same pipeline, so the node connection that reads the key tracks it
     /// whichever node it is, also one connected after a failover or a resharding.
-    /// A cache miss: reads `rkey` (tracked) and fills the reservation made before.
-    pub(super) async fn fill_cache(
-        &self,
-        cache: &Cache,
-        key: &SessionKey,
-        rkey: &str,
-    ) -> Result<Option<Record>, StoreError> {
-        let ticket = cache.reserve(rkey);
-        let read = if self.cluster {
-            self.read_tracked(key, rkey).await
-        } else {
-            self.read(key, rkey).await
-        };
-        match (&read, ticket) {
-            (Ok(record), Some(ticket)) => cache.fill(rkey, ticket, record.as_ref()),
-            _ => cache.evict(rkey),
-        }
-        read
-    }
-
     pub(super) async fn read_tracked(
         &self,
         key: &SessionKey,
@@ -180,44 +147,28 @@ impl RedisStore {
     }
 
     /// [`WriteMode::Update`], the write of every read-modify-write and refresh: its own
-    /// lean script (`update.lua`), ~30 % less Redis CPU than the general one.
+    /// lean script (`update.lua`), ~30 % less Redis CPU than the general one. `track`:
+    /// the script reads the key last, so Redis tracks it again for this connection.
+    /// Returns the outcome and, when written, the record's version.
     pub(super) async fn update(
         &self,
         key: &SessionKey,
         patch: &Patch,
         clock: Clock,
-    ) -> Result<WriteOutcome, StoreError> {
+        track: bool,
+    ) -> Result<(WriteOutcome, Option<u64>), StoreError> {
         let mut stream = String::new();
-        let cache = self.cache.as_deref().filter(|c| c.enabled());
         let call = protocol::Update {
             namespace: &self.namespace,
             key,
             patch,
             clock,
             stream: self.stream(&mut stream),
-            // On a cluster the node connection may not track (see `read_tracked`):
-            // there an update drops the entry instead.
-            track: cache.is_some() && !self.cluster,
+            track,
         };
         let inv = call.invocation(&UPDATE)?;
-        let outcome = match self.invoke::<Vec<i64>>(&inv).await {
-            Ok(reply) => protocol::Update::decode(&reply),
-            Err(e) => Err(e),
-        };
-        if let Some(cache) = cache {
-            let rkey = keys::session(&self.namespace, key);
-            match &outcome {
-                Ok((WriteOutcome::Written { ttl, .. }, Some(version))) if !self.cluster => {
-                    cache.updated(&rkey, patch, clock.now_ms, *ttl, *version);
-                }
-                // Nothing was written.
-                Ok((WriteOutcome::TooLarge { .. }, _)) => {}
-                // Gone, unknown whether it ran, or on a cluster: drop it, and keep
-                // reads in flight across it from filling.
-                _ => cache.forget(&rkey),
-            }
-        }
-        outcome.map(|(outcome, _)| outcome)
+        let reply = self.invoke::<Vec<i64>>(&inv).await?;
+        protocol::Update::decode(&reply)
     }
 }
 
@@ -227,16 +178,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let rkey = keys::session(&self.namespace, key);
-        let Some(cache) = self.cache.as_deref().filter(|c| c.enabled()) else {
-            return self.read(key, &rkey).await;
-        };
-        if let Some(hit) = cache.get(&rkey, crate::time::now_ms()) {
-            return Ok(Some(hit));
-        }
-        // Boxed: the Cluster's tracked read is a large future, and every load would
-        // otherwise carry its size.
-        Box::pin(self.fill_cache(cache, key, &rkey)).await
+        self.cached_read(key).await
     }
 
     async fn write(
@@ -247,28 +189,24 @@ impl SessionStore for RedisStore {
         clock: Clock,
     ) -> Result<WriteOutcome, StoreError> {
         let kind = match mode {
-            WriteMode::Update => return self.update(key, patch, clock).await,
+            WriteMode::Update => return self.cached_update(key, patch, clock).await,
             WriteMode::Create => protocol::WriteKind::Create,
             WriteMode::Rotate { from } => protocol::WriteKind::Rotate { from },
             WriteMode::Login { limit } => protocol::WriteKind::Login { limit },
         };
-        // Our own writes are not pushed back to us: drop what this one changes, before
-        // and after (also if this future is dropped before the reply).
-        let _forget = self.cache.as_deref().map(|cache| {
-            cache.forgetting(match mode {
-                WriteMode::Rotate { from } => Forget::Keys(
-                    keys::session(&self.namespace, from),
-                    keys::session(&self.namespace, key),
-                ),
-                // The limit may evict any session of the user's slot.
-                WriteMode::Login { .. } => {
-                    Forget::Slot(keys::session_prefix(&self.namespace, key.tag()))
-                }
-                WriteMode::Create | WriteMode::Update => {
-                    Forget::Key(keys::session(&self.namespace, key))
-                }
-            })
-        });
+        let forget = || match mode {
+            WriteMode::Rotate { from } => Forget::Keys(
+                keys::session(&self.namespace, from),
+                keys::session(&self.namespace, key),
+            ),
+            // The limit may evict any session of the user's slot.
+            WriteMode::Login { .. } => {
+                Forget::Slot(keys::session_prefix(&self.namespace, key.tag()))
+            }
+            WriteMode::Create | WriteMode::Update => {
+                Forget::Key(keys::session(&self.namespace, key))
+            }
+        };
         let mut stream = String::new();
         let call = protocol::Write {
             namespace: &self.namespace,
@@ -278,7 +216,9 @@ impl SessionStore for RedisStore {
             clock,
             stream: self.stream(&mut stream),
         };
-        let outcome = self.invoke(&call.invocation(&WRITE)).await;
+        let outcome = self
+            .changing(forget, self.invoke(&call.invocation(&WRITE)))
+            .await;
         protocol::Write::decode(outcome?)
     }
 
@@ -291,8 +231,8 @@ impl SessionStore for RedisStore {
             stream: self.stream(&mut stream),
         };
         let reply = self
-            .forgetting(
-                key,
+            .changing(
+                || Forget::Key(keys::session(&self.namespace, key)),
                 self.invoke_durable(
                     &call.invocation(&DELETE),
                     &keys::session(&self.namespace, key),
@@ -318,7 +258,10 @@ impl SessionStore for RedisStore {
         // A flat field/value list, decoded like HGETALL's reply; written back as a
         // patch, so in the per-field layout.
         let mut fields: HashMap<String, String> = self
-            .forgetting(key, self.invoke(&call.invocation(&TAKE)))
+            .changing(
+                || Forget::Key(keys::session(&self.namespace, key)),
+                self.invoke(&call.invocation(&TAKE)),
+            )
             .await?;
         record::unpack(&mut fields);
         Ok((!fields.is_empty()).then(|| Record::from_fields(fields)))
@@ -355,9 +298,10 @@ impl SessionStore for RedisStore {
         which: Revoke<'_>,
         now_ms: i64,
     ) -> Result<Vec<SessionHandle>, StoreError> {
-        let _forget = self.cache.as_deref().map(|cache| {
-            cache.forgetting(Forget::Slot(keys::session_prefix(&self.namespace, tag)))
-        });
-        self.revoke_steps(tag, user_id, which, now_ms).await
+        self.changing(
+            || Forget::Slot(keys::session_prefix(&self.namespace, tag)),
+            self.revoke_steps(tag, user_id, which, now_ms),
+        )
+        .await
     }
 }
