@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("layer", 4),
     ("service", 4),
     ("csrf", 4),
+    ("axum_login", 4),
     ("messages", 4),
     ("testing", 5),
     ("lib", 5),

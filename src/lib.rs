@@ -230,6 +230,8 @@ macro_rules! store_internal {
 }
 
 pub mod admin;
+#[cfg(feature = "axum-login")]
+pub mod axum_login;
 pub mod config;
 mod context;
 pub mod cookie;

@@ -88,6 +88,13 @@ pub struct Message {
     pub metadata: Option<Metadata>,
 }
 
+/// The message's text, so a template renders `{{ message }}` as axum-messages' does.
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Flash {
     /// Stored before this request, not yet yielded.
