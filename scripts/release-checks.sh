@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps
-# Both crates; the audit crate is verified against the packaged core.
-cargo package --workspace --allow-dirty
+# Both crates (not the axum-login example, a test fixture); the audit crate is verified
+# against the packaged core.
+cargo package --workspace --allow-dirty --exclude axum-login-example-sqlite
 cargo check --lib --no-default-features
 for feature in tls local-cache tokens messages jwt store-internals test-redis metrics; do
   cargo check --lib --no-default-features --features "$feature"
