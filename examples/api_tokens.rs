@@ -181,10 +181,10 @@ fn no_store(r: impl IntoResponse) -> Response {
 
 async fn me(Bearer(claims): Bearer) -> Json<serde_json::Value> {
     Json(serde_json::json!({
-        "user": claims.user_id(),
-        "family": claims.family().to_string(),
+        "user": claims.user_id,
+        "family": claims.family.to_string(),
         "expires_at": claims
-            .expires_at()
+            .expires_at
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
@@ -232,7 +232,7 @@ async fn logout_everywhere(
     Extension(tokens): Extension<Tokens>,
     Bearer(claims): Bearer,
 ) -> Result<Json<serde_json::Value>, TokenError> {
-    let families = tokens.revoke_all_tokens(claims.user_id()).await?;
+    let families = tokens.revoke_all_tokens(&claims.user_id).await?;
     Ok(Json(serde_json::json!({ "revoked_families": families })))
 }
 

@@ -133,9 +133,29 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 /// The arrows from a module to a higher layer: `(file, module it names)`.
 fn upward_arrows(src: &Path) -> Vec<(String, String)> {
     let layer: HashMap<&str, u8> = LAYERS.iter().copied().collect();
-    let root = root_exports(&std::fs::read_to_string(src.join("lib.rs")).unwrap());
+    let mut root = root_exports(&std::fs::read_to_string(src.join("lib.rs")).unwrap());
     let mut files = Vec::new();
     rust_files(src, &mut files);
+    // An exported macro is named at the crate root but belongs to the module that
+    // defines it.
+    for file in &files {
+        let rel = file
+            .strip_prefix(src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let top = rel
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_owned();
+        let code = std::fs::read_to_string(file).unwrap();
+        for (at, _) in code.match_indices("macro_rules! ") {
+            let name = ident(&code[at + "macro_rules! ".len()..]);
+            root.insert(name.to_owned(), top.clone());
+        }
+    }
     let mut arrows = Vec::new();
     for file in files {
         let rel = file

@@ -227,7 +227,11 @@ mod cases {
         // ID tokens are for clients to verify: never signed with a shared secret.
         let secret = Tokens::new(s.clone(), TokenConfig::default())
             .unwrap()
-            .with_jwt(JwtKeys::hs256(&[9; 32]).unwrap().with_issuer(ISSUER));
+            .with_jwt(
+                JwtKeys::new(JwtKey::hs256(&[9; 32]).unwrap())
+                    .unwrap()
+                    .with_issuer(ISSUER),
+            );
         assert!(matches!(
             secret.issue_with("alice", openid()).await,
             Err(TokenError::IdTokenUnavailable(_))
@@ -314,7 +318,7 @@ mod cases {
 
     async fn web_handle(t: &Tokens, access: &str) -> String {
         let claims = t.authenticate(access).await.unwrap();
-        claims.session().unwrap().to_string()
+        claims.session.unwrap().to_string()
     }
 
     pub async fn id_token_has_its_own_ttl<S: TestStore + TokenStore>(s: S) {
@@ -560,7 +564,7 @@ mod cases {
         let hs = tokens(
             tower_redis_session::MemoryStore::new(),
             TokenConfig::default(),
-            JwtKeys::hs256(&[9; 32]).unwrap(),
+            JwtKeys::new(JwtKey::hs256(&[9; 32]).unwrap()).unwrap(),
         );
         assert!(hs.jwks().keys.is_empty());
     }

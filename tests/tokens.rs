@@ -71,15 +71,15 @@ mod cases {
         assert_eq!(first.expires_in(), Duration::from_secs(3600));
         assert!(first.refresh_expires_in() >= Duration::from_secs(30 * 86_400 - 1));
         let claims = t.authenticate(first.access_token()).await.unwrap();
-        assert_eq!(claims.user_id(), "alice");
-        assert_eq!(claims.family(), first.family());
+        assert_eq!(claims.user_id.as_str(), "alice");
+        assert_eq!(claims.family, first.family());
 
         let mut chain = vec![first];
         for _ in 0..4 {
             let next = refresh_ok(&t, chain.last().unwrap()).await;
             assert_eq!(next.family(), chain[0].family(), "same family");
             let c = t.authenticate(next.access_token()).await.unwrap();
-            assert_eq!((c.user_id(), c.family()), ("alice", chain[0].family()));
+            assert_eq!((c.user_id.as_str(), c.family), ("alice", chain[0].family()));
             chain.push(next);
         }
         let distinct: HashSet<_> = chain
@@ -445,7 +445,7 @@ mod cases {
             .merge(common::session_routes::per_user())
             .route(
                 "/me",
-                get(|Bearer(claims): Bearer| async move { claims.user_id().to_owned() }),
+                get(|Bearer(claims): Bearer| async move { claims.user_id.as_str().to_owned() }),
             )
             .layer(layer)
             .layer(t.layer())
@@ -518,7 +518,7 @@ mod cases {
         let access = pair["access_token"].as_str().unwrap().to_owned();
         let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
         let claims = t.authenticate(&access).await.unwrap();
-        assert!(claims.session().is_some());
+        assert!(claims.session.is_some());
         let unbound = t.issue("alice").await.unwrap();
 
         assert_eq!(web.post("/logout").await.status, 200);
@@ -789,12 +789,16 @@ mod cases {
             "Debug is redacted"
         );
         let c = t.authenticate(p.access_token()).await.unwrap();
-        assert_eq!(c.scope(), Some("read write"));
-        assert!(c.session().is_none());
-        assert!(c.expires_at() > c.issued_at());
+        assert_eq!(c.scope.as_deref(), Some("read write"));
+        assert!(c.session.is_none());
+        assert!(c.expires_at > c.issued_at);
         let next = refresh_ok(&t, &p).await;
         let c2 = t.authenticate(next.access_token()).await.unwrap();
-        assert_eq!(c2.scope(), Some("read write"), "scope kept on rotation");
+        assert_eq!(
+            c2.scope.as_deref(),
+            Some("read write"),
+            "scope kept on rotation"
+        );
     }
 }
 
@@ -856,7 +860,11 @@ mod redis_only {
         assert!(p.refresh_expires_in() > ten_years - Duration::from_secs(60));
         let p = t.refresh(p.refresh_token()).await.unwrap();
         assert_eq!(
-            t.authenticate(p.access_token()).await.unwrap().user_id(),
+            t.authenticate(p.access_token())
+                .await
+                .unwrap()
+                .user_id
+                .as_str(),
             "max"
         );
         assert_eq!(t.list("max").await.unwrap().len(), 1);
@@ -1181,9 +1189,11 @@ mod jwt {
 
     fn jwt_tokens(url: &str, ns: &str, config: TokenConfig) -> Tokens {
         let store = common::stores::redis_store_on(url, ns);
-        Tokens::new(store, config)
-            .unwrap()
-            .with_jwt(JwtKeys::hs256(&[42; 32]).unwrap().with_issuer("test"))
+        Tokens::new(store, config).unwrap().with_jwt(
+            JwtKeys::new(tower_redis_session::tokens::JwtKey::hs256(&[42; 32]).unwrap())
+                .unwrap()
+                .with_issuer("test"),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1193,7 +1203,7 @@ mod jwt {
         let p = t.issue("alice").await.unwrap();
         assert_eq!(p.access_token().matches('.').count(), 2, "a JWT");
         let c = t.authenticate(p.access_token()).await.unwrap();
-        assert_eq!(c.user_id(), "alice");
+        assert_eq!(c.user_id.as_str(), "alice");
 
         // Forged: signed with another key, or altered, or alg=none. No Redis command.
         let other = Tokens::new(
@@ -1201,7 +1211,11 @@ mod jwt {
             TokenConfig::default(),
         )
         .unwrap()
-        .with_jwt(JwtKeys::hs256(&[7; 32]).unwrap().with_issuer("test"));
+        .with_jwt(
+            JwtKeys::new(tower_redis_session::tokens::JwtKey::hs256(&[7; 32]).unwrap())
+                .unwrap()
+                .with_issuer("test"),
+        );
         let foreign = other.issue("alice").await.unwrap();
         let (h, rest) = p.access_token().split_once('.').unwrap();
         let (_, sig) = rest.rsplit_once('.').unwrap();
@@ -1229,7 +1243,7 @@ mod jwt {
         // Refresh gives a new JWT in the same family.
         let p2 = t.refresh(p.refresh_token()).await.unwrap();
         assert_eq!(
-            t.authenticate(p2.access_token()).await.unwrap().family(),
+            t.authenticate(p2.access_token()).await.unwrap().family,
             p.family()
         );
     }

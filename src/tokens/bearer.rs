@@ -19,7 +19,7 @@ use super::{TokenClaims, TokenError, Tokens};
 /// use tower_redis_session::tokens::Bearer;
 ///
 /// async fn me(Bearer(claims): Bearer) -> String {
-///     claims.user_id().to_owned()
+///     claims.user_id
 /// }
 /// ```
 #[derive(Clone, Debug)]

@@ -139,8 +139,8 @@ impl Tokens {
                         family,
                         session: session.map(|s| s.1),
                         scope: options.scope.clone(),
-                        issued_ms: now,
-                        expires_ms: access_exp,
+                        issued_at: time(now),
+                        expires_at: time(access_exp),
                     };
                     #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
                     let mut pair = self.pair(&access, &refresh, claims, now, refresh_exp)?;
@@ -190,7 +190,7 @@ impl Tokens {
         Ok(TokenPair {
             access_token,
             token_type: "Bearer",
-            expires_in: secs(claims.expires_ms),
+            expires_in: secs(crate::time::unix_ms(claims.expires_at)),
             refresh_token: refresh.encode(),
             refresh_token_expires_in: secs(refresh_exp),
             scope: claims.scope,

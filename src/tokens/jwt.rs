@@ -241,7 +241,7 @@ impl JwtKey {
 ///
 /// ```
 /// use tower_redis_session::tokens::{JwtKey, JwtKeys};
-/// let keys = JwtKeys::hs256(&[7u8; 32])?.with_issuer("https://auth.example.com");
+/// let keys = JwtKeys::new(JwtKey::hs256(&[7u8; 32])?)?.with_issuer("https://auth.example.com");
 /// # Ok::<(), tower_redis_session::ConfigError>(())
 /// ```
 pub struct JwtKeys {
@@ -293,14 +293,6 @@ pub(crate) struct IdClaims {
 }
 
 impl JwtKeys {
-    /// HMAC-SHA256 with a shared secret of at least 32 bytes (no key id).
-    ///
-    /// # Errors
-    /// [`ConfigError::JwtKey`] if the secret is shorter than 32 bytes.
-    pub fn hs256(secret: &[u8]) -> Result<Self, ConfigError> {
-        Self::new(JwtKey::hs256(secret)?)
-    }
-
     /// Keys that sign with `signing`.
     ///
     /// # Errors
@@ -343,7 +335,7 @@ impl JwtKeys {
     }
 
     /// The issuer, if set.
-    pub fn issuer(&self) -> Option<&str> {
+    pub(crate) fn issuer(&self) -> Option<&str> {
         self.issuer.as_deref()
     }
 
@@ -380,8 +372,8 @@ impl JwtKeys {
         self.sign_claims(&Claims {
             sub: claims.user_id.clone(),
             jti: jti.to_owned(),
-            iat: claims.issued_ms / 1000,
-            exp: claims.expires_ms / 1000,
+            iat: crate::time::unix_ms(claims.issued_at) / 1000,
+            exp: crate::time::unix_ms(claims.expires_at) / 1000,
             fam: claims.family.to_string(),
             sid: claims.session.map(|h| h.to_string()),
             scope: claims.scope.clone(),

@@ -49,7 +49,7 @@
 //! }
 //!
 //! async fn me(Bearer(claims): Bearer) -> String {
-//!     format!("hello {}", claims.user_id())
+//!     format!("hello {}", claims.user_id)
 //! }
 //!
 //! # fn app() -> Result<Router, Box<dyn std::error::Error>> {

@@ -70,8 +70,8 @@ impl Tokens {
                             .ok_or(StoreError::Protocol("token family id is not a UUID"))?,
                         session: record.session,
                         scope: record.scope,
-                        issued_ms: record.issued_ms,
-                        expires_ms: record.expires_ms,
+                        issued_at: time(record.issued_ms),
+                        expires_at: time(record.expires_ms),
                     };
                     self.emit(
                         crate::events::EventKind::TokenRefreshed,

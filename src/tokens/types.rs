@@ -65,47 +65,25 @@ impl fmt::Debug for TokenPair {
     }
 }
 
-/// What an authenticated access token says.
+/// What an authenticated access token says. Serialized with the times as Unix
+/// milliseconds (`issued_ms`, `expires_ms`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct TokenClaims {
-    pub(super) user_id: String,
-    pub(super) family: FamilyId,
-    pub(super) session: Option<SessionHandle>,
-    pub(super) scope: Option<String>,
-    pub(super) issued_ms: i64,
-    pub(super) expires_ms: i64,
-}
-
-impl TokenClaims {
     /// The user the token was issued to.
-    pub fn user_id(&self) -> &str {
-        &self.user_id
-    }
-
+    pub user_id: String,
     /// The token's family.
-    pub fn family(&self) -> FamilyId {
-        self.family
-    }
-
+    pub family: FamilyId,
     /// The session the family is bound to, if any.
-    pub fn session(&self) -> Option<SessionHandle> {
-        self.session
-    }
-
+    pub session: Option<SessionHandle>,
     /// The scope given at issue, if any.
-    pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
-    }
-
+    pub scope: Option<String>,
     /// When the token was issued.
-    pub fn issued_at(&self) -> SystemTime {
-        time(self.issued_ms)
-    }
-
+    #[serde(rename = "issued_ms", serialize_with = "crate::time::serialize_ms")]
+    pub issued_at: SystemTime,
     /// When the token expires.
-    pub fn expires_at(&self) -> SystemTime {
-        time(self.expires_ms)
-    }
+    #[serde(rename = "expires_ms", serialize_with = "crate::time::serialize_ms")]
+    pub expires_at: SystemTime,
 }
 
 /// What a verified OpenID Connect ID token says ([`Tokens::verify_id_token`]).

@@ -34,8 +34,8 @@ impl Tokens {
             family: FamilyId::parse(&record.family).ok_or(TokenError::InvalidToken)?,
             session: record.session,
             scope: record.scope,
-            issued_ms: record.issued_ms,
-            expires_ms: record.expires_ms,
+            issued_at: time(record.issued_ms),
+            expires_at: time(record.expires_ms),
         })
     }
 
