@@ -19,7 +19,11 @@
 //! Open <http://localhost:3000>. The session cookie keeps the secure defaults
 //! (`Secure`, `HttpOnly`, `SameSite=Lax`); Chrome and Firefox accept `Secure` cookies
 //! on `http://localhost`. Every form is protected against cross-site request forgery
-//! (`CsrfLayer`, with a `CsrfToken` in each form).
+//! (`CsrfLayer`, with a `CsrfToken` in each form). Pages are askama templates
+//! (`examples/templates/`, escaped by default); notices are flash messages kept in the
+//! session until shown (`Messages`). "Sign out everywhere" needs a sign-in within the
+//! last 5 minutes (`Session::require_recent_auth`; `RECENT_AUTH_SECS` changes it), else
+//! it asks the user to sign in again.
 
 #[path = "shared/redis_env.rs"]
 mod redis_env;
@@ -29,12 +33,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use askama::Template;
 use axum::Router;
-use axum::extract::{Extension, Form, Query};
+use axum::extract::{Extension, Form};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_redis_session::events::SessionEvent;
+use tower_redis_session::messages::{Message, Messages};
 use tower_redis_session::{
     CsrfLayer, CsrfToken, Expiry, LimitPolicy, MemoryStore, RedisStore, Session, SessionConfig,
     SessionDetails, SessionError, SessionHandle, SessionLayer,
@@ -51,65 +57,48 @@ struct Login {
     remember: Option<String>,
     /// A name for this device, shown on the sessions page (a session detail).
     device: Option<String>,
+    /// Where to go after signing in (only the demo's own pages).
+    next: Option<String>,
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+/// A page rendered (askama escapes every value), or a 500 that says only that.
+fn render(t: impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The home page. Every page shows the flash messages waiting for it, and every form
+/// carries the CSRF token (`templates/csrf.html`), which `CsrfLayer` checks where a
+/// browser sends neither fetch metadata nor `Origin`.
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home {
+    messages: Vec<Message>,
+    csrf: CsrfToken,
+    user: Option<String>,
+    handle: String,
+    count: u64,
 }
 
 async fn home(
     session: Session,
     csrf: CsrfToken,
-    Query(done): Query<Done>,
-) -> Result<Html<String>, SessionError> {
-    let t = hidden(&csrf);
+    messages: Messages,
+) -> Result<Response, SessionError> {
     let user = session.user_id().await?;
-    let count: u64 = session.get("count").await?.unwrap_or(0);
-    let body = match user {
-        Some(user) => format!(
-            "<p>Signed in as <b>{}</b>.</p>\
-             <p>Session handle (public, safe to show): <code>{}</code></p>\
-             <p>Counter: {count}</p>\
-             <form method=post action=/count>{t}<button>Count</button></form>\
-             <p><a href=/sessions>Your sessions</a> · <a href=/activity>Activity</a></p>\
-             <form method=post action=/logout>{t}<button>Log out</button></form>",
-            escape(&user),
-            session.handle().await?,
-        ),
-        None => format!(
-            "{}<p>Not signed in. Counter: {count}</p>\
-             <form method=post action=/count>{t}<button>Count anonymously</button></form>\
-             <form method=post action=/login>{t}\
-             <input name=user placeholder=name required maxlength=64> \
-             <input name=device placeholder=\"device name (optional)\" maxlength=64> \
-             <label><input type=checkbox name=remember> remember me (30 days)</label> \
-             <button>Log in</button></form>",
-            notice(&done, "session")
-        ),
+    let handle = match user {
+        Some(_) => session.handle().await?.to_string(),
+        None => String::new(),
     };
-    Ok(page(&body))
-}
-
-/// The CSRF token field every form carries: CsrfLayer checks it where a browser sends
-/// neither fetch metadata nor `Origin`.
-fn hidden(csrf: &CsrfToken) -> String {
-    format!(
-        "<input type=hidden name=csrf_token value={}>",
-        csrf.as_str()
-    )
-}
-
-fn page(body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=en><meta charset=utf-8>\
-         <meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <title>tower-redis-session demo</title><link rel=stylesheet href=/style.css>\
-         <header><a href=/>tower-redis-session demo</a></header><main>{body}</main>"
-    ))
+    Ok(render(Home {
+        messages: messages.collect(),
+        csrf,
+        user,
+        handle,
+        count: session.get("count").await?.unwrap_or(0),
+    }))
 }
 
 /// The demo's stylesheet, served by the demo itself (no external assets).
@@ -126,6 +115,7 @@ button.quiet{background:#e3e6ea;color:#1d2430}\
 input[name=user]{padding:.35rem;border:1px solid #c5cad3;border-radius:4px}\
 .badge{display:inline-block;white-space:nowrap;background:#1f9d55;color:#fff;border-radius:10px;padding:0 .5rem;font-size:.8rem}\
 .notice{background:#e6f4ea;border:1px solid #b7dfc3;padding:.6rem .9rem;border-radius:4px}\
+.notice.warning,.notice.error{background:#fdf1e2;border-color:#f0c990}\
 form{display:inline-block;margin-right:.5rem}";
 
 async fn style() -> impl IntoResponse {
@@ -183,69 +173,63 @@ fn device(ua: &str) -> String {
     format!("{browser} on {os}")
 }
 
-/// `?signed_out=N`: how many sessions the last action signed out.
-#[derive(Deserialize)]
-struct Done {
-    signed_out: Option<usize>,
+/// "Signed out 1 other device.", "Signed out 3 sessions."
+fn signed_out(n: usize, what: &str) -> String {
+    format!("Signed out {n} {what}{}.", if n == 1 { "" } else { "s" })
 }
 
-fn notice(done: &Done, what: &str) -> String {
-    match done.signed_out {
-        Some(n) => format!(
-            "<p class=notice>Signed out {n} {what}{}.</p>",
-            if n == 1 { "" } else { "s" }
-        ),
-        None => String::new(),
-    }
+/// One device on the sessions page.
+struct Row {
+    handle: String,
+    /// The name the user gave this device at login (a session detail), if any.
+    name: Option<String>,
+    device: String,
+    user_agent: String,
+    ip: String,
+    signed_in: String,
+    last_active: String,
+    current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "sessions.html")]
+struct Sessions {
+    messages: Vec<Message>,
+    csrf: CsrfToken,
+    rows: Vec<Row>,
 }
 
 async fn sessions(
     session: Session,
     csrf: CsrfToken,
-    Query(done): Query<Done>,
+    messages: Messages,
 ) -> Result<Response, SessionError> {
-    let t = hidden(&csrf);
     if session.user_id().await?.is_none() {
         return Ok(Redirect::to("/").into_response());
     }
-    let mut rows = String::new();
-    for s in session.user_sessions().await? {
-        let action = if s.current {
-            "<span class=badge>this device</span>".to_owned()
-        } else {
-            format!(
-                "<form method=post action=/sessions/revoke>{t}\
-                 <input type=hidden name=handle value={}><button class=quiet>Sign out</button></form>",
-                s.handle
-            )
-        };
-        let ua = s.user_agent.as_deref().unwrap_or("unknown");
-        // The name the user gave this device at login (a session detail), if any.
-        let named = s
-            .details
-            .get("device")
-            .map(|name| format!("<b>{}</b> · ", escape(name)))
-            .unwrap_or_default();
-        rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td title=\"{}\">{named}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-            s.handle,
-            escape(ua),
-            escape(&device(ua)),
-            escape(s.ip.as_deref().unwrap_or("?")),
-            ago(s.created),
-            ago(s.last_active),
-        ));
-    }
-    Ok(page(&format!(
-        "<h2>Your sessions</h2>{}<table>\
-         <tr><th>session</th><th>device</th><th>IP</th><th>signed in</th><th>last active</th><th></th></tr>\
-         {rows}</table>\
-         <p><form method=post action=/sessions/others>{t}<button>Sign out all other devices</button></form>\
-         <form method=post action=/sessions/everywhere>{t}<button class=quiet>Sign out everywhere</button></form></p>\
-         <p><a href=/>Back</a></p>",
-        notice(&done, "other device")
-    ))
-    .into_response())
+    let rows = session
+        .user_sessions()
+        .await?
+        .into_iter()
+        .map(|s| {
+            let ua = s.user_agent.unwrap_or_else(|| "unknown".to_owned());
+            Row {
+                handle: s.handle.to_string(),
+                name: s.details.get("device").map(str::to_owned),
+                device: device(&ua),
+                user_agent: ua,
+                ip: s.ip.unwrap_or_else(|| "?".to_owned()),
+                signed_in: ago(s.created),
+                last_active: ago(s.last_active),
+                current: s.current,
+            }
+        })
+        .collect();
+    Ok(render(Sessions {
+        messages: messages.collect(),
+        csrf,
+        rows,
+    }))
 }
 
 /// Where the activity page reads events from.
@@ -274,54 +258,132 @@ impl Activity {
     }
 }
 
+/// One event on the activity page.
+struct Event {
+    when: String,
+    event: &'static str,
+    reason: &'static str,
+    handle: String,
+    ip: String,
+}
+
+#[derive(Template)]
+#[template(path = "activity.html")]
+struct ActivityPage {
+    messages: Vec<Message>,
+    user: String,
+    rows: Vec<Event>,
+}
+
 async fn activity(
     session: Session,
+    messages: Messages,
     Extension(activity): Extension<Activity>,
 ) -> Result<Response, SessionError> {
     let Some(user) = session.user_id().await? else {
         return Ok(Redirect::to("/").into_response());
     };
-    let mut rows = String::new();
-    for e in activity.of(&user).await.into_iter().take(50) {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            ago(e.at),
-            escape(e.kind.name()),
-            escape(e.kind.reason().unwrap_or("")),
-            e.handle.map(|h| h.to_string()).unwrap_or_default(),
-            e.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-        ));
-    }
-    Ok(page(&format!(
-        "<h2>Activity of {}</h2><table>\
-         <tr><th>when</th><th>event</th><th>reason</th><th>session</th><th>IP</th></tr>\
-         {rows}</table><p><a href=/>Back</a></p>",
-        escape(&user)
-    ))
-    .into_response())
+    let rows = activity
+        .of(&user)
+        .await
+        .into_iter()
+        .take(50)
+        .map(|e| Event {
+            when: ago(e.at),
+            event: e.kind.name(),
+            reason: e.kind.reason().unwrap_or(""),
+            handle: e.handle.map(|h| h.to_string()).unwrap_or_default(),
+            ip: e.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(ActivityPage {
+        messages: messages.collect(),
+        user,
+        rows,
+    }))
 }
 
-async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, SessionError> {
+async fn revoke(
+    session: Session,
+    messages: Messages,
+    Form(form): Form<Revoke>,
+) -> Result<Redirect, SessionError> {
     let mut n = 0;
     if let Ok(handle) = form.handle.parse::<SessionHandle>() {
         n = usize::from(session.revoke(handle).await?);
     }
-    Ok(Redirect::to(&format!("/sessions?signed_out={n}")))
+    messages.success(signed_out(n, "other device"));
+    Ok(Redirect::to("/sessions"))
 }
 
-async fn revoke_others(session: Session) -> Result<Redirect, SessionError> {
+async fn revoke_others(session: Session, messages: Messages) -> Result<Redirect, SessionError> {
     let n = session.revoke_other_sessions().await?;
-    Ok(Redirect::to(&format!("/sessions?signed_out={n}")))
+    messages.success(signed_out(n, "other device"));
+    Ok(Redirect::to("/sessions"))
 }
 
-async fn everywhere(session: Session) -> Result<Redirect, SessionError> {
+/// How recent a sign-in "sign out everywhere" needs (`RECENT_AUTH_SECS`, default 300).
+#[derive(Clone, Copy)]
+struct RecentAuth(Duration);
+
+async fn everywhere(
+    session: Session,
+    messages: Messages,
+    Extension(RecentAuth(max_age)): Extension<RecentAuth>,
+) -> Result<Redirect, SessionError> {
+    match session.require_recent_auth(max_age).await {
+        Ok(()) => {}
+        // Signed in too long ago: ask again, then come back.
+        Err(SessionError::StaleAuthentication { .. }) => {
+            messages.warning("Sign in again to sign out everywhere.");
+            return Ok(Redirect::to("/reauth"));
+        }
+        Err(e) => return Err(e),
+    }
     let n = session.logout_everywhere().await?;
-    Ok(Redirect::to(&format!("/?signed_out={n}")))
+    messages.success(signed_out(n, "session"));
+    Ok(Redirect::to("/"))
 }
 
-async fn login(session: Session, Form(form): Form<Login>) -> Result<Response, SessionError> {
+#[derive(Template)]
+#[template(path = "reauth.html")]
+struct Reauth {
+    messages: Vec<Message>,
+    csrf: CsrfToken,
+    user: String,
+    max_age: String,
+}
+
+async fn reauth(
+    session: Session,
+    csrf: CsrfToken,
+    messages: Messages,
+    Extension(RecentAuth(max_age)): Extension<RecentAuth>,
+) -> Result<Response, SessionError> {
+    let Some(user) = session.user_id().await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let secs = max_age.as_secs();
+    let max_age = match secs {
+        60.. => format!("{} minutes", secs / 60),
+        _ => format!("{secs} seconds"),
+    };
+    Ok(render(Reauth {
+        messages: messages.collect(),
+        csrf,
+        user,
+        max_age,
+    }))
+}
+
+async fn login(
+    session: Session,
+    messages: Messages,
+    Form(form): Form<Login>,
+) -> Result<Response, SessionError> {
     let user = form.user.trim();
     if user.is_empty() || user.len() > 64 {
+        messages.error("Give a name of 1 to 64 characters.");
         return Ok(Redirect::to("/").into_response());
     }
     if form.remember.is_some() {
@@ -342,7 +404,12 @@ async fn login(session: Session, Form(form): Form<Login>) -> Result<Response, Se
     // Moves the session (and its counter) to a new id in the user's slot: an id
     // planted before login is useless after it.
     session.login(user).await?;
-    Ok(Redirect::to("/").into_response())
+    // Only the demo's own pages: a `next` from the form is never an open redirect.
+    let next = match form.next.as_deref() {
+        Some("/sessions") => "/sessions",
+        _ => "/",
+    };
+    Ok(Redirect::to(next).into_response())
 }
 
 async fn count(session: Session) -> Result<Redirect, SessionError> {
@@ -364,6 +431,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let config = SessionConfig::default().with_max_sessions_per_user(5, LimitPolicy::EvictOldest);
+    let recent_auth = std::env::var("RECENT_AUTH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(300), Duration::from_secs);
     let routes = Router::new()
         .route("/", get(home))
         .route("/login", post(login))
@@ -373,11 +444,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/sessions/revoke", post(revoke))
         .route("/sessions/others", post(revoke_others))
         .route("/sessions/everywhere", post(everywhere))
+        .route("/reauth", get(reauth))
         .route("/activity", get(activity))
         .route("/style.css", get(style))
         // Refuses state changes from other origins (a page on another port, a sibling
         // subdomain), which SameSite=Lax lets the cookie reach.
-        .layer(CsrfLayer::new());
+        .layer(CsrfLayer::new())
+        .layer(Extension(RecentAuth(recent_auth)));
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => {
             println!("session store: Redis (REDIS_URL)");

@@ -234,9 +234,9 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     assert_eq!(b.send_form(post.clone(), "/count", Some("")).await.0, 403);
     let (_, page) = b.get("/").await;
     let token = page
-        .split("name=csrf_token value=")
+        .split("name=csrf_token value=\"")
         .nth(1)
-        .and_then(|t| t.split('>').next())
+        .and_then(|t| t.split('"').next())
         .expect("a token in the form")
         .to_owned();
     let form = format!("csrf_token={token}");
@@ -317,16 +317,81 @@ async fn demo_runs_on_the_memory_store_without_redis_url() {
     );
     assert!(page.contains("&lt;b&gt;alice"), "escaped: {page}");
 
+    let signed_in = b.cookie.clone();
     assert_eq!(
         b.send_form(post.clone(), "/sessions/everywhere", Some(""))
             .await
             .0,
         303
     );
-    assert!(b.cookie.is_none(), "removal cookie");
+    // The session ended; the flash message telling so lives in a new, anonymous one.
+    assert_ne!(b.cookie, signed_in, "the signed-in cookie is replaced");
     let (_, page) = b.get("/").await;
-    assert!(page.contains("Not signed in"));
+    assert!(page.contains("Not signed in"), "{page}");
+    assert!(
+        page.contains("Signed out 1 session."),
+        "a flash message: {page}"
+    );
+    let (_, page) = b.get("/").await;
+    assert!(!page.contains("Signed out"), "shown once: {page}");
+    b.cookie = signed_in;
+    assert!(
+        b.get("/").await.1.contains("Not signed in"),
+        "the old cookie is no login"
+    );
     assert_eq!(b.send_form(post, "/logout", Some("")).await.0, 303);
+}
+
+/// "Sign out everywhere" needs a recent sign-in: after `RECENT_AUTH_SECS` the demo asks
+/// the user to sign in again (a flash message on the confirmation page) and signs out
+/// nothing; signing in again (the same user: the id rotates, the data stays) lets it
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_asks_for_a_fresh_sign_in_to_sign_out_everywhere() {
+    let (server, _) = start_with_env("demo", &[("RECENT_AUTH_SECS", "1".to_owned())]);
+    let mut b = Browser::new(&server);
+    let post = reqwest::Method::POST;
+    b.get("/").await;
+    assert_eq!(
+        b.send_form(post.clone(), "/login", Some("user=ada"))
+            .await
+            .0,
+        303
+    );
+    b.send_form(post.clone(), "/count", Some("")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = b
+        .send_form(post.clone(), "/sessions/everywhere", Some(""))
+        .await;
+    assert_eq!(status, 303);
+    let (_, page) = b.get("/reauth").await;
+    assert!(
+        page.contains("Sign in again to sign out everywhere."),
+        "{page}"
+    );
+    assert!(page.contains("within the last 1 seconds"), "{page}");
+    let (_, page) = b.get("/").await;
+    assert!(
+        page.contains("Signed in as <b>ada</b>"),
+        "nothing signed out: {page}"
+    );
+    let before = b.cookie.clone();
+    let (status, _) = b
+        .send_form(post.clone(), "/login", Some("user=ada&next=%2Fsessions"))
+        .await;
+    assert_eq!(status, 303);
+    assert_ne!(b.cookie, before, "a new id at the new sign-in");
+    assert!(b.get("/").await.1.contains("Counter: 1"), "the data stays");
+    assert_eq!(
+        b.send_form(post.clone(), "/sessions/everywhere", Some(""))
+            .await
+            .0,
+        303
+    );
+    let (_, page) = b.get("/").await;
+    assert!(page.contains("Signed out 1 session."), "{page}");
+    assert!(page.contains("Not signed in"), "{page}");
+    drop(server);
 }
 
 /// The demo on Redis: its activity page reads the durable event stream.
