@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = env("REDIS_URL", "redis://127.0.0.1:6379");
     let database_tls = std::env::var("DATABASE_CA_FILE")
         .ok()
-        .map(|ca| TlsConfig::new().with_ca_file(ca));
+        .map(|ca| TlsConfig::default().with_ca_file(ca));
     let writer = match (redis_env::tls(), &database_tls) {
         (Some(redis_tls), pg) => {
             AuditWriter::connect_with_tls(&redis, &redis_tls, &namespace, &database, pg.as_ref())

@@ -397,7 +397,10 @@ async fn login(
         .as_deref()
         .map(str::trim)
         .filter(|d| !d.is_empty())
-        .and_then(|d| SessionDetails::default().with("device", d).ok());
+        .and_then(|d| {
+            let mut details = SessionDetails::default();
+            details.insert("device", d).ok().map(|()| details)
+        });
     if let Some(details) = named {
         session.set_details(details).await?;
     }

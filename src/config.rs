@@ -342,22 +342,29 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400)
 pub(crate) use crate::time::millis;
 
 /// A per-session expiry override, e.g. "remember me". Stored with the session, so it
-/// applies to every later request.
+/// applies to every later request. What an override leaves unset stays as configured
+/// (or as the session's earlier override set it): [`Expiry::default()`] changes nothing.
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, SystemTime};
 /// use tower_redis_session::Expiry;
 ///
 /// // 30 days, persistent cookie, absolute lifetime 30 days from creation.
 /// let remember = Expiry::remember_me(Duration::from_secs(30 * 86_400));
 /// // Shorter idle timeout for a sensitive area, keeping the configured lifetime.
 /// let strict = Expiry::idle(Duration::from_secs(5 * 60));
-/// # let _ = (remember, strict);
+/// // Ends in one day whatever the activity (tower-sessions' `Expiry::AtDateTime`).
+/// let day = Expiry::at(SystemTime::now() + Duration::from_secs(86_400));
+/// // Only the cookie: persistent, with the idle timeout and lifetime as they are.
+/// let kept = Expiry::default().with_persistent_cookie(true);
+/// # let _ = (remember, strict, day, kept);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Expiry {
-    pub(crate) idle: Duration,
+    pub(crate) idle: Option<Duration>,
     pub(crate) absolute: Option<Option<Duration>>,
+    /// A fixed end (Unix ms), in place of a lifetime counted from creation.
+    pub(crate) until: Option<i64>,
     pub(crate) persistent: Option<bool>,
 }
 
@@ -366,9 +373,8 @@ impl Expiry {
     /// brought to the nearest bound); cookie mode and absolute lifetime stay.
     pub fn idle(idle: Duration) -> Self {
         Self {
-            idle: idle.clamp(MIN_DURATION, MAX_DURATION),
-            absolute: None,
-            persistent: None,
+            idle: Some(idle.clamp(MIN_DURATION, MAX_DURATION)),
+            ..Self::default()
         }
     }
 
@@ -380,10 +386,26 @@ impl Expiry {
             .with_persistent_cookie(true)
     }
 
+    /// Ends the session at `end`, however active it is (a fixed time, not counted from
+    /// creation or the last request), with a persistent cookie that expires then. An
+    /// `end` less than 1 s ahead (or past) when the session is written counts as 1 s; a
+    /// later login starts a new lifetime, as every login does. Replaces an absolute
+    /// lifetime set before; [`with_absolute_lifetime`](Self::with_absolute_lifetime)
+    /// after it replaces the end.
+    pub fn at(end: std::time::SystemTime) -> Self {
+        Self {
+            idle: Some(MAX_DURATION),
+            until: Some(crate::time::unix_ms(end)),
+            persistent: Some(true),
+            ..Self::default()
+        }
+    }
+
     /// Sets the absolute lifetime, counted from the session's creation; `None` removes it.
     /// Between 1 s and 10 years; values outside are brought to the nearest bound.
     pub fn with_absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.absolute = Some(lifetime.map(|l| l.clamp(MIN_DURATION, MAX_DURATION)));
+        self.until = None;
         self
     }
 
@@ -392,76 +414,21 @@ impl Expiry {
         self.persistent = Some(persistent);
         self
     }
+
+    /// The lifetime override counted from `from_ms` (Unix ms): a fixed end becomes the
+    /// time left until it (at least 1 s, at most 10 years).
+    pub(crate) fn absolute_from(&self, from_ms: i64) -> Option<Option<Duration>> {
+        match self.until {
+            Some(end) => {
+                let left = u64::try_from(end.saturating_sub(from_ms)).unwrap_or(0);
+                Some(Some(
+                    Duration::from_millis(left).clamp(MIN_DURATION, MAX_DURATION),
+                ))
+            }
+            None => self.absolute,
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid_and_secure() {
-        let c = SessionConfig::default();
-        c.validate().unwrap();
-        assert!(c.cookie.secure && c.cookie.http_only);
-        assert_eq!(
-            c.cookie.name, "__Host-id",
-            "generic, reveals nothing about the stack; __Host- stops cookie tossing from \
-             sibling subdomains"
-        );
-        assert!(!c.persistent, "browser-session cookie unless asked");
-        assert_eq!(c.cookie.same_site, SameSite::Lax);
-        assert_eq!(c.threshold_ms(1000), 500);
-    }
-
-    #[test]
-    fn rejects_unsafe_or_impossible_configs() {
-        let bad = [
-            SessionConfig::default().with_cookie_name(""),
-            SessionConfig::default().with_cookie_name("a b"),
-            SessionConfig::default().with_cookie_name("a;b"),
-            SessionConfig::default()
-                .with_cookie_name("__Host-id")
-                .with_domain("example.com"),
-            SessionConfig::default()
-                .with_cookie_name("__Host-id")
-                .with_path("/app"),
-            SessionConfig::default()
-                .with_cookie_name("__Host-id")
-                .with_secure(false),
-            SessionConfig::default()
-                .with_cookie_name("__Secure-id")
-                .with_secure(false),
-            SessionConfig::default()
-                .with_same_site(SameSite::None)
-                .with_secure(false),
-            SessionConfig::default().with_idle_timeout(Duration::ZERO),
-            SessionConfig::default()
-                .with_idle_timeout(Duration::from_secs(10))
-                .with_refresh_threshold(Duration::from_secs(11)),
-            SessionConfig::default().with_absolute_lifetime(Some(Duration::from_millis(10))),
-            SessionConfig::default().with_idle_timeout(Duration::MAX),
-            SessionConfig::default().with_idle_timeout(MAX_DURATION + Duration::from_secs(1)),
-            SessionConfig::default().with_absolute_lifetime(Some(Duration::from_secs(u64::MAX))),
-        ];
-        for c in bad {
-            assert!(c.validate().is_err(), "{c:?}");
-        }
-        SessionConfig::default()
-            .with_cookie_name("__Host-id")
-            .validate()
-            .unwrap();
-        SessionConfig::default()
-            .with_idle_timeout(MAX_DURATION)
-            .with_absolute_lifetime(Some(MAX_DURATION))
-            .validate()
-            .unwrap();
-    }
-
-    #[test]
-    fn per_session_expiry_stays_in_range() {
-        let e = Expiry::remember_me(Duration::MAX);
-        assert_eq!(e.idle, MAX_DURATION);
-        assert_eq!(e.absolute, Some(Some(MAX_DURATION)));
-        assert_eq!(Expiry::idle(Duration::ZERO).idle, MIN_DURATION);
-    }
-}
+mod tests;

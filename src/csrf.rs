@@ -51,7 +51,7 @@
 //!         "<form method=post action=/transfer>\
 //!          <input type=hidden name=csrf_token value={}>\
 //!          <button>Send</button></form>",
-//!         token.as_str()
+//!         token
 //!     ))
 //! }
 //! ```
@@ -345,10 +345,11 @@ fn verify(secret: &str, token: &str) -> bool {
 #[derive(Clone)]
 pub struct CsrfToken(String);
 
-impl CsrfToken {
-    /// The token, base64url (safe in HTML attributes and headers without escaping).
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// The token, base64url (safe in HTML attributes and headers without escaping): what
+/// a form's hidden field or an `X-CSRF-Token` header carries.
+impl fmt::Display for CsrfToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -19,7 +19,9 @@ use crate::error::SessionError;
 ///
 /// ```
 /// use tower_redis_session::SessionDetails;
-/// let d = SessionDetails::default().with("device", "Alice's phone")?.with("city", "Lyon")?;
+/// let mut d = SessionDetails::default();
+/// d.insert("device", "Alice's phone")?;
+/// d.insert("city", "Lyon")?;
 /// assert_eq!(d.get("device"), Some("Alice's phone"));
 /// # Ok::<(), tower_redis_session::SessionError>(())
 /// ```
@@ -42,24 +44,11 @@ impl SessionDetails {
     /// Longest value, in bytes.
     const MAX_VALUE: usize = 128;
 
-    /// With `name` set to `value`.
-    ///
-    /// # Errors
-    /// [`SessionError::InvalidDetails`] if the name or value breaks the limits, or there
-    /// would be more than 8 fields.
-    pub fn with(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<Self, SessionError> {
-        self.insert(name, value)?;
-        Ok(self)
-    }
-
     /// Sets `name` to `value`.
     ///
     /// # Errors
-    /// As [`with`](Self::with); the details are unchanged on error.
+    /// [`SessionError::InvalidDetails`] if the name or value breaks the limits, or there
+    /// would be more than 8 fields; the details are unchanged on error.
     pub fn insert(
         &mut self,
         name: impl Into<String>,
@@ -159,10 +148,11 @@ mod tests {
             ("n", "a\nb", BAD_VALUE),
             ("n", &"v".repeat(129), BAD_VALUE),
         ] {
-            let r = SessionDetails::default().with(name, value).map(|_| ());
+            let r = SessionDetails::default().insert(name, value);
             assert_eq!(refused(r), err, "{name:?}");
         }
-        let ok = SessionDetails::default().with("city", "Zürich").unwrap();
+        let mut ok = SessionDetails::default();
+        ok.insert("city", "Zürich").unwrap();
         assert_eq!(SessionDetails::from_json(&ok.to_json()), ok);
         assert!(SessionDetails::from_json("not json").is_empty());
         assert!(SessionDetails::from_json(r#"{"a b":"x"}"#).is_empty());

@@ -184,10 +184,12 @@ impl SessionHandle {
     pub(crate) fn parse(s: &str) -> Option<Self> {
         Uuid::try_parse(s).ok().map(Self)
     }
+}
 
-    /// The UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
+/// The handle's UUID (e.g. for a `uuid` column).
+impl From<SessionHandle> for Uuid {
+    fn from(handle: SessionHandle) -> Self {
+        handle.0
     }
 }
 

@@ -174,9 +174,9 @@
 //! A handler that takes a [`Session`] can be called directly:
 //! [`testing::SessionTester`] hands out the session the next request would get and
 //! writes it back after the handler exactly as the layer does, keeping the cookie like a
-//! browser would. To test the whole router, use [`MemoryStore`] (or a real Redis) and
-//! drive it with `tower::ServiceExt::oneshot`; read `Set-Cookie` from each response and
-//! send it back as `Cookie`. With the `test-redis` feature, `testing::TestRedis` gives
+//! browser would. To test the whole router, give the tester the router's layer and
+//! [`send`](testing::SessionTester::send) requests through the router: it adds the
+//! session cookie to each and keeps what each response sets. With the `test-redis` feature, `testing::TestRedis` gives
 //! a test a real Redis: the one at `REDIS_URL` (a CI service or container), or a
 //! throwaway `redis-server`, in a namespace of its own that is deleted on drop. The
 //! default cookie is `Secure` with a `__Host-` name: Chrome and Firefox accept it on

@@ -32,10 +32,31 @@
 //! # }
 //! ```
 //!
-//! To drive a whole `Router` instead, send requests with `tower::ServiceExt::oneshot`
-//! and carry the `Set-Cookie` value into the next request's `Cookie` header (see the
-//! crate docs, "Testing your app").
+//! To drive a whole `Router` (its layers, extractors and routes), give the tester the
+//! same layer and [`send`](SessionTester::send) requests through the app: the tester
+//! adds the session cookie to each and keeps what the response sets.
+//!
+//! ```
+//! use axum::{Router, body::Body, http::Request, routing::post};
+//! use tower_redis_session::testing::SessionTester;
+//! use tower_redis_session::{MemoryStore, Session, SessionConfig, SessionLayer};
+//!
+//! # tokio_test_block_on(async {
+//! let layer = SessionLayer::new(MemoryStore::new(), SessionConfig::default()).unwrap();
+//! let app = Router::new()
+//!     .route("/login", post(|s: Session| async move { s.login("ada").await.unwrap() }))
+//!     .layer(layer.clone());
+//! let mut browser = SessionTester::new(layer);
+//! let req = Request::post("/login").body(Body::empty()).unwrap();
+//! browser.send(app.clone(), req).await;
+//! assert!(browser.cookie().is_some());
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,6 +140,54 @@ impl SessionTester {
             Commit::Failed(e) => Finished::StoreFailed(e),
             Commit::TooLarge => Finished::TooLarge,
         }
+    }
+
+    /// Sends `req` through `app` as a browser with this tester's cookie jar would:
+    /// with the session cookie added to its `Cookie` header, keeping the session
+    /// cookie the response sets or removes. `app` must carry this tester's layer (a
+    /// clone of it), as an axum `Router` with `.layer(layer.clone())` does.
+    pub async fn send<S, B, R>(
+        &mut self,
+        mut app: S,
+        mut req: http::Request<B>,
+    ) -> http::Response<R>
+    where
+        S: tower_service::Service<
+                http::Request<B>,
+                Response = http::Response<R>,
+                Error = Infallible,
+            >,
+    {
+        let name = &self.layer.ctx.config.cookie.name;
+        if let Some(value) = &self.cookie {
+            let mut all = format!("{name}={value}");
+            if let Some(other) = req
+                .headers()
+                .get(header::COOKIE)
+                .and_then(|v| v.to_str().ok())
+            {
+                all = format!("{other}; {all}");
+            }
+            if let Ok(v) = HeaderValue::from_str(&all) {
+                req.headers_mut().insert(header::COOKIE, v);
+            }
+        }
+        let Ok(()) = std::future::poll_fn(|cx| app.poll_ready(cx)).await;
+        let Ok(res) = app.call(req).await;
+        for set in res.headers().get_all(header::SET_COOKIE) {
+            let Some(c) = set
+                .to_str()
+                .ok()
+                .and_then(|v| ::cookie::Cookie::parse(v).ok())
+            else {
+                continue;
+            };
+            if c.name() == name {
+                let removed = c.value().is_empty() || c.max_age().is_some_and(|a| a.is_zero());
+                self.cookie = (!removed).then(|| c.value().to_owned());
+            }
+        }
+        res
     }
 
     /// The session cookie's current value (what the browser would send).

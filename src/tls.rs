@@ -23,7 +23,7 @@ use crate::error::ConfigError;
 ///
 /// let store = RedisStore::builder("rediss://redis.internal:6380")
 ///     .with_tls(
-///         TlsConfig::new()
+///         TlsConfig::default()
 ///             .with_ca_file("/etc/redis-tls/ca.crt")
 ///             .with_client_cert_files("/etc/redis-tls/client.crt", "/etc/redis-tls/client.key"),
 ///     )
@@ -76,11 +76,6 @@ impl fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// No CA (the system trust store) and no client certificate.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Trusts the CA certificates in `pem` instead of the system trust store.
     pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(Pem::Inline(pem.into()));

@@ -108,7 +108,8 @@ async fn session_details_reach_the_stream_and_the_table() {
         .route(
             "/named",
             post(|session: Session| async move {
-                let details = SessionDetails::default().with("device", "desk").unwrap();
+                let mut details = SessionDetails::default();
+                details.insert("device", "desk").unwrap();
                 session.set_details(details).await?;
                 session.login("dora").await?;
                 Ok::<_, SessionError>("ok")
@@ -766,7 +767,7 @@ async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
         Err(AuditError::Postgres(_))
     ));
     // A CA that did not sign the server's certificate: refused by the writer.
-    let wrong = TlsConfig::new().with_ca_pem(certs.other_ca_pem.clone());
+    let wrong = TlsConfig::default().with_ca_pem(certs.other_ca_pem.clone());
     match AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &wrong).await {
         Err(AuditError::Postgres(e)) => {
             let chain = format!("{e:?}");
@@ -777,18 +778,18 @@ async fn the_writer_reaches_postgres_over_tls_with_the_right_ca_only() {
     }
     // No CA given: the system trust store does not know the test CA.
     assert!(matches!(
-        AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &TlsConfig::new()).await,
+        AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &TlsConfig::default()).await,
         Err(AuditError::Postgres(_))
     ));
     // A missing CA file is a configuration error.
-    let missing = TlsConfig::new().with_ca_file("/nonexistent/ca.crt");
+    let missing = TlsConfig::default().with_ca_file("/nonexistent/ca.crt");
     assert!(matches!(
         AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &missing).await,
         Err(AuditError::Config(_))
     ));
 
     // The right CA: every event arrives, over TLS.
-    let right = TlsConfig::new().with_ca_file(certs.path("ca.crt"));
+    let right = TlsConfig::default().with_ca_file(certs.path("ca.crt"));
     let mut writer = AuditWriter::connect_tls(&redis.url(), ns, &tls_conn, &right)
         .await
         .unwrap()
@@ -828,7 +829,7 @@ mod tls {
         let postgres = Postgres::start();
         let ns = "audit-cluster-tls";
         let store = RedisStore::cluster_builder(cluster.tls_urls())
-            .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
+            .with_tls(TlsConfig::default().with_ca_pem(certs.ca_pem.clone()))
             .build()
             .unwrap()
             .with_namespace(ns)
@@ -839,13 +840,13 @@ mod tls {
         traffic(&routes::routes().layer(layer), 2).await; // 6 events
         let urls = cluster.tls_urls();
         let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
-        let wrong = TlsConfig::new().with_ca_pem(certs.other_ca_pem.clone());
+        let wrong = TlsConfig::default().with_ca_pem(certs.other_ca_pem.clone());
         assert!(
             AuditWriter::connect_cluster_with_tls(&nodes, &wrong, ns, &postgres.conn_str(), None)
                 .await
                 .is_err()
         );
-        let right = TlsConfig::new().with_ca_pem(certs.ca_pem.clone());
+        let right = TlsConfig::default().with_ca_pem(certs.ca_pem.clone());
         let mut writer =
             AuditWriter::connect_cluster_with_tls(&nodes, &right, ns, &postgres.conn_str(), None)
                 .await
@@ -876,7 +877,7 @@ mod tls {
             routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
         traffic(&app, 2).await; // 6 events
 
-        let wrong = TlsConfig::new()
+        let wrong = TlsConfig::default()
             .with_ca_pem(certs.other_ca_pem.clone())
             .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
         assert!(matches!(
@@ -890,7 +891,7 @@ mod tls {
             .await,
             Err(AuditError::Redis(_))
         ));
-        let missing = TlsConfig::new().with_ca_file("/nonexistent/ca.crt");
+        let missing = TlsConfig::default().with_ca_file("/nonexistent/ca.crt");
         assert!(matches!(
             AuditWriter::connect_with_tls(
                 &server.tls_url(),

@@ -41,6 +41,7 @@ macro_rules! all_cases {
             login_as_another_user_starts_clean, login_as_the_same_user_keeps_data,
             login_restarts_the_lifetime, failed_login_never_resurrects,
             too_many_fields_lose_nothing, recent_authentication,
+            expiry_at_a_fixed_time_and_cookie_mode_alone,
         );
     };
 }
@@ -374,6 +375,49 @@ mod cases {
                 }),
             )
             .route(
+                "/until",
+                post(
+                    |session: Session, Query(q): Query<routes::KeyParam>| async move {
+                        let secs: u64 = q.key.parse().unwrap();
+                        let end = std::time::SystemTime::now() + Duration::from_secs(secs);
+                        session.insert("until", secs).await?;
+                        session.set_expiry(Expiry::at(end)).await?;
+                        Ok::<_, SessionError>("ok")
+                    },
+                ),
+            )
+            .route(
+                "/until-login",
+                post(|session: Session| async move {
+                    let end = std::time::SystemTime::now() + Duration::from_secs(7200);
+                    session.set_expiry(Expiry::at(end)).await?;
+                    session.login("ulla").await?;
+                    Ok::<_, SessionError>("ok")
+                }),
+            )
+            .route(
+                "/persist",
+                post(|session: Session| async move {
+                    let e = Expiry::default().with_persistent_cookie(true);
+                    session.set_expiry(e).await?;
+                    Ok::<_, SessionError>("ok")
+                }),
+            )
+            .route(
+                "/times",
+                get(|session: Session| async move {
+                    let secs = |t: Option<std::time::SystemTime>| {
+                        t.map_or(-1, |t| {
+                            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+                        })
+                    };
+                    let created = secs(session.created_at().await?);
+                    let expires = secs(session.expires_at().await?);
+                    let persistent = session.is_persistent().await?;
+                    Ok::<_, SessionError>(format!("{created} {expires} {persistent}"))
+                }),
+            )
+            .route(
                 "/clear",
                 post(|session: Session| async move {
                     session.clear().await?;
@@ -598,6 +642,67 @@ mod cases {
             .expect("still persistent");
         assert!(age > month - 5, "{age}");
         assert!(s.pttl(&skey(&c)).await.unwrap() > (month as i64 - 5) * 1000);
+    }
+
+    /// tower-sessions' `Expiry::AtDateTime` (a fixed end, whatever the activity) and a
+    /// switch of the cookie mode alone, and the getters that show them.
+    pub async fn expiry_at_a_fixed_time_and_cookie_mode_alone<S: TestStore>(s: S) {
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+        };
+        // Idle 10 min, browser-session cookie: the configuration a switch must keep.
+        let config = config().with_idle_timeout(Duration::from_secs(600));
+        let mut c = Client::new(app_with(s.clone(), config.clone()));
+        assert_eq!(c.get("/times").await.body, "-1 -1 false", "no session yet");
+        c.post("/set?key=k&value=v").await;
+        let t = c.get("/times").await.body;
+        let t: Vec<&str> = t.split(' ').collect();
+        let (created, expires) = (t[0].parse::<i64>().unwrap(), t[1].parse::<i64>().unwrap());
+        assert!((created - now()).abs() <= 2, "{t:?}");
+        assert!((expires - now() - 600).abs() <= 2, "idle 10 min: {t:?}");
+        assert_eq!(t[2], "false");
+        // The cookie mode alone: persistent now, the idle timeout still 10 min.
+        let r = c.post("/persist").await;
+        let age = r.set_cookie.expect("cookie").max_age().expect("persistent");
+        assert!(age > 595 && age <= 600, "{age}");
+        assert!(s.pttl(&skey(&c)).await.unwrap() <= 600_000);
+        assert!(c.get("/times").await.body.ends_with(" true"));
+        let r = c.post("/incr").await;
+        let age = r
+            .set_cookie
+            .expect("re-sent")
+            .max_age()
+            .expect("stays persistent");
+        assert!(age > 595 && age <= 600, "{age}");
+
+        // A fixed end 2 hours away, beyond the 10 min idle timeout: the session lives
+        // until then, idle or not, and a later write does not move it.
+        let mut c = Client::new(app_with(s.clone(), config.clone()));
+        let r = c.post("/until?key=7200").await;
+        let age = r.set_cookie.expect("cookie").max_age().expect("persistent");
+        assert!(age > 7195 && age <= 7200, "{age}");
+        let pttl = s.pttl(&skey(&c)).await.unwrap();
+        assert!(pttl > 7_195_000 && pttl <= 7_200_000, "{pttl}");
+        let r = c.post("/incr").await;
+        let age = r.set_cookie.map(|sc| sc.max_age().expect("persistent"));
+        assert!(age.is_none_or(|a| a <= 7200), "{age:?}");
+        assert!(s.pttl(&skey(&c)).await.unwrap() <= 7_200_000);
+        let t = c.get("/times").await.body;
+        let expires: i64 = t.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!((expires - now() - 7200).abs() <= 2, "{t}");
+        // The same end set on an existing session, and one set just before a login.
+        let mut c = Client::new(app_with(s.clone(), config.clone()));
+        c.post("/set?key=k&value=v").await;
+        c.post("/until?key=3600").await;
+        let pttl = s.pttl(&skey(&c)).await.unwrap();
+        assert!(pttl > 3_595_000 && pttl <= 3_600_000, "{pttl}");
+        let mut c = Client::new(app_with(s.clone(), config));
+        c.post("/until-login").await;
+        let pttl = s.pttl(&skey(&c)).await.unwrap();
+        assert!(pttl > 7_195_000 && pttl <= 7_200_000, "{pttl}");
     }
 
     pub async fn refresh_only_below_threshold<S: TestStore>(s: S) {

@@ -45,7 +45,7 @@ mod cases {
         Router::new()
             .route(
                 "/form",
-                get(|token: CsrfToken| async move { token.as_str().to_owned() }),
+                get(|token: CsrfToken| async move { token.to_string() }),
             )
             .route(
                 "/change",

@@ -46,13 +46,13 @@ async fn mutual_tls_is_verified_both_ways() {
         "ok"
     );
     // The same from files.
-    let files = TlsConfig::new()
+    let files = TlsConfig::default()
         .with_ca_file(certs.path("ca.crt"))
         .with_client_cert_files(certs.path("client.crt"), certs.path("client.key"));
     assert_eq!(check(quick(server.tls_url()).with_tls(files)).await, "ok");
 
     // A CA that did not sign the server's certificate.
-    let wrong_ca = TlsConfig::new()
+    let wrong_ca = TlsConfig::default()
         .with_ca_pem(certs.other_ca_pem.clone())
         .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
     let e = check(quick(server.tls_url()).with_tls(wrong_ca)).await;
@@ -64,9 +64,10 @@ async fn mutual_tls_is_verified_both_ways() {
     let e = check(quick(server.tls_url())).await;
     assert!(e.contains("UnknownIssuer"), "{e}");
     // The server requires a client certificate.
-    let e =
-        check(quick(server.tls_url()).with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone())))
-            .await;
+    let e = check(
+        quick(server.tls_url()).with_tls(TlsConfig::default().with_ca_pem(certs.ca_pem.clone())),
+    )
+    .await;
     assert!(e.starts_with("cannot connect to Redis"), "{e}");
     // A plaintext URL on the TLS port.
     let plain = server.tls_url().replace("rediss://", "redis://");
@@ -74,7 +75,7 @@ async fn mutual_tls_is_verified_both_ways() {
     assert!(e.starts_with("cannot connect to Redis"), "{e}");
     // Skipping verification only when the URL asks for it (the client certificate is
     // still presented).
-    let insecure = TlsConfig::new()
+    let insecure = TlsConfig::default()
         .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
     let url = format!("{}/#insecure", server.tls_url());
     assert_eq!(check(quick(url).with_tls(insecure)).await, "ok");
@@ -94,8 +95,11 @@ async fn a_rediss_url_without_settings_needs_a_trusted_server() {
         "ok"
     );
     assert_eq!(
-        check(quick(server.tls_url()).with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone())))
-            .await,
+        check(
+            quick(server.tls_url())
+                .with_tls(TlsConfig::default().with_ca_pem(certs.ca_pem.clone()))
+        )
+        .await,
         "ok"
     );
 }
@@ -110,7 +114,7 @@ fn tls_settings_need_a_tls_url() {
         "redis+sentinel://127.0.0.1:1/mymaster",
     ] {
         let built = RedisStore::builder(url)
-            .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
+            .with_tls(TlsConfig::default().with_ca_pem(certs.ca_pem.clone()))
             .build();
         match built {
             Err(e @ ConfigError::Tls(_)) => {
@@ -120,12 +124,12 @@ fn tls_settings_need_a_tls_url() {
         }
     }
     let cluster = RedisStore::cluster_builder(vec!["redis://127.0.0.1:1".to_owned()])
-        .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
+        .with_tls(TlsConfig::default().with_ca_pem(certs.ca_pem.clone()))
         .build();
     assert!(matches!(cluster, Err(ConfigError::Tls(_))), "{cluster:?}");
     // The same settings with a TLS URL build.
     RedisStore::builder("rediss://127.0.0.1:1")
-        .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
+        .with_tls(TlsConfig::default().with_ca_pem(certs.ca_pem.clone()))
         .build()
         .expect("rediss:// takes TLS settings");
 }
@@ -133,7 +137,7 @@ fn tls_settings_need_a_tls_url() {
 #[test]
 fn bad_tls_settings_are_config_errors_at_build() {
     let missing = RedisStore::builder("rediss://127.0.0.1:1")
-        .with_tls(TlsConfig::new().with_ca_file("/nonexistent/ca.crt"))
+        .with_tls(TlsConfig::default().with_ca_file("/nonexistent/ca.crt"))
         .build();
     match missing {
         Err(ConfigError::TlsFile { path, .. }) => {
@@ -144,7 +148,7 @@ fn bad_tls_settings_are_config_errors_at_build() {
     let key =
         "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n";
     let garbage = RedisStore::builder("rediss://127.0.0.1:1")
-        .with_tls(TlsConfig::new().with_client_cert_pem("not a certificate", key))
+        .with_tls(TlsConfig::default().with_client_cert_pem("not a certificate", key))
         .build();
     match garbage {
         Err(e @ ConfigError::Tls(_)) => {
@@ -157,7 +161,7 @@ fn bad_tls_settings_are_config_errors_at_build() {
         other => panic!("{other:?}"),
     }
     // Debug names what is configured, never the key.
-    let tls = TlsConfig::new()
+    let tls = TlsConfig::default()
         .with_ca_file("/etc/ca.crt")
         .with_client_cert_pem("cert", key);
     let debug = format!("{tls:?}");
@@ -176,7 +180,7 @@ fn bad_tls_settings_are_config_errors_at_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_store_that_cannot_connect_answers_503_and_never_panics() {
     let (certs, server) = &*TLS;
-    let wrong_ca = TlsConfig::new()
+    let wrong_ca = TlsConfig::default()
         .with_ca_pem(certs.other_ca_pem.clone())
         .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone());
     let store = quick(server.tls_url()).with_tls(wrong_ca).build().unwrap();
@@ -196,7 +200,7 @@ async fn a_tls_store_that_cannot_connect_answers_503_and_never_panics() {
 async fn expiry_watcher_and_stream_sink_over_tls_on_a_cluster() {
     let (certs, cluster) = &*TLS_CLUSTER;
     let store = RedisStore::cluster_builder(cluster.tls_urls())
-        .with_tls(TlsConfig::new().with_ca_pem(certs.ca_pem.clone()))
+        .with_tls(TlsConfig::default().with_ca_pem(certs.ca_pem.clone()))
         .build()
         .unwrap()
         .with_namespace("tls-watched")

@@ -65,9 +65,9 @@ async fn rotation(ns: &str, seal: impl Fn(SessionLayer, KeyRing) -> SessionLayer
         let base = SessionLayer::new(shared.clone(), SessionConfig::default()).unwrap();
         app(seal(base, keys))
     };
-    let only_a = layer(KeyRing::new(a.clone()));
-    let b_then_a = layer(KeyRing::new(b.clone()).with_older(a.clone()));
-    let only_b = layer(KeyRing::new(b.clone()));
+    let only_a = layer(KeyRing::from(a.clone()));
+    let b_then_a = layer(KeyRing::from(b.clone()).with_older(a.clone()));
+    let only_b = layer(KeyRing::from(b.clone()));
 
     // 1. Under [A]: a browser-session login and a "remember me" login.
     let mut browser = Client::new(only_a.clone());
@@ -144,7 +144,7 @@ async fn rotation(ns: &str, seal: impl Fn(SessionLayer, KeyRing) -> SessionLayer
     assert_eq!(late.get("/read").await.body, "cid");
 
     // 5. An unrelated key opens nothing.
-    let mut foreign = Client::new(layer(KeyRing::new(Key::generate())));
+    let mut foreign = Client::new(layer(KeyRing::from(Key::generate())));
     foreign.cookie = browser.cookie.clone();
     assert_eq!(foreign.get("/read").await.status, 401);
 }
@@ -162,6 +162,6 @@ async fn private_cookie_keys_rotate() {
 #[test]
 fn a_key_ring_never_shows_its_keys() {
     let key = Key::from(&[42u8; 64]);
-    let debug = format!("{:?}", KeyRing::new(key.clone()).with_older(key));
+    let debug = format!("{:?}", KeyRing::from(key.clone()).with_older(key));
     assert_eq!(debug, "KeyRing(2 keys, redacted)");
 }

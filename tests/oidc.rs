@@ -406,11 +406,10 @@ mod cases {
             .unwrap()
             .with_events(hook);
         let details = |device: &str| {
-            SessionDetails::default()
-                .with("device", device)
-                .unwrap()
-                .with("city", "Lyon")
-                .unwrap()
+            let mut d = SessionDetails::default();
+            d.insert("device", device).unwrap();
+            d.insert("city", "Lyon").unwrap();
+            d
         };
         let app = routes::routes()
             .route(

@@ -352,7 +352,7 @@ mod tls {
         let url = format!("rediss+sentinel://127.0.0.1:{tls_port}/tlsmaster");
         let store = |ca: &str| {
             RedisStore::builder(&url)
-                .with_tls(TlsConfig::new().with_ca_pem(ca.to_owned()))
+                .with_tls(TlsConfig::default().with_ca_pem(ca.to_owned()))
                 .with_connect_timeout(Duration::from_secs(2))
                 .build()
                 .unwrap()

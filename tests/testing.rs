@@ -83,6 +83,77 @@ async fn logout_removes_the_cookie() {
     assert_eq!(browser.cookie(), None);
 }
 
+/// A whole `Router` driven through the tester's cookie jar: its layers and extractors
+/// run, the session cookie goes out with each request (beside the request's own
+/// cookies) and comes back from each response, signed cookies included.
+#[tokio::test]
+async fn a_router_is_driven_with_the_cookie_jar() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use axum::routing::{get, post};
+    use http_body_util::BodyExt;
+
+    let layer = SessionLayer::new(MemoryStore::new(), SessionConfig::default())
+        .unwrap()
+        .with_signed(Key::generate());
+    let app = axum::Router::new()
+        .route(
+            "/visit",
+            post(|s: Session| async move { visit(s).await.map(|n| n.to_string()) }),
+        )
+        .route("/login", post(|s: Session| login(s, "ada")))
+        .route(
+            "/who",
+            get(|s: Session, h: axum::http::HeaderMap| async move {
+                let theme = h[header::COOKIE].to_str().unwrap().contains("theme=dark");
+                let user = s.user_id().await?.unwrap_or_default();
+                Ok::<_, SessionError>(format!("{user} {theme}"))
+            }),
+        )
+        .route(
+            "/logout",
+            post(|s: Session| async move { s.destroy().await }),
+        )
+        .layer(layer.clone());
+    let mut browser = SessionTester::new(layer);
+    let body = |res: axum::response::Response| async move {
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+    let post_to = |uri: &str| Request::post(uri).body(Body::empty()).unwrap();
+    assert_eq!(
+        body(browser.send(app.clone(), post_to("/visit")).await).await,
+        "1"
+    );
+    let anonymous = browser.cookie().map(str::to_owned);
+    assert_eq!(
+        body(browser.send(app.clone(), post_to("/visit")).await).await,
+        "2"
+    );
+    browser.send(app.clone(), post_to("/login")).await;
+    assert_ne!(
+        browser.cookie().map(str::to_owned),
+        anonymous,
+        "a new id at login"
+    );
+    let who = Request::get("/who")
+        .header(header::COOKIE, "theme=dark")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(body(browser.send(app.clone(), who).await).await, "ada true");
+    assert_eq!(
+        body(browser.send(app.clone(), post_to("/visit")).await).await,
+        "3"
+    );
+    // The tester and the app see the same session.
+    assert_eq!(
+        browser.session().user_id().await.unwrap().as_deref(),
+        Some("ada")
+    );
+    browser.send(app.clone(), post_to("/logout")).await;
+    assert_eq!(browser.cookie(), None, "the removal cookie empties the jar");
+    assert_eq!(body(browser.send(app, post_to("/visit")).await).await, "1");
+}
+
 /// `TestRedis`: a throwaway `redis-server` (REDIS_URL is not set in this suite's
 /// environment... unless it is, and then that server is used), and a namespace of its
 /// own on a shared server, cleaned up on drop.

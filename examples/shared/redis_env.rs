@@ -19,7 +19,7 @@ pub fn tls() -> Option<TlsConfig> {
     if ca.is_none() && client.is_none() {
         return None;
     }
-    let mut tls = TlsConfig::new();
+    let mut tls = TlsConfig::default();
     if let Some(ca) = ca {
         tls = tls.with_ca_file(ca);
     }

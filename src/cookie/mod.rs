@@ -38,7 +38,7 @@ pub(crate) enum Newest {
 /// ```rust
 /// use tower_redis_session::cookie::{Key, KeyRing};
 /// # let (new_key, old_key) = (Key::generate(), Key::generate());
-/// let keys = KeyRing::new(new_key).with_older(old_key);
+/// let keys = KeyRing::from(new_key).with_older(old_key);
 /// # let _ = keys;
 /// ```
 ///
@@ -51,7 +51,7 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring that seals with `newest`.
-    pub fn new(newest: Key) -> Self {
+    fn new(newest: Key) -> Self {
         Self { keys: vec![newest] }
     }
 

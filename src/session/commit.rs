@@ -93,7 +93,7 @@ impl Session {
         patch
             .set
             .push((record::CREATED.to_owned(), record::relative(0)));
-        let absolute = st.expiry.and_then(|e| e.absolute);
+        let absolute = st.expiry.and_then(|e| e.absolute_from(clock.now_ms));
         if let Some(d) = deadline_ms(absolute, 0, None, config.absolute_lifetime) {
             patch
                 .set
@@ -131,7 +131,7 @@ impl Session {
         let mut patch = data_patch(st, self.inner.ctx.config.max_session_size);
         if let Some(e) = st.expiry {
             expiry_fields(&mut patch, e);
-            if let Some(absolute) = e.absolute {
+            if let Some(absolute) = e.absolute_from(loaded.created_ms) {
                 // An override counts from the session's creation, or removes the cap.
                 let current = Some(loaded.deadline_ms);
                 let lifetime = self.inner.ctx.config.absolute_lifetime;
@@ -259,9 +259,11 @@ fn details_fields(st: &State, patch: &mut Patch, new: bool) {
 
 /// The fields of an expiry override other than the deadline (see [`deadline_ms`]).
 pub(super) fn expiry_fields(patch: &mut Patch, e: Expiry) {
-    patch
-        .set
-        .push((record::IDLE.to_owned(), millis(e.idle).to_string()));
+    if let Some(idle) = e.idle {
+        patch
+            .set
+            .push((record::IDLE.to_owned(), millis(idle).to_string()));
+    }
     if let Some(p) = e.persistent {
         let v = if p { "1" } else { "0" };
         patch

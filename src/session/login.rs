@@ -267,7 +267,8 @@ impl Session {
         let expiry = st.expiry;
         let deadline = login_deadline(self, expiry, base);
         let idle = expiry
-            .map(|e| millis(e.idle))
+            .and_then(|e| e.idle)
+            .map(millis)
             .or(base.and_then(|b| b.idle_ms));
         let persistent = expiry
             .and_then(|e| e.persistent)
@@ -337,7 +338,7 @@ fn login_deadline(
     base: Option<&Loaded>,
 ) -> Option<i64> {
     let lifetime = session.inner.ctx.config.absolute_lifetime;
-    match (expiry.and_then(|e| e.absolute), base) {
+    match (expiry.and_then(|e| e.absolute_from(now_ms())), base) {
         (Some(absolute), _) => absolute.map(millis),
         (None, Some(b)) => b.deadline_ms.map(|d| (d - b.created_ms).max(0)),
         (None, None) => lifetime.map(millis),

@@ -342,6 +342,53 @@ impl Session {
         })
     }
 
+    /// When the stored session was created (its last login restarts it); `None` when
+    /// the request has no stored session.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn created_at(&self) -> Result<Option<std::time::SystemTime>, SessionError> {
+        let st = self.loaded().await?;
+        Ok(match &st.load {
+            Load::Done(Some(l)) => Some(crate::time::system_time(l.created_ms)),
+            _ => None,
+        })
+    }
+
+    /// When the stored session ends if no further request refreshes it: the idle
+    /// timeout from its last write, never past its absolute deadline. As read by this
+    /// request (this request's own writes move it when they are committed); `None` when
+    /// the request has no stored session.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn expires_at(&self) -> Result<Option<std::time::SystemTime>, SessionError> {
+        let st = self.loaded().await?;
+        Ok(match &st.load {
+            Load::Done(Some(l)) => {
+                let end = l.deadline_ms.map_or(l.expires_ms, |d| d.min(l.expires_ms));
+                Some(crate::time::system_time(end))
+            }
+            _ => None,
+        })
+    }
+
+    /// Whether the session's cookie is persistent (`Max-Age`, kept across browser
+    /// restarts) rather than a browser-session cookie: this request's
+    /// [`set_expiry`](Self::set_expiry) if any, else the session's stored override, else
+    /// the configuration.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the session could not be loaded.
+    pub async fn is_persistent(&self) -> Result<bool, SessionError> {
+        let st = self.loaded().await?;
+        let loaded = match &st.load {
+            Load::Done(Some(l)) => Some(l),
+            _ => None,
+        };
+        Ok(self.persistent(&st, loaded))
+    }
+
     /// A guard for sensitive actions ("sudo mode": change the password, sign out every
     /// device): `Ok` when the user authenticated within `max_age`.
     ///

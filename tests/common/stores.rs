@@ -211,7 +211,7 @@ pub static TLS_CLUSTER: std::sync::LazyLock<(super::tls::Certs, super::RedisClus
 /// The CA and client certificate of `certs`, as a store takes them.
 #[cfg(feature = "tls")]
 pub fn client_tls(certs: &super::tls::Certs) -> tower_redis_session::TlsConfig {
-    tower_redis_session::TlsConfig::new()
+    tower_redis_session::TlsConfig::default()
         .with_ca_pem(certs.ca_pem.clone())
         .with_client_cert_pem(certs.client_cert_pem.clone(), certs.client_key_pem.clone())
 }
@@ -237,7 +237,7 @@ pub fn tls_cluster_store(namespace: &str) -> RedisStore {
     let (certs, cluster) = &*TLS_CLUSTER;
     register(namespace, cluster.urls());
     RedisStore::cluster_builder(cluster.tls_urls())
-        .with_tls(tower_redis_session::TlsConfig::new().with_ca_file(certs.path("ca.crt")))
+        .with_tls(tower_redis_session::TlsConfig::default().with_ca_file(certs.path("ca.crt")))
         .build()
         .unwrap()
         .with_namespace(namespace)
