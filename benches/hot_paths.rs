@@ -104,6 +104,20 @@ fn bench(c: &mut Criterion) {
             b.to_async(&rt).iter(|| call(app, "POST", "/incr", cookie))
         });
     }
+    // Values encrypted at rest: the same read-modify-write, each value opened on the
+    // read and sealed on the write (compare with "request memory: read-modify-write").
+    #[cfg(feature = "value-encryption")]
+    {
+        let layer = SessionLayer::new(MemoryStore::new(), SessionConfig::default()).unwrap();
+        let sealed = routes().layer(layer.with_value_encryption(Key::from(&[5u8; 64])));
+        let cookie = rt.block_on(call(&sealed, "POST", "/login", None)).unwrap();
+        let cookie = Some(cookie.as_str());
+        rt.block_on(call(&sealed, "POST", "/incr", cookie));
+        c.bench_function("request memory, values encrypted: read-modify-write", |b| {
+            b.to_async(&rt)
+                .iter(|| call(&sealed, "POST", "/incr", cookie))
+        });
+    }
     let signed = app(MemoryStore::new(), true);
     let forged = "__Host-id=ZmFrZXNpZ25hdHVyZWZha2VzaWduYXR1cmVmYWtlc2lnbg==session:AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     c.bench_function("request memory: forged signed cookie rejected", |b| {

@@ -316,11 +316,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         use tower_redis_session::tokens::JwtKeys;
         let issuer = std::env::var("ISSUER").unwrap_or_else(|_| format!("http://localhost:{port}"));
         let key = signing_key()?;
-        println!(
-            "signing key: {:?} (kid {})",
-            key.algorithm(),
-            key.kid().unwrap_or("-")
-        );
+        // Debug shows the algorithm and key id, never key material.
+        println!("signing key: {key:?}");
         tokens.with_jwt(JwtKeys::new(key)?.with_issuer(issuer))
     };
     #[cfg(feature = "jwt")]

@@ -12,7 +12,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps
 # against the packaged core.
 cargo package --workspace --allow-dirty --exclude axum-login-example-sqlite
 cargo check --lib --no-default-features
-for feature in tls local-cache tokens messages jwt store-internals test-redis metrics axum-login; do
+for feature in tls local-cache tokens messages jwt store-internals test-redis metrics axum-login value-encryption; do
   cargo check --lib --no-default-features --features "$feature"
 done
 cargo clippy --lib --no-default-features -- -D warnings

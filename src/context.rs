@@ -62,6 +62,8 @@ pub(crate) struct LayerState {
     pub(crate) rejected: Arc<AtomicU64>,
     /// Lifecycle events: one hub for every handle of the layer (see `EventHub`).
     pub(crate) events: Arc<EventHub>,
+    /// How session values are stored: plain, or sealed (feature `value-encryption`).
+    pub(crate) values: crate::store::values::Values,
     /// Test hook: awaited by a login between its two store steps.
     #[cfg(feature = "store-internals")]
     pub(crate) login_pause: Option<crate::store::Pause>,

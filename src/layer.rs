@@ -93,6 +93,7 @@ impl SessionLayer {
                 config,
                 rejected: Arc::new(AtomicU64::new(0)),
                 events: Arc::new(crate::events::EventHub::default()),
+                values: Default::default(),
                 #[cfg(feature = "store-internals")]
                 login_pause: None,
             }),
@@ -113,6 +114,22 @@ impl SessionLayer {
     /// rotate keys without logging anyone out.
     pub fn with_private(mut self, keys: impl Into<KeyRing>) -> Self {
         self.codec = Codec::Private(keys.into());
+        self
+    }
+
+    /// Encrypts every session value before it reaches the store (feature
+    /// `value-encryption`): AES-256-GCM-SIV, each value bound to its session and key
+    /// name, so a Redis dump or backup shows no value and a value moved between keys or
+    /// sessions does not open. The key is derived from `keys` for this use alone (the
+    /// cookie keys can be passed again). Pass a [`KeyRing`] to rotate: the newest key
+    /// seals, older ones still open; a value under a key no longer in the ring, a plain
+    /// value (stored before encryption was on) and an altered one read as missing.
+    /// User ids, details, IP and user agent stay readable to the per-user API.
+    #[cfg(feature = "value-encryption")]
+    pub fn with_value_encryption(mut self, keys: impl Into<KeyRing>) -> Self {
+        let mut ctx = (*self.ctx).clone();
+        ctx.values = crate::store::values::Values::sealed(&keys.into());
+        self.ctx = Arc::new(ctx);
         self
     }
 

@@ -63,6 +63,12 @@ impl KeyRing {
         self
     }
 
+    /// The keys, newest first.
+    #[cfg(feature = "value-encryption")]
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
     fn newest(&self) -> &Key {
         &self.keys[0]
     }

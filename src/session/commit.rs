@@ -104,6 +104,7 @@ impl Session {
         }
         details_fields(st, &mut patch, true);
         self.inner.meta.fields(&mut patch);
+        self.inner.ctx.values.seal_patch(&mut patch, handle)?;
         let persistent = self.persistent(st, None);
         let written = self
             .write_new(SessionId::generate, WriteMode::Create, &patch, clock)
@@ -142,6 +143,10 @@ impl Session {
             }
         }
         details_fields(st, &mut patch, false);
+        self.inner
+            .ctx
+            .values
+            .seal_patch(&mut patch, loaded.handle)?;
         let persistent = self.persistent(st, Some(loaded));
         let key = id.key();
         if st.fate == Fate::NewId {

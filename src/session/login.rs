@@ -89,7 +89,7 @@ impl Session {
         let base = match (&current, &st.load) {
             (Some(_), Load::Done(Some(l))) if l.user.is_some() => Some(l.clone()),
             (Some(id), _) => match store.load(&id.key()).await {
-                Ok(record) => parse_live(record, now_ms()),
+                Ok(record) => parse_live(record, now_ms(), &ctx.values),
                 Err(e) => return Err(st.fail(e, "load")),
             },
             (None, _) => None,
@@ -112,19 +112,28 @@ impl Session {
         let (patch, new, ttl, evicted) = loop {
             let (patch, written) = match &start {
                 Start::Again(b, from) => {
-                    let patch = self.relogin_patch(&st, b, user_id);
+                    let patch = match self.relogin_patch(&st, b, user_id) {
+                        Ok(patch) => patch,
+                        Err(e) => return Err(st.fail(e, "seal")),
+                    };
                     let mode = WriteMode::Rotate { from };
                     let written = self.write_new(generate, mode, &patch, clock).await;
                     (patch, written)
                 }
                 Start::Carry(b) => {
-                    let mut patch = self.login_record(&st, Some(b), user_id);
+                    let mut patch = match self.login_record(&st, Some(b), user_id) {
+                        Ok(patch) => patch,
+                        Err(e) => return Err(st.fail(e, "seal")),
+                    };
                     patch.events = "login";
                     let written = self.write_new(generate, login_mode, &patch, clock).await;
                     (patch, written)
                 }
                 Start::Fresh | Start::Switch => {
-                    let mut patch = self.login_record(&st, None, user_id);
+                    let mut patch = match self.login_record(&st, None, user_id) {
+                        Ok(patch) => patch,
+                        Err(e) => return Err(st.fail(e, "seal")),
+                    };
                     patch.events = "created login";
                     let written = self.write_new(generate, login_mode, &patch, clock).await;
                     (patch, written)
@@ -165,13 +174,24 @@ impl Session {
         if let (Start::Carry(_) | Start::Switch, Some(old)) = (&start, &current) {
             self.retire(old, matches!(start, Start::Switch)).await;
         }
+        // The stored form (sealed values, if on), opened as a read would open it.
         let mut fields = match &start {
-            Start::Again(b, _) => relogin_fields(b),
+            Start::Again(b, _) => {
+                let mut fields = relogin_fields(b);
+                if let Err(e) = ctx.values.seal_fields(&mut fields, b.handle) {
+                    return Err(st.fail(e, "seal"));
+                }
+                fields
+            }
             _ => HashMap::new(),
         };
         patch.apply_to(&mut fields);
         record::stamp_ttl(&mut fields, clock);
-        st.load = Load::Done(Loaded::parse(Record::from_fields(fields)));
+        let mut loaded = Loaded::parse(Record::from_fields(fields));
+        if let Some(l) = &mut loaded {
+            ctx.values.open_data(&mut l.data, l.handle);
+        }
+        st.load = Load::Done(loaded);
         st.changes.clear();
         st.cleared = false;
         st.expiry = None;
@@ -241,7 +261,15 @@ impl Session {
     /// The full record of a session logging in: the data it carries (`base`, an
     /// anonymous session, or none for a new or another user's session), this request's
     /// changes, and the user.
-    pub(super) fn login_record(&self, st: &State, base: Option<&Loaded>, user_id: &str) -> Patch {
+    ///
+    /// # Errors
+    /// A [`StoreError`] if the values could not be sealed (nothing is written).
+    pub(super) fn login_record(
+        &self,
+        st: &State,
+        base: Option<&Loaded>,
+        user_id: &str,
+    ) -> Result<Patch, StoreError> {
         let config = &self.inner.ctx.config;
         let mut data: HashMap<&str, &str> = HashMap::new();
         if let Some(b) = base.filter(|_| !st.cleared) {
@@ -295,12 +323,13 @@ impl Session {
             }
         }
         self.inner.meta.fields(&mut patch);
-        patch
+        self.inner.ctx.values.seal_patch(&mut patch, handle)?;
+        Ok(patch)
     }
 
     /// The patch of a re-login of the session's own user (a rotation): this request's
     /// changes, a restarted lifetime and created time, the client's IP and user agent.
-    fn relogin_patch(&self, st: &State, base: &Loaded, user_id: &str) -> Patch {
+    fn relogin_patch(&self, st: &State, base: &Loaded, user_id: &str) -> Result<Patch, StoreError> {
         let mut patch = super::commit::data_patch(st, self.inner.ctx.config.max_session_size);
         patch.events = "login";
         if let Some(e) = st.expiry {
@@ -324,7 +353,8 @@ impl Session {
             None => {}
         }
         self.inner.meta.fields(&mut patch);
-        patch
+        self.inner.ctx.values.seal_patch(&mut patch, base.handle)?;
+        Ok(patch)
     }
 }
 

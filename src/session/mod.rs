@@ -158,7 +158,7 @@ impl Session {
         if matches!(st.load, Load::Pending) {
             let loaded = match &st.id {
                 Some(id) => match self.inner.ctx.store.load(&id.key()).await {
-                    Ok(record) => parse_live(record, now_ms()),
+                    Ok(record) => parse_live(record, now_ms(), &self.inner.ctx.values),
                     Err(e) if self.inner.ctx.config.store_down == StoreDownPolicy::Anonymous => {
                         log_store_error(&e, "load (serving as anonymous)");
                         self.emit(EventKind::StoreUnavailable, None, None);
@@ -217,7 +217,7 @@ impl Session {
             return Err(SessionError::TooManyKeys { limit: MAX_KEYS });
         }
         let limit = self.inner.ctx.config.max_session_size;
-        let size = st.size_with(key, &json);
+        let size = st.size_with(key, &json, &self.inner.ctx.values);
         if size > limit {
             return Err(SessionError::TooLarge { size, limit });
         }

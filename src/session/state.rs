@@ -12,6 +12,8 @@ use crate::error::{SessionError, StoreError};
 use crate::id::{SessionHandle, SessionId};
 use crate::store::record::{Loaded, Record};
 
+use crate::store::values::Values;
+
 #[derive(Debug, Default)]
 pub(super) enum Load {
     #[default]
@@ -94,8 +96,10 @@ impl State {
 
     /// The session's size ([`data_size`](crate::store::rules::data_size)) if `key` held
     /// `value`.
-    pub(super) fn size_with(&self, key: &str, value: &str) -> usize {
-        use crate::store::rules::entry_size;
+    /// `values` says how long a value is once stored (sealed or not).
+    pub(super) fn size_with(&self, key: &str, value: &str, values: &Values) -> usize {
+        use crate::store::rules::entry_len;
+        let entry_size = |k: &str, v: &str| entry_len(k, values.stored_len(v.len()));
         let mut size = entry_size(key, value);
         if let Some(data) = self.stored_data() {
             size += data
@@ -176,8 +180,10 @@ impl State {
 
 /// A stored record as a session, if it is well-formed and still within its TTL and
 /// deadline.
-pub(super) fn parse_live(record: Option<Record>, now: i64) -> Option<Loaded> {
-    record
+pub(super) fn parse_live(record: Option<Record>, now: i64, values: &Values) -> Option<Loaded> {
+    let mut loaded = record
         .and_then(Loaded::parse)
-        .filter(|l| l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now))
+        .filter(|l| l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now))?;
+    values.open_data(&mut loaded.data, loaded.handle);
+    Some(loaded)
 }

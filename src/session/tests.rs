@@ -20,6 +20,7 @@ fn context(store: &MemoryStore, config: SessionConfig) -> Arc<LayerState> {
         config,
         rejected: Arc::new(AtomicU64::new(0)),
         events: Arc::new(crate::events::EventHub::default()),
+        values: Default::default(),
         #[cfg(feature = "store-internals")]
         login_pause: None,
     })

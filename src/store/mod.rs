@@ -31,6 +31,7 @@ pub(crate) mod rules;
 #[cfg(feature = "tokens")]
 pub(crate) mod tokens;
 mod user_key;
+pub(crate) mod values;
 mod watcher;
 
 pub use memory::MemoryStore;

@@ -34,7 +34,12 @@ pub fn ttl(idle_ms: i64, deadline_ms: Option<i64>, now_ms: i64) -> i64 {
 /// [`with_max_session_size`](crate::SessionConfig::with_max_session_size): its key
 /// (without the stored `d:` prefix) plus its serialized value, in bytes.
 pub fn entry_size(key: &str, value: &str) -> usize {
-    key.len() + value.len()
+    entry_len(key, value.len())
+}
+
+/// [`entry_size`] of key `key` with a value of `value_len` bytes.
+pub(crate) fn entry_len(key: &str, value_len: usize) -> usize {
+    key.len() + value_len
 }
 
 /// The session's data size: the sum of [`entry_size`] over its data fields (`fields`

@@ -223,11 +223,6 @@ impl JwtKey {
         self.kid.as_deref()
     }
 
-    /// Its algorithm.
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
     /// Its public key as a JWK (with `kid`, `alg` and `use`), or `None` for a shared
     /// secret.
     pub fn public_jwk(&self) -> Option<&Jwk> {
