@@ -141,7 +141,7 @@ fn bench(c: &mut Criterion) {
         ),
     ] {
         let pair = rt.block_on(tokens.issue("bench")).unwrap();
-        let access = pair.access_token().to_owned();
+        let access = pair.access_token.clone();
         c.bench_function(&format!("tokens {name}: authenticate"), |b| {
             b.to_async(&rt).iter(|| tokens.authenticate(&access))
         });

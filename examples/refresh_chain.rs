@@ -55,7 +55,7 @@ async fn main() {
     for b in 0..chain / batch {
         let (calls0, usec0) = evalsha(&mut conn).await;
         for _ in 0..batch {
-            pair = tokens.refresh(pair.refresh_token()).await.expect("refresh");
+            pair = tokens.refresh(&pair.refresh_token).await.expect("refresh");
         }
         let (calls1, usec1) = evalsha(&mut conn).await;
         let per = (usec1 - usec0) as f64 / (calls1 - calls0).max(1) as f64;

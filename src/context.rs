@@ -20,7 +20,7 @@ const MAX_USER_AGENT: usize = 256;
 
 /// What the request says about the client, kept cheaply (no formatting) until a session
 /// is written.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct RequestMeta {
     pub(crate) ip: Option<IpAddr>,
     pub(crate) user_agent: Option<HeaderValue>,

@@ -388,9 +388,9 @@ async fn token_activity_is_audited() {
     .unwrap()
     .with_events(sink);
     let p1 = t.issue("kim").await.unwrap();
-    t.refresh(p1.refresh_token()).await.unwrap();
+    t.refresh(&p1.refresh_token).await.unwrap();
     assert!(matches!(
-        t.refresh(p1.refresh_token()).await,
+        t.refresh(&p1.refresh_token).await,
         Err(TokenError::Reused { .. })
     ));
     let mut writer = AuditWriter::connect(&redis.url(), ns, &postgres.conn_str())
@@ -416,7 +416,7 @@ async fn token_activity_is_audited() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    let family = Some(p1.family().to_string());
+    let family = Some(p1.family.to_string());
     let kim = Some("kim".to_owned());
     assert_eq!(
         got,

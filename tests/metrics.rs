@@ -87,7 +87,7 @@ async fn metrics_appear_without_secrets() {
     // Tokens: a good one, and refused ones.
     let tokens = Tokens::new(store, TokenConfig::default()).unwrap();
     let pair = tokens.issue(user).await.unwrap();
-    tokens.authenticate(pair.access_token()).await.unwrap();
+    tokens.authenticate(&pair.access_token).await.unwrap();
     assert!(tokens.authenticate("forged").await.is_err());
     assert!(tokens.refresh("forged").await.is_err());
 
@@ -103,8 +103,8 @@ async fn metrics_appear_without_secrets() {
         for secret in [
             user,
             cookie.as_str(),
-            pair.access_token(),
-            pair.refresh_token(),
+            &pair.access_token,
+            &pair.refresh_token,
         ] {
             assert!(!line.contains(secret), "a secret in {line}");
         }

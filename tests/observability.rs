@@ -28,7 +28,7 @@ async fn store_operations_have_spans_without_secrets() {
     c.post("/logout").await;
     let tokens = Tokens::new(store, TokenConfig::default()).unwrap();
     let pair = tokens.issue("user-secret-id").await.unwrap();
-    tokens.authenticate(pair.access_token()).await.unwrap();
+    tokens.authenticate(&pair.access_token).await.unwrap();
 
     let logs = logs.text();
     for op in [
@@ -49,7 +49,7 @@ async fn store_operations_have_spans_without_secrets() {
         assert!(line.contains("time.busy="), "duration recorded: {line}");
     }
     let cookie = c.cookie.clone().unwrap_or_default();
-    for secret in ["user-secret-id", pair.access_token(), pair.refresh_token()] {
+    for secret in ["user-secret-id", &pair.access_token, &pair.refresh_token] {
         assert!(!logs.contains(secret), "{secret} in:\n{logs}");
     }
     if let Some((_, s)) = cookie.split_once('.') {

@@ -670,7 +670,7 @@ async fn per_user_work_goes_in_bounded_steps() {
         assert_eq!(c.get("/read").await.status, 401);
     }
     for p in &api {
-        assert!(tokens.authenticate(p.access_token()).await.is_err());
+        assert!(tokens.authenticate(&p.access_token).await.is_err());
     }
     let mut conn = common::stores::redis_conn(&server.url()).await;
     let left: Vec<String> = conn.keys("bounded:{*}:[ust]*").await.unwrap();

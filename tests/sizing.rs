@@ -147,7 +147,7 @@ async fn sizing_figures() {
         slot.len()
     );
     for _ in 0..5 {
-        pair = tokens.refresh(pair.refresh_token()).await.unwrap();
+        pair = tokens.refresh(&pair.refresh_token).await.unwrap();
     }
     let slot = only_new(&before, keys(&server, "size:*"));
     let total: u64 = slot.iter().map(|k| usage(&server, k)).sum();
@@ -193,8 +193,8 @@ async fn sizing_figures() {
                     .iter()
                     .map(|(i, _)| {
                         (
-                            pairs[*i].access_token().to_owned(),
-                            pairs[*i].refresh_token().to_owned(),
+                            pairs[*i].access_token.clone(),
+                            pairs[*i].refresh_token.clone(),
                         )
                     })
                     .collect();

@@ -33,7 +33,8 @@ macro_rules! all_cases {
             invalid_user_ids_get_no_tokens, session_bound_tokens_follow_id_rotation,
             family_limit_ends_the_family_closest_to_expiry, grace_window_has_a_time_limit,
             relogin_in_flight_keeps_bound_families, families_remember_their_client,
-            grace_replays_are_reported,
+            grace_replays_are_reported, a_device_login_is_a_session,
+            a_device_ends_with_its_tokens,
         );
     };
 }
@@ -50,7 +51,7 @@ mod cases {
     }
 
     async fn refresh_ok(t: &Tokens, p: &TokenPair) -> TokenPair {
-        t.refresh(p.refresh_token()).await.expect("refresh")
+        t.refresh(&p.refresh_token).await.expect("refresh")
     }
 
     async fn live(t: &Tokens, access: &str) -> bool {
@@ -68,32 +69,38 @@ mod cases {
     pub async fn rotation_chain<S: TestStore + TokenStore>(s: S) {
         let t = tokens(s, TokenConfig::default());
         let first = t.issue("alice").await.unwrap();
-        assert_eq!(first.expires_in(), Duration::from_secs(3600));
-        assert!(first.refresh_expires_in() >= Duration::from_secs(30 * 86_400 - 1));
-        let claims = t.authenticate(first.access_token()).await.unwrap();
+        assert_eq!(
+            Duration::from_secs(first.expires_in),
+            Duration::from_secs(3600)
+        );
+        assert!(
+            Duration::from_secs(first.refresh_token_expires_in)
+                >= Duration::from_secs(30 * 86_400 - 1)
+        );
+        let claims = t.authenticate(&first.access_token).await.unwrap();
         assert_eq!(claims.user_id.as_str(), "alice");
-        assert_eq!(claims.family, first.family());
+        assert_eq!(claims.family, first.family);
 
         let mut chain = vec![first];
         for _ in 0..4 {
             let next = refresh_ok(&t, chain.last().unwrap()).await;
-            assert_eq!(next.family(), chain[0].family(), "same family");
-            let c = t.authenticate(next.access_token()).await.unwrap();
-            assert_eq!((c.user_id.as_str(), c.family), ("alice", chain[0].family()));
+            assert_eq!(next.family, chain[0].family, "same family");
+            let c = t.authenticate(&next.access_token).await.unwrap();
+            assert_eq!((c.user_id.as_str(), c.family), ("alice", chain[0].family));
             chain.push(next);
         }
         let distinct: HashSet<_> = chain
             .iter()
-            .flat_map(|p| [p.access_token().to_owned(), p.refresh_token().to_owned()])
+            .flat_map(|p| [p.access_token.clone(), p.refresh_token.clone()])
             .collect();
         assert_eq!(distinct.len(), chain.len() * 2, "every token is new");
         // Access tokens stay valid until they expire; the consumed refresh tokens do not
         // rotate again.
         for p in &chain {
-            assert!(live(&t, p.access_token()).await);
+            assert!(live(&t, &p.access_token).await);
         }
         assert!(matches!(
-            t.refresh(chain[3].refresh_token()).await,
+            t.refresh(&chain[3].refresh_token).await,
             Err(TokenError::Raced | TokenError::Reused { .. })
         ));
     }
@@ -106,21 +113,21 @@ mod cases {
         let t = tokens(s, config);
         let idle = t.issue("alice").await.unwrap();
         let active = t.issue("alice").await.unwrap();
-        assert_eq!(idle.expires_in(), Duration::from_secs(1));
+        assert_eq!(Duration::from_secs(idle.expires_in), Duration::from_secs(1));
         sleep_ms(600).await;
         let active = refresh_ok(&t, &active).await;
         sleep_ms(600).await;
-        assert!(!live(&t, idle.access_token()).await, "access TTL enforced");
+        assert!(!live(&t, &idle.access_token).await, "access TTL enforced");
         assert!(
             matches!(
-                t.refresh(idle.refresh_token()).await,
+                t.refresh(&idle.refresh_token).await,
                 Err(TokenError::InvalidGrant)
             ),
             "an unused refresh token expires after the inactivity period"
         );
         // 1.2 s after its login, the family that keeps refreshing is alive.
         let active = refresh_ok(&t, &active).await;
-        assert!(live(&t, active.access_token()).await);
+        assert!(live(&t, &active.access_token).await);
     }
 
     pub async fn family_absolute_lifetime<S: TestStore + TokenStore>(s: S) {
@@ -131,21 +138,28 @@ mod cases {
         let t = tokens(s, config);
         let p = t.issue("alice").await.unwrap();
         assert!(
-            p.expires_in() <= Duration::from_secs(1),
+            Duration::from_secs(p.expires_in) <= Duration::from_secs(1),
             "capped by the family"
         );
         sleep_ms(500).await;
         // Refreshing keeps the family's deadline: the new pair gets what is left.
         let p = refresh_ok(&t, &p).await;
-        assert_eq!(p.expires_in(), Duration::ZERO, "under a second left");
-        assert_eq!(p.refresh_expires_in(), Duration::ZERO);
+        assert_eq!(
+            Duration::from_secs(p.expires_in),
+            Duration::ZERO,
+            "under a second left"
+        );
+        assert_eq!(
+            Duration::from_secs(p.refresh_token_expires_in),
+            Duration::ZERO
+        );
         sleep_ms(600).await;
         assert!(
-            !live(&t, p.access_token()).await,
+            !live(&t, &p.access_token).await,
             "no token outlives the family"
         );
         assert!(matches!(
-            t.refresh(p.refresh_token()).await,
+            t.refresh(&p.refresh_token).await,
             Err(TokenError::InvalidGrant)
         ));
     }
@@ -157,19 +171,19 @@ mod cases {
         let p2 = refresh_ok(&t, &p1).await;
         let p3 = refresh_ok(&t, &p2).await;
         // The attacker replays p1's refresh token after the client moved on.
-        match t.refresh(p1.refresh_token()).await {
-            Err(TokenError::Reused { family }) => assert_eq!(family, p1.family()),
+        match t.refresh(&p1.refresh_token).await {
+            Err(TokenError::Reused { family }) => assert_eq!(family, p1.family),
             other => panic!("expected Reused, got {other:?}"),
         }
         for p in [&p1, &p2, &p3] {
-            assert!(!live(&t, p.access_token()).await, "family revoked");
+            assert!(!live(&t, &p.access_token).await, "family revoked");
         }
         assert!(matches!(
-            t.refresh(p3.refresh_token()).await,
+            t.refresh(&p3.refresh_token).await,
             Err(TokenError::InvalidGrant)
         ));
         assert!(
-            live(&t, other.access_token()).await,
+            live(&t, &other.access_token).await,
             "other family untouched"
         );
         refresh_ok(&t, &other).await;
@@ -187,22 +201,22 @@ mod cases {
         let kept = chain.len() - 8;
         for (i, p) in chain.iter().enumerate() {
             assert_eq!(
-                live(&t, p.access_token()).await,
+                live(&t, &p.access_token).await,
                 i >= kept,
                 "access token {i}"
             );
         }
         // The refresh token consumed 40 refreshes ago is still known: replaying it
         // ends the family, with every token issued since.
-        match t.refresh(chain[0].refresh_token()).await {
-            Err(TokenError::Reused { family }) => assert_eq!(family, chain[0].family()),
+        match t.refresh(&chain[0].refresh_token).await {
+            Err(TokenError::Reused { family }) => assert_eq!(family, chain[0].family),
             other => panic!("expected Reused, got {other:?}"),
         }
         for p in &chain[kept..] {
-            assert!(!live(&t, p.access_token()).await, "family revoked");
+            assert!(!live(&t, &p.access_token).await, "family revoked");
         }
         assert!(matches!(
-            t.refresh(chain.last().unwrap().refresh_token()).await,
+            t.refresh(&chain.last().unwrap().refresh_token).await,
             Err(TokenError::InvalidGrant)
         ));
     }
@@ -216,17 +230,17 @@ mod cases {
         let p2 = refresh_ok(&t, &p1).await;
         // A double submit of p1 right after: an error, no tokens, nothing revoked.
         assert!(matches!(
-            t.refresh(p1.refresh_token()).await,
+            t.refresh(&p1.refresh_token).await,
             Err(TokenError::Raced)
         ));
-        assert!(live(&t, p2.access_token()).await);
+        assert!(live(&t, &p2.access_token).await);
         let p3 = refresh_ok(&t, &p2).await;
         // p1 is no longer the immediately previous token: replaying it is reuse.
         assert!(matches!(
-            t.refresh(p1.refresh_token()).await,
+            t.refresh(&p1.refresh_token).await,
             Err(TokenError::Reused { .. })
         ));
-        assert!(!live(&t, p3.access_token()).await);
+        assert!(!live(&t, &p3.access_token).await);
     }
 
     pub async fn grace_window_has_a_time_limit<S: TestStore + TokenStore>(s: S) {
@@ -240,11 +254,11 @@ mod cases {
         // (immediately previous) token after the window has passed.
         sleep_ms(300).await;
         assert!(matches!(
-            t.refresh(victim.refresh_token()).await,
+            t.refresh(&victim.refresh_token).await,
             Err(TokenError::Reused { .. })
         ));
         assert!(
-            !live(&t, refreshed.access_token()).await,
+            !live(&t, &refreshed.access_token).await,
             "reuse ends the family"
         );
     }
@@ -260,41 +274,41 @@ mod cases {
             .unwrap();
         for wrong in [Some("app-b"), None] {
             let refused = match wrong {
-                Some(c) => t.refresh_for_client(c, mine.refresh_token()).await,
-                None => t.refresh(mine.refresh_token()).await,
+                Some(c) => t.refresh_for_client(c, &mine.refresh_token).await,
+                None => t.refresh(&mine.refresh_token).await,
             };
             assert!(
                 matches!(refused, Err(TokenError::InvalidGrant)),
                 "{wrong:?}: {refused:?}"
             );
         }
-        for token in [mine.access_token(), mine.refresh_token()] {
+        for token in [&mine.access_token, &mine.refresh_token] {
             assert!(matches!(
                 t.revoke_for_client("app-b", token).await,
                 Err(TokenError::InvalidGrant)
             ));
         }
-        assert!(live(&t, mine.access_token()).await, "nothing changed");
+        assert!(live(&t, &mine.access_token).await, "nothing changed");
         assert_eq!(
             t.list("alice").await.unwrap()[0].client_id.as_deref(),
             Some("app-a")
         );
         let next = t
-            .refresh_for_client("app-a", mine.refresh_token())
+            .refresh_for_client("app-a", &mine.refresh_token)
             .await
             .unwrap();
         // A first-party family (no client) refuses a client's refresh.
         let plain = t.issue("alice").await.unwrap();
         assert!(matches!(
-            t.refresh_for_client("app-a", plain.refresh_token()).await,
+            t.refresh_for_client("app-a", &plain.refresh_token).await,
             Err(TokenError::InvalidGrant)
         ));
-        assert!(t.refresh(plain.refresh_token()).await.is_ok());
-        t.revoke_for_client("app-a", next.refresh_token())
+        assert!(t.refresh(&plain.refresh_token).await.is_ok());
+        t.revoke_for_client("app-a", &next.refresh_token)
             .await
             .unwrap();
         assert!(
-            !live(&t, next.access_token()).await,
+            !live(&t, &next.access_token).await,
             "its own client revoked it"
         );
         // Unknown and malformed tokens stay a success (RFC 7009 §2.2).
@@ -312,7 +326,7 @@ mod cases {
         let p = t.issue("ivy").await.unwrap();
         refresh_ok(&t, &p).await;
         assert!(matches!(
-            t.refresh(p.refresh_token()).await,
+            t.refresh(&p.refresh_token).await,
             Err(TokenError::Raced)
         ));
         tokio::time::timeout(Duration::from_secs(10), t.flush_events())
@@ -328,7 +342,7 @@ mod cases {
                 EventKind::TokenGraceReplay
             ]
         );
-        assert_eq!(events[2].family, Some(p.family()));
+        assert_eq!(events[2].family, Some(p.family));
         assert_eq!(events[2].user_id.as_deref(), Some("ivy"));
         assert_eq!(EventKind::TokenGraceReplay.name(), "token_grace_replay");
     }
@@ -373,7 +387,7 @@ mod cases {
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let t = t.clone();
-                let r = p.refresh_token().to_owned();
+                let r = p.refresh_token.clone();
                 tokio::spawn(async move { t.refresh(&r).await })
             })
             .collect();
@@ -387,7 +401,7 @@ mod cases {
             }
         }
         assert_eq!((pairs.len(), raced), (1, 19), "exactly one new pair");
-        assert!(live(&t, pairs[0].access_token()).await, "family kept");
+        assert!(live(&t, &pairs[0].access_token).await, "family kept");
         refresh_ok(&t, &pairs[0]).await;
     }
 
@@ -396,33 +410,33 @@ mod cases {
         let a = t.issue("alice").await.unwrap();
         let b = refresh_ok(&t, &a).await;
         // An access token ends alone.
-        t.revoke(a.access_token()).await.unwrap();
-        assert!(!live(&t, a.access_token()).await);
-        assert!(live(&t, b.access_token()).await);
+        t.revoke(&a.access_token).await.unwrap();
+        assert!(!live(&t, &a.access_token).await);
+        assert!(live(&t, &b.access_token).await);
         // A refresh token ends its family, access tokens included; twice is fine.
-        t.revoke(b.refresh_token()).await.unwrap();
-        t.revoke(b.refresh_token()).await.unwrap();
-        assert!(!live(&t, b.access_token()).await);
+        t.revoke(&b.refresh_token).await.unwrap();
+        t.revoke(&b.refresh_token).await.unwrap();
+        assert!(!live(&t, &b.access_token).await);
         assert!(matches!(
-            t.refresh(b.refresh_token()).await,
+            t.refresh(&b.refresh_token).await,
             Err(TokenError::InvalidGrant)
         ));
         // Unknown and malformed tokens: success, nothing happens.
         let c = t.issue("alice").await.unwrap();
-        for junk in ["", "nonsense", "rt.AAAAAAAAAAAAAAAA.x", a.refresh_token()] {
+        for junk in ["", "nonsense", "rt.AAAAAAAAAAAAAAAA.x", &a.refresh_token] {
             t.revoke(junk).await.unwrap();
         }
-        assert!(live(&t, c.access_token()).await);
+        assert!(live(&t, &c.access_token).await);
         // Revoking a family by id, as an admin would.
-        assert!(t.revoke_family("alice", c.family()).await.unwrap());
-        assert!(!t.revoke_family("alice", c.family()).await.unwrap());
-        assert!(!live(&t, c.access_token()).await);
+        assert!(t.revoke_family("alice", c.family).await.unwrap());
+        assert!(!t.revoke_family("alice", c.family).await.unwrap());
+        assert!(!live(&t, &c.access_token).await);
         let d = t.issue("alice").await.unwrap();
         assert!(
-            !t.revoke_family("bob", d.family()).await.unwrap(),
+            !t.revoke_family("bob", d.family).await.unwrap(),
             "owner checked"
         );
-        assert!(live(&t, d.access_token()).await);
+        assert!(live(&t, &d.access_token).await);
     }
 
     pub fn app<S: TestStore>(s: S, t: &Tokens) -> Router {
@@ -442,6 +456,20 @@ mod cases {
                     },
                 ),
             )
+            .route(
+                "/device",
+                post(
+                    |session: Session,
+                     tokens: axum::Extension<Tokens>,
+                     q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                        let mut details = tower_redis_session::SessionDetails::default();
+                        details.insert("device", "phone").unwrap();
+                        let options = IssueOptions::default().with_details(details);
+                        let pair = tokens.login(&session, &q["user"], options).await?;
+                        Ok::<_, TokenError>(axum::Json(pair))
+                    },
+                ),
+            )
             .merge(common::session_routes::per_user())
             .route(
                 "/me",
@@ -455,6 +483,130 @@ mod cases {
         let mut c = Client::new(app.clone());
         assert_eq!(c.post(&format!("/login?user={user}")).await.status, 200);
         c
+    }
+
+    /// A device login over HTTP, as an app would send it: its pair, parsed.
+    async fn device_login(app: &Router, user: &str) -> (Client, TokenPairJson) {
+        let mut app_client = Client::new(app.clone());
+        app_client
+            .headers
+            .push(("user-agent", "ExampleApp/2.1 (iOS 18)".to_owned()));
+        let r = app_client.post(&format!("/device?user={user}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.set_cookie.is_none(), "a device gets no cookie");
+        let pair: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let token = |name: &str| pair[name].as_str().unwrap().to_owned();
+        (app_client, (token("access_token"), token("refresh_token")))
+    }
+
+    type TokenPairJson = (String, String);
+
+    fn device_setup<S: TestStore + TokenStore>(
+        s: &S,
+        max: usize,
+        config: TokenConfig,
+    ) -> (SessionLayer, Tokens, Router) {
+        let limit = SessionConfig::default()
+            .with_max_sessions_per_user(max, tower_redis_session::LimitPolicy::Reject);
+        let layer = SessionLayer::new(s.clone(), limit).unwrap();
+        let t = tokens(s.clone(), config)
+            .with_session_layer(&layer)
+            .unwrap();
+        let app = app_on(layer.clone(), &t);
+        (layer, t, app)
+    }
+
+    pub async fn a_device_login_is_a_session<S: TestStore + TokenStore>(s: S) {
+        // Without the session layer that keeps devices alive, nothing is written.
+        let bare = tokens(s.clone(), TokenConfig::default());
+        let layer = SessionLayer::new(s.clone(), SessionConfig::default()).unwrap();
+        let mut c = Client::new(app_on(layer.clone(), &bare));
+        assert_eq!(c.post("/device?user=alice").await.status, 500);
+        assert!(layer.admin().list("alice").await.unwrap().is_empty());
+
+        let (layer, t, app) = device_setup(&s, 2, TokenConfig::default());
+        let (mut phone, (access, _)) = device_login(&app, "alice").await;
+        // Listed with the browser sessions: IP, user agent, details, and its tokens'
+        // handle.
+        let listed = layer.admin().list("alice").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let device = &listed[0];
+        assert_eq!(
+            device.user_agent.as_deref(),
+            Some("ExampleApp/2.1 (iOS 18)")
+        );
+        assert_eq!(device.details.get("device"), Some("phone"));
+        let claims = t.authenticate(&access).await.unwrap();
+        assert_eq!(claims.session, Some(device.handle));
+        assert_eq!(claims.user_id, "alice");
+        // Its bearer requests work and still send no cookie.
+        phone
+            .headers
+            .push(("authorization", format!("Bearer {access}")));
+        let r = phone.get("/me").await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "alice"));
+        assert!(r.set_cookie.is_none());
+        // Counted by the same limit: a browser login takes the second place, a second
+        // device is refused (409) and leaves nothing behind.
+        let mut web = login(&app, "alice").await;
+        let mut second = Client::new(app.clone());
+        assert_eq!(second.post("/device?user=alice").await.status, 409);
+        assert_eq!(layer.admin().list("alice").await.unwrap().len(), 2);
+        // "Sign out other devices" from the browser ends the device and its tokens.
+        assert_eq!(web.post("/revoke_others").await.body, "1");
+        assert!(!live(&t, &access).await, "its tokens ended with it");
+        assert_eq!(layer.admin().list("alice").await.unwrap().len(), 1);
+        // A device's tokens are bound to it, not to the request's own session: a device
+        // login from a browser leaves the browser's session as it is.
+        let before = web.cookie.clone();
+        let r = web.post("/device?user=alice").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.set_cookie.is_none());
+        assert_eq!(web.cookie, before);
+        assert_eq!(web.get("/read").await.body, "alice");
+        assert_eq!(layer.admin().list("alice").await.unwrap().len(), 2);
+    }
+
+    pub async fn a_device_ends_with_its_tokens<S: TestStore + TokenStore>(s: S) {
+        let (layer, t, app) = device_setup(
+            &s,
+            10,
+            TokenConfig::default().with_reuse_grace(Duration::ZERO),
+        );
+        let count = || async { layer.admin().list("alice").await.unwrap().len() };
+        let mut web = login(&app, "alice").await;
+        // The app signs out (RFC 7009 revocation of its refresh token).
+        let (_, (access, refresh)) = device_login(&app, "alice").await;
+        assert_eq!(count().await, 2);
+        t.revoke(&refresh).await.unwrap();
+        assert!(!live(&t, &access).await);
+        assert_eq!(count().await, 1, "the device went with its family");
+        // A replayed refresh token (theft) ends the family, and so the device.
+        let (_, (_, first)) = device_login(&app, "alice").await;
+        let next = t.refresh(&first).await.unwrap();
+        assert!(matches!(
+            t.refresh(&first).await,
+            Err(TokenError::Reused { .. })
+        ));
+        assert!(!live(&t, &next.access_token).await);
+        assert_eq!(count().await, 1);
+        // So does an admin's revocation of the family.
+        let (_, (access, _)) = device_login(&app, "alice").await;
+        let family = t.authenticate(&access).await.unwrap().family;
+        assert!(t.revoke_family("alice", family).await.unwrap());
+        assert_eq!(count().await, 1);
+        // Revoking every token of the user (or a family by id) ends the devices; the
+        // browser session stays.
+        device_login(&app, "alice").await;
+        device_login(&app, "alice").await;
+        assert_eq!(count().await, 3);
+        assert_eq!(t.revoke_all_tokens("alice").await.unwrap(), 2);
+        assert_eq!(count().await, 1);
+        assert_eq!(web.get("/read").await.body, "alice");
+        // Log out everywhere counts devices as sessions.
+        device_login(&app, "alice").await;
+        assert_eq!(web.post("/everywhere").await.body, "2");
+        assert_eq!(count().await, 0);
     }
 
     pub async fn revoke_user_ends_sessions_and_tokens<S: TestStore + TokenStore>(s: S) {
@@ -474,18 +626,18 @@ mod cases {
             assert_eq!(c.get("/read").await.status, 401);
         }
         for p in &alice_api {
-            assert!(!live(&t, p.access_token()).await);
+            assert!(!live(&t, &p.access_token).await);
             assert!(matches!(
-                t.refresh(p.refresh_token()).await,
+                t.refresh(&p.refresh_token).await,
                 Err(TokenError::InvalidGrant)
             ));
         }
         assert_eq!(bob_web.get("/read").await.body, "bob");
-        assert!(live(&t, bob_api.access_token()).await);
+        assert!(live(&t, &bob_api.access_token).await);
         // Tokens alone.
         let again = t.issue("alice").await.unwrap();
         assert_eq!(t.revoke_all_tokens("alice").await.unwrap(), 1);
-        assert!(!live(&t, again.access_token()).await);
+        assert!(!live(&t, &again.access_token).await);
         assert_eq!(t.revoke_all_tokens("alice").await.unwrap(), 0);
     }
 
@@ -496,12 +648,12 @@ mod cases {
         let api = t.issue("alice").await.unwrap();
         let bob = t.issue("bob").await.unwrap();
         assert_eq!(web.post("/everywhere").await.body, "1");
-        assert!(!live(&t, api.access_token()).await);
+        assert!(!live(&t, &api.access_token).await);
         assert!(matches!(
-            t.refresh(api.refresh_token()).await,
+            t.refresh(&api.refresh_token).await,
             Err(TokenError::InvalidGrant)
         ));
-        assert!(live(&t, bob.access_token()).await);
+        assert!(live(&t, &bob.access_token).await);
     }
 
     pub async fn session_bound_tokens_end_with_the_session<S: TestStore + TokenStore>(s: S) {
@@ -527,10 +679,7 @@ mod cases {
             t.refresh(&refresh).await,
             Err(TokenError::InvalidGrant)
         ));
-        assert!(
-            live(&t, unbound.access_token()).await,
-            "unbound family kept"
-        );
+        assert!(live(&t, &unbound.access_token).await, "unbound family kept");
     }
 
     /// A bound pair issued on `web`'s session: (access, refresh).
@@ -559,15 +708,15 @@ mod cases {
         assert_eq!(web.get("/handle").await.body, handle, "same session");
         assert!(live(&t, &access).await, "access token survives a new login");
         let next = t.refresh(&refresh).await.expect("refresh after rotations");
-        assert!(live(&t, next.access_token()).await);
+        assert!(live(&t, &next.access_token).await);
         // It still ends with the session.
         assert_eq!(web.post("/logout").await.status, 200);
         assert!(
-            !live(&t, next.access_token()).await,
+            !live(&t, &next.access_token).await,
             "ended with its session"
         );
         assert!(matches!(
-            t.refresh(next.refresh_token()).await,
+            t.refresh(&next.refresh_token).await,
             Err(TokenError::InvalidGrant)
         ));
         // Logging the session in as someone else ends alice's tokens bound to it.
@@ -594,11 +743,11 @@ mod cases {
         sleep_ms(3).await;
         let newest = t.issue("alice").await.unwrap();
         assert!(
-            !live(&t, fresh[0].access_token()).await,
+            !live(&t, &fresh[0].access_token).await,
             "closest to expiry: ended"
         );
         for p in [&stale, &fresh[1], &newest] {
-            assert!(live(&t, p.access_token()).await);
+            assert!(live(&t, &p.access_token).await);
         }
         assert_eq!(t.list("alice").await.unwrap().len(), 3);
         assert!(t.issue("bob").await.is_ok(), "per user");
@@ -610,7 +759,7 @@ mod cases {
             t.issue("carol").await.unwrap();
         }
         assert_eq!(t.list("carol").await.unwrap().len(), 100);
-        assert!(!live(&t, first.access_token()).await);
+        assert!(!live(&t, &first.access_token).await);
     }
 
     pub async fn invalid_user_ids_get_no_tokens<S: TestStore + TokenStore>(s: S) {
@@ -631,7 +780,7 @@ mod cases {
     pub async fn hostile_tokens_are_invalid<S: TestStore + TokenStore>(s: S) {
         let t = tokens(s, TokenConfig::default());
         let p = t.issue("alice").await.unwrap();
-        let a = p.access_token();
+        let a = &p.access_token;
         let (head, secret) = a.rsplit_once('.').unwrap();
         let mut flipped = secret.as_bytes().to_vec();
         flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
@@ -654,7 +803,7 @@ mod cases {
                 Err(TokenError::InvalidGrant)
             ));
         }
-        assert!(!live(&t, p.refresh_token()).await, "the wrong kind");
+        assert!(!live(&t, &p.refresh_token).await, "the wrong kind");
         assert!(matches!(t.refresh(a).await, Err(TokenError::InvalidGrant)));
         assert!(live(&t, a).await);
     }
@@ -673,7 +822,7 @@ mod cases {
                 common::client::send(app, req.body(Body::empty()).unwrap()).await
             }
         };
-        let ok = call(Some(format!("Bearer {}", p.access_token()))).await;
+        let ok = call(Some(format!("Bearer {}", &p.access_token))).await;
         assert_eq!((ok.status.as_u16(), ok.body.as_str()), (200, "alice"));
         let missing = call(None).await;
         assert_eq!(missing.status, 401);
@@ -686,9 +835,9 @@ mod cases {
                 .unwrap()
                 .contains(r#"error="invalid_request""#)
         );
-        t.revoke(p.access_token()).await.unwrap();
+        t.revoke(&p.access_token).await.unwrap();
         for auth in [
-            format!("Bearer {}", p.access_token()),
+            format!("Bearer {}", &p.access_token),
             "Bearer at.AAAAAAAAAAAAAAAA.xyz".into(),
         ] {
             let r = call(Some(auth)).await;
@@ -712,11 +861,11 @@ mod cases {
         let p1 = t.issue("ivy").await.unwrap();
         let p2 = refresh_ok(&t, &p1).await;
         assert!(matches!(
-            t.refresh(p1.refresh_token()).await,
+            t.refresh(&p1.refresh_token).await,
             Err(TokenError::Reused { .. })
         ));
         let q = t.issue("ivy").await.unwrap();
-        t.revoke(q.refresh_token()).await.unwrap();
+        t.revoke(&q.refresh_token).await.unwrap();
         let expected = [
             EventKind::TokenIssued,
             EventKind::TokenRefreshed,
@@ -735,10 +884,10 @@ mod cases {
                 .iter()
                 .all(|e| e.user_id.as_deref() == Some("ivy"))
         );
-        assert_eq!(events[2].family, Some(p1.family()));
-        assert_eq!(events[4].family, Some(q.family()));
+        assert_eq!(events[2].family, Some(p1.family));
+        assert_eq!(events[4].family, Some(q.family));
         let json = serde_json::to_string(&events).unwrap();
-        for token in [p1.refresh_token(), p2.access_token(), q.refresh_token()] {
+        for token in [&p1.refresh_token, &p2.access_token, &q.refresh_token] {
             let secret = token.rsplit_once('.').unwrap().1;
             assert!(!json.contains(secret), "a token is in an event");
         }
@@ -757,13 +906,13 @@ mod cases {
         refresh_ok(&t, &a).await;
         let list = t.list("lee").await.unwrap();
         let ids: Vec<_> = list.iter().map(|f| f.family).collect();
-        assert_eq!(ids, [a.family(), b.family()], "oldest first, only lee's");
+        assert_eq!(ids, [a.family, b.family], "oldest first, only lee's");
         assert!(list[0].last_refreshed.is_some());
         assert!(list[1].last_refreshed.is_none());
         assert_eq!(list[1].scope.as_deref(), Some("read"));
         assert!(list[0].expires > list[0].created);
         // "Sign out that app".
-        assert!(t.revoke_family("lee", b.family()).await.unwrap());
+        assert!(t.revoke_family("lee", b.family).await.unwrap());
         let ids: Vec<_> = t
             .list("lee")
             .await
@@ -771,7 +920,7 @@ mod cases {
             .iter()
             .map(|f| f.family)
             .collect();
-        assert_eq!(ids, [a.family()]);
+        assert_eq!(ids, [a.family]);
         t.revoke_all_tokens("lee").await.unwrap();
         assert!(t.list("lee").await.unwrap().is_empty());
     }
@@ -785,15 +934,15 @@ mod cases {
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["scope"], "read write");
         assert!(
-            !format!("{p:?}").contains(p.access_token()),
+            !format!("{p:?}").contains(&p.access_token),
             "Debug is redacted"
         );
-        let c = t.authenticate(p.access_token()).await.unwrap();
+        let c = t.authenticate(&p.access_token).await.unwrap();
         assert_eq!(c.scope.as_deref(), Some("read write"));
         assert!(c.session.is_none());
         assert!(c.expires_at > c.issued_at);
         let next = refresh_ok(&t, &p).await;
-        let c2 = t.authenticate(next.access_token()).await.unwrap();
+        let c2 = t.authenticate(&next.access_token).await.unwrap();
         assert_eq!(
             c2.scope.as_deref(),
             Some("read write"),
@@ -841,7 +990,7 @@ mod redis_only {
 
     /// Whether every session and token of alice's is refused.
     async fn alice_is_out(p: &Process, web: &mut [Client], api: &TokenPair) -> bool {
-        let mut out = p.tokens.authenticate(api.access_token()).await.is_err();
+        let mut out = p.tokens.authenticate(&api.access_token).await.is_err();
         for c in web {
             out &= c.get("/read").await.status == 401;
         }
@@ -857,10 +1006,12 @@ mod redis_only {
             .with_family_lifetime(ten_years);
         let t = Tokens::new(common::stores::redis_store("longest-tokens"), config).unwrap();
         let p = t.issue("max").await.unwrap();
-        assert!(p.refresh_expires_in() > ten_years - Duration::from_secs(60));
-        let p = t.refresh(p.refresh_token()).await.unwrap();
+        assert!(
+            Duration::from_secs(p.refresh_token_expires_in) > ten_years - Duration::from_secs(60)
+        );
+        let p = t.refresh(&p.refresh_token).await.unwrap();
         assert_eq!(
-            t.authenticate(p.access_token())
+            t.authenticate(&p.access_token)
                 .await
                 .unwrap()
                 .user_id
@@ -896,7 +1047,7 @@ mod redis_only {
         for c in &mut web {
             assert_eq!(c.get("/read").await.body, "alice");
         }
-        assert!(first.tokens.authenticate(api.access_token()).await.is_ok());
+        assert!(first.tokens.authenticate(&api.access_token).await.is_ok());
         assert_eq!(first.layer.admin().revoke_all("alice").await.unwrap(), 2);
         assert!(alice_is_out(&first, &mut web, &api).await);
     }
@@ -915,7 +1066,7 @@ mod redis_only {
         // Another process with the same key accepts the tokens and logs alice out
         // everywhere.
         let second = process(store());
-        assert!(second.tokens.authenticate(api.access_token()).await.is_ok());
+        assert!(second.tokens.authenticate(&api.access_token).await.is_ok());
         assert_eq!(second.layer.admin().revoke_all("alice").await.unwrap(), 2);
         assert!(alice_is_out(&second, &mut web, &api).await);
     }
@@ -995,7 +1146,7 @@ mod redis_only {
             b[i] = if b[i] == b'A' { b'B' } else { b'A' };
             String::from_utf8(b).unwrap()
         };
-        let (a, r) = (p.access_token(), p.refresh_token());
+        let (a, r) = (&p.access_token, &p.refresh_token);
         let wrong_tag = |token: &str| format!("{}BBBBBBBBBBBBBBBB{}", &token[..3], &token[19..]);
         let before = server.command_calls();
         for bad in [
@@ -1047,7 +1198,7 @@ mod redis_only {
         let mut p = first.clone();
         let mut sizes = Vec::new();
         for n in 1..=400 {
-            p = t.refresh(p.refresh_token()).await.unwrap();
+            p = t.refresh(&p.refresh_token).await.unwrap();
             if n == 20 || n == 400 {
                 let keys: Vec<String> = conn.keys("chain:*:t:*").await.unwrap();
                 assert_eq!(keys.len(), 1, "{keys:?}");
@@ -1068,10 +1219,10 @@ mod redis_only {
             assert!(ttl > 0, "{k} has no TTL");
         }
         assert!(matches!(
-            t.refresh(first.refresh_token()).await,
+            t.refresh(&first.refresh_token).await,
             Err(TokenError::Reused { .. })
         ));
-        assert!(t.authenticate(p.access_token()).await.is_err());
+        assert!(t.authenticate(&p.access_token).await.is_err());
         let left: Vec<String> = conn.keys("chain:*:[at]:*").await.unwrap();
         assert!(
             left.is_empty(),
@@ -1089,25 +1240,25 @@ mod redis_only {
         let mut conn = common::stores::redis_conn(&server.url()).await;
         for refresh_first in [false, true] {
             let p = t.issue("alice").await.unwrap();
-            assert!(t.authenticate(p.access_token()).await.is_ok());
+            assert!(t.authenticate(&p.access_token).await.is_ok());
             let families: Vec<String> = conn.keys("famgone:*:t:*").await.unwrap();
             assert!(!families.is_empty());
             let _: () = conn.del(&families).await.unwrap();
             if refresh_first {
                 assert!(matches!(
-                    t.refresh(p.refresh_token()).await,
+                    t.refresh(&p.refresh_token).await,
                     Err(TokenError::InvalidGrant)
                 ));
             }
             assert!(
                 matches!(
-                    t.authenticate(p.access_token()).await,
+                    t.authenticate(&p.access_token).await,
                     Err(TokenError::InvalidToken)
                 ),
                 "an access token whose family record is gone is refused"
             );
             assert!(matches!(
-                t.refresh(p.refresh_token()).await,
+                t.refresh(&p.refresh_token).await,
                 Err(TokenError::InvalidGrant)
             ));
         }
@@ -1131,14 +1282,14 @@ mod redis_only {
         let p = t.issue("alice").await.unwrap();
         assert_eq!(scripts(b), 1, "issue");
         let b = server.command_calls();
-        t.authenticate(p.access_token()).await.unwrap();
+        t.authenticate(&p.access_token).await.unwrap();
         // The token and its family's record, checked together (fail closed).
         assert_eq!(scripts(b), 1, "authenticate");
         let b = server.command_calls();
-        let p2 = t.refresh(p.refresh_token()).await.unwrap();
+        let p2 = t.refresh(&p.refresh_token).await.unwrap();
         assert_eq!(scripts(b), 1, "refresh");
         let b = server.command_calls();
-        t.revoke(p2.refresh_token()).await.unwrap();
+        t.revoke(&p2.refresh_token).await.unwrap();
         assert_eq!(scripts(b), 1, "revoke");
 
         // TTLs in Redis follow the config, and the family key outlives none of its tokens
@@ -1170,7 +1321,7 @@ mod redis_only {
         }
         // Nothing in Redis reveals a token: keys and values hold only hashes.
         let dump = common::stores::dump(&mut conn, &keys).await;
-        for token in [p.access_token(), p.refresh_token()] {
+        for token in [&p.access_token, &p.refresh_token] {
             let secret = token.rsplit_once('.').unwrap().1;
             assert!(!dump.contains(secret), "a token secret is in Redis");
         }
@@ -1201,8 +1352,8 @@ mod jwt {
         let server = RedisServer::start();
         let t = jwt_tokens(&server.url(), "jwt", TokenConfig::default());
         let p = t.issue("alice").await.unwrap();
-        assert_eq!(p.access_token().matches('.').count(), 2, "a JWT");
-        let c = t.authenticate(p.access_token()).await.unwrap();
+        assert_eq!(p.access_token.matches('.').count(), 2, "a JWT");
+        let c = t.authenticate(&p.access_token).await.unwrap();
         assert_eq!(c.user_id.as_str(), "alice");
 
         // Forged: signed with another key, or altered, or alg=none. No Redis command.
@@ -1217,7 +1368,7 @@ mod jwt {
                 .with_issuer("test"),
         );
         let foreign = other.issue("alice").await.unwrap();
-        let (h, rest) = p.access_token().split_once('.').unwrap();
+        let (h, rest) = p.access_token.split_once('.').unwrap();
         let (_, sig) = rest.rsplit_once('.').unwrap();
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1225,7 +1376,7 @@ mod jwt {
         let none = format!("{}.{admin}.", b64.encode(br#"{"alg":"none"}"#));
         let before = server.command_calls();
         for bad in [
-            foreign.access_token().to_owned(),
+            foreign.access_token.clone(),
             format!("{h}.{admin}.{sig}"),
             none,
             "a.b.c".to_owned(),
@@ -1238,13 +1389,13 @@ mod jwt {
         assert!(RedisServer::delta(&before, &server.command_calls()).is_empty());
 
         // Revocation is immediate although the JWT itself is still valid.
-        t.revoke(p.access_token()).await.unwrap();
-        assert!(t.authenticate(p.access_token()).await.is_err());
+        t.revoke(&p.access_token).await.unwrap();
+        assert!(t.authenticate(&p.access_token).await.is_err());
         // Refresh gives a new JWT in the same family.
-        let p2 = t.refresh(p.refresh_token()).await.unwrap();
+        let p2 = t.refresh(&p.refresh_token).await.unwrap();
         assert_eq!(
-            t.authenticate(p2.access_token()).await.unwrap().family,
-            p.family()
+            t.authenticate(&p2.access_token).await.unwrap().family,
+            p.family
         );
     }
 
@@ -1257,7 +1408,7 @@ mod jwt {
         let p = t.issue("alice").await.unwrap();
         // The same claims (a live jti), correctly signed, but expired 10 s ago.
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let payload = p.access_token().split('.').nth(1).unwrap();
+        let payload = p.access_token.split('.').nth(1).unwrap();
         let mut claims: serde_json::Value =
             serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
         let now = std::time::SystemTime::now()
@@ -1278,7 +1429,7 @@ mod jwt {
         ));
         assert!(RedisServer::delta(&before, &server.command_calls()).is_empty());
         assert!(
-            t.authenticate(p.access_token()).await.is_ok(),
+            t.authenticate(&p.access_token).await.is_ok(),
             "the original is live"
         );
     }

@@ -92,7 +92,7 @@ impl World {
                 let Some(p) = self.pair(f, back) else {
                     return "no family".into();
                 };
-                let token = p.refresh_token().to_owned();
+                let token = p.refresh_token.clone();
                 let r = match CLIENTS[c] {
                     Some(client) => self.tokens.refresh_for_client(client, &token).await,
                     None => self.tokens.refresh(&token).await,
@@ -104,15 +104,15 @@ impl World {
                 k
             }
             Op::Authenticate(f, back) => match self.pair(f, back) {
-                Some(p) => kind(&self.tokens.authenticate(p.access_token()).await),
+                Some(p) => kind(&self.tokens.authenticate(&p.access_token).await),
                 None => "no family".into(),
             },
             Op::Revoke(f, back, refresh) => match self.pair(f, back) {
                 Some(p) => {
                     let t = if refresh {
-                        p.refresh_token()
+                        &p.refresh_token
                     } else {
-                        p.access_token()
+                        &p.access_token
                     };
                     format!(
                         "{:?}",
@@ -125,7 +125,7 @@ impl World {
                 Some((u, chain)) => {
                     let r = self
                         .tokens
-                        .revoke_family(&self.users[*u], chain[0].family())
+                        .revoke_family(&self.users[*u], chain[0].family)
                         .await;
                     format!("{:?}", r.map_err(|e| e.to_string()))
                 }
@@ -147,7 +147,7 @@ impl World {
                         let i = self
                             .chains
                             .iter()
-                            .position(|(_, c)| c[0].family() == f.family)
+                            .position(|(_, c)| c[0].family == f.family)
                             .unwrap();
                         (i, f.client_id.as_deref().map(str::to_owned))
                     })

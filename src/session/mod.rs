@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 mod commit;
+#[cfg(feature = "tokens")]
+mod device;
 pub(crate) mod extractor;
 mod login;
 mod per_user;

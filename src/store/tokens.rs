@@ -36,6 +36,9 @@ pub(crate) struct Issue<'a> {
     pub(crate) id_token: Option<&'a str>,
     /// The OAuth client the family is issued to: only it may refresh or revoke it.
     pub(crate) client: Option<&'a str>,
+    /// The bound session is the family's own device record (`Tokens::login`): it ends
+    /// when the family does.
+    pub(crate) device: bool,
 }
 
 /// Which kind of token a lookup reads.

@@ -57,6 +57,12 @@ pub enum TokenError {
     /// issued.
     #[error("ID tokens are not configured: {0}")]
     IdTokenUnavailable(&'static str),
+    /// [`Tokens::login`] was called on `Tokens` without
+    /// [`with_session_layer`](Tokens::with_session_layer) (which keeps devices alive
+    /// through their bearer requests), or with a session of another store. Nothing
+    /// was written.
+    #[error("Tokens::login needs Tokens::with_session_layer on the session's store")]
+    NoSessionLayer,
     /// The store failed.
     #[error("token store unavailable")]
     Store(#[from] StoreError),
@@ -85,7 +91,7 @@ impl IntoResponse for TokenError {
                 .into_response(),
             Self::InvalidUserId(_) => (StatusCode::BAD_REQUEST, "invalid user id").into_response(),
             Self::InvalidRequest(_) => oauth_error("invalid_request", &self),
-            Self::IdTokenUnavailable(_) | Self::MissingLayer => {
+            Self::IdTokenUnavailable(_) | Self::MissingLayer | Self::NoSessionLayer => {
                 tracing::error!("{self}");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }

@@ -26,7 +26,7 @@ impl Tokens {
         options.check()?;
         self.id_token_wanted(&options)?;
         let tag = self.backend.user_tag(user_id).await?;
-        self.issue_in(&tag, user_id, None, options).await
+        self.issue_in(&tag, user_id, None, false, options).await
     }
 
     /// Issues a token family for the user logged in on `session`, bound to it: when the
@@ -55,8 +55,79 @@ impl Tokens {
         if ns != self.backend.namespace() {
             return Err(TokenError::NotLoggedIn);
         }
-        self.issue_in(key.tag(), &user, Some((key.hash(), handle)), options)
+        self.issue_in(key.tag(), &user, Some((key.hash(), handle)), false, options)
             .await
+    }
+
+    /// Signs `user_id` in on a device that keeps no cookie (a mobile or desktop app):
+    /// one call creates the device's session record and a token family that lives and
+    /// dies with it, and returns the family's first pair.
+    ///
+    /// The device is a session like a browser's, of the layer serving `session`:
+    /// - it records this request's IP and user agent, and the options'
+    ///   [details](IssueOptions::with_details);
+    /// - it counts toward the per-user [`SessionLimit`](crate::SessionLimit) (under
+    ///   `Reject`, a login at the limit fails with `TooManySessions`; under
+    ///   `EvictOldest`, it may end the oldest session, a browser's or a device's);
+    /// - it is listed by [`Session::user_sessions`] and
+    ///   [`SessionAdmin::list`](crate::SessionAdmin::list), and revoked with the other
+    ///   sessions (`revoke_session`, `revoke_other_sessions`, `logout_everywhere`),
+    ///   which ends its tokens at once;
+    /// - ending its family (an app's [`revoke`](Self::revoke) of its refresh token,
+    ///   [`revoke_family`](Self::revoke_family), [`revoke_all_tokens`](Self::revoke_all_tokens),
+    ///   a detected reuse) ends the device too.
+    ///
+    /// It lives as long as its tokens would: idle for the refresh token TTL, at most
+    /// the family lifetime. Its bearer requests keep it alive, under the threshold rule,
+    /// which is why these `Tokens` must have [`with_session_layer`](Self::with_session_layer).
+    /// The request's own session (a browser's cookie, if any) is left as it is and no
+    /// cookie is sent.
+    ///
+    /// # Errors
+    /// [`TokenError::NoSessionLayer`] without `with_session_layer`, or if `session`'s
+    /// layer is on another store; [`TokenError::InvalidUserId`],
+    /// [`TokenError::InvalidRequest`]; [`TokenError::Session`] with
+    /// [`SessionError::TooManySessions`] at a `Reject` limit; [`TokenError::Store`] /
+    /// [`TokenError::Session`] if a store failed. Nothing is left behind on error.
+    pub async fn login(
+        &self,
+        session: &Session,
+        user_id: &str,
+        mut options: IssueOptions,
+    ) -> Result<TokenPair, TokenError> {
+        check_user_id(user_id).map_err(TokenError::InvalidUserId)?;
+        options.check()?;
+        self.id_token_wanted(&options)?;
+        let store = session.store();
+        if self.sessions.is_none()
+            || store.namespace() != self.backend.namespace()
+            || !self.backend.same_data_as(store)
+        {
+            return Err(TokenError::NoSessionLayer);
+        }
+        let expiry = crate::Expiry::idle(self.config.refresh_ttl)
+            .with_absolute_lifetime(Some(self.config.family_lifetime));
+        let details = options.details.take();
+        let (key, handle) = session.login_device(user_id, expiry, details).await?;
+        let bound = Some((key.hash(), handle));
+        let issued = self
+            .issue_in(key.tag(), user_id, bound, true, options)
+            .await;
+        if issued.is_err() {
+            // A device without tokens would be listed but unusable: it goes.
+            let gone = store
+                .revoke_user(
+                    key.tag(),
+                    user_id,
+                    crate::store::Revoke::Handle(handle),
+                    now_ms(),
+                )
+                .await;
+            if let Err(e) = gone {
+                crate::error::log_store_error(&e, "end a device whose tokens failed");
+            }
+        }
+        issued
     }
 
     /// Whether `options` ask for an ID token; an error if they do and none can be made.
@@ -89,6 +160,7 @@ impl Tokens {
         tag: &str,
         user: &str,
         session: Option<(&str, SessionHandle)>,
+        device: bool,
         options: IssueOptions,
     ) -> Result<TokenPair, TokenError> {
         let with_id = self.id_token_wanted(&options)?;
@@ -117,6 +189,7 @@ impl Tokens {
                 max_families: self.config.max_families.unwrap_or(0),
                 id_token: id_hash.as_deref(),
                 client: options.client_id.as_deref(),
+                device,
             };
             match self.backend.issue(&req).await? {
                 IssueOutcome::Issued {

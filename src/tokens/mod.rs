@@ -23,6 +23,9 @@
 //!   ends every token of a user; [`Session::logout_everywhere`](crate::Session::logout_everywhere)
 //!   and [`SessionAdmin::revoke_all`](crate::SessionAdmin::revoke_all) end the user's sessions *and*
 //!   tokens in one atomic step.
+//! - **Devices** ([`login`](Tokens::login)): an app that keeps no cookie signs in as a
+//!   session of its own (IP, user agent, details; counted by the per-user limit, listed
+//!   and revoked with the browser sessions) that lives and dies with its token family.
 //! - **Bound to a session** ([`issue_for_session`](Tokens::issue_for_session)): the family
 //!   dies with the session (logout, revoke, expiry, a login as another user) and
 //!   follows it through id rotation (`cycle_id`, a new login of the same user).

@@ -6,54 +6,27 @@ use super::*;
 /// A new access and refresh token. Serializes as an OAuth 2.0 token response
 /// (RFC 6749 §5.1). `Debug` is redacted.
 #[derive(Clone, serde::Serialize)]
+#[non_exhaustive]
 pub struct TokenPair {
-    pub(super) access_token: String,
-    pub(super) token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub(super) expires_in: u64,
-    pub(super) refresh_token: String,
-    /// Seconds until the refresh token expires unused.
-    pub(super) refresh_token_expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) scope: Option<String>,
-    /// An OpenID Connect ID token, when the scope holds `openid`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) id_token: Option<String>,
-    #[serde(skip)]
-    pub(super) family: FamilyId,
-}
-
-impl TokenPair {
     /// The access token, for `Authorization: Bearer`.
-    pub fn access_token(&self) -> &str {
-        &self.access_token
-    }
-
+    pub access_token: String,
+    /// Always `"Bearer"`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
     /// The refresh token, for [`Tokens::refresh`].
-    pub fn refresh_token(&self) -> &str {
-        &self.refresh_token
-    }
-
-    /// How long the access token is valid.
-    pub fn expires_in(&self) -> Duration {
-        Duration::from_secs(self.expires_in)
-    }
-
-    /// How long the refresh token stays valid unused.
-    pub fn refresh_expires_in(&self) -> Duration {
-        Duration::from_secs(self.refresh_token_expires_in)
-    }
-
-    /// The family both tokens belong to.
-    pub fn family(&self) -> FamilyId {
-        self.family
-    }
-
-    /// The OpenID Connect ID token issued with the pair (feature `jwt`, scope holding
-    /// `openid`), if any.
-    pub fn id_token(&self) -> Option<&str> {
-        self.id_token.as_deref()
-    }
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires unused.
+    pub refresh_token_expires_in: u64,
+    /// The family's scope, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// An OpenID Connect ID token, when the scope holds `openid` (feature `jwt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// The family both tokens belong to (not serialized).
+    #[serde(skip)]
+    pub family: FamilyId,
 }
 
 impl fmt::Debug for TokenPair {
@@ -150,7 +123,8 @@ pub struct FamilyInfo {
     pub client_id: Option<String>,
 }
 
-/// Options for [`Tokens::issue_with`] and [`Tokens::issue_for_session`].
+/// Options for [`Tokens::issue_with`], [`Tokens::issue_for_session`] and
+/// [`Tokens::login`].
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct IssueOptions {
@@ -158,6 +132,7 @@ pub struct IssueOptions {
     pub(super) client_id: Option<String>,
     pub(super) nonce: Option<String>,
     pub(super) auth_time: Option<SystemTime>,
+    pub(super) details: Option<crate::SessionDetails>,
 }
 
 /// Longest client id or nonce, in bytes.
@@ -192,6 +167,13 @@ impl IssueOptions {
     /// time of issue.
     pub fn with_auth_time(mut self, at: SystemTime) -> Self {
         self.auth_time = Some(at);
+        self
+    }
+
+    /// Display details of the device [`Tokens::login`] creates (a device name, say),
+    /// shown with the user's sessions; other ways of issuing ignore them.
+    pub fn with_details(mut self, details: crate::SessionDetails) -> Self {
+        self.details = Some(details);
         self
     }
 

@@ -199,14 +199,16 @@ impl SessionStore for MemoryStore {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        #[cfg(feature = "tokens")]
-        if matches!(which, Revoke::All) {
-            // Log out everywhere ends the user's tokens in the same step.
-            map.kill_user_tokens(&self.namespace, tag, user_id);
-        }
-        Ok(doomed
+        let revoked = doomed
             .iter()
             .filter_map(|k| map.entries.remove(k).and_then(|e| e.handle()))
-            .collect())
+            .collect();
+        #[cfg(feature = "tokens")]
+        if matches!(which, Revoke::All) {
+            // Log out everywhere ends the user's tokens in the same step (after the
+            // sessions, as revoke.lua does, so device records count as sessions).
+            map.kill_user_tokens(&self.namespace, tag, user_id);
+        }
+        Ok(revoked)
     }
 }

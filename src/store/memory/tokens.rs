@@ -29,6 +29,8 @@ struct Slot {
     families: HashMap<String, Family>,
     /// Entries left after the last sweep.
     swept: usize,
+    /// Device records of families just ended, for the map to end (`Map::end_devices`).
+    devices: Vec<SessionHandle>,
 }
 
 /// A live access token: its record names the session it is bound to, if any.
@@ -63,6 +65,8 @@ struct Family {
     expires: i64,
     /// The OAuth client it was issued to, if any.
     client: Option<String>,
+    /// Its bound session is its own device record (`Tokens::login`): it ends with it.
+    device: bool,
 }
 
 impl Slot {
@@ -82,8 +86,8 @@ impl Slot {
         self.swept = self.len();
     }
 
-    /// Ends a family: its live refresh token and kept access tokens. Consumed refresh
-    /// tokens stay until they expire, pointing at a family that is gone.
+    /// Ends a family: its live refresh token, kept access tokens and (through
+    /// `devices`) device record. Consumed refresh tokens stay until they expire.
     fn kill(&mut self, fid: &str) -> bool {
         let Some(f) = self.families.remove(fid) else {
             return false;
@@ -95,6 +99,9 @@ impl Slot {
             self.id.remove(h);
         }
         self.refresh.remove(&f.current);
+        if let (true, Some(h)) = (f.device, f.session) {
+            self.devices.push(h);
+        }
         true
     }
 
@@ -172,6 +179,26 @@ impl Slot {
 }
 
 impl Map {
+    /// Ends the device records of the families the slot `tag` just ended, as
+    /// `kill_family` does in `token_lib.lua`.
+    fn end_devices(&mut self, ns: &Arc<str>, tag: &str) {
+        let slot = self.tokens.slots.get_mut(&(ns.clone(), tag.to_owned()));
+        let ended = slot
+            .map(|s| std::mem::take(&mut s.devices))
+            .unwrap_or_default();
+        if ended.is_empty() {
+            return;
+        }
+        let doomed: Vec<_> = self
+            .slot(ns, tag, Instant::now())
+            .filter(|(_, e)| e.handle().is_some_and(|h| ended.contains(&h)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+    }
+
     /// Whether the session a family is bound to (by handle; `None`: unbound) lives in
     /// the slot, under whatever id it has now (ids rotate; handles stay).
     fn session_live(&self, ns: &Arc<str>, tag: &str, bound: Option<SessionHandle>) -> bool {
@@ -199,6 +226,7 @@ impl Map {
         for id in &doomed {
             slot.kill(id);
         }
+        self.end_devices(ns, tag);
         doomed
     }
 }
@@ -236,6 +264,7 @@ impl MemoryStore {
                 id: None,
                 expires: 0,
                 client: req.client.map(str::to_owned),
+                device: req.device && req.session.is_some(),
             },
         );
         let deadline = req.now_ms + req.ttl.family;
@@ -259,6 +288,7 @@ impl MemoryStore {
         });
         let (access_exp, refresh_exp) =
             slot.pair(req.family, req.access, req.refresh, req.now_ms, req.ttl);
+        map.end_devices(&self.namespace, req.tag);
         IssueOutcome::Issued {
             access_exp,
             refresh_exp,
@@ -294,11 +324,18 @@ impl MemoryStore {
         if let Some(slot) = map.tokens.slots.get_mut(&self.slot_key(tag)) {
             slot.kill(&record.family);
         }
+        map.end_devices(&self.namespace, tag);
         None
     }
 
     pub(crate) fn token_refresh(&self, req: &Refresh<'_>) -> RefreshOutcome {
         let mut map = self.lock();
+        let outcome = self.refresh_in(&mut map, req);
+        map.end_devices(&self.namespace, req.tag);
+        outcome
+    }
+
+    fn refresh_in(&self, map: &mut Map, req: &Refresh<'_>) -> RefreshOutcome {
         let key = self.slot_key(req.tag);
         let now = req.now_ms;
         let (fid, bound) = {
@@ -397,13 +434,19 @@ impl MemoryStore {
         now_ms: i64,
     ) -> Option<Vec<String>> {
         let mut map = self.lock();
-        if let Target::User(user) = target {
+        let revoked = self.revoke_in(&mut map, tag, target, now_ms);
+        map.end_devices(&self.namespace, tag);
+        revoked
+    }
+
+    fn revoke_in(&self, map: &mut Map, tag: &str, to: Target<'_>, now: i64) -> Option<Vec<String>> {
+        if let Target::User(user) = to {
             return Some(map.kill_user_tokens(&self.namespace, tag, user));
         }
         let Some(slot) = map.tokens.slots.get_mut(&self.slot_key(tag)) else {
             return Some(Vec::new());
         };
-        slot.sweep(now_ms);
+        slot.sweep(now);
         // A family whose record is gone has no live tokens: its leftovers go unchecked.
         let wrong_client = |slot: &Slot, fid: &str, client: Option<&str>| {
             client.is_some_and(|c| {
@@ -412,7 +455,7 @@ impl MemoryStore {
                     .is_some_and(|f| f.client.as_deref() != Some(c))
             })
         };
-        let fid = match target {
+        let fid = match to {
             Target::Access(h, client) => {
                 let Some(fid) = slot.access.get(h).map(|a| a.record.family.clone()) else {
                     return Some(Vec::new());
@@ -434,7 +477,7 @@ impl MemoryStore {
                     return None;
                 }
                 match slot.refresh.remove(h) {
-                    Some(r) if r.expires > now_ms => fid,
+                    Some(r) if r.expires > now => fid,
                     _ => return Some(Vec::new()),
                 }
             }

@@ -75,7 +75,8 @@ impl RedisStore {
             .arg(req.max_families)
             .arg(req.id_token.unwrap_or(""))
             .arg(req.ttl.id)
-            .arg(req.client.unwrap_or(""));
+            .arg(req.client.unwrap_or(""))
+            .arg(if req.device { "1" } else { "" });
         let reply: Vec<String> = self.invoke(&inv).await?;
         match reply.iter().map(String::as_str).collect::<Vec<_>>()[..] {
             [TOKEN_OK, a, r, i, ref evicted @ ..] => Ok(IssueOutcome::Issued {

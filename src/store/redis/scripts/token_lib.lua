@@ -13,7 +13,9 @@
 --                               e expiry of its last token, a the
 --                               hashes of its newest ACCESS_KEPT access tokens, i its
 --                               ID token's hash and ie that token's expiry, if any,
---                               cl the OAuth client it was issued to ('' = none))
+--                               cl the OAuth client it was issued to ('' = none),
+--                               dv '1' when the bound session is the family's own
+--                               device record, which ends with it)
 --   P..'i:'..h  ID token       (hash: u, f, c, e, sh, sk, sc; its family's 'i' names it)
 --   P..'tf'     family index   (sorted set: family id scored by its expiry)
 -- h is base64url(sha256(token secret)): Redis never holds a token. A token is valid
@@ -50,14 +52,27 @@ local function access_list(kept)
   return list
 end
 
+-- Ends the device record with handle `sh` (a session with no cookie, created with
+-- its family by Tokens::login): the session key, its index entry and its handle map
+-- entries, as revoke.lua revokes a session. O(1).
+local function end_device(P, sh)
+  local uh = P .. 'uh'
+  local m = redis.call('HGET', uh, '#' .. sh)
+  if not m then return end
+  redis.call('DEL', P .. 's:' .. m)
+  redis.call('ZREM', P .. 'u', m)
+  unmap_handle(uh, m, sh)
+end
+
 local function kill_family(P, fid)
   local fk = P .. 't:' .. fid
-  local f = redis.call('HMGET', fk, 'r', 'a', 'i')
+  local f = redis.call('HMGET', fk, 'r', 'a', 'i', 'dv', 'sh')
   if f[1] then redis.call('DEL', P .. 'r:' .. f[1]) end
   if f[3] then redis.call('DEL', P .. 'i:' .. f[3]) end
   for _, h in ipairs(access_list(f[2])) do redis.call('DEL', P .. 'a:' .. h) end
   redis.call('DEL', fk)
   redis.call('ZREM', P .. 'tf', fid)
+  if f[4] == '1' and f[5] and f[5] ~= '' then end_device(P, f[5]) end
 end
 
 -- Revokes the token families of `user` among the first `seen` + USER_BATCH of the

@@ -70,7 +70,8 @@ if op == TOKEN_ISSUE then
   -- ARGV[4..17]: user, family id, access hash, refresh hash, access TTL, refresh idle
   -- TTL, family lifetime (ms), bound session hash, its handle, scope ('' = none), the
   -- most families of the slot (0: no limit; at it, the family closest to expiry ends),
-  -- ID token hash ('' = none), ID token TTL (ms), OAuth client ('' = none)
+  -- ID token hash ('' = none), ID token TTL (ms), OAuth client ('' = none), '1' if
+  -- the bound session is the family's own device record (it ends with the family)
   -- Returns {'ok', access expiry, refresh expiry, ID token expiry ('' = none),
   --          evicted families...}
   -- | {'gone'} (bound session ended)
@@ -98,6 +99,7 @@ if op == TOKEN_ISSUE then
   local deadline = now + tonumber(ARGV[10])
   redis.call('HSET', fk, 'u', user, 'c', now, 'd', int(deadline), 'sk', sk, 'sh', sh,
     'sc', sc, 'cl', ARGV[17])
+  if ARGV[18] == '1' and sh ~= '' then redis.call('HSET', fk, 'dv', '1') end
   local ie = ''
   if ih ~= '' then
     ie = int(put('i', ih, fid, tonumber(ARGV[16]), deadline,
