@@ -99,10 +99,7 @@ impl Tokens {
         options.check()?;
         self.id_token_wanted(&options)?;
         let store = session.store();
-        if self.sessions.is_none()
-            || store.namespace() != self.backend.namespace()
-            || !self.backend.same_data_as(store)
-        {
+        if self.sessions.is_none() || self.check_store(store).is_err() {
             return Err(TokenError::NoSessionLayer);
         }
         let expiry = crate::Expiry::idle(self.config.refresh_ttl)

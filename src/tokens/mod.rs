@@ -177,18 +177,28 @@ impl Tokens {
         layer: impl Into<crate::admin::SessionAdmin>,
     ) -> Result<Self, ConfigError> {
         let layer = layer.into();
-        let ns = layer.ctx.store.namespace();
+        self.check_store(&*layer.ctx.store)?;
+        self.sessions = Some(layer.ctx);
+        Ok(self)
+    }
+
+    /// Whether a session layer's `store` holds the same data as these tokens: the same
+    /// namespace of the same store.
+    ///
+    /// # Errors
+    /// [`ConfigError::NamespaceMismatch`] or [`ConfigError::StoreMismatch`].
+    fn check_store(&self, store: &dyn crate::store::DynStore) -> Result<(), ConfigError> {
+        let ns = store.namespace();
         if ns != self.backend.namespace() {
             return Err(ConfigError::NamespaceMismatch {
                 layer: ns.to_owned(),
                 tokens: self.backend.namespace().to_owned(),
             });
         }
-        if !self.backend.same_data_as(&*layer.ctx.store) {
+        if !self.backend.same_data_as(store) {
             return Err(ConfigError::StoreMismatch);
         }
-        self.sessions = Some(layer.ctx.clone());
-        Ok(self)
+        Ok(())
     }
 
     /// Refreshes the session `record` is bound to when it is below the threshold (see
