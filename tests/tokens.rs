@@ -526,7 +526,7 @@ mod cases {
 
         let (layer, t, app) = device_setup(&s, 2, TokenConfig::default());
         let (mut phone, (access, _)) = device_login(&app, "alice").await;
-        // Listed with the browser sessions: IP, user agent, details, and its tokens'
+        // Listed with the browser sessions: user agent, details, and its tokens'
         // handle.
         let listed = layer.admin().list("alice").await.unwrap();
         assert_eq!(listed.len(), 1);
