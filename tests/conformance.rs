@@ -873,19 +873,24 @@ mod cases {
 
     pub async fn login_lists_devices_with_metadata<S: TestStore>(s: S) {
         let app = app_with(s.clone(), ip_config());
-        let mut laptop = login_as(&app, "alice", "laptop", "10.0.0.1").await;
-        let mut phone = login_as(&app, "alice", "phone", "203.0.113.9, 10.0.0.2").await;
+        // A browser's user agent, and one longer than the 256 bytes kept: Redis stores
+        // them in pieces of 64 bytes, listed whole.
+        let laptop_ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                         Chrome/131.0.0.0 Safari/537.36";
+        let phone_ua = format!("phone/{}", "0123456789".repeat(30));
+        let mut laptop = login_as(&app, "alice", laptop_ua, "10.0.0.1").await;
+        let mut phone = login_as(&app, "alice", &phone_ua, "203.0.113.9, 10.0.0.2").await;
         login_as(&app, "bob", "other", "10.0.0.3").await;
         let list = sessions(&laptop.get("/sessions").await.body);
         assert_eq!(list.len(), 2, "{list:?}");
         let me = list.iter().find(|s| s.3).expect("current marked");
-        assert_eq!((me.1.as_str(), me.2.as_str()), ("10.0.0.1", "laptop"));
+        assert_eq!((me.1.as_str(), me.2.as_str()), ("10.0.0.1", laptop_ua));
         let other = list.iter().find(|s| !s.3).unwrap();
         assert_eq!(
             other.1, "10.0.0.2",
             "right-most entry of the trusted header"
         );
-        assert_eq!(other.2, "phone");
+        assert_eq!(other.2, phone_ua[..256]);
         let from_phone = sessions(&phone.get("/sessions").await.body);
         assert_eq!(from_phone.iter().filter(|s| s.3).count(), 1);
         assert_eq!(phone.get("/read").await.body, "alice");

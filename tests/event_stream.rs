@@ -422,6 +422,9 @@ async fn recent_events_read_the_stream_back() {
     laptop.headers = vec![("user-agent", "laptop".to_owned())];
     assert_eq!(laptop.post("/login?user=erin").await.status, 200);
     let mut phone = Client::new(app.clone());
+    // Longer than one stored piece (64 bytes): the events carry it whole.
+    let phone_ua = format!("phone/{}", "0123456789".repeat(20));
+    phone.headers = vec![("user-agent", phone_ua.clone())];
     assert_eq!(phone.post("/login?user=erin").await.status, 200);
     let handle = phone.get("/handle").await.body;
     assert_eq!(laptop.post("/revoke_others").await.body, "1");
@@ -450,6 +453,8 @@ async fn recent_events_read_the_stream_back() {
     assert_eq!(revoked.namespace, "recent-events");
     assert!(revoked.at > std::time::UNIX_EPOCH);
     assert_eq!(events[3].user_agent.as_deref(), Some("laptop"));
+    assert_eq!(revoked.user_agent.as_deref(), Some(phone_ua.as_str()));
+    assert_eq!(events[1].user_agent.as_deref(), Some(phone_ua.as_str()));
     // Bounded by the count asked for (and by 1000: `RECENT_EVENTS_MAX`, a unit test).
     assert_eq!(s.recent_events(2).await.unwrap().len(), 2);
     assert_eq!(s.recent_events(0).await.unwrap().len(), 1);

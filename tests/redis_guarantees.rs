@@ -773,6 +773,67 @@ async fn the_data_size_is_kept_with_the_record() {
     assert_eq!(size(&mut conn).await, "87", "nothing written");
 }
 
+/// Redis keeps a hash in its compact listpack encoding only while every value is at
+/// most 64 bytes (`hash-max-listpack-value`); past that each field costs ~40 bytes more.
+/// Every packed field of the record stays under it, and the user agent is stored in
+/// pieces of 64 bytes, so a logged-in browser session with short values stays compact:
+/// also with "remember me" (an idle override, a deadline and a persistent cookie all
+/// set) and after hundreds of writes. The earlier layout packed all eight numbers into
+/// one field (72 bytes and more with "remember me") and kept the user agent whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_short_values_stays_compact() {
+    use axum::routing::post;
+    use tower_redis_session::{Expiry, Session};
+    let server = RedisServer::shared();
+    let store = RedisStore::from_url(&server.url())
+        .unwrap()
+        .with_namespace("compact")
+        .unwrap();
+    let app = routes::routes()
+        .route(
+            "/remember",
+            post(|session: Session| async move {
+                session
+                    .set_expiry(Expiry::remember_me(Duration::from_secs(30 * 86_400)))
+                    .await
+                    .map(|()| "ok")
+            }),
+        )
+        .layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
+    let mut c = Client::new(app);
+    // A browser's user agent, 111 bytes: stored in two pieces.
+    c.headers = vec![(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/131.0.0.0 Safari/537.36"
+            .to_owned(),
+    )];
+    assert_eq!(c.post("/login?user=alice").await.status, 200);
+    assert_eq!(c.post("/remember").await.status, 200);
+    for _ in 0..120 {
+        assert_eq!(c.post("/incr").await.status, 200);
+    }
+    let mut conn = common::stores::redis_conn(&server.url()).await;
+    let keys: Vec<String> = conn.keys("compact:*:s:*").await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let fields: HashMap<String, String> = conn.hgetall(&keys[0]).await.unwrap();
+    for (field, value) in &fields {
+        assert!(
+            value.len() <= 64,
+            "{field} is {} bytes: {value}",
+            value.len()
+        );
+    }
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(encoding, "listpack", "{fields:?}");
+    assert_eq!(c.get("/read").await.body, "alice");
+}
+
 /// The record layout changed in 0.2 (packed metadata; see CHANGELOG): a record in the
 /// 0.1 layout is no session. The request gets a fresh one and nothing fails; the old
 /// record is left to expire.
@@ -827,6 +888,30 @@ async fn a_record_in_the_old_layout_is_no_session() {
     let left: HashMap<String, String> = conn.hgetall(old).await.unwrap();
     assert_eq!(left.get("d:a").map(String::as_str), Some("\"1\""));
     assert!(!left.contains_key("m:t"));
+}
+
+/// A record whose limits field (`m:l`: idle override, deadline, persistence) is gone,
+/// as in the layout before it existed, is no session: read as none rather than as a
+/// session without a deadline, and never written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_without_its_limits_is_no_session() {
+    let server = RedisServer::shared();
+    let store = RedisStore::from_url(&server.url())
+        .unwrap()
+        .with_namespace("nolimits")
+        .unwrap();
+    let app = routes::routes().layer(SessionLayer::new(store, SessionConfig::default()).unwrap());
+    let mut c = Client::new(app);
+    assert_eq!(c.post("/login?user=alice").await.status, 200);
+    assert_eq!(c.post("/set?key=a&value=1").await.status, 200);
+    let mut conn = common::stores::redis_conn(&server.url()).await;
+    let keys: Vec<String> = conn.keys("nolimits:*:s:*").await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let _: () = conn.hdel(&keys[0], "m:l").await.unwrap();
+    let before: HashMap<String, String> = conn.hgetall(&keys[0]).await.unwrap();
+    assert_eq!(c.get("/read").await.status, 401, "no session");
+    let after: HashMap<String, String> = conn.hgetall(&keys[0]).await.unwrap();
+    assert_eq!(before, after, "never written to");
 }
 
 /// A session whose TTL is capped by its absolute deadline gains nothing from a

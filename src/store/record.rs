@@ -23,24 +23,28 @@
 //!
 //! ## The packed layout (Redis)
 //!
-//! [`RedisStore`](crate::RedisStore) packs the fixed-format metadata into two fields, so
-//! a read decodes a handful of reply elements instead of ~20 and the update script
-//! reads and rewrites one field instead of six:
+//! [`RedisStore`](crate::RedisStore) packs the fixed-format metadata into three fields,
+//! so a read decodes a handful of reply elements instead of ~20, and the update script
+//! (the hot path) rewrites one short field:
 //!
-//! | field | values, comma-separated (`''` for none) |
-//! |---|---|
-//! | `m:t` | [`TIMES`]: expires, last seen, data size, index score, idle override, deadline, persistent, version |
-//! | `m:n` | [`IDENTITY`]: created, handle |
+//! | field | values, comma-separated (`''` for none) | written |
+//! |---|---|---|
+//! | `m:t` | [`TIMES`]: expires, last seen, data size, version | by every write |
+//! | `m:l` | [`LIMITS`]: index score, idle override, deadline, persistent | when one changes |
+//! | `m:n` | [`IDENTITY`]: created, handle | at creation |
 //!
 //! The data size ([`data_size`](super::rules::data_size)) is kept by every write so the size limit holds after
 //! concurrent writes merge; the index score is the score last written to the user
 //! index (expiry + slack); the version counts the writes of the hash, so the local
 //! cache applies its own writes in the order Redis ran them. All three are the store's
-//! own bookkeeping.
-//! `m:u`, `m:ip`, `m:ua` (free text) and the `d:` fields stay fields of their own.
-//! Every value stays short (at most 64 bytes for an anonymous session without a user
-//! agent longer than that), so Redis keeps the hash in its compact listpack encoding.
-//! [`meta`] reads a metadata field from either layout.
+//! own bookkeeping. A record without `m:t` and `m:l` (an earlier layout) is no session.
+//! `m:u`, `m:ip`, `m:ua` (free text) and the `d:` fields stay fields of their own. The
+//! user agent (at most 256 bytes of ASCII) is stored in pieces of at most 64 bytes:
+//! `m:ua`, then `m:ua2` to `m:ua4` for what is longer ([`USER_AGENT_PIECES`]), and the
+//! scripts that read it join them. Each packed field stays at most 64 bytes too (`m:t`
+//! at most 13 + 13 + 10 + 10 digits), so a browser's session whose values are short
+//! stays in Redis's compact listpack encoding (~5 bytes a field, against ~40 in a
+//! hashtable). [`meta`] reads a metadata field from either layout.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -58,29 +62,32 @@ pub(crate) const PERSISTENT: &str = "m:p";
 pub(crate) const USER: &str = "m:u";
 pub(crate) const IP: &str = "m:ip";
 pub(crate) const USER_AGENT: &str = "m:ua";
+/// Redis: the fields of the user agent, stored in pieces of at most [`PIECE`] bytes
+/// (module docs); the first is [`USER_AGENT`].
+pub(crate) const USER_AGENT_PIECES: [&str; 4] = [USER_AGENT, "m:ua2", "m:ua3", "m:ua4"];
+/// Redis: the longest value of a packed or split field, Redis's default
+/// `hash-max-listpack-value`.
+pub(crate) const PIECE: usize = 64;
 pub(crate) const DETAILS: &str = "m:x";
 /// Redis: the packed times and TTL inputs (module docs).
 pub(crate) const TIMES_FIELD: &str = "m:t";
+/// Redis: the packed TTL inputs and index score (module docs).
+pub(crate) const LIMITS_FIELD: &str = "m:l";
 /// Redis: the packed creation time and handle (module docs).
 pub(crate) const IDENTITY_FIELD: &str = "m:n";
 /// Redis only, packed in `m:t`: the data's size in bytes, kept by the write scripts.
 const SIZE: &str = "m:z";
-/// Redis only, packed in `m:t`: the session's score in its user index (with slack).
+/// Redis only, packed in `m:l`: the session's score in its user index (with slack).
 /// A name of its own (`T_R` in the scripts): `m:x` is the details field.
 const INDEX_SCORE: &str = "m:r";
 /// Redis only, packed in `m:t`: how many writes the hash has had.
 pub(crate) const VERSION: &str = "m:v";
-/// What `m:t` holds, in order. The scripts index it by the prelude's `T_*` numbers.
-pub(crate) const TIMES: [&str; 8] = [
-    EXPIRES,
-    LAST_SEEN,
-    SIZE,
-    INDEX_SCORE,
-    IDLE,
-    DEADLINE,
-    PERSISTENT,
-    VERSION,
-];
+/// What `m:t` holds, in order: what every write changes. The scripts index it by the
+/// prelude's `T_*` numbers.
+pub(crate) const TIMES: [&str; 4] = [EXPIRES, LAST_SEEN, SIZE, VERSION];
+/// What `m:l` holds, in order (`L_*` in the scripts): what a write reads, and changes
+/// only now and then.
+pub(crate) const LIMITS: [&str; 4] = [INDEX_SCORE, IDLE, DEADLINE, PERSISTENT];
 /// What `m:n` holds, in order (`N_*` in the scripts). The handle, which never contains
 /// a comma, comes last.
 pub(crate) const IDENTITY: [&str; 2] = [CREATED, HANDLE];
@@ -95,20 +102,26 @@ pub(crate) const FIELDS: &[&str] = &[
     USER,
     IP,
     USER_AGENT,
+    USER_AGENT_PIECES[1],
+    USER_AGENT_PIECES[2],
+    USER_AGENT_PIECES[3],
     DETAILS,
     TIMES_FIELD,
+    LIMITS_FIELD,
     IDENTITY_FIELD,
+];
+/// The packed fields and what each holds.
+pub(crate) const PACKED: [(&str, &[&str]); 3] = [
+    (TIMES_FIELD, &TIMES),
+    (LIMITS_FIELD, &LIMITS),
+    (IDENTITY_FIELD, &IDENTITY),
 ];
 
 /// Where a packed field lives: the field and its position there.
 fn packed_slot(name: &str) -> Option<(&'static str, usize)> {
-    if let Some(i) = TIMES.iter().position(|f| *f == name) {
-        return Some((TIMES_FIELD, i));
-    }
-    IDENTITY
+    PACKED
         .iter()
-        .position(|f| *f == name)
-        .map(|i| (IDENTITY_FIELD, i))
+        .find_map(|(packed, names)| names.iter().position(|f| *f == name).map(|i| (*packed, i)))
 }
 
 /// Metadata field `name` (e.g. [`HANDLE`]) of stored fields in either layout; `None`
@@ -123,9 +136,17 @@ pub(crate) fn meta<'a>(fields: &'a HashMap<String, String>, name: &str) -> Optio
 }
 
 /// Turns the packed layout into the per-field one (the scripts' own values, size and
-/// index score, are dropped): for a record that is written back as a patch.
+/// index score, are dropped, and the user agent's pieces joined): for a record that is
+/// written back as a patch.
 pub(crate) fn unpack(fields: &mut HashMap<String, String>) {
-    for (packed, names) in [(TIMES_FIELD, &TIMES[..]), (IDENTITY_FIELD, &IDENTITY[..])] {
+    let rest: String = USER_AGENT_PIECES[1..]
+        .iter()
+        .filter_map(|f| fields.remove(*f))
+        .collect();
+    if let Some(ua) = fields.get_mut(USER_AGENT) {
+        ua.push_str(&rest);
+    }
+    for (packed, names) in PACKED {
         let Some(values) = fields.remove(packed) else {
             continue;
         };
@@ -391,6 +412,40 @@ impl Loaded {
             details,
         })
     }
+}
+
+/// The patch as Redis stores it: a user agent it sets goes in pieces of at most
+/// [`PIECE`] bytes, each cut at a character boundary, and the pieces it leaves unused
+/// are deleted (a user agent it deletes loses every piece). A patch without one is
+/// borrowed as it is.
+pub(crate) fn split_user_agent(patch: &Patch) -> std::borrow::Cow<'_, Patch> {
+    use std::borrow::Cow;
+    let sets_ua = patch.set.iter().any(|(f, _)| f == USER_AGENT);
+    let deletes_ua = patch.delete.iter().any(|f| f == USER_AGENT);
+    if !sets_ua && !deletes_ua {
+        return Cow::Borrowed(patch);
+    }
+    let mut out = patch.clone();
+    out.set.retain(|(f, _)| f != USER_AGENT);
+    out.delete.retain(|f| f != USER_AGENT);
+    let mut used = 0;
+    if let Some((_, ua)) = patch.set.iter().rev().find(|(f, _)| f == USER_AGENT) {
+        let mut rest = ua.as_str();
+        while !rest.is_empty() && used < USER_AGENT_PIECES.len() {
+            let mut end = rest.len().min(PIECE);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            let (piece, tail) = rest.split_at(end);
+            out.set
+                .push((USER_AGENT_PIECES[used].to_owned(), piece.to_owned()));
+            used += 1;
+            rest = tail;
+        }
+    }
+    out.delete
+        .extend(USER_AGENT_PIECES[used..].iter().map(|f| (*f).to_owned()));
+    Cow::Owned(out)
 }
 
 pub(crate) fn data_field(name: &str) -> String {

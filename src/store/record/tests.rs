@@ -32,7 +32,8 @@ fn idle_override_wins_over_default() {
 fn packed_metadata_reads_like_separate_fields() {
     let handle = SessionHandle::generate().to_string();
     let packed: HashMap<String, String> = [
-        (TIMES_FIELD, "2000,1000,12,3000,,5000,1,7".to_owned()),
+        (TIMES_FIELD, "2000,1000,12,7".to_owned()),
+        (LIMITS_FIELD, "3000,,5000,1".to_owned()),
         (IDENTITY_FIELD, format!("900,{handle}")),
         (USER, "alice".to_owned()),
         ("d:k", "1".to_owned()),
@@ -86,13 +87,14 @@ fn clear_keeps_metadata() {
 }
 
 /// One name per meaning: a packed record's details (`m:x`, a field of its own) are not
-/// the index score packed in `m:t`, so `Record::get(DETAILS)` answers the same on both
+/// the index score packed in `m:l`, so `Record::get(DETAILS)` answers the same on both
 /// stores, and unpacking keeps the details.
 #[test]
 fn details_are_not_the_packed_index_score() {
     let details = r#"{"device":"laptop"}"#;
     let packed: HashMap<String, String> = [
-        (TIMES_FIELD, "2000,1000,12,3000,,5000,1,7".to_owned()),
+        (TIMES_FIELD, "2000,1000,12,7".to_owned()),
+        (LIMITS_FIELD, "3000,,5000,1".to_owned()),
         (DETAILS, details.to_owned()),
     ]
     .into_iter()
@@ -104,4 +106,40 @@ fn details_are_not_the_packed_index_score() {
         record.unpacked().get(DETAILS).map(String::as_str),
         Some(details)
     );
+}
+
+/// Redis stores a user agent in pieces of at most 64 bytes, cut at character
+/// boundaries; the pieces a shorter one leaves unused are deleted, and unpacking joins
+/// them again.
+#[test]
+fn a_user_agent_is_stored_in_pieces() {
+    let mut patch = Patch::default();
+    let ua = format!("{}é{}", "a".repeat(63), "b".repeat(70));
+    patch.set_fields([
+        (USER_AGENT.to_owned(), ua.clone()),
+        ("d:k".into(), "1".into()),
+    ]);
+    let stored = split_user_agent(&patch);
+    let pieces: Vec<&(String, String)> = stored
+        .set
+        .iter()
+        .filter(|(f, _)| f.starts_with(USER_AGENT))
+        .collect();
+    assert_eq!(pieces.len(), 3);
+    assert_eq!(pieces[0], &(USER_AGENT.to_owned(), "a".repeat(63)));
+    assert!(pieces.iter().all(|(_, v)| v.len() <= PIECE));
+    assert_eq!(stored.delete, [USER_AGENT_PIECES[3]]);
+    let mut fields: HashMap<String, String> = stored.set.iter().cloned().collect();
+    unpack(&mut fields);
+    assert_eq!(fields[USER_AGENT], ua);
+    assert!(!fields.contains_key(USER_AGENT_PIECES[1]));
+
+    let mut short = Patch::default();
+    short.set_fields([(USER_AGENT.to_owned(), "curl/8".to_owned())]);
+    assert_eq!(split_user_agent(&short).delete, &USER_AGENT_PIECES[1..]);
+    let untouched = Patch::default();
+    assert!(matches!(
+        split_user_agent(&untouched),
+        std::borrow::Cow::Borrowed(_)
+    ));
 }

@@ -138,9 +138,10 @@ impl RedisStore {
             );
             return Ok(None);
         }
-        if !fields.contains_key(record::TIMES_FIELD) {
-            // Written by tower-redis-session 0.1 (per-field layout): no session here.
-            tracing::warn!("a session record in the pre-0.2 layout was read as no session");
+        if !fields.contains_key(record::TIMES_FIELD) || !fields.contains_key(record::LIMITS_FIELD) {
+            // Written in an earlier layout (0.1's per-field one, or m:t without m:l): no
+            // session here, so no TTL input, deadline included, is read as absent.
+            tracing::warn!("a session record in an earlier layout was read as no session");
             return Ok(None);
         }
         Ok(Some(Record::from_fields(fields)))

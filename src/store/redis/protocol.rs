@@ -101,17 +101,25 @@ const REFRESH_CONSUMED: &str = "c";
 
 /// `local NAME = 'value'` for every code, prepended to the session scripts, then the
 /// positions of the packed metadata (record.rs): `T_E` is the 1-based position of
-/// `m:e` in `m:t`, `N_H` that of `m:h` in `m:n`, and so on.
+/// `m:e` in `m:t`, `L_D` that of `m:d` in `m:l`, `N_H` that of `m:h` in `m:n`, and so
+/// on; `T_MATCH` and `L_MATCH` are patterns whose captures are the values of `m:t` and
+/// `m:l` (`{string.match(v, T_MATCH)}` is empty for a malformed value).
 pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
     let mut prelude: String = CODES
         .iter()
         .map(|(name, value)| format!("local {name} = '{value}'\n"))
         .collect();
-    for (prefix, fields) in [("T", &record::TIMES[..]), ("N", &record::IDENTITY[..])] {
+    for (prefix, fields) in [
+        ("T", &record::TIMES[..]),
+        ("L", &record::LIMITS[..]),
+        ("N", &record::IDENTITY[..]),
+    ] {
         for (i, field) in fields.iter().enumerate() {
             let suffix = field.trim_start_matches("m:").to_uppercase();
             prelude.push_str(&format!("local {prefix}_{suffix} = {}\n", i + 1));
         }
+        let captures = vec!["([^,]*)"; fields.len()].join(",");
+        prelude.push_str(&format!("local {prefix}_MATCH = '^{captures}$'\n"));
     }
     // The record's field names, from the one table in `store/record.rs`: `F_U` is
     // 'm:u', `F_UA` 'm:ua'. Scripts never spell a field themselves (a unit test checks).
@@ -120,6 +128,7 @@ pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
         prelude.push_str(&format!("local F_{suffix} = '{field}'\n"));
     }
     prelude.push_str(&format!("local CLOCK_SLACK_MS = {CLOCK_SLACK_MS}\n"));
+    prelude.push_str(&format!("local CHUNK = {CHUNK}\n"));
     prelude.push_str(CLOCK_LUA);
     prelude
 });
@@ -144,6 +153,10 @@ end
 
 /// How far an instance's clock may be from Redis's before the scripts use Redis's.
 pub(super) const CLOCK_SLACK_MS: i64 = 1_000;
+/// Most values a script passes to one `HSET` or `HDEL` (an even number, so pairs stay
+/// whole): Lua's `unpack` fails past ~8,000 values, and a session's key count is bounded
+/// only per request (concurrent requests may merge more).
+const CHUNK: usize = 1000;
 /// A script made of the prelude and `parts`.
 pub(super) fn script(parts: &[&str]) -> Script {
     let mut source = PRELUDE.clone();

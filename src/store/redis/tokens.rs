@@ -110,10 +110,23 @@ impl RedisStore {
         let reply: Vec<String> = self.invoke(&inv).await?;
         match &reply[..] {
             [] => Ok(None),
-            [user, family, issued, expires, handle, scope, member, times] => {
+            [
+                user,
+                family,
+                issued,
+                expires,
+                handle,
+                scope,
+                member,
+                times,
+                limits,
+            ] => {
                 let bound = (!member.is_empty()).then(|| {
                     let key = SessionKey::from_parts(tag.to_owned(), member.clone());
-                    let fields = HashMap::from([(record::TIMES_FIELD.to_owned(), times.clone())]);
+                    let fields = HashMap::from([
+                        (record::TIMES_FIELD.to_owned(), times.clone()),
+                        (record::LIMITS_FIELD.to_owned(), limits.clone()),
+                    ]);
                     BoundSession::new(key, &fields)
                 });
                 Ok(Some(AccessRecord {

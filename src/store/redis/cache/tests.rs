@@ -3,7 +3,7 @@ use super::*;
 fn record(expires: i64, data: &str) -> Record {
     Record::from_fields(
         [
-            ("m:t", format!("{expires},1,0,,,,,3")),
+            ("m:t", format!("{expires},1,0,3")),
             ("m:n", "1,h".to_owned()),
             ("d:a", data.to_owned()),
         ]

@@ -26,7 +26,8 @@ impl Update<'_> {
         &self,
         script: &'s Script,
     ) -> Result<ScriptInvocation<'s>, StoreError> {
-        let patch = self.patch;
+        let patch = record::split_user_agent(self.patch);
+        let patch = &*patch;
         let is_data = |f: &str| f.starts_with(record::DATA_PREFIX);
         let fixed = [record::USER, record::HANDLE, record::CREATED];
         if patch
@@ -158,6 +159,8 @@ impl Write<'_> {
         &self,
         script: &'s Script,
     ) -> ScriptInvocation<'s> {
+        let patch = record::split_user_agent(self.patch);
+        let patch = &*patch;
         let mut inv = script.prepare_invoke();
         inv.key(keys::session(self.namespace, self.key))
             .key(keys::user_index(self.namespace, self.key.tag()));
@@ -176,17 +179,17 @@ impl Write<'_> {
         inv.arg(mode)
             .arg(self.clock.now_ms)
             .arg(self.clock.default_idle_ms)
-            .arg(flag(self.patch.clear_data))
+            .arg(flag(patch.clear_data))
             .arg(limit.map_or(0, |l| l.max))
             .arg(policy)
             .arg(self.key.hash())
             .arg(from.map_or("", |f| f.hash()))
-            .arg(self.patch.set.len())
+            .arg(patch.set.len())
             .arg(self.stream.key)
             .arg(self.stream.max_len)
-            .arg(self.patch.events)
-            .arg(self.patch.max_size);
-        patch_args(&mut inv, self.patch);
+            .arg(patch.events)
+            .arg(patch.max_size);
+        patch_args(&mut inv, patch);
         inv
     }
 

@@ -92,6 +92,34 @@ fn field_and_event_names_in_scripts_are_the_rust_ones() {
     }
 }
 
+/// A script that reads the user agent reads every piece of it (`F_UA, F_UA2, F_UA3,
+/// F_UA4`, record::USER_AGENT_PIECES) and joins them with `user_agent`.
+#[test]
+fn scripts_read_the_whole_user_agent() {
+    use crate::store::record::USER_AGENT_PIECES;
+    let names: Vec<String> = USER_AGENT_PIECES
+        .iter()
+        .map(|f| format!("F_{}", f.trim_start_matches("m:").to_uppercase()))
+        .collect();
+    let all = names.join(", ");
+    for (file, source) in SESSION_SCRIPTS {
+        let code: String = code(source)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let reads = code.matches(&format!("{}, ", names[0])).count();
+        assert_eq!(
+            reads,
+            code.matches(&all).count(),
+            "{file}: read the user agent as {all}"
+        );
+        assert!(
+            reads == 0 || *file == "events_lib.lua" || code.contains("user_agent("),
+            "{file} reads the user agent's pieces without joining them"
+        );
+    }
+}
+
 #[test]
 fn write_replies_decode_into_outcomes() {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();

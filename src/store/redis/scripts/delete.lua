@@ -6,12 +6,12 @@
 -- Returns {handle, user} ('' when absent) if the session existed, else {}.
 clock(2) -- now: Redis's, not the caller's
 STREAM, MAXLEN = ARGV[3], ARGV[4]
-local m = redis.call('HMGET', KEYS[1], F_N, F_U, F_IP, F_UA, F_X)
+local m = redis.call('HMGET', KEYS[1], F_N, F_U, F_IP, F_X, F_UA, F_UA2, F_UA3, F_UA4)
 m[1] = handle_of(m[1])
 if redis.call('DEL', KEYS[1]) == 0 then return {} end
 if m[2] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   unmap_handle(KEYS[2] .. 'h', ARGV[1], m[1])
 end
-xadd(ARGV[2], 'logout', '', m[1], m[2], m[3], m[4], m[5])
+xadd(ARGV[2], 'logout', '', m[1], m[2], m[3], user_agent(m, 5), m[4])
 return {m[1] or '', m[2] or ''}

@@ -23,6 +23,14 @@ local function handle_of(identity)
   return identity and split(identity)[N_H]
 end
 
+-- A session's user agent, stored in pieces (m:ua, m:ua2 .. m:ua4; store/record.rs):
+-- the values m[i .. i + 3] of an HMGET of F_UA, F_UA2, F_UA3, F_UA4, joined; false
+-- when it has none.
+local function user_agent(m, i)
+  if not m[i] then return false end
+  return m[i] .. (m[i + 1] or '') .. (m[i + 2] or '') .. (m[i + 3] or '')
+end
+
 -- Most index entries (or token families) one script call reads: pruning, listing and
 -- revoking go in steps of this size (store::redis::USER_BATCH).
 local USER_BATCH = 100

@@ -16,7 +16,8 @@ local members = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
 local out = {''}
 local kept = 0
 for _, m in ipairs(members) do
-  local f = redis.call('HMGET', ARGV[1] .. m, F_U, F_N, F_T, F_IP, F_UA, F_X)
+  local f = redis.call('HMGET', ARGV[1] .. m, F_U, F_N, F_T, F_IP, F_X, F_UA, F_UA2, F_UA3,
+    F_UA4)
   if not f[1] then
     redis.call('ZREM', KEYS[1], m)
     expired(KEYS[1] .. 'h', m, ARGV[2])
@@ -29,8 +30,8 @@ for _, m in ipairs(members) do
       out[#out + 1] = identity[N_C]
       out[#out + 1] = times[T_S] or ''
       out[#out + 1] = f[4] or ''
+      out[#out + 1] = user_agent(f, 6) or ''
       out[#out + 1] = f[5] or ''
-      out[#out + 1] = f[6] or ''
     end
   end
 end

@@ -29,12 +29,12 @@ local function revoke(m, f)
   redis.call('DEL', ARGV[1] .. m)
   redis.call('ZREM', index, m)
   unmap_handle(uh, m, f[2])
-  xadd(ARGV[2], 'revoked', reason, f[2], f[1], f[3], f[4], f[5])
+  xadd(ARGV[2], 'revoked', reason, f[2], f[1], f[3], user_agent(f, 5), f[4])
   out[#out + 1] = f[2]
 end
 
 local function fields(m)
-  local f = redis.call('HMGET', ARGV[1] .. m, F_U, F_N, F_IP, F_UA, F_X)
+  local f = redis.call('HMGET', ARGV[1] .. m, F_U, F_N, F_IP, F_X, F_UA, F_UA2, F_UA3, F_UA4)
   f[2] = handle_of(f[2])
   return f
 end

@@ -23,15 +23,15 @@
 -- tokens), so ending a family deletes a bounded number of keys.
 
 -- The live session with handle `sh` (a bound family's): its index member (the key
--- hash) and packed times (m:t), or nil once it has ended. The slot's handle map
--- (events_lib.lua) gives its current member, so a session whose id rotated (cycle_id,
--- a new login of the same user) is still found.
+-- hash) and packed times and limits (m:t, m:l), or nil once it has ended. The slot's
+-- handle map (events_lib.lua) gives its current member, so a session whose id rotated
+-- (cycle_id, a new login of the same user) is still found.
 local function bound_session(P, sh)
   local member = redis.call('HGET', P .. 'uh', '#' .. sh)
   if not member then return nil end
-  local t = redis.call('HGET', P .. 's:' .. member, F_T)
-  if not t then return nil end
-  return member, t
+  local f = redis.call('HMGET', P .. 's:' .. member, F_T, F_L)
+  if not f[1] or not f[2] then return nil end
+  return member, f[1], f[2]
 end
 
 -- Whether the session with handle `sh` (a bound family's) has ended.

@@ -113,7 +113,7 @@ if op == TOKEN_ISSUE then
 elseif op == TOKEN_AUTH then
   -- ARGV[4] token hash, ARGV[5] its kind: 'a' (access) or 'i' (ID token).
   -- Returns {user, family, issued, expires, handle, scope, bound session's member
-  -- ('' = unbound), its packed times (m:t)} or {} (not live; a token whose bound
+  -- ('' = unbound), its packed times and limits (m:t, m:l)} or {} (not live; a token whose bound
   -- session ended ends its family; a token whose family record is gone is refused).
   local kind = ARGV[5]
   if kind ~= TOKEN_KIND_ACCESS and kind ~= TOKEN_KIND_ID then
@@ -128,15 +128,15 @@ elseif op == TOKEN_AUTH then
     redis.call('DEL', ak)
     return {}
   end
-  local member, t = '', ''
+  local member, t, l = '', '', ''
   if a[7] and a[7] ~= '' then
-    member, t = bound_session(P, a[5] or '')
+    member, t, l = bound_session(P, a[5] or '')
     if not member then
       kill_family(P, a[2])
       return {}
     end
   end
-  return {a[1], a[2], a[3], a[4], a[5] or '', a[6] or '', member, t}
+  return {a[1], a[2], a[3], a[4], a[5] or '', a[6] or '', member, t, l}
 
 elseif op == TOKEN_REFRESH then
   -- ARGV[4..10]: presented refresh hash, new access hash, new refresh hash, access

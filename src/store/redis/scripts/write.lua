@@ -2,7 +2,7 @@
 -- or moves it, keeping the user index of its slot in step. Mirrors MemoryStore::write;
 -- the conformance suite checks both. (Updates of an existing key, the hot path, have
 -- their own lean script: update.lua.) The user index is written with slack (score =
--- expiry + ttl/2, remembered in m:t) and only touched again once a write's expiry
+-- expiry + ttl/2, remembered in m:l) and only touched again once a write's expiry
 -- passes that score: scores never fall below a session's real expiry, so pruning by
 -- score never drops a live session.
 --
@@ -54,7 +54,7 @@ local max = tonumber(ARGV[13])
 
 -- The stored metadata and data size: none for a new key; a rotation reads them (and
 -- the touched data fields) from the key it moves, before moving it.
-local times, identity = split(',,0,,,,,0'), split(',')
+local times, limits, identity = split(',,0,0'), split(',,,'), split(',')
 local user = false
 local size
 if mode == MODE_CREATE or mode == MODE_LOGIN then
@@ -62,16 +62,18 @@ if mode == MODE_CREATE or mode == MODE_LOGIN then
   size = set_bytes(ARGV, first, last) -- nothing stored yet
 else
   local names = touched(first, last)
-  local stored = redis.call('HMGET', KEYS[3], F_T, F_N, F_U, unpack(names))
-  if not stored[1] then return {REPLY_GONE} end
-  times, identity, user = split(stored[1]), split(stored[2] or ','), stored[3]
+  local stored = redis.call('HMGET', KEYS[3], F_T, F_L, F_N, F_U, unpack(names))
+  -- Without m:t and m:l (an earlier layout) the record is no session.
+  if not stored[1] or not stored[2] then return {REPLY_GONE} end
+  times, limits, identity, user = split(stored[1]), split(stored[2]), split(stored[3] or ','),
+    stored[4]
   if user and redis.call('HEXISTS', uh, ARGV[8]) == 0 then
     -- Logged in without its handle-map entry: over (see update.lua).
     redis.call('DEL', KEYS[3])
     redis.call('ZREM', index, ARGV[8])
     return {REPLY_GONE}
   end
-  size = merged_size(times[T_Z], set_bytes(ARGV, first, last), ARGV[4], names, 1, stored, 4, #names)
+  size = merged_size(times[T_Z], set_bytes(ARGV, first, last), ARGV[4], names, 1, stored, 5, #names)
 end
 if max > 0 and size > max then return {REPLY_TOO_LARGE, tostring(size)} end
 
@@ -104,13 +106,13 @@ if mode == MODE_LOGIN then
       end)
       for i = 1, #live - limit + 1 do
         local k = prefix .. live[i][1]
-        local f = redis.call('HMGET', k, F_N, F_U, F_IP, F_UA, F_X)
+        local f = redis.call('HMGET', k, F_N, F_U, F_IP, F_X, F_UA, F_UA2, F_UA3, F_UA4)
         f[1] = handle_of(f[1])
         if f[1] then evicted[#evicted + 1] = f[1] end
         redis.call('DEL', k)
         redis.call('ZREM', index, live[i][1])
         unmap_handle(uh, live[i][1], f[1])
-        xadd(ARGV[2], 'revoked', 'evicted_by_cap', f[1], f[2], f[3], f[4], f[5])
+        xadd(ARGV[2], 'revoked', 'evicted_by_cap', f[1], f[2], f[3], user_agent(f, 5), f[4])
       end
     end
   end
@@ -118,8 +120,8 @@ end
 
 -- The metadata as this write leaves it (deletes first, then sets).
 local sets, dels
-user, sets, dels = apply(first, last, {times, identity}, user)
-local ttl = ttl_of(times[T_I], times[T_D], ARGV[3], now)
+user, sets, dels = apply(first, last, {limits, identity}, user)
+local ttl = ttl_of(limits[L_I], limits[L_D], ARGV[3], now)
 if ttl <= 0 then
   drop_expired(key, index, member, ARGV[2])
   return {REPLY_GONE}
@@ -137,15 +139,15 @@ if user then
   elseif extended then
     redis.call('PEXPIRE', uh, pttl)
   end
-  times[T_R] = tostring(score)
+  limits[L_R] = tostring(score)
 end
 times[T_E], times[T_S], times[T_Z] = tostring(expires), ARGV[2], tostring(size)
 times[T_V] = (tonumber(times[T_V]) or 0) + 1
-local t, n = table.concat(times, ','), table.concat(identity, ',')
+local t, l, n = table.concat(times, ','), table.concat(limits, ','), table.concat(identity, ',')
 if #sets <= CHUNK then
-  redis.call('HSET', key, F_T, t, F_N, n, unpack(sets))
+  redis.call('HSET', key, F_T, t, F_L, l, F_N, n, unpack(sets))
 else
-  redis.call('HSET', key, F_T, t, F_N, n)
+  redis.call('HSET', key, F_T, t, F_L, l, F_N, n)
   hset_chunked(key, sets, 1, #sets)
 end
 redis.call('PEXPIRE', key, ttl)

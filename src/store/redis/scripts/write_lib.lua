@@ -1,15 +1,15 @@
 -- Prepended (after events_lib.lua and rules.lua) to write.lua and update.lua: what
 -- every write of a session hash does the same way.
 
--- Where a patch field lives when it is packed: 1 for 'm:t', 2 for 'm:n', and the
+-- Where a patch field lives when it is packed: 1 for 'm:l', 2 for 'm:n', and the
 -- position there; nothing for a field stored as it is.
 local function packed(f)
-  if f == F_I then return 1, T_I elseif f == F_D then return 1, T_D
-  elseif f == F_P then return 1, T_P elseif f == F_C then return 2, N_C
+  if f == F_I then return 1, L_I elseif f == F_D then return 1, L_D
+  elseif f == F_P then return 1, L_P elseif f == F_C then return 2, N_C
   elseif f == F_H then return 2, N_H end
 end
 
--- Applies the patch to the packed metadata `meta` ({times, identity}) and the user:
+-- Applies the patch to the packed metadata `meta` ({limits, identity}) and the user:
 -- its deletes (ARGV[last + 1 ..]) first, then its field/value pairs (ARGV[first ..
 -- last]). Returns the user as the write leaves it, the field/value pairs to HSET as
 -- they are and the fields to HDEL.
@@ -72,10 +72,9 @@ local function drop_expired(key, index, member, now)
   if redis.call('ZREM', index, member) == 1 then expired(index .. 'h', member, now) end
 end
 
--- HSET / HDEL of list[from .. to] (pairs stay whole) in calls of at most CHUNK values:
--- Lua's unpack fails past ~8,000 values, and a session's key count is bounded only per
--- request (concurrent requests may merge more).
-local CHUNK = 1000
+-- HSET / HDEL of list[from .. to] (pairs stay whole) in calls of at most CHUNK values
+-- (the prelude's: Lua's unpack fails past ~8,000 values, and a session's key count is
+-- bounded only per request; concurrent requests may merge more).
 local function hset_chunked(key, list, from, to)
   for i = from, to, CHUNK do
     redis.call('HSET', key, unpack(list, i, math.min(i + CHUNK - 1, to)))
@@ -102,8 +101,9 @@ end
 -- Records the events `kinds` (space-separated) of a write that happened.
 local function record(key, now, kinds)
   if STREAM == '' or kinds == '' then return end
-  local m = redis.call('HMGET', key, F_N, F_U, F_IP, F_UA, F_X)
+  local m = redis.call('HMGET', key, F_N, F_U, F_IP, F_X, F_UA, F_UA2, F_UA3, F_UA4)
+  local ua = user_agent(m, 5)
   for kind in string.gmatch(kinds, '%S+') do
-    xadd(now, kind, '', handle_of(m[1]), m[2], m[3], m[4], m[5])
+    xadd(now, kind, '', handle_of(m[1]), m[2], m[3], ua, m[4])
   end
 end
