@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Instructions per request, by step, under valgrind's callgrind: our server's read
-(`GET /read` on a logged-in session, plain and with the local cache) against the floor
-(one `GET` on a shared connection) and the bare handler. Callgrind counts instructions,
+(`GET /read` on a logged-in session, plain and with the local cache) against the bare
+handler, tower-sessions and the floor (one `GET` on a shared connection), and the
+read-modify-write (`POST /incr`) against tower-sessions'. Callgrind counts instructions,
 so the figures are stable on a noisy machine, where CPU time is not.
 
     python3 bench/callgrind.py          # REQUESTS=2000 by default
@@ -50,15 +51,15 @@ STEPS = [
 ]
 
 
-def drive(port, path, cookie, n):
+def drive(port, method, path, cookie, n):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Cookie": cookie} if cookie else {}
     for _ in range(n):
-        c.request("GET", path, headers=headers)
+        c.request(method, path, headers=headers)
         r = c.getresponse()
         r.read()
         if r.status != 200:
-            sys.exit(f"GET {path} answered {r.status}")
+            sys.exit(f"{method} {path} answered {r.status}")
     c.close()
 
 
@@ -110,7 +111,7 @@ def steps(total, funcs):
     return [(step, out[step]) for step, _ in STEPS] + [("everything else", total - counted)]
 
 
-def profile(title, cmd, env, path, login):
+def profile(title, cmd, env, method, path, login):
     port = bench.free_port()
     tmp = tempfile.mkdtemp()
     out = os.path.join(tmp, "callgrind.out")
@@ -119,9 +120,9 @@ def profile(title, cmd, env, path, login):
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     proc.stdout.readline()  # "listening on ..."
     cookie = bench.cookie_of(port) if login else None
-    drive(port, path, cookie, 200)
+    drive(port, method, path, cookie, 200)
     subprocess.run(["callgrind_control", "--zero", str(proc.pid)], capture_output=True, check=True)
-    drive(port, path, cookie, REQUESTS)
+    drive(port, method, path, cookie, REQUESTS)
     subprocess.run(["callgrind_control", "--dump", str(proc.pid)], capture_output=True, check=True)
     time.sleep(0.5)
     proc.kill()
@@ -144,22 +145,33 @@ def main():
     redis, rport, rdir = bench.start_redis()
     url = f"redis://127.0.0.1:{rport}"
     try:
-        rows = [
-            profile("tower-redis-session, read", [ours], {"REDIS_URL": url}, "/read", True),
-            profile("tower-redis-session + local cache, read", [ours], {"REDIS_URL": url, "LOCAL_CACHE": "1"},
-                    "/read", True),
-            profile("tower-redis-session, bare handler", [ours], {"REDIS_URL": url}, "/plain", True),
-            profile("floor (1 GET)", [other], {"REDIS_URL": url, "CONTENDER": "floor"}, "/read", False),
+        cache = {"REDIS_URL": url, "LOCAL_CACHE": "1"}
+        tables = [
+            ("read (`GET /read`)", [
+                profile("ours", [ours], {"REDIS_URL": url}, "GET", "/read", True),
+                profile("ours + local cache", [ours], cache, "GET", "/read", True),
+                profile("ours, bare handler", [ours], {"REDIS_URL": url}, "GET", "/plain", True),
+                profile("tower-sessions", [other], {"REDIS_URL": url, "CONTENDER": "tower-sessions"}, "GET",
+                        "/read", True),
+                profile("floor (1 GET)", [other], {"REDIS_URL": url, "CONTENDER": "floor"}, "GET", "/read", False),
+            ]),
+            ("read-modify-write (`POST /incr`)", [
+                profile("ours", [ours], {"REDIS_URL": url}, "POST", "/incr", True),
+                profile("ours + local cache", [ours], cache, "POST", "/incr", True),
+                profile("tower-sessions", [other], {"REDIS_URL": url, "CONTENDER": "tower-sessions"}, "POST",
+                        "/incr", True),
+            ]),
         ]
     finally:
         redis.kill()
-    print(f"\ncallgrind, {REQUESTS} requests on one keep-alive connection; instructions per request")
     names = [s for s, _ in STEPS] + ["everything else"]
-    print("| step | " + " | ".join(r[0] for r in rows) + " |")
-    print("|---|" + "---|" * len(rows))
-    print("| total | " + " | ".join(f"{r[1]:,.0f}" for r in rows) + " |")
-    for i, name in enumerate(names):
-        print(f"| {name} | " + " | ".join(f"{r[2][i][1]:,.0f}" for r in rows) + " |")
+    for title, rows in tables:
+        print(f"\n{title}: callgrind, {REQUESTS} requests on one keep-alive connection; instructions per request")
+        print("| step | " + " | ".join(r[0] for r in rows) + " |")
+        print("|---|" + "---|" * len(rows))
+        print("| total | " + " | ".join(f"{r[1]:,.0f}" for r in rows) + " |")
+        for i, name in enumerate(names):
+            print(f"| {name} | " + " | ".join(f"{r[2][i][1]:,.0f}" for r in rows) + " |")
 
 
 if __name__ == "__main__":

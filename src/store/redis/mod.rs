@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::ScriptInvocation;
+use self::invocation::Invocation;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use tokio::sync::Semaphore;
 
@@ -28,6 +28,7 @@ mod cache;
 #[path = "no_cache.rs"]
 mod cache;
 mod cached;
+mod invocation;
 mod keys;
 mod node;
 mod ops;
@@ -292,9 +293,8 @@ impl RedisStore {
     /// [`with_eviction_allowed`](Self::with_eviction_allowed);
     /// [`StoreError::Timeout`] or [`StoreError::Pool`] when it takes too long.
     pub async fn check(&self) -> Result<(), StoreError> {
-        let mut inv = CHECK.prepare_invoke();
-        inv.key(format!("{}:{{check}}:probe", self.namespace));
-        let _: i64 = self.invoke(&inv).await?;
+        let probe = format!("{}:{{check}}:probe", self.namespace);
+        let _: i64 = self.invoke(&Invocation::new(&CHECK, &[&probe])).await?;
         if !self.eviction_allowed {
             let mut cmd = redis::cmd("INFO");
             cmd.arg("memory");
@@ -378,7 +378,7 @@ impl RedisStore {
     /// Runs a script on a pooled connection, under the store's bounds.
     async fn invoke<T: redis::FromRedisValue>(
         &self,
-        inv: &ScriptInvocation<'_>,
+        inv: &Invocation<'_>,
     ) -> Result<T, StoreError> {
         self.bounded(async {
             let mut conn = self.conn().await?;
@@ -395,7 +395,7 @@ impl RedisStore {
     /// could still undo it.
     async fn invoke_durable<T: redis::FromRedisValue>(
         &self,
-        inv: &ScriptInvocation<'_>,
+        inv: &Invocation<'_>,
         slot_key: &str,
         revoked: impl Fn(&T) -> bool,
     ) -> Result<T, StoreError> {

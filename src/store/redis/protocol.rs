@@ -14,7 +14,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Script, ScriptInvocation};
+use redis::Script;
+
+use super::invocation::Invocation;
 
 use super::keys;
 use crate::config::{LimitPolicy, SessionLimit};
@@ -180,7 +182,7 @@ fn flag(on: bool) -> &'static str {
 
 /// The patch's arguments, last in both write scripts: field/value pairs, then the
 /// fields to delete.
-fn patch_args(inv: &mut ScriptInvocation<'_>, patch: &Patch) {
+fn patch_args(inv: &mut Invocation<'_>, patch: &Patch) {
     for (f, v) in &patch.set {
         inv.arg(f).arg(v);
     }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use redis::{Script, ScriptInvocation};
+use redis::Script;
+
+use super::invocation::Invocation;
 
 use super::protocol::{
     self, TOKEN_AUTH, TOKEN_COLLISION, TOKEN_GONE, TOKEN_GRACE, TOKEN_INVALID, TOKEN_ISSUE,
@@ -46,10 +48,9 @@ fn int(s: &str) -> Result<i64, StoreError> {
 
 impl RedisStore {
     /// An invocation of the token script: `op` in slot `tag` at `now_ms`.
-    fn tokens(&self, tag: &str, op: &str, now_ms: i64) -> ScriptInvocation<'static> {
-        let mut inv = TOKENS.prepare_invoke();
-        inv.key(keys::family_index(&self.namespace, tag))
-            .arg(op)
+    fn tokens(&self, tag: &str, op: &str, now_ms: i64) -> Invocation<'static> {
+        let mut inv = Invocation::new(&TOKENS, &[&keys::family_index(&self.namespace, tag)]);
+        inv.arg(op)
             .arg(keys::slot_prefix(&self.namespace, tag))
             .arg(now_ms);
         inv

@@ -25,7 +25,7 @@ impl Update<'_> {
     pub(in crate::store::redis) fn invocation<'s>(
         &self,
         script: &'s Script,
-    ) -> Result<ScriptInvocation<'s>, StoreError> {
+    ) -> Result<Invocation<'s>, StoreError> {
         let patch = record::split_user_agent(self.patch);
         let patch = &*patch;
         let is_data = |f: &str| f.starts_with(record::DATA_PREFIX);
@@ -74,10 +74,14 @@ impl Update<'_> {
             .iter()
             .filter(|(f, _)| !packed.contains(&f.as_str()))
             .collect();
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::session(self.namespace, self.key))
-            .key(keys::user_index(self.namespace, self.key.tag()))
-            .arg(self.clock.now_ms)
+        let mut inv = Invocation::new(
+            script,
+            &[
+                &keys::session(self.namespace, self.key),
+                &keys::user_index(self.namespace, self.key.tag()),
+            ],
+        );
+        inv.arg(self.clock.now_ms)
             .arg(self.clock.default_idle_ms)
             .arg(flag(patch.clear_data))
             .arg(self.key.hash())
@@ -155,23 +159,23 @@ pub(in crate::store::redis) struct Write<'a> {
 }
 
 impl Write<'_> {
-    pub(in crate::store::redis) fn invocation<'s>(
-        &self,
-        script: &'s Script,
-    ) -> ScriptInvocation<'s> {
+    pub(in crate::store::redis) fn invocation<'s>(&self, script: &'s Script) -> Invocation<'s> {
         let patch = record::split_user_agent(self.patch);
         let patch = &*patch;
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::session(self.namespace, self.key))
-            .key(keys::user_index(self.namespace, self.key.tag()));
         let (mode, limit, from) = match self.kind {
             WriteKind::Create => (MODE_CREATE, None, None),
             WriteKind::Rotate { from } => (MODE_ROTATE, None, Some(from)),
             WriteKind::Login { limit } => (MODE_LOGIN, limit, None),
         };
-        if let Some(from) = from {
-            inv.key(keys::session(self.namespace, from));
-        }
+        let session = keys::session(self.namespace, self.key);
+        let index = keys::user_index(self.namespace, self.key.tag());
+        let mut inv = match from {
+            Some(from) => Invocation::new(
+                script,
+                &[&session, &index, &keys::session(self.namespace, from)],
+            ),
+            None => Invocation::new(script, &[&session, &index]),
+        };
         let policy = match limit.map(|l| l.policy) {
             Some(LimitPolicy::EvictOldest) => POLICY_EVICT,
             _ => POLICY_REJECT,

@@ -12,14 +12,15 @@ pub(in crate::store::redis) struct Delete<'a> {
 }
 
 impl Delete<'_> {
-    pub(in crate::store::redis) fn invocation<'s>(
-        &self,
-        script: &'s Script,
-    ) -> ScriptInvocation<'s> {
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::session(self.namespace, self.key))
-            .key(keys::user_index(self.namespace, self.key.tag()))
-            .arg(self.key.hash())
+    pub(in crate::store::redis) fn invocation<'s>(&self, script: &'s Script) -> Invocation<'s> {
+        let mut inv = Invocation::new(
+            script,
+            &[
+                &keys::session(self.namespace, self.key),
+                &keys::user_index(self.namespace, self.key.tag()),
+            ],
+        );
+        inv.arg(self.key.hash())
             .arg(self.now_ms)
             .arg(self.stream.key)
             .arg(self.stream.max_len);
@@ -43,14 +44,15 @@ pub(in crate::store::redis) struct Take<'a> {
 }
 
 impl Take<'_> {
-    pub(in crate::store::redis) fn invocation<'s>(
-        &self,
-        script: &'s Script,
-    ) -> ScriptInvocation<'s> {
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::session(self.namespace, self.key))
-            .key(keys::user_index(self.namespace, self.key.tag()))
-            .arg(self.key.hash());
+    pub(in crate::store::redis) fn invocation<'s>(&self, script: &'s Script) -> Invocation<'s> {
+        let mut inv = Invocation::new(
+            script,
+            &[
+                &keys::session(self.namespace, self.key),
+                &keys::user_index(self.namespace, self.key.tag()),
+            ],
+        );
+        inv.arg(self.key.hash());
         inv
     }
 }
@@ -67,13 +69,9 @@ pub(in crate::store::redis) struct List<'a> {
 }
 
 impl List<'_> {
-    pub(in crate::store::redis) fn invocation<'s>(
-        &self,
-        script: &'s Script,
-    ) -> ScriptInvocation<'s> {
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::user_index(self.namespace, self.tag))
-            .arg(keys::session_prefix(self.namespace, self.tag))
+    pub(in crate::store::redis) fn invocation<'s>(&self, script: &'s Script) -> Invocation<'s> {
+        let mut inv = Invocation::new(script, &[&keys::user_index(self.namespace, self.tag)]);
+        inv.arg(keys::session_prefix(self.namespace, self.tag))
             .arg(self.now_ms)
             .arg(self.user_id)
             .arg(self.stream.key)
@@ -141,10 +139,7 @@ pub(in crate::store::redis) struct RevokeProgress {
 }
 
 impl RevokeStep<'_> {
-    pub(in crate::store::redis) fn invocation<'s>(
-        &self,
-        script: &'s Script,
-    ) -> ScriptInvocation<'s> {
+    pub(in crate::store::redis) fn invocation<'s>(&self, script: &'s Script) -> Invocation<'s> {
         let (mode, arg) = match self.which {
             Revoke::Handle(h) => (REVOKE_HANDLE, h.to_string()),
             Revoke::All => (REVOKE_ALL, String::new()),
@@ -153,9 +148,8 @@ impl RevokeStep<'_> {
         let reason = crate::events::EventKind::Revoked(self.which.reason())
             .reason()
             .unwrap_or_default();
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::user_index(self.namespace, self.tag))
-            .arg(keys::session_prefix(self.namespace, self.tag))
+        let mut inv = Invocation::new(script, &[&keys::user_index(self.namespace, self.tag)]);
+        inv.arg(keys::session_prefix(self.namespace, self.tag))
             .arg(self.now_ms)
             .arg(self.user_id)
             .arg(mode)
@@ -207,13 +201,9 @@ pub(in crate::store::redis) struct Expired<'a> {
 }
 
 impl Expired<'_> {
-    pub(in crate::store::redis) fn invocation<'s>(
-        &self,
-        script: &'s Script,
-    ) -> ScriptInvocation<'s> {
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::user_index(self.namespace, self.tag))
-            .arg(self.member)
+    pub(in crate::store::redis) fn invocation<'s>(&self, script: &'s Script) -> Invocation<'s> {
+        let mut inv = Invocation::new(script, &[&keys::user_index(self.namespace, self.tag)]);
+        inv.arg(self.member)
             .arg(self.now_ms)
             .arg(self.stream.key)
             .arg(self.stream.max_len);
