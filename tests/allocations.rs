@@ -110,7 +110,7 @@ fn allocations_per_request_stay_bounded() {
             .unwrap();
         let cached_app =
             routes::routes().layer(SessionLayer::new(cached, SessionConfig::default()).unwrap());
-        // Measured on 2026-12-04 (32, 60, 103, 73 / 32, 74, 106, 87 / 32, 60, 102, 73;
+        // Measured on 2026-12-04 (32, 60, 103, 73 / 32, 73, 105, 86 / 32, 60, 102, 73;
         // the script calls took 23 more before they were built as one command), plus
         // ~15 % for replies that arrive in more than one read.
         let mut rows = measure("MemoryStore", memory, [37, 69, 118, 84]).await;

@@ -74,13 +74,13 @@ impl RedisStore {
             .cmd("HEXISTS")
             .arg(keys::handle_map(&self.namespace, key.tag()))
             .arg(key.hash());
-        let (fields, mapped): (HashMap<String, String>, bool) = self
+        let (fields, mapped): (redis::Value, bool) = self
             .bounded(async {
                 let mut conn = self.conn().await?;
                 Ok(pipe.query_async(&mut conn).await?)
             })
             .await?;
-        Self::record_of(fields, mapped)
+        Self::record_of(fields_of(fields)?, mapped)
     }
 
     /// [`RedisStore::read`] on a Redis Cluster with the local cache: `CLIENT TRACKING`
@@ -117,9 +117,8 @@ impl RedisStore {
             return Err(StoreError::Protocol("unexpected read reply"));
         };
         let bad = |_| StoreError::Protocol("unexpected read reply");
-        let fields: HashMap<String, String> = redis::from_redis_value(fields).map_err(bad)?;
         let mapped: bool = redis::from_redis_value(mapped).map_err(bad)?;
-        Self::record_of(fields, mapped)
+        Self::record_of(fields_of(fields)?, mapped)
     }
 
     /// A session read from Redis: `None` for no key, for a record of another layout,
@@ -304,5 +303,40 @@ impl SessionStore for RedisStore {
             self.revoke_steps(tag, user_id, which, now_ms),
         )
         .await
+    }
+}
+
+/// An `HGETALL` reply (an array of field/value pairs in RESP2, a map in RESP3) as the
+/// record's fields: each value's bytes become its `String` without a copy, into a map
+/// sized once (redis-rs's conversion grows it one insert at a time).
+fn fields_of(reply: redis::Value) -> Result<HashMap<String, String>, StoreError> {
+    use redis::Value;
+    let bad = || StoreError::Protocol("unexpected HGETALL reply");
+    let text = |v: Value| match v {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| bad()),
+        Value::SimpleString(s) => Ok(s),
+        _ => Err(bad()),
+    };
+    match reply {
+        Value::Nil => Ok(HashMap::new()),
+        Value::Map(pairs) => {
+            let mut fields = HashMap::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                fields.insert(text(k)?, text(v)?);
+            }
+            Ok(fields)
+        }
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(bad());
+            }
+            let mut fields = HashMap::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                fields.insert(text(k)?, text(v)?);
+            }
+            Ok(fields)
+        }
+        _ => Err(bad()),
     }
 }
