@@ -78,7 +78,7 @@ pub(crate) const IDENTITY_FIELD: &str = "m:n";
 /// Redis only, packed in `m:t`: the data's size in bytes, kept by the write scripts.
 const SIZE: &str = "m:z";
 /// Redis only, packed in `m:l`: the session's score in its user index (with slack).
-/// A name of its own (`T_R` in the scripts): `m:x` is the details field.
+/// A name of its own (`L_R` in the scripts): `m:x` is the details field.
 const INDEX_SCORE: &str = "m:r";
 /// Redis only, packed in `m:t`: how many writes the hash has had.
 pub(crate) const VERSION: &str = "m:v";
@@ -110,7 +110,8 @@ pub(crate) const FIELDS: &[&str] = &[
     LIMITS_FIELD,
     IDENTITY_FIELD,
 ];
-/// The packed fields and what each holds.
+/// The packed fields and what each holds (the scripts' `T_*`, `L_*` and `N_*`
+/// positions are named after the field: `T` for `m:t`).
 pub(crate) const PACKED: [(&str, &[&str]); 3] = [
     (TIMES_FIELD, &TIMES),
     (LIMITS_FIELD, &LIMITS),

@@ -317,25 +317,23 @@ fn fields_of(reply: redis::Value) -> Result<HashMap<String, String>, StoreError>
         Value::SimpleString(s) => Ok(s),
         _ => Err(bad()),
     };
+    let fill = |n: usize, pairs: &mut dyn Iterator<Item = (Value, Value)>| {
+        let mut fields = HashMap::with_capacity(n);
+        for (k, v) in pairs {
+            fields.insert(text(k)?, text(v)?);
+        }
+        Ok(fields)
+    };
     match reply {
         Value::Nil => Ok(HashMap::new()),
-        Value::Map(pairs) => {
-            let mut fields = HashMap::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                fields.insert(text(k)?, text(v)?);
-            }
-            Ok(fields)
-        }
-        Value::Array(items) => {
-            if items.len() % 2 != 0 {
-                return Err(bad());
-            }
-            let mut fields = HashMap::with_capacity(items.len() / 2);
+        Value::Map(pairs) => fill(pairs.len(), &mut pairs.into_iter()),
+        Value::Array(items) if items.len() % 2 == 0 => {
+            let n = items.len() / 2;
             let mut items = items.into_iter();
-            while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                fields.insert(text(k)?, text(v)?);
-            }
-            Ok(fields)
+            fill(
+                n,
+                &mut std::iter::from_fn(|| Some((items.next()?, items.next()?))),
+            )
         }
         _ => Err(bad()),
     }

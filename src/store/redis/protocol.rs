@@ -111,11 +111,8 @@ pub(super) static PRELUDE: LazyLock<String> = LazyLock::new(|| {
         .iter()
         .map(|(name, value)| format!("local {name} = '{value}'\n"))
         .collect();
-    for (prefix, fields) in [
-        ("T", &record::TIMES[..]),
-        ("L", &record::LIMITS[..]),
-        ("N", &record::IDENTITY[..]),
-    ] {
+    for (packed, fields) in record::PACKED {
+        let prefix = packed.trim_start_matches("m:").to_uppercase();
         for (i, field) in fields.iter().enumerate() {
             let suffix = field.trim_start_matches("m:").to_uppercase();
             prelude.push_str(&format!("local {prefix}_{suffix} = {}\n", i + 1));
