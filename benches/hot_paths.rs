@@ -1,9 +1,10 @@
 //! In-process hot paths: cookie parsing, a full request through the layer on
-//! `MemoryStore` and on a real Redis (started on a free port), and the rejection of a
+//! `MemoryStore`, on a real Redis (started on a free port) and with the local cache
+//! (feature `local-cache`), the same route without the layer, and the rejection of a
 //! forged signed cookie.
 //!
 //! ```text
-//! cargo bench --bench hot_paths
+//! cargo bench --bench hot_paths --all-features
 //! ```
 #![allow(missing_docs)] // a bench binary
 
@@ -84,13 +85,25 @@ fn bench(c: &mut Criterion) {
     });
 
     let redis = redis_server::RedisServer::start();
-    let stores: Vec<(&str, Router)> = vec![
+    #[cfg_attr(not(feature = "local-cache"), allow(unused_mut))]
+    let mut stores: Vec<(&str, Router)> = vec![
         ("memory", app(MemoryStore::new(), false)),
         (
             "redis",
             app(RedisStore::from_url(&redis.url()).unwrap(), false),
         ),
     ];
+    // The local cache: a read is served from the process (the shared parsed copy), a
+    // read-modify-write sends only its update script.
+    #[cfg(feature = "local-cache")]
+    {
+        let _runtime = rt.enter();
+        let cached = RedisStore::builder(redis.url())
+            .with_local_cache(tower_redis_session::LocalCache::default())
+            .build()
+            .unwrap();
+        stores.push(("redis + local cache", app(cached, false)));
+    }
     for (name, app) in &stores {
         let cookie = rt.block_on(call(app, "POST", "/login", None)).unwrap();
         let cookie = Some(cookie.as_str());
@@ -153,6 +166,11 @@ fn bench(c: &mut Criterion) {
             b.to_async(&rt).iter(|| tokens.authenticate(&forged))
         });
     }
+    // The floor of a request: the same route without the session layer.
+    let bare = routes();
+    c.bench_function("request: no session layer", |b| {
+        b.to_async(&rt).iter(|| call(&bare, "GET", "/plain", None))
+    });
     let plain_layer = app(MemoryStore::new(), false);
     c.bench_function("request: no cookie, untouched", |b| {
         b.to_async(&rt)

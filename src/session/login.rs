@@ -11,6 +11,7 @@
 //! is never undone by the login's failure.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::state::{Fate, Load, State, parse_live};
 use super::{COLLISION_RETRIES, Session};
@@ -29,9 +30,9 @@ enum Start {
     /// No stored session: a new one.
     Fresh,
     /// Logged in as this user already: rotate in place, keeping everything.
-    Again(Loaded, crate::id::SessionKey),
+    Again(Arc<Loaded>, crate::id::SessionKey),
     /// Anonymous: carry its data into the user's slot.
-    Carry(Loaded),
+    Carry(Arc<Loaded>),
     /// Logged in as another user: start clean, then end that session.
     Switch,
 }
@@ -191,7 +192,7 @@ impl Session {
         if let Some(l) = &mut loaded {
             ctx.values.open_data(&mut l.data, l.handle);
         }
-        st.load = Load::Done(loaded);
+        st.load = Load::Done(loaded.map(Arc::new));
         st.changes.clear();
         st.cleared = false;
         st.expiry = None;

@@ -385,7 +385,7 @@ impl Session {
     pub async fn is_persistent(&self) -> Result<bool, SessionError> {
         let st = self.loaded().await?;
         let loaded = match &st.load {
-            Load::Done(Some(l)) => Some(l),
+            Load::Done(Some(l)) => Some(&**l),
             _ => None,
         };
         Ok(self.persistent(&st, loaded))

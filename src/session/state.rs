@@ -10,7 +10,7 @@ use crate::details::SessionDetails;
 use crate::error::log_store_error;
 use crate::error::{SessionError, StoreError};
 use crate::id::{SessionHandle, SessionId};
-use crate::store::record::{Loaded, Record};
+use crate::store::record::Loaded;
 
 use crate::store::values::Values;
 
@@ -18,8 +18,9 @@ use crate::store::values::Values;
 pub(super) enum Load {
     #[default]
     Pending,
-    /// `None`: there is no stored session (none yet, ended, or destroyed).
-    Done(Option<Loaded>),
+    /// `None`: there is no stored session (none yet, ended, or destroyed). Shared: a
+    /// cached session is the cache's own parsed copy.
+    Done(Option<Arc<Loaded>>),
 }
 
 /// Whether the store has failed this request. A failure outranks a degraded load: once
@@ -178,12 +179,19 @@ impl State {
     }
 }
 
-/// A stored record as a session, if it is well-formed and still within its TTL and
-/// deadline.
-pub(super) fn parse_live(record: Option<Record>, now: i64, values: &Values) -> Option<Loaded> {
-    let mut loaded = record
-        .and_then(Loaded::parse)
-        .filter(|l| l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now))?;
-    values.open_data(&mut loaded.data, loaded.handle);
+/// A loaded session, if it is still within its TTL and deadline, with its values opened.
+/// A shared copy is copied only when there are sealed values to open.
+pub(super) fn parse_live(
+    loaded: Option<Arc<Loaded>>,
+    now: i64,
+    values: &Values,
+) -> Option<Arc<Loaded>> {
+    let mut loaded =
+        loaded.filter(|l| l.expires_ms > now && l.deadline_ms.is_none_or(|d| d > now))?;
+    if values.seals() {
+        let l = Arc::make_mut(&mut loaded);
+        let handle = l.handle;
+        values.open_data(&mut l.data, handle);
+    }
     Some(loaded)
 }

@@ -56,9 +56,33 @@ pub use record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 pub(crate) use record::{Clock, Patch, Record, WriteMode, WriteOutcome, stamp_ttl};
 
 mod sealed {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use crate::error::StoreError;
+    use crate::id::SessionKey;
+    use crate::store::record::Loaded;
+
     /// Only this crate's stores implement [`SessionStore`](super::SessionStore).
-    pub trait Sealed {}
-    impl Sealed for super::RedisStore {}
+    pub trait Sealed {
+        /// The session at `key`, parsed for the session layer: [`load`] and
+        /// [`Loaded::parse`], or a parsed copy the store shares (the Redis store's local
+        /// cache hands out the same one until the session changes).
+        ///
+        /// [`load`]: super::SessionStore::load
+        fn load_parsed<'a>(
+            &'a self,
+            key: &'a SessionKey,
+        ) -> impl Future<Output = Result<Option<Arc<Loaded>>, StoreError>> + Send + 'a
+        where
+            Self: super::SessionStore,
+        {
+            async move {
+                let record = super::SessionStore::load(self, key).await?;
+                Ok(record.and_then(Loaded::parse).map(Arc::new))
+            }
+        }
+    }
     impl Sealed for super::MemoryStore {}
 }
 
@@ -150,8 +174,11 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     /// The concrete store, to tell whether another handle reaches the same data.
     #[cfg(feature = "tokens")]
     fn as_any(&self) -> &dyn std::any::Any;
-    fn load<'a>(&'a self, key: &'a SessionKey)
-    -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    /// The session at `key`, parsed ([`sealed::Sealed::load_parsed`]).
+    fn load<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<std::sync::Arc<record::Loaded>>, StoreError>>;
     fn write<'a>(
         &'a self,
         key: &'a SessionKey,
@@ -222,8 +249,8 @@ impl<T: SessionStore> DynStore for T {
     fn load<'a>(
         &'a self,
         key: &'a SessionKey,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(measured(self, "load", SessionStore::load(self, key)))
+    ) -> BoxFuture<'a, Result<Option<std::sync::Arc<record::Loaded>>, StoreError>> {
+        Box::pin(measured(self, "load", self.load_parsed(key)))
     }
 
     fn write<'a>(

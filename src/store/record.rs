@@ -369,8 +369,11 @@ pub fn stamp_ttl(fields: &mut HashMap<String, String>, clock: Clock) -> Option<i
 }
 
 /// A record parsed for the session handle.
+///
+/// `pub` only for the sealed store trait, which returns it; unnameable outside the
+/// crate, and its fields are the crate's.
 #[derive(Clone, Debug)]
-pub(crate) struct Loaded {
+pub struct Loaded {
     pub(crate) data: HashMap<String, String>,
     pub(crate) handle: SessionHandle,
     pub(crate) created_ms: i64,

@@ -36,6 +36,14 @@ impl Values {
         }
     }
 
+    /// Whether values are sealed (and [`open_data`](Self::open_data) has work to do).
+    pub(crate) fn seals(&self) -> bool {
+        #[cfg(feature = "value-encryption")]
+        return self.sealer.is_some();
+        #[cfg(not(feature = "value-encryption"))]
+        false
+    }
+
     /// The stored length of a value of `len` bytes (what the size limit counts).
     pub(crate) fn stored_len(&self, len: usize) -> usize {
         #[cfg(feature = "value-encryption")]

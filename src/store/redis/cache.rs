@@ -32,18 +32,18 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::{PushInfo, PushKind, Value};
 
 use crate::error::ConfigError;
-use crate::store::record::{self, Patch, Record};
+use crate::store::record::{self, Loaded, Patch, Record};
 
 mod entries;
 
 pub(crate) use self::entries::Ticket;
-use self::entries::{Entries, MAX_EARLY, Slot, State, Written, expires_of, patch_size, size_of};
+use self::entries::{Entries, Slot, State, Written, expires_of, parse};
 
 /// Settings of the local session cache
 /// ([`RedisStoreBuilder::with_local_cache`](crate::RedisStoreBuilder::with_local_cache)).
@@ -212,8 +212,14 @@ impl Cache {
         self.lock().clear();
     }
 
-    /// The session at `key` if a fresh entry holds it.
-    pub(crate) fn get(&self, key: &str, now_ms: i64) -> Option<Record> {
+    /// The session at `key` if a fresh entry holds it, as `view` shows the entry's
+    /// fields and their parsed copy.
+    pub(crate) fn get<T>(
+        &self,
+        key: &str,
+        now_ms: i64,
+        view: impl FnOnce(&HashMap<String, String>, &Arc<Loaded>) -> T,
+    ) -> Option<T> {
         if !self.enabled() {
             return None;
         }
@@ -223,6 +229,7 @@ impl Cache {
                 state:
                     State::Ready {
                         fields,
+                        parsed,
                         fetched,
                         expires_ms,
                         ..
@@ -230,7 +237,7 @@ impl Cache {
                 ..
             }) => {
                 if fetched.elapsed() <= self.limits.max_staleness && *expires_ms > now_ms {
-                    Some(Record::from_fields(fields.clone()))
+                    Some(view(fields, parsed))
                 } else {
                     entries.remove(key);
                     None
@@ -277,89 +284,54 @@ impl Cache {
     }
 
     /// Stores the reply of the read `ticket` reserved, unless an invalidation (or a
-    /// newer read) took the reservation meanwhile.
-    pub(crate) fn fill(&self, key: &str, ticket: Ticket, record: Option<&Record>) {
+    /// newer read) took the reservation meanwhile. Returns the parsed copy it keeps.
+    pub(crate) fn fill(
+        &self,
+        key: &str,
+        ticket: Ticket,
+        record: Option<&Record>,
+    ) -> Option<Arc<Loaded>> {
         let mut entries = self.lock();
         let epoch = entries.epoch;
-        let Some(slot) = entries.map.get(key) else {
-            return;
-        };
+        let slot = entries.map.get(key)?;
         let State::Pending { epoch: e, sent } = slot.state else {
-            return;
+            return None;
         };
         if slot.id != ticket.0 {
-            return;
+            return None;
         }
         if e != epoch {
             // Another operation of this process ran meanwhile: the reply may predate it.
             entries.remove(key);
-            return;
+            return None;
         }
         let version = record
             .and_then(|r| r.get(record::VERSION))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         let fields = record.map(Record::unpacked);
-        let Some((fields, expires_ms)) = fields.and_then(|f| {
+        let Some((fields, parsed, expires_ms)) = fields.and_then(|f| {
             let e = expires_of(&f)?;
-            Some((f, e))
+            let parsed = parse(&f)?;
+            Some((f, parsed, e))
         }) else {
             // No session (or an unreadable one): nothing to keep.
             entries.remove(key);
-            return;
+            return None;
         };
-        let Some(slot) = entries.map.get_mut(key) else {
-            return;
-        };
+        let slot = entries.map.get_mut(key)?;
         slot.state = State::Ready {
             fields,
+            parsed: parsed.clone(),
             fetched: sent,
             expires_ms,
             version,
         };
         // Updates confirmed while the read was in flight: those it already saw go.
         slot.early.retain(|v, _| *v > version);
-        Self::catch_up(&mut entries, key, &self.limits);
-    }
-
-    /// Applies the slot's early updates that now come next, then settles its size; a
-    /// slot too large goes.
-    fn catch_up(entries: &mut Entries, key: &str, limits: &LocalCache) {
-        let Some(slot) = entries.map.get_mut(key) else {
-            return;
-        };
-        let mut held = key.len();
-        if let State::Ready {
-            fields,
-            expires_ms,
-            version,
-            ..
-        } = &mut slot.state
-        {
-            while let Some(w) = slot.early.remove(&(*version + 1)) {
-                w.patch.apply_to(fields);
-                let expires = w.now_ms.saturating_add(crate::time::millis(w.ttl));
-                fields.insert(record::LAST_SEEN.to_owned(), w.now_ms.to_string());
-                fields.insert(record::EXPIRES.to_owned(), expires.to_string());
-                *expires_ms = expires;
-                *version += 1;
-            }
-            held = size_of(key, fields);
-        }
-        // Updates still waiting count too: they are memory a client's writes make.
-        held += slot
-            .early
-            .values()
-            .map(|w| patch_size(&w.patch))
-            .sum::<usize>();
-        let old = std::mem::replace(&mut slot.bytes, held);
-        let too_big = held > limits.max_bytes / 8 || slot.early.len() > MAX_EARLY;
-        entries.bytes = entries.bytes - old + held;
-        if too_big {
-            entries.remove(key);
-            return;
-        }
-        entries.shrink(limits);
+        entries.catch_up(key, &self.limits);
+        // The reply as read, whatever early updates the copy kept has applied since.
+        Some(parsed)
     }
 
     /// An update of `key` by this process that Redis confirmed: `patch`, written at
@@ -391,7 +363,7 @@ impl Cache {
                 ttl,
             },
         );
-        Self::catch_up(&mut entries, key, &self.limits);
+        entries.catch_up(key, &self.limits);
     }
 
     /// Drops `key` (a read of it failed).

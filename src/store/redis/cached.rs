@@ -9,6 +9,20 @@
 
 use super::*;
 
+use crate::store::record::Loaded;
+
+impl crate::store::sealed::Sealed for RedisStore {
+    fn load_parsed<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> impl Future<Output = Result<Option<Arc<Loaded>>, StoreError>> + Send + 'a
+    where
+        Self: SessionStore,
+    {
+        self.cached_read_parsed(key)
+    }
+}
+
 impl RedisStore {
     fn live_cache(&self) -> Option<&Cache> {
         self.cache.as_deref().filter(|c| c.enabled())
@@ -21,33 +35,55 @@ impl RedisStore {
         let Some(cache) = self.live_cache() else {
             return self.read(key, &rkey).await;
         };
-        if let Some(hit) = cache.get(&rkey, crate::time::now_ms()) {
+        let now = crate::time::now_ms();
+        if let Some(hit) = cache.get(&rkey, now, |f, _| Record::from_fields(f.clone())) {
             return Ok(Some(hit));
         }
-        // Boxed: the Cluster's tracked read is a large future, and every load would
-        // otherwise carry its size.
-        Box::pin(self.fill(cache, key, &rkey)).await
+        Ok(Box::pin(self.fill(cache, key, &rkey)).await?.0)
+    }
+
+    /// [`cached_read`](Self::cached_read) parsed for the session layer: a cached copy is
+    /// handed out shared, as it is, without copying or parsing it again.
+    pub(super) async fn cached_read_parsed(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Arc<Loaded>>, StoreError> {
+        let rkey = keys::session(&self.namespace, key);
+        let parse = |r: Option<Record>| r.and_then(Loaded::parse).map(Arc::new);
+        let Some(cache) = self.live_cache() else {
+            return self.read(key, &rkey).await.map(parse);
+        };
+        let now = crate::time::now_ms();
+        if let Some(hit) = cache.get(&rkey, now, |_, parsed| parsed.clone()) {
+            return Ok(Some(hit));
+        }
+        let (record, kept) = Box::pin(self.fill(cache, key, &rkey)).await?;
+        Ok(kept.or_else(|| parse(record)))
     }
 
     /// A cache miss: reserves `rkey`, reads it (tracked, on a Cluster: see
-    /// `read_tracked`) and fills the reservation if it still holds.
+    /// `read_tracked`) and fills the reservation if it still holds. Returns the record
+    /// and the parsed copy the cache keeps, if it keeps one.
     async fn fill(
         &self,
         cache: &Cache,
         key: &SessionKey,
         rkey: &str,
-    ) -> Result<Option<Record>, StoreError> {
+    ) -> Result<(Option<Record>, Option<Arc<Loaded>>), StoreError> {
         let ticket = cache.reserve(rkey);
         let read = if self.cluster {
             self.read_tracked(key, rkey).await
         } else {
             self.read(key, rkey).await
         };
-        match (&read, ticket) {
+        let kept = match (&read, ticket) {
             (Ok(record), Some(ticket)) => cache.fill(rkey, ticket, record.as_ref()),
-            _ => cache.evict(rkey),
-        }
-        read
+            _ => {
+                cache.evict(rkey);
+                None
+            }
+        };
+        Ok((read?, kept))
     }
 
     /// The update of a read-modify-write or refresh (`update.lua`). The cached copy

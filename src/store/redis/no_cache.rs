@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use redis::PushInfo;
 
-use crate::store::record::{Patch, Record};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::store::record::{Loaded, Patch, Record};
 
 /// The cache of one store: none without the feature.
 #[derive(Debug)]
@@ -40,7 +43,12 @@ impl Cache {
         match *self {}
     }
 
-    pub(crate) fn get(&self, _key: &str, _now_ms: i64) -> Option<Record> {
+    pub(crate) fn get<T>(
+        &self,
+        _key: &str,
+        _now_ms: i64,
+        _view: impl FnOnce(&HashMap<String, String>, &Arc<Loaded>) -> T,
+    ) -> Option<T> {
         match *self {}
     }
 
@@ -48,7 +56,12 @@ impl Cache {
         match *self {}
     }
 
-    pub(crate) fn fill(&self, _key: &str, _ticket: Ticket, _record: Option<&Record>) {
+    pub(crate) fn fill(
+        &self,
+        _key: &str,
+        _ticket: Ticket,
+        _record: Option<&Record>,
+    ) -> Option<Arc<Loaded>> {
         match *self {}
     }
 

@@ -22,6 +22,9 @@ pub(super) enum State {
     Ready {
         /// In the per-field layout, so a patch applies as in `MemoryStore`.
         fields: HashMap<String, String>,
+        /// `fields` parsed for the session layer, shared by every read until the
+        /// fields change (then parsed again).
+        parsed: Arc<Loaded>,
         fetched: Instant,
         expires_ms: i64,
         /// The record's version (writes it has had) that `fields` shows.
@@ -118,6 +121,57 @@ impl Entries {
         self.epoch += 1;
     }
 
+    /// Applies the slot's early updates that now come next, then settles its size; a
+    /// slot too large goes.
+    pub(super) fn catch_up(&mut self, key: &str, limits: &LocalCache) {
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        let mut held = key.len();
+        if let State::Ready {
+            fields,
+            parsed,
+            expires_ms,
+            version,
+            ..
+        } = &mut slot.state
+        {
+            let before = *version;
+            while let Some(w) = slot.early.remove(&(*version + 1)) {
+                w.patch.apply_to(fields);
+                let expires = w.now_ms.saturating_add(crate::time::millis(w.ttl));
+                fields.insert(record::LAST_SEEN.to_owned(), w.now_ms.to_string());
+                fields.insert(record::EXPIRES.to_owned(), expires.to_string());
+                *expires_ms = expires;
+                *version += 1;
+            }
+            if *version != before {
+                match parse(fields) {
+                    Some(p) => *parsed = p,
+                    None => {
+                        self.remove(key);
+                        return;
+                    }
+                }
+            }
+            held = size_of(key, fields);
+        }
+        // Updates still waiting count too: they are memory a client's writes make.
+        held += slot
+            .early
+            .values()
+            .map(|w| patch_size(&w.patch))
+            .sum::<usize>();
+        let old = std::mem::replace(&mut slot.bytes, held);
+        let too_big = held > limits.max_bytes / 8 || slot.early.len() > MAX_EARLY;
+        self.bytes = self.bytes - old + held;
+        if too_big {
+            self.remove(key);
+            return;
+        }
+        self.shrink(limits);
+    }
+
     /// Drops the oldest entries until both bounds hold.
     pub(super) fn shrink(&mut self, limits: &LocalCache) {
         while self.map.len() > limits.max_entries || self.bytes > limits.max_bytes {
@@ -137,12 +191,19 @@ impl Entries {
     }
 }
 
+/// The bytes an entry of `fields` holds: the fields, and their parsed copy, which holds
+/// about as much again.
 pub(super) fn size_of(key: &str, fields: &HashMap<String, String>) -> usize {
     key.len()
-        + fields
+        + 2 * fields
             .iter()
             .map(|(k, v)| k.len() + v.len() + FIELD_OVERHEAD)
             .sum::<usize>()
+}
+
+/// `fields` parsed for the session layer; `None` if they are no session.
+pub(super) fn parse(fields: &HashMap<String, String>) -> Option<Arc<Loaded>> {
+    Loaded::parse(Record::from_fields(fields.clone())).map(Arc::new)
 }
 
 pub(super) fn patch_size(patch: &Patch) -> usize {
