@@ -74,7 +74,8 @@ impl LocalCache {
     }
 
     /// About the most bytes of session keys, field names and values kept (default
-    /// 16 MiB); a session larger than an eighth of it is not cached.
+    /// 16 MiB), each session's counted twice: its fields, and the parsed copy that
+    /// reads share. A session larger than an eighth of it is not cached.
     #[must_use]
     pub fn with_max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes;
