@@ -43,7 +43,7 @@ use crate::store::record::{self, Loaded, Patch, Record};
 mod entries;
 
 pub(crate) use self::entries::Ticket;
-use self::entries::{Entries, Slot, State, Written, expires_of, parse};
+use self::entries::{Entries, Slot, State, Written, parse};
 
 /// Settings of the local session cache
 /// ([`RedisStoreBuilder::with_local_cache`](crate::RedisStoreBuilder::with_local_cache)).
@@ -232,12 +232,11 @@ impl Cache {
                         fields,
                         parsed,
                         fetched,
-                        expires_ms,
                         ..
                     },
                 ..
             }) => {
-                if fetched.elapsed() <= self.limits.max_staleness && *expires_ms > now_ms {
+                if fetched.elapsed() <= self.limits.max_staleness && parsed.expires_ms > now_ms {
                     Some(view(fields, parsed))
                 } else {
                     entries.remove(key);
@@ -311,10 +310,9 @@ impl Cache {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         let fields = record.map(Record::unpacked);
-        let Some((fields, parsed, expires_ms)) = fields.and_then(|f| {
-            let e = expires_of(&f)?;
+        let Some((fields, parsed)) = fields.and_then(|f| {
             let parsed = parse(&f)?;
-            Some((f, parsed, e))
+            Some((f, parsed))
         }) else {
             // No session (or an unreadable one): nothing to keep.
             entries.remove(key);
@@ -325,7 +323,6 @@ impl Cache {
             fields,
             parsed: parsed.clone(),
             fetched: sent,
-            expires_ms,
             version,
         };
         // Updates confirmed while the read was in flight: those it already saw go.

@@ -23,10 +23,9 @@ pub(super) enum State {
         /// In the per-field layout, so a patch applies as in `MemoryStore`.
         fields: HashMap<String, String>,
         /// `fields` parsed for the session layer, shared by every read until the
-        /// fields change (then parsed again).
+        /// fields change (then parsed again); its `expires_ms` ends the entry.
         parsed: Arc<Loaded>,
         fetched: Instant,
-        expires_ms: i64,
         /// The record's version (writes it has had) that `fields` shows.
         version: u64,
     },
@@ -131,7 +130,6 @@ impl Entries {
         if let State::Ready {
             fields,
             parsed,
-            expires_ms,
             version,
             ..
         } = &mut slot.state
@@ -142,7 +140,6 @@ impl Entries {
                 let expires = w.now_ms.saturating_add(crate::time::millis(w.ttl));
                 fields.insert(record::LAST_SEEN.to_owned(), w.now_ms.to_string());
                 fields.insert(record::EXPIRES.to_owned(), expires.to_string());
-                *expires_ms = expires;
                 *version += 1;
             }
             if *version != before {
@@ -217,8 +214,4 @@ pub(super) fn patch_size(patch: &Patch) -> usize {
             .iter()
             .map(|k| k.len() + FIELD_OVERHEAD)
             .sum::<usize>()
-}
-
-pub(super) fn expires_of(fields: &HashMap<String, String>) -> Option<i64> {
-    record::meta(fields, record::EXPIRES)?.parse().ok()
 }
