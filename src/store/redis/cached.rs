@@ -31,15 +31,8 @@ impl RedisStore {
     /// The session `key`: the cached copy when one is fresh, else read from Redis and
     /// kept unless an invalidation or one of this process's changes overtook the read.
     pub(super) async fn cached_read(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let rkey = keys::session(&self.namespace, key);
-        let Some(cache) = self.live_cache() else {
-            return self.read(key, &rkey).await;
-        };
-        let now = crate::time::now_ms();
-        if let Some(hit) = cache.get(&rkey, now, |f, _| Record::from_fields(f.clone())) {
-            return Ok(Some(hit));
-        }
-        Ok(Box::pin(self.fill(cache, key, &rkey)).await?.0)
+        self.read_through(key, |f, _| Record::from_fields(f.clone()), |r, _| r)
+            .await
     }
 
     /// [`cached_read`](Self::cached_read) parsed for the session layer: a cached copy is
@@ -48,17 +41,33 @@ impl RedisStore {
         &self,
         key: &SessionKey,
     ) -> Result<Option<Arc<Loaded>>, StoreError> {
-        let rkey = keys::session(&self.namespace, key);
-        let parse = |r: Option<Record>| r.and_then(Loaded::parse).map(Arc::new);
-        let Some(cache) = self.live_cache() else {
-            return self.read(key, &rkey).await.map(parse);
+        let hit = |_: &HashMap<String, String>, parsed: &Arc<Loaded>| parsed.clone();
+        let miss = |r: Option<Record>, kept: Option<Arc<Loaded>>| {
+            kept.or_else(|| r.and_then(Loaded::parse).map(Arc::new))
         };
-        let now = crate::time::now_ms();
-        if let Some(hit) = cache.get(&rkey, now, |_, parsed| parsed.clone()) {
+        self.read_through(key, hit, miss).await
+    }
+
+    /// The read both serve: `hit` shows a fresh entry (its fields and parsed copy);
+    /// `miss` turns what Redis answered, and the parsed copy the cache kept of it (if
+    /// any), into the answer.
+    async fn read_through<T>(
+        &self,
+        key: &SessionKey,
+        hit: impl FnOnce(&HashMap<String, String>, &Arc<Loaded>) -> T,
+        miss: impl FnOnce(Option<Record>, Option<Arc<Loaded>>) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let rkey = keys::session(&self.namespace, key);
+        let Some(cache) = self.live_cache() else {
+            return Ok(miss(self.read(key, &rkey).await?, None));
+        };
+        if let Some(hit) = cache.get(&rkey, crate::time::now_ms(), hit) {
             return Ok(Some(hit));
         }
+        // Boxed: the Cluster's tracked read is a large future, and every load would
+        // otherwise carry its size.
         let (record, kept) = Box::pin(self.fill(cache, key, &rkey)).await?;
-        Ok(kept.or_else(|| parse(record)))
+        Ok(miss(record, kept))
     }
 
     /// A cache miss: reserves `rkey`, reads it (tracked, on a Cluster: see

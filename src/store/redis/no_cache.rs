@@ -3,12 +3,11 @@
 //! code the compiler removes; the store's read and write paths keep one shape with and
 //! without the feature.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::PushInfo;
-
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::store::record::{Loaded, Patch, Record};
 
